@@ -1,0 +1,170 @@
+// Package broker is a small NATS-style publish/subscribe layer.
+//
+// Subjects are dot-separated tokens ("livechat.room.general"). A subscription
+// pattern may use "*" (exactly one token) and ">" (one or more trailing
+// tokens). Two backends implement Broker: an in-process one (memory://) for a
+// single node and tests, and Redis Pub/Sub (redis://, rediss://) for a
+// cluster. Open chooses one by URL.
+//
+// Delivery is at most once. Messages from one publisher on one subject are
+// delivered to a subscription in the order they were published. Every
+// subscription has its own bounded queue and delivery goroutine, so a slow
+// handler delays only itself: when its queue is full, further messages for it
+// are dropped and counted (Subscription.Dropped), never blocking the publisher
+// or other subscriptions.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+)
+
+// Errors returned by brokers. Compare with errors.Is.
+var (
+	// ErrClosed is returned by calls on a closed Broker or Subscription.
+	ErrClosed = errors.New("broker: closed")
+	// ErrInvalidSubject is wrapped by every subject validation error.
+	ErrInvalidSubject = errors.New("broker: invalid subject")
+	// ErrUnsupportedURL is returned by Open for an unknown scheme or a malformed URL.
+	ErrUnsupportedURL = errors.New("broker: unsupported URL")
+)
+
+// Message is one delivery. Data is shared by every subscription that receives
+// the message: handlers must not modify it.
+type Message struct {
+	// Subject is the concrete subject the message was published to.
+	Subject string
+	// Data is the payload, as published.
+	Data []byte
+}
+
+// Handler receives messages of one subscription. Calls for one subscription are
+// sequential, never concurrent, from that subscription's own goroutine.
+type Handler func(Message)
+
+// Broker publishes and subscribes. All methods are safe for concurrent use.
+type Broker interface {
+	// Publish sends data to every subscription matching subject, which must be
+	// a literal subject (no wildcards). It returns once the backend accepted
+	// the message; it does not wait for delivery.
+	Publish(ctx context.Context, subject string, data []byte) error
+	// Subscribe registers h for every message whose subject matches pattern.
+	// It returns only once the backend has confirmed the subscription, so a
+	// message published after Subscribe returns is delivered.
+	Subscribe(ctx context.Context, pattern string, h Handler) (Subscription, error)
+	// State reports the connection state.
+	State() State
+	// Close unsubscribes everything, stops every goroutine the broker started
+	// and releases its connections. It is idempotent.
+	Close() error
+}
+
+// Subscription is one registered handler.
+type Subscription interface {
+	// Pattern is the subject pattern given to Subscribe.
+	Pattern() string
+	// Unsubscribe stops delivery: once it returns no new handler call starts.
+	// It does not wait for a running handler call, so it is safe to call from
+	// inside the handler. It is idempotent.
+	Unsubscribe() error
+	// Dropped counts the messages dropped because this subscription's queue
+	// was full.
+	Dropped() uint64
+}
+
+// State is a broker's connection state.
+type State int32
+
+// Connection states.
+const (
+	// StateConnected means messages flow.
+	StateConnected State = iota
+	// StateReconnecting means the backend connection was lost and is being
+	// re-established; publishes fail and deliveries pause until it is back.
+	StateReconnecting
+	// StateClosed means Close was called.
+	StateClosed
+)
+
+// String returns "connected", "reconnecting" or "closed".
+func (s State) String() string {
+	switch s {
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Options tune a broker. The zero value is ready to use.
+type Options struct {
+	// QueueSize bounds each subscription's queue of undelivered messages.
+	// Default: 8192.
+	QueueSize int
+	// OnStateChange, if set, is called on every state change, from a
+	// goroutine of the broker; it must not block.
+	OnStateChange func(State)
+	// Logger receives connection events. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+const defaultQueueSize = 8192
+
+func (o *Options) fill() {
+	if o.QueueSize <= 0 {
+		o.QueueSize = defaultQueueSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Open returns a Broker for rawURL: "memory://" for the in-process broker, or
+// "redis://[user:password@]host:port[/db]" ("rediss://" for TLS) for Redis.
+// For Redis it connects and returns an error naming the URL, with any password
+// redacted, when the server cannot be reached.
+func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrUnsupportedURL, Redact(rawURL), err)
+	}
+	switch u.Scheme {
+	case "memory":
+		return NewMemory(opts), nil
+	case "redis", "rediss":
+		return OpenRedis(ctx, rawURL, opts)
+	}
+	return nil, fmt.Errorf("%w %q: scheme must be memory:// or redis:// (rediss://)", ErrUnsupportedURL, Redact(rawURL))
+}
+
+// Redact returns rawURL with any password replaced by "xxxxx", for logs and
+// error messages. A URL that does not parse is returned as "<invalid URL>".
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	return u.Redacted()
+}
+
+// SubscribeChan subscribes and sends every message to ch. The send blocks the
+// subscription's own goroutine only: when ch stays full, that subscription's
+// queue fills and further messages are dropped and counted. A pending send is
+// abandoned when the subscription is unsubscribed or the broker closed.
+func SubscribeChan(ctx context.Context, b Broker, pattern string, ch chan<- Message) (Subscription, error) {
+	if ds, ok := b.(doneSubscriber); ok {
+		return ds.subscribeDone(ctx, pattern, func(done <-chan struct{}, m Message) {
+			select {
+			case ch <- m:
+			case <-done:
+			}
+		})
+	}
+	return b.Subscribe(ctx, pattern, func(m Message) { ch <- m })
+}

@@ -1,0 +1,131 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Memory is the in-process broker, for a single node and for tests. Publish
+// hands the message to every matching subscription's queue before it returns.
+type Memory struct {
+	opts   Options
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	mu sync.RWMutex
+	// exact holds subscriptions to literal subjects; wild the others.
+	exact map[string]map[*sub]struct{}
+	wild  map[*sub]struct{}
+}
+
+var _ Broker = (*Memory)(nil)
+
+// NewMemory returns an in-process broker; it is always connected.
+func NewMemory(opts Options) *Memory {
+	opts.fill()
+	return &Memory{
+		opts:  opts,
+		exact: make(map[string]map[*sub]struct{}),
+		wild:  make(map[*sub]struct{}),
+	}
+}
+
+// Publish delivers data to every subscription matching subject.
+func (m *Memory) Publish(_ context.Context, subject string, data []byte) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if err := ValidateSubject(subject); err != nil {
+		return err
+	}
+	msg := Message{Subject: subject, Data: data}
+	m.mu.RLock()
+	for s := range m.exact[subject] {
+		s.deliver(msg)
+	}
+	for s := range m.wild {
+		if s.filter.matchString(subject) {
+			s.deliver(msg)
+		}
+	}
+	m.mu.RUnlock()
+	return nil
+}
+
+// Subscribe registers h for pattern.
+func (m *Memory) Subscribe(ctx context.Context, pattern string, h Handler) (Subscription, error) {
+	return m.subscribeDone(ctx, pattern, handlerFunc(h))
+}
+
+func (m *Memory) subscribeDone(_ context.Context, pat string, fn deliverFunc) (Subscription, error) {
+	p, err := parse(pat)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	s := newSub(pat, p, fn, m.opts.QueueSize, &m.wg)
+	s.remove = m.remove
+	if p.literal {
+		set := m.exact[pat]
+		if set == nil {
+			set = make(map[*sub]struct{})
+			m.exact[pat] = set
+		}
+		set[s] = struct{}{}
+	} else {
+		m.wild[s] = struct{}{}
+	}
+	return s, nil
+}
+
+func (m *Memory) remove(s *sub) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.filter.literal {
+		set := m.exact[s.pattern]
+		delete(set, s)
+		if len(set) == 0 {
+			delete(m.exact, s.pattern)
+		}
+	} else {
+		delete(m.wild, s)
+	}
+	return nil
+}
+
+// State is StateConnected until Close, then StateClosed.
+func (m *Memory) State() State {
+	if m.closed.Load() {
+		return StateClosed
+	}
+	return StateConnected
+}
+
+// Close stops every subscription and waits for their goroutines.
+func (m *Memory) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.mu.Lock()
+	for _, set := range m.exact {
+		for s := range set {
+			s.stop()
+		}
+	}
+	for s := range m.wild {
+		s.stop()
+	}
+	m.exact = make(map[string]map[*sub]struct{})
+	m.wild = make(map[*sub]struct{})
+	m.mu.Unlock()
+	if f := m.opts.OnStateChange; f != nil {
+		f(StateClosed)
+	}
+	m.wg.Wait()
+	return nil
+}

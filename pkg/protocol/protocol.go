@@ -1,0 +1,250 @@
+// Package protocol holds livechat's wire protocol v1: the JSON frames a client
+// and a server exchange over a WebSocket, the frames servers exchange over the
+// broker, the subjects they use and the rules for rooms, names and texts.
+// docs/PROTOCOL.md is the prose description of the same thing.
+package protocol
+
+import (
+	"errors"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Version is the protocol version announced in the welcome frame.
+const Version = 1
+
+// Frame types, client to server.
+const (
+	TypeJoin   = "join"
+	TypeSend   = "send"
+	TypeTyping = "typing"
+	TypeLeave  = "leave"
+)
+
+// Frame types, server to client. TypeTyping is used both ways.
+const (
+	TypeWelcome  = "welcome"
+	TypeJoined   = "joined"
+	TypeLeft     = "left"
+	TypeMessage  = "message"
+	TypeAck      = "ack"
+	TypePresence = "presence"
+	TypeError    = "error"
+)
+
+// Error codes carried by error frames.
+const (
+	CodeBadRequest   = "bad_request"   // not a JSON object, or a field of the wrong type
+	CodeUnknownType  = "unknown_type"  // "type" missing or not one of the client frame types
+	CodeInvalidRoom  = "invalid_room"  // room name breaks RoomPattern
+	CodeInvalidName  = "invalid_name"  // display name breaks the name rules
+	CodeInvalidText  = "invalid_text"  // empty text, or text over MaxTextLen
+	CodeInvalidCID   = "invalid_cid"   // cid over MaxCIDLen
+	CodeNotJoined    = "not_joined"    // send/typing/leave for a room the connection is not in
+	CodeTooManyRooms = "too_many_rooms"
+	CodeRateLimited  = "rate_limited"
+	CodeBinary       = "binary_unsupported" // a binary frame was sent
+	CodeUnavailable  = "unavailable"        // the broker (or store) is down; retry the same cid
+	CodeInternal     = "internal"
+)
+
+// Limits of the protocol.
+const (
+	MaxRoomLen = 64
+	MaxNameLen = 32 // in characters (runes)
+	MaxTextLen = 4000
+	MaxCIDLen  = 64
+)
+
+// Inbound is any client frame; fields not used by a type are ignored.
+type Inbound struct {
+	Type string `json:"type"`
+	Room string `json:"room,omitempty"`
+	Name string `json:"name,omitempty"`
+	Text string `json:"text,omitempty"`
+	CID  string `json:"cid,omitempty"`
+	// Since is the last seq the client saw in Room (join); reserved for the
+	// history feature.
+	Since uint64 `json:"since,omitempty"`
+}
+
+// Welcome is the first frame on every connection.
+type Welcome struct {
+	Type     string `json:"type"` // "welcome"
+	Server   string `json:"server"`
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
+	Limits   Limits `json:"limits"`
+}
+
+// Limits tells a client the bounds the server enforces.
+type Limits struct {
+	MaxText     int     `json:"max_text"`
+	MaxFrame    int     `json:"max_frame"`
+	MaxRooms    int     `json:"max_rooms"`
+	RatePerSec  float64 `json:"rate_per_sec"`
+	RateBurst   int     `json:"rate_burst"`
+	MaxNameRune int     `json:"max_name"`
+}
+
+// Joined answers a join.
+type Joined struct {
+	Type    string   `json:"type"` // "joined"
+	Room    string   `json:"room"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+}
+
+// Left answers a leave.
+type Left struct {
+	Type string `json:"type"` // "left"
+	Room string `json:"room"`
+}
+
+// Message is a chat message or a system announcement. The accepting server
+// encodes it once and publishes the encoded bytes on the room's subject;
+// every server forwards those bytes to its members unchanged.
+type Message struct {
+	Type   string `json:"type"` // "message"
+	Room   string `json:"room"`
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq,omitempty"` // reserved for the history feature
+	From   string `json:"from"`
+	Text   string `json:"text"`
+	TS     int64  `json:"ts"`     // server time, Unix milliseconds
+	Server string `json:"server"` // APPID of the accepting server, or "cli"
+	CID    string `json:"cid,omitempty"`
+	System bool   `json:"system,omitempty"` // an operator announcement
+}
+
+// Ack acknowledges a send to its sender.
+type Ack struct {
+	Type string `json:"type"` // "ack"
+	CID  string `json:"cid"`
+	ID   string `json:"id"`
+	Room string `json:"room"`
+	TS   int64  `json:"ts"`
+	Seq  uint64 `json:"seq,omitempty"`
+}
+
+// Typing tells a room that someone is typing. It is also published on the
+// room's subject.
+type Typing struct {
+	Type   string `json:"type"` // "typing"
+	Room   string `json:"room"`
+	Name   string `json:"name"`
+	Server string `json:"server,omitempty"`
+}
+
+// Presence reports a change of a room's member list (the union over all
+// servers). Members is the full list after the change.
+type Presence struct {
+	Type    string   `json:"type"` // "presence"
+	Room    string   `json:"room"`
+	Joined  []string `json:"joined,omitempty"`
+	Left    []string `json:"left,omitempty"`
+	Members []string `json:"members"`
+}
+
+// Error reports a refused frame; the connection stays open.
+type Error struct {
+	Type    string `json:"type"` // "error"
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	CID     string `json:"cid,omitempty"`
+	Room    string `json:"room,omitempty"`
+}
+
+// Subjects, relative to a deployment prefix (default "livechat").
+const DefaultPrefix = "livechat"
+
+// RoomSubject carries a room's message and typing frames.
+func RoomSubject(prefix, room string) string { return prefix + ".room." + room }
+
+// PresenceSubject carries a room's presence sync frames between servers.
+func PresenceSubject(prefix, room string) string { return prefix + ".presence." + room }
+
+// StatsSubject carries a server's heartbeat.
+func StatsSubject(prefix, appID string) string { return prefix + ".stats." + appID }
+
+// PresenceSync is exchanged between servers on a room's presence subject.
+// Op "snapshot" replaces Server's member list for the room and is valid for
+// TTLMillis; op "sync" asks every server to send its snapshot now; op "bye"
+// removes Server's list (it left the room or is shutting down).
+type PresenceSync struct {
+	Op        string   `json:"op"`
+	Server    string   `json:"server"`
+	Room      string   `json:"room"`
+	Members   []string `json:"members,omitempty"`
+	TTLMillis int64    `json:"ttl_ms,omitempty"`
+}
+
+// Heartbeat is what a server publishes on its stats subject every few
+// seconds; `livechat stats` collects them.
+type Heartbeat struct {
+	AppID       string  `json:"app_id"`
+	Addr        string  `json:"addr"`
+	Version     string  `json:"version"`
+	StartedMS   int64   `json:"started_ms"`
+	TS          int64   `json:"ts"` // Unix milliseconds when sent
+	IntervalMS  int64   `json:"interval_ms"`
+	Connections int64   `json:"connections"`
+	Rooms       int64   `json:"rooms"`
+	MsgsIn      uint64  `json:"msgs_in"`  // total client messages accepted
+	MsgsOut     uint64  `json:"msgs_out"` // total frames delivered to clients
+	InPerSec    float64 `json:"in_per_sec"`
+	OutPerSec   float64 `json:"out_per_sec"`
+	SlowDrops   uint64  `json:"slow_drops"` // clients disconnected as too slow
+	Broker      string  `json:"broker"`     // broker state
+	Draining    bool    `json:"draining"`
+}
+
+// Validation errors.
+var (
+	ErrInvalidRoom = errors.New("room must be 1-64 characters of letters, digits, '-' and '_'")
+	ErrInvalidName = errors.New("name must be 1-32 characters: letters, digits, spaces and - _ . ' (no leading or trailing space)")
+	ErrEmptyText   = errors.New("text is empty")
+	ErrLongText    = errors.New("text is longer than 4000 bytes")
+)
+
+// ValidRoom checks a room name: 1..MaxRoomLen of [A-Za-z0-9_-]. Room names
+// are case-sensitive and become one subject token.
+func ValidRoom(room string) error {
+	if room == "" || len(room) > MaxRoomLen {
+		return ErrInvalidRoom
+	}
+	for i := 0; i < len(room); i++ {
+		c := room[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return ErrInvalidRoom
+		}
+	}
+	return nil
+}
+
+// ValidName checks a display name: 1..MaxNameLen runes of letters, digits,
+// spaces and - _ . ', with no leading or trailing space.
+func ValidName(name string) error {
+	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxNameLen || strings.TrimSpace(name) != name {
+		return ErrInvalidName
+	}
+	for _, r := range name {
+		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || r == '-' || r == '_' || r == '.' || r == '\'') {
+			return ErrInvalidName
+		}
+	}
+	return nil
+}
+
+// ValidText checks a message text: not empty or only white space, at most
+// MaxTextLen bytes of valid UTF-8.
+func ValidText(text string) error {
+	if strings.TrimSpace(text) == "" {
+		return ErrEmptyText
+	}
+	if len(text) > MaxTextLen {
+		return ErrLongText
+	}
+	return nil
+}
