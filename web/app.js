@@ -1,0 +1,789 @@
+// livechat browser client: plain JavaScript, no build step, no dependencies.
+//
+// One WebSocket per page. The page can be in several rooms (tabs); each room
+// keeps its own message list, members, typing state, pending sends and last
+// seq. User text is only ever put into the page with textContent.
+'use strict';
+
+(function () {
+  // ---- constants --------------------------------------------------------
+
+  const BACKOFF_BASE_MS = 500;     // first reconnect waits up to this long
+  const BACKOFF_CAP_MS = 15000;    // and never more than this
+  const STABLE_MS = 10000;         // connected this long: reset the backoff
+  const TYPING_SEND_MS = 2000;     // send "typing" at most this often
+  const TYPING_SHOW_MS = 3000;     // show "x is typing" this long after the last frame
+  const MAX_MESSAGES = 500;        // DOM messages kept per room
+  const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  const NAME_CHAR_RE = /^[\p{L}\p{Nd} _.'-]$/u;
+  const LS_NAME = 'livechat.name';
+  const LS_ROOM = 'livechat.room';
+
+  const CLOSE_REASONS = {
+    1000: 'closed',
+    1001: 'server going away',
+    1006: 'connection lost',
+    1007: 'invalid text sent',
+    1008: 'policy violation (rate limit)',
+    1009: 'message too big',
+    1011: 'server error',
+    1013: 'server busy, try again later',
+  };
+
+  // ---- small helpers ----------------------------------------------------
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function store(key, value) {
+    try { localStorage.setItem(key, value); } catch (_) { /* private mode */ }
+  }
+
+  function load(key) {
+    try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  const utf8 = new TextEncoder();
+  function byteLen(s) { return utf8.encode(s).length; }
+
+  // validRoom mirrors protocol.ValidRoom.
+  function validRoom(room) {
+    return ROOM_RE.test(room) ? '' : 'Room must be 1-64 characters: letters, digits, - and _.';
+  }
+
+  // validName mirrors protocol.ValidName: 1-32 characters (code points) of
+  // letters, digits, space and - _ . ', no leading or trailing space.
+  function validName(name) {
+    const chars = Array.from(name);
+    if (chars.length === 0) return 'Enter a name.';
+    if (chars.length > 32) return 'Name must be at most 32 characters.';
+    if (name.trim() !== name) return 'Name must not start or end with a space.';
+    for (const c of chars) {
+      if (!NAME_CHAR_RE.test(c)) return 'Name may only use letters, digits, spaces and - _ . \' (not "' + c + '").';
+    }
+    return '';
+  }
+
+  // wsURL picks the WebSocket endpoint: ?ws=, then <meta name="livechat-ws">,
+  // then /ws on this page's own origin. Relative values resolve against the page.
+  function wsURL() {
+    let raw = '';
+    try { raw = new URLSearchParams(location.search).get('ws') || ''; } catch (_) { raw = ''; }
+    if (!raw) {
+      const meta = document.querySelector('meta[name="livechat-ws"]');
+      raw = (meta && meta.content.trim()) || '';
+    }
+    if (!raw) raw = '/ws';
+    const u = new URL(raw, location.href);
+    if (u.protocol === 'http:') u.protocol = 'ws:';
+    if (u.protocol === 'https:') u.protocol = 'wss:';
+    return u.href;
+  }
+
+  const cidPrefix = Math.random().toString(36).slice(2, 8) + Date.now().toString(36).slice(-4);
+  let cidCounter = 0;
+  function newCID() { cidCounter += 1; return cidPrefix + '-' + cidCounter; }
+
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+  // ---- state ------------------------------------------------------------
+
+  const state = {
+    name: '',
+    rooms: new Map(),  // room -> Room
+    active: '',        // room shown
+    ws: null,
+    serverID: '',
+    limits: null,
+    conn: 'offline',   // offline | connecting | connected | reconnecting
+    attempt: 0,        // consecutive failed connects, for the backoff
+    retryAt: 0,
+    retryTimer: 0,
+    countdownTimer: 0,
+    stableTimer: 0,
+    userClosed: false,
+    lastTypingSent: 0,
+  };
+
+  function newRoom(name) {
+    const list = el('ol', 'messages');
+    return {
+      name: name,
+      joined: false,     // the server confirmed our membership on this connection
+      members: [],
+      seen: new Set(),   // message ids already shown
+      seenSeq: new Set(), // seqs already shown (history feature)
+      everJoined: false,
+      lastSeq: 0,        // highest seq seen (history feature)
+      pending: new Map(), // cid -> {text, li, status: queued|sent|failed}
+      typers: new Map(), // name -> expiry (ms)
+      unread: 0,
+      list: list,        // this room's <ol>; the visible one is #messages
+      tab: null,
+      scrollTop: null,
+    };
+  }
+
+  // ---- DOM references ---------------------------------------------------
+
+  const ui = {};
+  function bindUI() {
+    for (const id of ['join-screen', 'join-form', 'name', 'room', 'join', 'name-error', 'room-error',
+      'join-error', 'chat-screen', 'room-name', 'state', 'members-toggle', 'member-count', 'member-count-2',
+      'leave', 'tabs', 'add-room-form', 'add-room', 'sidebar', 'members', 'messages', 'jump', 'typing',
+      'send-form', 'text', 'send', 'composer-note', 'toasts']) {
+      ui[id.replace(/-(.)/g, (_, c) => c.toUpperCase())] = $(id);
+    }
+  }
+
+  // ---- toasts -----------------------------------------------------------
+
+  function toast(text, kind) {
+    const t = el('div', 'toast' + (kind ? ' ' + kind : ''), text);
+    ui.toasts.appendChild(t);
+    while (ui.toasts.children.length > 4) ui.toasts.removeChild(ui.toasts.firstChild);
+    setTimeout(() => { if (t.parentNode) t.parentNode.removeChild(t); }, 6000);
+  }
+
+  // ---- connection -------------------------------------------------------
+
+  function setConn(conn, text) {
+    state.conn = conn;
+    ui.state.dataset.state = conn;
+    ui.state.textContent = text;
+    document.body.dataset.conn = conn;
+    updateComposer();
+  }
+
+  function connect() {
+    clearTimeout(state.retryTimer);
+    clearInterval(state.countdownTimer);
+    state.retryTimer = 0;
+    if (state.ws) return;
+    state.userClosed = false;
+    let url;
+    try {
+      url = wsURL();
+    } catch (e) {
+      setConn('offline', 'offline: bad ws URL');
+      return;
+    }
+    setConn('connecting', state.attempt > 0 ? 'reconnecting…' : 'connecting…');
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      scheduleReconnect('cannot connect');
+      return;
+    }
+    state.ws = ws;
+    ws.onmessage = (ev) => { if (state.ws === ws) onFrame(ev.data); };
+    ws.onclose = (ev) => { if (state.ws === ws) onClose(ev); };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  function sendFrame(obj) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  function onWelcome(f) {
+    state.serverID = String(f.server || '?');
+    state.limits = f.limits || null;
+    setConn('connected', 'connected to server ' + state.serverID);
+    clearTimeout(state.stableTimer);
+    state.stableTimer = setTimeout(() => { state.attempt = 0; }, STABLE_MS);
+    for (const r of state.rooms.values()) joinFrame(r);
+  }
+
+  function joinFrame(r) {
+    r.joined = false;
+    const f = { type: 'join', room: r.name, name: state.name };
+    if (r.lastSeq > 0) f.since = r.lastSeq;
+    sendFrame(f);
+  }
+
+  function onClose(ev) {
+    state.ws = null;
+    clearTimeout(state.stableTimer);
+    for (const r of state.rooms.values()) {
+      r.joined = false;
+      r.typers.clear();
+    }
+    renderTyping();
+    if (state.userClosed || state.rooms.size === 0) {
+      setConn('offline', 'offline');
+      return;
+    }
+    const why = CLOSE_REASONS[ev.code] || ('closed (' + ev.code + ')');
+    if (ev.code === 1008 || ev.code === 1009 || ev.code === 1007 || ev.code === 1013) {
+      toast('Disconnected: ' + (ev.reason || why), 'warn');
+    }
+    scheduleReconnect(why);
+  }
+
+  // scheduleReconnect waits a random time in [0, min(cap, base*2^attempt))
+  // ("full jitter") and connects again.
+  function scheduleReconnect(why) {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, state.attempt));
+    const delay = Math.floor(Math.random() * ceiling);
+    state.attempt += 1;
+    state.retryAt = Date.now() + delay;
+    clearTimeout(state.retryTimer);
+    clearInterval(state.countdownTimer);
+    if (navigator.onLine === false) {
+      setConn('offline', 'offline (no network)');
+      return; // the "online" event reconnects
+    }
+    const tick = () => {
+      const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+      setConn('reconnecting', 'reconnecting in ' + s + 's' + (why ? ' (' + why + ')' : ''));
+    };
+    tick();
+    state.countdownTimer = setInterval(tick, 250);
+    state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function reconnectNow() {
+    if (state.ws || state.rooms.size === 0) return;
+    connect();
+  }
+
+  // ---- frames from the server --------------------------------------------
+
+  function onFrame(data) {
+    let f;
+    try { f = JSON.parse(data); } catch (_) { return; }
+    if (!f || typeof f !== 'object') return;
+    switch (f.type) {
+      case 'welcome': onWelcome(f); break;
+      case 'joined': onJoined(f); break;
+      case 'left': break;
+      case 'message': onMessage(f); break;
+      case 'ack': onAck(f); break;
+      case 'presence': onPresence(f); break;
+      case 'typing': onTyping(f); break;
+      case 'error': onError(f); break;
+      default: break; // later protocol versions may add frames
+    }
+  }
+
+  function onJoined(f) {
+    const r = state.rooms.get(f.room);
+    if (!r) return;
+    const first = !r.everJoined;
+    r.joined = true;
+    r.everJoined = true;
+    if (typeof f.name === 'string' && f.name) state.name = f.name;
+    setMembers(r, Array.isArray(f.members) ? f.members : []);
+    if (first) addNotice(r, 'You joined #' + r.name + ' as ' + state.name + '.');
+    // Sends typed while disconnected, and sends that were never acknowledged,
+    // go out again with their original cid.
+    for (const [cid, p] of r.pending) {
+      if (p.status === 'queued' || p.status === 'sent') transmit(r, cid, p);
+    }
+    updateComposer();
+  }
+
+  function onPresence(f) {
+    const r = state.rooms.get(f.room);
+    if (!r) return;
+    const joined = (Array.isArray(f.joined) ? f.joined : []).filter((n) => n !== state.name);
+    const left = (Array.isArray(f.left) ? f.left : []).filter((n) => n !== state.name);
+    if (joined.length) addNotice(r, joined.join(', ') + (joined.length > 1 ? ' joined.' : ' joined.'));
+    if (left.length) addNotice(r, left.join(', ') + ' left.');
+    for (const n of left) r.typers.delete(n);
+    if (Array.isArray(f.members)) setMembers(r, f.members);
+    renderTyping();
+  }
+
+  function onTyping(f) {
+    const r = state.rooms.get(f.room);
+    if (!r || typeof f.name !== 'string' || f.name === state.name) return;
+    r.typers.set(f.name, Date.now() + TYPING_SHOW_MS);
+    renderTyping();
+    setTimeout(renderTyping, TYPING_SHOW_MS + 50);
+  }
+
+  function onMessage(f) {
+    const r = state.rooms.get(f.room);
+    if (!r || typeof f.id !== 'string') return;
+    if (typeof f.seq === 'number' && f.seq > 0) {
+      if (r.seenSeq.has(f.seq) && !r.seen.has(f.id)) return; // replayed under another id
+      r.seenSeq.add(f.seq);
+      if (f.seq > r.lastSeq) r.lastSeq = f.seq;
+    }
+    r.typers.delete(f.from);
+    renderTyping();
+    if (r.seen.has(f.id)) {
+      // Already shown (e.g. after the ack): fill in what the ack lacked.
+      const li = r.list.querySelector('li.msg[data-id="' + cssEscape(f.id) + '"]');
+      if (li) fillMessage(li, f);
+      return;
+    }
+    r.seen.add(f.id);
+    const p = f.cid ? r.pending.get(f.cid) : undefined;
+    if (p && f.from === state.name) {
+      r.pending.delete(f.cid);
+      p.li.dataset.id = f.id;
+      fillMessage(p.li, f);
+      setStatus(p.li, 'done');
+      return;
+    }
+    const li = renderMessage(f);
+    appendToRoom(r, li);
+  }
+
+  function onAck(f) {
+    const r = state.rooms.get(f.room) || findRoomByCID(f.cid);
+    if (!r) return;
+    const p = r.pending.get(f.cid);
+    if (!p) return;
+    r.pending.delete(f.cid);
+    if (typeof f.seq === 'number' && f.seq > 0) {
+      r.seenSeq.add(f.seq);
+      if (f.seq > r.lastSeq) r.lastSeq = f.seq;
+    }
+    if (r.seen.has(f.id)) { // the message itself was already shown separately
+      p.li.remove();
+      return;
+    }
+    r.seen.add(f.id);
+    p.li.dataset.id = f.id;
+    if (typeof f.ts === 'number') setTime(p.li, f.ts);
+    setStatus(p.li, 'done');
+  }
+
+  function onError(f) {
+    const msg = f.message || f.code || 'error';
+    if (f.cid) {
+      const r = state.rooms.get(f.room) || findRoomByCID(f.cid);
+      const p = r && r.pending.get(f.cid);
+      if (p) {
+        p.status = 'failed';
+        setStatus(p.li, 'failed', msg);
+        return;
+      }
+    }
+    if (f.room && state.rooms.has(f.room)) {
+      const r = state.rooms.get(f.room);
+      if (!r.joined && (f.code === 'invalid_name' || f.code === 'invalid_room' || f.code === 'too_many_rooms')) {
+        // The join was refused.
+        dropRoom(f.room);
+        if (state.rooms.size === 0) {
+          backToJoin(f.code === 'invalid_name' ? { name: msg } : f.code === 'invalid_room' ? { room: msg } : { form: msg });
+        } else {
+          toast('#' + f.room + ': ' + msg, 'error');
+        }
+        return;
+      }
+      if (!r.joined && f.code === 'unavailable') {
+        // The server could not subscribe us (its broker is down): try again shortly.
+        setTimeout(() => { if (state.conn === 'connected' && state.rooms.get(r.name) === r && !r.joined) joinFrame(r); }, 2000);
+      }
+      if (f.code === 'not_joined' && state.conn === 'connected') {
+        joinFrame(r); // the server forgot us (e.g. it restarted the room): join again
+      }
+    }
+    toast((f.room ? '#' + f.room + ': ' : '') + msg, 'error');
+  }
+
+  function findRoomByCID(cid) {
+    for (const r of state.rooms.values()) if (r.pending.has(cid)) return r;
+    return null;
+  }
+
+  function cssEscape(s) {
+    return (window.CSS && CSS.escape) ? CSS.escape(s) : s.replace(/["\\]/g, '\\$&');
+  }
+
+  // ---- rendering ----------------------------------------------------------
+
+  // renderMessage builds a message element: li.msg[data-id] with .from,
+  // .time, .server and .text children. Text goes in with textContent only.
+  function renderMessage(f) {
+    const li = el('li', 'msg');
+    if (f.id) li.dataset.id = f.id;
+    const own = !f.system && f.from === state.name;
+    if (own) li.classList.add('own');
+    if (f.system) li.classList.add('system');
+    const meta = el('div', 'meta');
+    const from = el('span', 'from', f.system ? (f.from ? 'Announcement · ' + f.from : 'Announcement') : f.from);
+    const time = el('time', 'time');
+    const server = el('span', 'server');
+    const status = el('span', 'status');
+    meta.append(from, time, server, status);
+    const text = el('div', 'text', f.text);
+    li.append(meta, text);
+    fillMessage(li, f);
+    return li;
+  }
+
+  function fillMessage(li, f) {
+    if (typeof f.ts === 'number') setTime(li, f.ts);
+    const server = li.querySelector('.server');
+    if (server && f.server) server.textContent = 'via server ' + f.server;
+  }
+
+  function setTime(li, ts) {
+    const t = li.querySelector('.time');
+    if (!t) return;
+    const d = new Date(ts);
+    t.dateTime = d.toISOString();
+    t.textContent = timeFmt.format(d);
+    t.title = fullFmt.format(d);
+  }
+
+  function setStatus(li, status, why) {
+    li.classList.remove('pending', 'failed');
+    const s = li.querySelector('.status');
+    clear(s);
+    if (status === 'pending' || status === 'queued') {
+      li.classList.add('pending');
+      s.textContent = status === 'queued' ? 'queued' : 'sending…';
+    } else if (status === 'failed') {
+      li.classList.add('failed');
+      s.appendChild(el('span', 'why', 'not sent: ' + (why || 'error')));
+      const b = el('button', 'retry', 'Retry');
+      b.type = 'button';
+      b.addEventListener('click', () => retry(li));
+      s.appendChild(b);
+    }
+  }
+
+  function addNotice(r, text) {
+    const li = el('li', 'notice', text);
+    appendToRoom(r, li);
+  }
+
+  function appendToRoom(r, li) {
+    const visible = r.name === state.active;
+    const list = r.list;
+    const stick = !visible || nearBottom();
+    list.appendChild(li);
+    while (list.children.length > MAX_MESSAGES) list.removeChild(list.firstChild);
+    if (visible) {
+      if (stick) scrollToBottom();
+      else if (li.classList.contains('msg')) ui.jump.hidden = false;
+    } else if (li.classList.contains('msg')) {
+      r.unread += 1;
+      renderTabs();
+    }
+  }
+
+  function nearBottom() {
+    const m = ui.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+    ui.jump.hidden = true;
+  }
+
+  function setMembers(r, members) {
+    r.members = members.slice().sort((a, b) => a.localeCompare(b));
+    if (r.name === state.active) renderMembers();
+  }
+
+  function renderMembers() {
+    const r = state.rooms.get(state.active);
+    clear(ui.members);
+    const members = r ? r.members : [];
+    for (const n of members) {
+      const li = el('li', n === state.name ? 'me' : '', n);
+      if (n === state.name) li.title = 'you';
+      ui.members.appendChild(li);
+    }
+    ui.memberCount.textContent = String(members.length);
+    ui.memberCount2.textContent = String(members.length);
+  }
+
+  function renderTyping() {
+    const r = state.rooms.get(state.active);
+    const now = Date.now();
+    const names = [];
+    if (r) {
+      for (const [n, exp] of r.typers) {
+        if (exp > now) names.push(n); else r.typers.delete(n);
+      }
+    }
+    let text = '';
+    if (names.length === 1) text = names[0] + ' is typing…';
+    else if (names.length === 2) text = names[0] + ' and ' + names[1] + ' are typing…';
+    else if (names.length > 2) text = 'Several people are typing…';
+    ui.typing.textContent = text;
+  }
+
+  function renderTabs() {
+    clear(ui.tabs);
+    for (const r of state.rooms.values()) {
+      const li = el('li', 'tab' + (r.name === state.active ? ' active' : ''));
+      const b = el('button', 'tab-btn');
+      b.type = 'button';
+      b.appendChild(el('span', 'tab-name', '#' + r.name));
+      if (r.unread > 0) b.appendChild(el('span', 'badge', r.unread > 99 ? '99+' : String(r.unread)));
+      if (r.name === state.active) b.setAttribute('aria-current', 'page');
+      b.addEventListener('click', () => showRoom(r.name));
+      li.appendChild(b);
+      ui.tabs.appendChild(li);
+    }
+    document.body.classList.toggle('multi-room', state.rooms.size > 1);
+  }
+
+  // showRoom swaps the room's own <ol> into the #messages slot.
+  function showRoom(name) {
+    const r = state.rooms.get(name);
+    if (!r) return;
+    const prev = state.rooms.get(state.active);
+    if (prev && prev !== r) prev.scrollTop = ui.messages.scrollTop;
+    state.active = name;
+    r.unread = 0;
+    if (ui.messages !== r.list) {
+      r.list.id = 'messages';
+      r.list.setAttribute('aria-live', 'polite');
+      r.list.setAttribute('aria-relevant', 'additions');
+      if (ui.messages.parentNode) ui.messages.parentNode.replaceChild(r.list, ui.messages);
+      if (prev && prev.list !== r.list) prev.list.removeAttribute('id');
+      ui.messages = r.list;
+      ui.messages.addEventListener('scroll', onScroll);
+    }
+    if (r.scrollTop === null) scrollToBottom(); else ui.messages.scrollTop = r.scrollTop;
+    ui.roomName.textContent = name;
+    document.title = '#' + name + ' · livechat';
+    store(LS_ROOM, name);
+    renderTabs();
+    renderMembers();
+    renderTyping();
+    updateComposer();
+  }
+
+  function onScroll() {
+    if (nearBottom()) ui.jump.hidden = true;
+  }
+
+  function updateComposer() {
+    if (!ui.text) return;
+    const r = state.rooms.get(state.active);
+    let note = '';
+    if (r && state.conn !== 'connected') note = 'Not connected: messages are queued and sent when the connection is back.';
+    else if (r && !r.joined) note = 'Joining…';
+    const len = byteLen(ui.text.value);
+    const max = maxText();
+    if (len > max) note = 'Too long: ' + len + ' of ' + max + ' bytes.';
+    else if (len > max * 0.8) note = len + ' / ' + max + ' bytes';
+    ui.composerNote.textContent = note;
+    ui.send.disabled = !r || ui.text.value.trim() === '' || len > max;
+  }
+
+  function maxText() {
+    return (state.limits && state.limits.max_text) || 4000;
+  }
+
+  // ---- actions ------------------------------------------------------------
+
+  function sendText() {
+    const r = state.rooms.get(state.active);
+    const text = ui.text.value;
+    if (!r || text.trim() === '') return;
+    if (byteLen(text) > maxText()) { updateComposer(); return; }
+    const cid = newCID();
+    const li = renderMessage({ from: state.name, text: text, ts: Date.now() });
+    li.dataset.cid = cid;
+    const p = { text: text, li: li, status: 'queued' };
+    r.pending.set(cid, p);
+    setStatus(li, 'queued');
+    appendToRoom(r, li);
+    scrollToBottom();
+    ui.text.value = '';
+    autosize();
+    state.lastTypingSent = 0;
+    if (r.joined) transmit(r, cid, p);
+    updateComposer();
+  }
+
+  function transmit(r, cid, p) {
+    if (sendFrame({ type: 'send', room: r.name, text: p.text, cid: cid })) {
+      p.status = 'sent';
+      setStatus(p.li, 'pending');
+    } else {
+      p.status = 'queued';
+      setStatus(p.li, 'queued');
+    }
+  }
+
+  function retry(li) {
+    const cid = li.dataset.cid;
+    const r = findRoomByCID(cid);
+    if (!r) return;
+    const p = r.pending.get(cid);
+    p.status = 'queued';
+    setStatus(li, 'queued');
+    if (r.joined) transmit(r, cid, p);
+  }
+
+  function onInput() {
+    autosize();
+    updateComposer();
+    const r = state.rooms.get(state.active);
+    if (!r || !r.joined || ui.text.value.trim() === '') return;
+    const now = Date.now();
+    if (now - state.lastTypingSent >= TYPING_SEND_MS) {
+      state.lastTypingSent = now;
+      sendFrame({ type: 'typing', room: r.name });
+    }
+  }
+
+  function autosize() {
+    const t = ui.text;
+    t.style.height = 'auto';
+    t.style.height = Math.min(t.scrollHeight, 160) + 'px';
+  }
+
+  function addRoom(name) {
+    if (state.rooms.has(name)) { showRoom(name); return; }
+    const r = newRoom(name);
+    state.rooms.set(name, r);
+    showRoom(name);
+    if (state.conn === 'connected') joinFrame(r);
+    else if (!state.ws && !state.retryTimer) connect();
+  }
+
+  function dropRoom(name) {
+    state.rooms.delete(name);
+    if (state.active === name) {
+      const next = state.rooms.keys().next();
+      state.active = '';
+      if (!next.done) showRoom(next.value);
+    }
+    renderTabs();
+  }
+
+  function leaveRoom(name) {
+    sendFrame({ type: 'leave', room: name });
+    dropRoom(name);
+    if (state.rooms.size === 0) {
+      state.userClosed = true;
+      clearTimeout(state.retryTimer);
+      clearInterval(state.countdownTimer);
+      state.retryTimer = 0;
+      if (state.ws) state.ws.close(1000, 'bye');
+      state.ws = null;
+      state.attempt = 0;
+      setConn('offline', 'offline');
+      backToJoin({});
+    }
+  }
+
+  function backToJoin(errors) {
+    ui.chatScreen.hidden = true;
+    ui.joinScreen.hidden = false;
+    ui.nameError.textContent = errors.name || '';
+    ui.roomError.textContent = errors.room || '';
+    ui.joinError.textContent = errors.form || '';
+    if (state.rooms.size === 0 && state.ws) {
+      state.userClosed = true;
+      state.ws.close(1000, 'bye');
+      state.ws = null;
+      setConn('offline', 'offline');
+    }
+    document.title = 'livechat';
+    ui.name.focus();
+  }
+
+  function onJoinSubmit(ev) {
+    ev.preventDefault();
+    const name = ui.name.value.trim().replace(/\s+/g, ' ');
+    const room = ui.room.value.trim().replace(/^#/, '');
+    ui.name.value = name;
+    ui.room.value = room;
+    const ne = validName(name);
+    const re = validRoom(room);
+    ui.nameError.textContent = ne;
+    ui.roomError.textContent = re;
+    ui.joinError.textContent = '';
+    ui.name.setAttribute('aria-invalid', ne ? 'true' : 'false');
+    ui.room.setAttribute('aria-invalid', re ? 'true' : 'false');
+    if (ne) { ui.name.focus(); return; }
+    if (re) { ui.room.focus(); return; }
+    store(LS_NAME, name);
+    store(LS_ROOM, room);
+    state.name = name;
+    ui.joinScreen.hidden = true;
+    ui.chatScreen.hidden = false;
+    addRoom(room);
+    ui.text.focus();
+  }
+
+  function onAddRoom(ev) {
+    ev.preventDefault();
+    const room = ui.addRoom.value.trim().replace(/^#/, '');
+    const err = validRoom(room);
+    if (err) { toast(err, 'error'); ui.addRoom.focus(); return; }
+    const max = state.limits && state.limits.max_rooms;
+    if (max && state.rooms.size >= max && !state.rooms.has(room)) {
+      toast('You can be in at most ' + max + ' rooms.', 'error');
+      return;
+    }
+    ui.addRoom.value = '';
+    addRoom(room);
+    ui.text.focus();
+  }
+
+  function toggleMembers() {
+    const open = !document.body.classList.contains('members-open');
+    document.body.classList.toggle('members-open', open);
+    ui.membersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+  }
+
+  // ---- start ----------------------------------------------------------------
+
+  function init() {
+    bindUI();
+    const q = new URLSearchParams(location.search);
+    ui.name.value = q.get('name') || load(LS_NAME) || '';
+    ui.room.value = q.get('room') || load(LS_ROOM) || 'general';
+    ui.joinForm.addEventListener('submit', onJoinSubmit);
+    ui.name.addEventListener('input', () => { ui.nameError.textContent = ''; });
+    ui.room.addEventListener('input', () => { ui.roomError.textContent = ''; });
+    ui.sendForm.addEventListener('submit', (ev) => { ev.preventDefault(); sendText(); ui.text.focus(); });
+    ui.text.addEventListener('input', onInput);
+    ui.text.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        sendText();
+      }
+    });
+    ui.addRoomForm.addEventListener('submit', onAddRoom);
+    ui.leave.addEventListener('click', () => leaveRoom(state.active));
+    ui.membersToggle.addEventListener('click', toggleMembers);
+    ui.state.addEventListener('click', () => { if (state.conn === 'reconnecting' || state.conn === 'offline') reconnectNow(); });
+    ui.jump.addEventListener('click', scrollToBottom);
+    ui.messages.addEventListener('scroll', onScroll);
+    window.addEventListener('online', reconnectNow);
+    window.addEventListener('offline', () => { if (state.ws) state.ws.close(4000, 'offline'); });
+    setInterval(renderTyping, 1000);
+    updateComposer();
+    if (q.get('join') === '1' && ui.name.value && ui.room.value) ui.join.click();
+    else (ui.name.value ? ui.room : ui.name).focus();
+  }
+
+  // Exposed for debugging and automated tests; not an API.
+  window.livechat = { state: state, validName: validName, validRoom: validRoom, wsURL: wsURL };
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();

@@ -1,0 +1,19 @@
+// Package web holds the browser client, embedded into the binary.
+//
+// The client is plain HTML, CSS and JavaScript with no build step; the same
+// directory is also served as static files by nginx. It connects to /ws on
+// its own origin unless a ?ws= query parameter or a
+// <meta name="livechat-ws"> tag says otherwise.
+package web
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed index.html app.js style.css
+var files embed.FS
+
+// FS returns the client's files, rooted so that "index.html" is at the top.
+// The result is read-only and safe for concurrent use.
+func FS() fs.FS { return files }
