@@ -198,6 +198,10 @@ type Heartbeat struct {
 	SlowDrops   uint64  `json:"slow_drops"` // clients disconnected as too slow
 	Broker      string  `json:"broker"`     // broker state
 	Draining    bool    `json:"draining"`
+	// Peers maps the APPID of every other server this one heard a heartbeat
+	// from recently to when it last did (Unix ms), so `livechat stats` can
+	// show a server that died as stale.
+	Peers map[string]int64 `json:"peers,omitempty"`
 }
 
 // Validation errors.

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/server"
+	"github.com/livechat/livechat/web"
+)
+
+// ServeOptions are the inputs of `livechat serve`.
+type ServeOptions struct {
+	Global *GlobalOptions
+	// Addr is the listen address. Default: ":8080".
+	Addr string
+	// AppID names this server in messages, heartbeats and logs. Default: the host name.
+	AppID string
+	// AllowedOrigins are the Origins allowed at the WebSocket handshake
+	// besides the server's own host; "*" allows any.
+	AllowedOrigins []string
+	// TrustProxy takes the client address from X-Forwarded-For (behind HAProxy or nginx).
+	TrustProxy bool
+	// Server limits, see server.Config.
+	MaxConnsPerIP, MaxRoomsPerConn, SendQueue, RateBurst int
+	ReadLimit                                           int64
+	RatePerSec                                          float64
+	// ShutdownTimeout bounds the graceful shutdown. Default: 15s.
+	ShutdownTimeout time.Duration
+	// DrainDelay is how long /readyz reports 503 before clients are told to go away. Default: 0.
+	DrainDelay time.Duration
+	// HeartbeatInterval and PresenceInterval, see server.Config.
+	HeartbeatInterval, PresenceInterval time.Duration
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel, LogFormat string
+}
+
+func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
+	opts := &ServeOptions{Global: g}
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a chat server: the web client, the WebSocket endpoint, health and metrics",
+		Long: `Run a chat server. It serves the web client at /, WebSockets at /ws, /healthz,
+/readyz (503 while the broker is down or the server drains) and /metrics
+(Prometheus). Messages go through the broker, so any number of servers sharing
+one Redis form one chat. On SIGTERM or SIGINT it drains: /readyz turns 503, after
+--drain-delay clients are closed with 1001 (going away) and the process exits
+within --shutdown-timeout.`,
+		Example: `  # single node, in-process broker
+  livechat serve --broker memory://
+
+  # cluster node behind HAProxy
+  APPID=1000 livechat serve --addr :8081 --broker redis://redis:6379 --trust-proxy --drain-delay 3s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), opts, ios)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Addr, "addr", ":8080", "listen address")
+	f.StringVar(&opts.AppID, "app-id", host, "server id shown to clients and in stats (also env APPID)")
+	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origins", nil, `Origins allowed at the WebSocket handshake besides the page's own host (comma-separated, e.g. "https://chat.example.com"; "*" allows any)`)
+	f.BoolVar(&opts.TrustProxy, "trust-proxy", false, "take the client address from X-Forwarded-For (only behind a proxy you run)")
+	f.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 200, "WebSocket connections allowed from one client address")
+	f.IntVar(&opts.MaxRoomsPerConn, "max-rooms-per-conn", 20, "rooms one connection may join")
+	f.Int64Var(&opts.ReadLimit, "read-limit", 16<<10, "largest frame a client may send, in bytes (larger: close 1009)")
+	f.IntVar(&opts.SendQueue, "send-queue", 256, "frames queued per connection before a slow client is disconnected (close 1013)")
+	f.Float64Var(&opts.RatePerSec, "rate", 20, "messages per second allowed per connection")
+	f.IntVar(&opts.RateBurst, "rate-burst", 40, "burst above --rate allowed per connection")
+	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "longest graceful shutdown")
+	f.DurationVar(&opts.DrainDelay, "drain-delay", 0, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
+	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "period of the stats heartbeat")
+	f.DurationVar(&opts.PresenceInterval, "presence-interval", 3*time.Second, "period of presence snapshots; a dead server's members expire after three")
+	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErrorf("--log-level %q: must be debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, usageErrorf("--log-format %q: must be text or json", format)
+}
+
+func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
+	log, err := newLogger(ios.ErrOut, opts.LogLevel, opts.LogFormat)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(opts.AppID) == "" {
+		return usageErrorf("--app-id must not be empty")
+	}
+	if opts.ShutdownTimeout <= 0 {
+		return usageErrorf("--shutdown-timeout must be positive")
+	}
+	b, err := openBroker(ctx, opts.Global, broker.Options{
+		Logger: log,
+		OnStateChange: func(s broker.State) {
+			log.Info("broker state", "state", s.String())
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server using the port? set --addr)", opts.Addr, err)
+	}
+	srv, err := server.New(b, server.Config{
+		AppID:             opts.AppID,
+		Addr:              ln.Addr().String(),
+		Prefix:            opts.Global.Prefix,
+		Version:           version,
+		AllowedOrigins:    opts.AllowedOrigins,
+		TrustProxy:        opts.TrustProxy,
+		Static:            web.FS(),
+		MaxConnsPerIP:     opts.MaxConnsPerIP,
+		MaxRoomsPerConn:   opts.MaxRoomsPerConn,
+		ReadLimit:         opts.ReadLimit,
+		SendQueue:         opts.SendQueue,
+		RatePerSec:        opts.RatePerSec,
+		RateBurst:         opts.RateBurst,
+		HeartbeatInterval: opts.HeartbeatInterval,
+		PresenceInterval:  opts.PresenceInterval,
+		DrainDelay:        opts.DrainDelay,
+		Logger:            log,
+	})
+	if err != nil {
+		ln.Close()
+		return usageErrorf("%v", err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", opts.AppID, "broker", broker.Redact(opts.Global.Broker), "version", version)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", opts.ShutdownTimeout, "drain_delay", opts.DrainDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	serr := srv.Shutdown(sctx)
+	herr := hs.Shutdown(sctx)
+	if err := errors.Join(serr, herr); err != nil {
+		log.Warn("shutdown incomplete", "err", err)
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

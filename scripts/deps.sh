@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite needs on a Debian machine, when missing:
+# Debian packages (redis, haproxy, nginx, chromium), golangci-lint, and a Redis
+# answering on 127.0.0.1:6379. Safe to run again: it only does what is missing.
+set -euo pipefail
+
+GOLANGCI_VERSION=v2.15.0
+need_pkgs=()
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+command -v nginx >/dev/null || need_pkgs+=(nginx)
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "deps: installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "deps: missing ${need_pkgs[*]}; run as root or: sudo apt-get install ${need_pkgs[*]}" >&2
+  fi
+fi
+
+gobin=$(go env GOPATH)/bin
+if ! command -v golangci-lint >/dev/null && [ ! -x "$gobin/golangci-lint" ]; then
+  echo "deps: installing golangci-lint $GOLANGCI_VERSION"
+  go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_VERSION"
+fi
+
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_up; then
+  echo "deps: starting redis-server on 127.0.0.1:6379"
+  mkdir -p /tmp/livechat-redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /tmp/livechat-redis --logfile /tmp/livechat-redis/redis.log || true
+  for _ in $(seq 50); do redis_up && break; sleep 0.1; done
+  if ! redis_up; then
+    echo "deps: no Redis answers on 127.0.0.1:6379 and none could be started" >&2
+    [ "${CI:-}" = "true" ] && exit 1
+  fi
+fi
