@@ -1,0 +1,176 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Server. Only AppID is required; every other field has
+// the default stated on it, applied by New when the field is zero.
+type Config struct {
+	// AppID names this server in the cluster (welcome, heartbeat, message
+	// "server" field, presence). Required.
+	AppID string
+	// Addr is the advertised address put in heartbeats; informational only.
+	// Default: "".
+	Addr string
+	// Prefix is the subject prefix shared by the deployment.
+	// Default: protocol.DefaultPrefix ("livechat").
+	Prefix string
+	// Version is the build version announced in welcome frames and
+	// heartbeats. Default: "dev".
+	Version string
+	// AllowedOrigins lists the Origin hosts allowed at the WebSocket
+	// handshake, as path.Match patterns on host[:port] ("chat.example.com",
+	// "*.example.com", "localhost:1007"); "*" allows any origin. A request
+	// without Origin (a non-browser client) and a same-host origin are always
+	// allowed. Default: empty, same host only.
+	AllowedOrigins []string
+	// TrustProxy makes the per-address connection limit use the last address
+	// in X-Forwarded-For (the one the trusted proxy saw) instead of the TCP
+	// peer address. Default: false.
+	TrustProxy bool
+	// Static is the web client, served at "/" when non-nil. Default: nil
+	// (no "/" route).
+	Static fs.FS
+	// MaxConnsPerIP bounds the open WebSockets per client address; the next
+	// handshake gets HTTP 429. Default: 200.
+	MaxConnsPerIP int
+	// MaxRoomsPerConn bounds the rooms one connection is in at once.
+	// Default: 20.
+	MaxRoomsPerConn int
+	// ReadLimit is the largest inbound frame in bytes; a bigger one closes
+	// the connection with 1009. Default: 16 KiB.
+	ReadLimit int64
+	// SendQueue is the length of each connection's outbound queue; when it
+	// is full the client is disconnected with 1013 as too slow. Default: 256.
+	SendQueue int
+	// WriteTimeout is the deadline of each write to a client. Default: 10s.
+	WriteTimeout time.Duration
+	// PongWait is how long a connection may stay silent (no frame, no pong)
+	// before it is closed. Default: 60s.
+	PongWait time.Duration
+	// PingPeriod is the interval of server pings; it must be shorter than
+	// PongWait. Default: PongWait*9/10.
+	PingPeriod time.Duration
+	// RatePerSec is the sustained rate of inbound frames allowed per
+	// connection. Default: 20.
+	RatePerSec float64
+	// RateBurst is the burst of inbound frames allowed per connection.
+	// Default: 40.
+	RateBurst int
+	// RateStrikes is how many rate_limited errors a connection gets before
+	// it is closed with 1008. Default: 20.
+	RateStrikes int
+	// HeartbeatInterval is the period of the stats heartbeat. Default: 2s.
+	HeartbeatInterval time.Duration
+	// PresenceInterval is the period of presence snapshots; a server's
+	// snapshot expires after 3 periods. Default: 3s.
+	PresenceInterval time.Duration
+	// DrainDelay is how long /readyz answers 503 during Shutdown before the
+	// connections are closed. Default: 0.
+	DrainDelay time.Duration
+	// Logger receives connection and broker events. Default: slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the server's metrics. Default: a new registry per
+	// Server, with the Go and process collectors; /metrics serves it. When
+	// set, /metrics serves it if it is also a prometheus.Gatherer, else
+	// prometheus.DefaultGatherer.
+	Registerer prometheus.Registerer
+}
+
+// Defaults.
+const (
+	defaultVersion           = "dev"
+	defaultMaxConnsPerIP     = 200
+	defaultMaxRoomsPerConn   = 20
+	defaultReadLimit         = 16 << 10
+	defaultSendQueue         = 256
+	defaultWriteTimeout      = 10 * time.Second
+	defaultPongWait          = 60 * time.Second
+	defaultRatePerSec        = 20
+	defaultRateBurst         = 40
+	defaultRateStrikes       = 20
+	defaultHeartbeatInterval = 2 * time.Second
+	defaultPresenceInterval  = 3 * time.Second
+	// presenceDebounce delays a snapshot after a local change so that a burst
+	// of joins costs one publish.
+	presenceDebounce = 100 * time.Millisecond
+	// presenceTTLPeriods is how many presence intervals a snapshot lives.
+	presenceTTLPeriods = 3
+	// closeWait bounds how long a closing connection waits for the peer's
+	// close frame after sending its own.
+	closeWait = time.Second
+	// typingEvery is the minimum interval between typing frames of one
+	// connection in one room; more frequent ones are ignored.
+	typingEvery = time.Second
+	// publishTimeout bounds a broker publish made for a client frame.
+	publishTimeout = 5 * time.Second
+)
+
+// ErrConfig is wrapped by every configuration error returned by New.
+var ErrConfig = errors.New("server: invalid config")
+
+func (c *Config) fill() error {
+	if c.AppID == "" {
+		return fmt.Errorf("%w: AppID is required", ErrConfig)
+	}
+	if c.Prefix == "" {
+		c.Prefix = protocol.DefaultPrefix
+	}
+	if c.Version == "" {
+		c.Version = defaultVersion
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = defaultMaxConnsPerIP
+	}
+	if c.MaxRoomsPerConn <= 0 {
+		c.MaxRoomsPerConn = defaultMaxRoomsPerConn
+	}
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = defaultReadLimit
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = defaultSendQueue
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.PongWait <= 0 {
+		c.PongWait = defaultPongWait
+	}
+	if c.PingPeriod <= 0 {
+		c.PingPeriod = c.PongWait * 9 / 10
+	}
+	if c.PingPeriod >= c.PongWait {
+		return fmt.Errorf("%w: PingPeriod %v must be shorter than PongWait %v", ErrConfig, c.PingPeriod, c.PongWait)
+	}
+	if c.RatePerSec <= 0 {
+		c.RatePerSec = defaultRatePerSec
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = defaultRateBurst
+	}
+	if c.RateStrikes <= 0 {
+		c.RateStrikes = defaultRateStrikes
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = defaultHeartbeatInterval
+	}
+	if c.PresenceInterval <= 0 {
+		c.PresenceInterval = defaultPresenceInterval
+	}
+	if c.DrainDelay < 0 {
+		c.DrainDelay = 0
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

@@ -1,0 +1,430 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/protocol"
+	"golang.org/x/time/rate"
+)
+
+// frame is one queued outbound frame: a frame shared by many connections
+// (pm) or bytes for this connection only (data).
+type frame struct {
+	pm   *websocket.PreparedMessage
+	data []byte
+}
+
+// conn is one WebSocket client. It has exactly two goroutines: readLoop owns
+// the inbound side and the rooms map; writeLoop owns every write to the
+// socket (data frames, pings, the close frame).
+type conn struct {
+	s    *Server
+	ws   *websocket.Conn
+	ip   string
+	send chan frame    // bounded; full means the client is too slow
+	out  atomic.Uint64 // frames written
+
+	kickOnce   sync.Once
+	kickCh     chan struct{} // closed by kick
+	kickCode   int           // set before kickCh is closed
+	kickReason string
+	kickFlush  bool
+	selfClose  atomic.Bool   // the reader asked for the close
+	readerDone chan struct{} // closed by readLoop
+	writerDone chan struct{} // closed by writeLoop
+
+	// Owned by readLoop.
+	limiter *rate.Limiter
+	strikes int
+	rooms   map[string]*membership
+}
+
+// membership is a connection's presence in one room.
+type membership struct {
+	room       *room
+	name       string
+	lastTyping time.Time
+}
+
+func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
+	return &conn{
+		s:          s,
+		ws:         ws,
+		ip:         ip,
+		send:       make(chan frame, s.cfg.SendQueue),
+		kickCh:     make(chan struct{}),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+		limiter:    rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.RateBurst),
+		rooms:      make(map[string]*membership),
+	}
+}
+
+func (c *conn) start() {
+	c.enqueue(frame{data: c.s.welcome})
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+// enqueue queues f without blocking. When the queue is full the client is
+// disconnected as too slow (close 1013) and counted; f is dropped.
+func (c *conn) enqueue(f frame) {
+	select {
+	case c.send <- f:
+		return
+	default:
+	}
+	if c.kick(websocket.CloseTryAgainLater, "too slow: send queue full", false) {
+		c.s.slowDrops.Add(1)
+		c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String())
+	}
+}
+
+// kick asks the writer to close the connection with code and reason, after
+// writing what is queued when flush is set. Only the first call counts; it
+// reports whether this call was it. It never blocks.
+func (c *conn) kick(code int, reason string, flush bool) bool {
+	return c.kickAs(code, reason, flush, false)
+}
+
+func (c *conn) kickAs(code int, reason string, flush, self bool) bool {
+	first := false
+	c.kickOnce.Do(func() {
+		c.kickCode, c.kickReason, c.kickFlush = code, reason, flush
+		if self {
+			c.selfClose.Store(true)
+		}
+		close(c.kickCh)
+		first = true
+	})
+	return first
+}
+
+// selfKick is kick from the reader, which then stops reading.
+func (c *conn) selfKick(code int, reason string) {
+	c.kickAs(code, reason, true, true)
+}
+
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	ping := time.NewTicker(c.s.cfg.PingPeriod)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-c.send:
+			if err := c.writeBatch(f); err != nil {
+				_ = c.ws.Close()
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+				_ = c.ws.Close()
+				return
+			}
+		case <-c.kickCh:
+			c.closeHandshake()
+			return
+		case <-c.readerDone:
+			return
+		}
+	}
+}
+
+// writeBatch writes f and then whatever else is queued, under one deadline.
+func (c *conn) writeBatch(f frame) error {
+	if err := c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	for {
+		if err := c.write(f); err != nil {
+			return err
+		}
+		select {
+		case f = <-c.send:
+		default:
+			return nil
+		}
+	}
+}
+
+func (c *conn) write(f frame) error {
+	var err error
+	if f.pm != nil {
+		err = c.ws.WritePreparedMessage(f.pm)
+	} else {
+		err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+	}
+	if err == nil {
+		c.out.Add(1)
+	}
+	return err
+}
+
+// closeHandshake writes the close frame the kick asked for (after the queued
+// frames when flushing), waits a little for the peer's answer and closes.
+func (c *conn) closeHandshake() {
+	wait := c.s.cfg.WriteTimeout
+	if !c.kickFlush && wait > closeWait {
+		wait = closeWait // a slow client gets little time
+	}
+	deadline := time.Now().Add(wait)
+	if c.kickFlush {
+		if err := c.ws.SetWriteDeadline(deadline); err == nil {
+		flush:
+			for {
+				select {
+				case f := <-c.send:
+					if c.write(f) != nil {
+						break flush
+					}
+				default:
+					break flush
+				}
+			}
+		}
+	}
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.kickCode, c.kickReason), deadline)
+	if c.selfClose.Load() {
+		return // the reader has stopped reading and waits for us
+	}
+	t := time.NewTimer(closeWait)
+	select {
+	case <-c.readerDone:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = c.ws.Close()
+}
+
+func (c *conn) readLoop() {
+	defer c.finish()
+	s := c.s
+	c.ws.SetReadLimit(s.cfg.ReadLimit)
+	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
+	})
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		if err := c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait)); err != nil {
+			return
+		}
+		if !c.handle(mt, data) {
+			return
+		}
+	}
+}
+
+// finish runs when the reader stops: it ends the writer, leaves every room
+// and unregisters the connection.
+func (c *conn) finish() {
+	if c.selfClose.Load() {
+		<-c.writerDone // the writer sends the close frame, then returns
+		close(c.readerDone)
+	} else {
+		close(c.readerDone)
+		_ = c.ws.Close() // unblocks a writer stuck on a dead peer
+		<-c.writerDone
+	}
+	_ = c.ws.Close()
+	for name, m := range c.rooms {
+		c.s.leaveRoom(c, m.room, m.name)
+		delete(c.rooms, name)
+	}
+	c.s.removeConn(c)
+}
+
+// handle processes one inbound frame; it returns false when the connection
+// must stop reading.
+func (c *conn) handle(mt int, data []byte) bool {
+	s := c.s
+	if !c.limiter.Allow() {
+		c.strikes++
+		if c.strikes > s.cfg.RateStrikes {
+			s.countError("rate_disconnect")
+			c.selfKick(websocket.ClosePolicyViolation, "rate limit exceeded")
+			return false
+		}
+		c.sendError(protocol.CodeRateLimited, "too many frames: slow down", "", "")
+		return true
+	}
+	if mt != websocket.TextMessage {
+		c.sendError(protocol.CodeBinary, "binary frames are not supported; send JSON text frames", "", "")
+		return true
+	}
+	if !utf8.Valid(data) {
+		s.countError("invalid_utf8")
+		c.selfKick(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
+		return false
+	}
+	var in protocol.Inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		c.sendError(protocol.CodeBadRequest, "frame is not a valid JSON object: "+err.Error(), "", "")
+		return true
+	}
+	switch in.Type {
+	case protocol.TypeJoin:
+		c.join(&in)
+	case protocol.TypeSend:
+		c.sendMsg(&in)
+	case protocol.TypeTyping:
+		c.typing(&in)
+	case protocol.TypeLeave:
+		c.leave(&in)
+	case "":
+		c.sendError(protocol.CodeUnknownType, `missing "type"`, in.CID, "")
+	default:
+		c.sendError(protocol.CodeUnknownType, "unknown type "+truncate(in.Type, 32), in.CID, "")
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func (c *conn) sendError(code, msg, cid, room string) {
+	c.s.countError(code)
+	data, err := json.Marshal(protocol.Error{Type: protocol.TypeError, Code: code, Message: msg, CID: cid, Room: room})
+	if err != nil {
+		return
+	}
+	c.enqueue(frame{data: data})
+}
+
+func (c *conn) sendJSON(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		c.s.log.Error("server: encode frame", "err", err)
+		return
+	}
+	c.enqueue(frame{data: data})
+}
+
+// member returns the membership for a frame's room, or sends the error.
+func (c *conn) member(in *protocol.Inbound) *membership {
+	if err := protocol.ValidRoom(in.Room); err != nil {
+		c.sendError(protocol.CodeInvalidRoom, err.Error(), in.CID, "")
+		return nil
+	}
+	m := c.rooms[in.Room]
+	if m == nil {
+		c.sendError(protocol.CodeNotJoined, "not in room "+in.Room+": join it first", in.CID, in.Room)
+	}
+	return m
+}
+
+func (c *conn) join(in *protocol.Inbound) {
+	if err := protocol.ValidRoom(in.Room); err != nil {
+		c.sendError(protocol.CodeInvalidRoom, err.Error(), "", "")
+		return
+	}
+	if err := protocol.ValidName(in.Name); err != nil {
+		c.sendError(protocol.CodeInvalidName, err.Error(), "", in.Room)
+		return
+	}
+	if m := c.rooms[in.Room]; m != nil {
+		// Idempotent re-join; a new name replaces the old one.
+		c.s.rejoinRoom(c, m.room, m.name, in.Name)
+		m.name = in.Name
+		return
+	}
+	if len(c.rooms) >= c.s.cfg.MaxRoomsPerConn {
+		c.sendError(protocol.CodeTooManyRooms, "too many rooms: leave one first", "", in.Room)
+		return
+	}
+	r, err := c.s.joinRoom(c, in.Room, in.Name)
+	if err != nil {
+		c.s.log.Warn("server: join", "room", in.Room, "err", err)
+		c.sendError(protocol.CodeUnavailable, "cannot join now, retry: "+err.Error(), "", in.Room)
+		return
+	}
+	c.rooms[in.Room] = &membership{room: r, name: in.Name}
+}
+
+func (c *conn) leave(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	delete(c.rooms, in.Room)
+	c.s.leaveRoom(c, m.room, m.name)
+	c.sendJSON(protocol.Left{Type: protocol.TypeLeft, Room: in.Room})
+}
+
+func (c *conn) sendMsg(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	if len(in.CID) > protocol.MaxCIDLen {
+		c.sendError(protocol.CodeInvalidCID, "cid is longer than 64 bytes", "", in.Room)
+		return
+	}
+	if err := protocol.ValidText(in.Text); err != nil {
+		c.sendError(protocol.CodeInvalidText, err.Error(), in.CID, in.Room)
+		return
+	}
+	s := c.s
+	msg := protocol.Message{
+		Type:   protocol.TypeMessage,
+		Room:   in.Room,
+		ID:     s.nextID(),
+		From:   m.name,
+		Text:   in.Text,
+		TS:     time.Now().UnixMilli(),
+		Server: s.cfg.AppID,
+		CID:    in.CID,
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		c.sendError(protocol.CodeInternal, "cannot encode message", in.CID, in.Room)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	err = s.b.Publish(ctx, m.room.subject, data)
+	cancel()
+	if err != nil {
+		s.log.Warn("server: publish", "room", in.Room, "err", err)
+		c.sendError(protocol.CodeUnavailable, "message not sent, retry with the same cid", in.CID, in.Room)
+		return
+	}
+	s.msgsIn.Add(1)
+	c.sendJSON(protocol.Ack{Type: protocol.TypeAck, CID: in.CID, ID: msg.ID, Room: in.Room, TS: msg.TS})
+}
+
+func (c *conn) typing(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	now := time.Now()
+	if now.Sub(m.lastTyping) < typingEvery {
+		return // at most one typing frame per second per room
+	}
+	m.lastTyping = now
+	data, err := json.Marshal(protocol.Typing{Type: protocol.TypeTyping, Room: in.Room, Name: m.name, Server: c.s.cfg.AppID})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if err := c.s.b.Publish(ctx, m.room.subject, data); err != nil {
+		c.s.log.Debug("server: publish typing", "room", in.Room, "err", err)
+	}
+}

@@ -1,0 +1,364 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if err := checkNoLeaks(5 * time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// checkNoLeaks polls until no goroutine of this module or of gorilla is left.
+func checkNoLeaks(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		leaked := leakedGoroutines()
+		if len(leaked) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+		}
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func leakedGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "TestMain") || strings.Contains(g, "leakedGoroutines") {
+			continue
+		}
+		if strings.Contains(g, "livechat/livechat/pkg/") || strings.Contains(g, "gorilla/websocket") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or fails the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+}
+
+var prefixSeq atomic.Int64
+
+// testPrefix is a subject prefix unique to this test run and test.
+func testPrefix(t testing.TB) string {
+	return fmt.Sprintf("lct%d_%d", os.Getpid(), prefixSeq.Add(1))
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// testServer is a Server behind a real httptest listener.
+type testServer struct {
+	*Server
+	http *httptest.Server
+	url  string // ws://.../ws
+}
+
+// startServer starts s on a loopback listener; cleanup shuts it down.
+func startServer(t testing.TB, b broker.Broker, cfg Config) *testServer {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	s, err := New(b, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	ts := &testServer{Server: s, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		hs.Close()
+	})
+	return ts
+}
+
+func memBroker(t testing.TB) broker.Broker {
+	b := broker.NewMemory(broker.Options{Logger: quietLogger()})
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// redisBroker opens a broker on the local Redis. Without Redis (or while the
+// Redis backend is missing) the test is skipped, or fails under CI=true.
+func redisBroker(t testing.TB) broker.Broker {
+	t.Helper()
+	url := os.Getenv("LIVECHAT_TEST_REDIS")
+	if url == "" {
+		url = "redis://127.0.0.1:6379"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	b, err := broker.Open(ctx, url, broker.Options{Logger: quietLogger()})
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis broker %s: %v", url, err)
+		}
+		t.Skipf("redis broker %s unavailable (set CI=true to fail instead): %v", url, err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// rx is any server frame, decoded.
+type rx struct {
+	Type    string   `json:"type"`
+	Room    string   `json:"room"`
+	ID      string   `json:"id"`
+	From    string   `json:"from"`
+	Text    string   `json:"text"`
+	TS      int64    `json:"ts"`
+	Server  string   `json:"server"`
+	CID     string   `json:"cid"`
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+	Joined  []string `json:"joined"`
+	Left    []string `json:"left"`
+	Limits  struct {
+		MaxFrame int `json:"max_frame"`
+	} `json:"limits"`
+}
+
+// client is a test WebSocket client with a background reader that records
+// every frame.
+type client struct {
+	t    testing.TB
+	ws   *websocket.Conn
+	done chan struct{}
+
+	mu      sync.Mutex
+	frames  []rx
+	changed chan struct{} // closed and replaced on every new frame
+	err     error         // read error, once done
+	cursor  map[string]int // next() position per type list
+}
+
+func dial(t testing.TB, url string) *client {
+	t.Helper()
+	c, resp, err := dialRaw(url, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (HTTP %d)", url, err, status)
+	}
+	return newClient(t, c)
+}
+
+func dialRaw(url string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	c, resp, err := d.Dial(url, h)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	return c, resp, err
+}
+
+func newClient(t testing.TB, ws *websocket.Conn) *client {
+	c := &client{t: t, ws: ws, done: make(chan struct{}), changed: make(chan struct{}), cursor: map[string]int{}}
+	go c.readLoop()
+	t.Cleanup(func() {
+		_ = c.ws.Close()
+		<-c.done
+	})
+	return c
+}
+
+func (c *client) readLoop() {
+	defer close(c.done)
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		c.mu.Lock()
+		if err != nil {
+			c.err = err
+			close(c.changed)
+			c.mu.Unlock()
+			return
+		}
+		var f rx
+		if mt != websocket.TextMessage || json.Unmarshal(data, &f) != nil {
+			f = rx{Type: "!undecodable", Text: string(data)}
+		}
+		c.frames = append(c.frames, f)
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+func (c *client) sendJSON(v any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatalf("client write: %v", err)
+	}
+}
+
+func (c *client) sendRaw(mt int, data []byte) {
+	c.t.Helper()
+	if err := c.ws.WriteMessage(mt, data); err != nil {
+		c.t.Fatalf("client write: %v", err)
+	}
+}
+
+const waitTimeout = 10 * time.Second
+
+// next returns the next frame of one of types after the one the previous
+// next call with the same types returned.
+func (c *client) next(types ...string) rx {
+	c.t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	key := strings.Join(types, ",")
+	for {
+		c.mu.Lock()
+		for c.cursor[key] < len(c.frames) {
+			f := c.frames[c.cursor[key]]
+			c.cursor[key]++
+			for _, ty := range types {
+				if f.Type == ty {
+					c.mu.Unlock()
+					return f
+				}
+			}
+		}
+		ch, err := c.changed, c.err
+		c.mu.Unlock()
+		if err != nil {
+			c.t.Fatalf("waiting for %v: connection ended: %v", types, err)
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			c.t.Fatalf("timed out waiting for a %v frame", types)
+		}
+	}
+}
+
+// waitUntil waits until cond holds over all frames received so far.
+func (c *client) waitUntil(what string, cond func(frames []rx) bool) {
+	c.t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		ok := cond(c.frames)
+		ch, err := c.changed, c.err
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		if err != nil {
+			c.t.Fatalf("waiting for %s: connection ended: %v", what, err)
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			c.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// closeErr waits for the connection to end and returns the read error.
+func (c *client) closeErr() error {
+	c.t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(waitTimeout):
+		c.t.Fatalf("connection still open after %v", waitTimeout)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *client) frameList(ty string) []rx {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []rx
+	for _, f := range c.frames {
+		if f.Type == ty {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// closeCode is the WebSocket close code in err, or -1.
+func closeCode(err error) int {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return -1
+}
+
+// join joins room as name and waits for the joined frame.
+func (c *client) join(room, name string) rx {
+	c.t.Helper()
+	c.sendJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: room, Name: name})
+	return c.next(protocol.TypeJoined)
+}
+
+// hasMembers reports whether the last presence/joined frame for room lists
+// exactly want.
+func hasMembers(room string, want ...string) func([]rx) bool {
+	return func(frames []rx) bool {
+		for i := len(frames) - 1; i >= 0; i-- {
+			f := frames[i]
+			if f.Room == room && (f.Type == protocol.TypePresence || f.Type == protocol.TypeJoined) {
+				return strings.Join(f.Members, ",") == strings.Join(want, ",")
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const metricsNamespace = "livechat"
+
+// metrics are the Prometheus collectors of one Server. Hot-path counters are
+// atomics on Server and conn, exported through CounterFunc/GaugeFunc.
+type metrics struct {
+	rejected *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	latency  prometheus.Histogram
+	handler  http.Handler
+}
+
+func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
+	var gatherer prometheus.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		if err := r.Register(collectors.NewGoCollector()); err != nil {
+			return nil, fmt.Errorf("server: register go collector: %w", err)
+		}
+		if err := r.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, fmt.Errorf("server: register process collector: %w", err)
+		}
+		reg, gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	} else {
+		gatherer = prometheus.DefaultGatherer
+	}
+	m := &metrics{
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "rejected_connections_total",
+			Help: "WebSocket handshakes refused, by reason (origin, per_ip, draining, upgrade).",
+		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "errors_total",
+			Help: "Error frames sent to clients, by code.",
+		}, []string{"code"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "delivery_latency_seconds",
+			Help:    "Time from a message's server timestamp to its arrival from the broker at this server.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+	}
+	cs := []prometheus.Collector{
+		m.rejected, m.errors, m.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "connections",
+			Help: "Open WebSocket connections.",
+		}, func() float64 { return float64(s.nconns.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "rooms",
+			Help: "Rooms with at least one local member (each one broker subscription).",
+		}, func() float64 { return float64(s.roomCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "messages_in_total",
+			Help: "Chat messages accepted from clients and published.",
+		}, func() float64 { return float64(s.msgsIn.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "messages_out_total",
+			Help: "Frames written to clients.",
+		}, func() float64 { return float64(s.framesOut()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "broker_messages_total",
+			Help: "Room frames received from the broker (each fanned out to the local members).",
+		}, func() float64 { return float64(s.brokerIn.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "slow_client_disconnects_total",
+			Help: "Clients disconnected because their send queue was full.",
+		}, func() float64 { return float64(s.slowDrops.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "broker_state",
+			Help: "Broker connection state: 0 connected, 1 reconnecting, 2 closed.",
+		}, func() float64 { return float64(s.b.State()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "draining",
+			Help: "1 while the server is shutting down.",
+		}, func() float64 {
+			if s.draining.Load() {
+				return 1
+			}
+			return 0
+		}),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+	}
+	m.handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
+	return m, nil
+}

@@ -1,0 +1,381 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+// room is a room with local members. It holds the room's two broker
+// subscriptions (messages and presence) while it has members, the fan-out
+// list, and the cluster-wide member list.
+type room struct {
+	s        *Server
+	name     string
+	subject  string // protocol.RoomSubject
+	psubject string // protocol.PresenceSubject
+
+	// members is the fan-out list, replaced (copy on write) under mu and
+	// read without a lock by the delivery goroutine.
+	members atomic.Pointer[[]*conn]
+
+	// refs counts the connections in or joining the room; guarded by s.mu.
+	refs int
+
+	// mu guards the fields below and serializes join, leave, presence
+	// handling and presence publishing for the room.
+	mu     sync.Mutex
+	sub    broker.Subscription
+	psub   broker.Subscription
+	local  map[string]int          // display names of local members, counted
+	remote map[string]remoteMember // other servers' snapshots, by AppID
+	union  []string                // member list last sent to local members
+	dirty  bool                    // local change not yet in a published snapshot
+}
+
+type remoteMember struct {
+	names   []string
+	expires time.Time
+}
+
+func newRoom(s *Server, name string) *room {
+	r := &room{
+		s:        s,
+		name:     name,
+		subject:  protocol.RoomSubject(s.cfg.Prefix, name),
+		psubject: protocol.PresenceSubject(s.cfg.Prefix, name),
+		local:    make(map[string]int),
+		remote:   make(map[string]remoteMember),
+	}
+	r.members.Store(&[]*conn{})
+	return r
+}
+
+// joinRoom adds c to room as name, subscribing the room on its first local
+// member, and queues the joined frame to c. A failed subscription is rolled
+// back.
+func (s *Server) joinRoom(c *conn, name, user string) (*room, error) {
+	s.mu.Lock()
+	r := s.rooms[name]
+	if r == nil {
+		r = newRoom(s, name)
+		s.rooms[name] = r
+	}
+	r.refs++
+	s.mu.Unlock()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sub == nil {
+		if err := r.subscribeLocked(); err != nil {
+			s.releaseRoom(r) // lock order r.mu -> s.mu is never reversed
+			return nil, err
+		}
+	}
+	r.local[user]++
+	r.dirty = true
+	r.refreshLocked(time.Now()) // tells the current members, not c
+	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.union})
+	old := *r.members.Load()
+	next := make([]*conn, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, c)
+	r.members.Store(&next)
+	s.kickPresence()
+	return r, nil
+}
+
+// rejoinRoom answers a repeated join, renaming the member when the name
+// changed.
+func (s *Server) rejoinRoom(c *conn, r *room, oldName, newName string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if oldName != newName {
+		r.removeNameLocked(oldName)
+		r.local[newName]++
+		r.dirty = true
+		r.refreshLocked(time.Now())
+		s.kickPresence()
+	}
+	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Name: newName, Members: r.union})
+}
+
+// leaveRoom removes c (joined as user) from r, unsubscribing and saying
+// presence "bye" when it was the last local member.
+func (s *Server) leaveRoom(c *conn, r *room, user string) {
+	r.mu.Lock()
+	old := *r.members.Load()
+	next := make([]*conn, 0, len(old))
+	for _, m := range old {
+		if m != c {
+			next = append(next, m)
+		}
+	}
+	r.members.Store(&next)
+	r.removeNameLocked(user)
+	if len(next) == 0 {
+		r.unsubscribeLocked()
+	} else {
+		r.dirty = true
+		r.refreshLocked(time.Now())
+		s.kickPresence()
+	}
+	r.mu.Unlock()
+	s.releaseRoom(r)
+}
+
+func (r *room) removeNameLocked(user string) {
+	if r.local[user] <= 1 {
+		delete(r.local, user)
+	} else {
+		r.local[user]--
+	}
+}
+
+// releaseRoom drops a reference and forgets the room at zero.
+func (s *Server) releaseRoom(r *room) {
+	s.mu.Lock()
+	r.refs--
+	if r.refs == 0 && s.rooms[r.name] == r {
+		delete(s.rooms, r.name)
+	}
+	s.mu.Unlock()
+}
+
+func (r *room) subscribeLocked() error {
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	sub, err := r.s.b.Subscribe(ctx, r.subject, r.onMessage)
+	if err != nil {
+		return fmt.Errorf("server: subscribe %s: %w", r.subject, err)
+	}
+	psub, err := r.s.b.Subscribe(ctx, r.psubject, r.onPresence)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("server: subscribe %s: %w", r.psubject, err)
+	}
+	r.sub, r.psub = sub, psub
+	// Ask the other servers for their snapshots now.
+	r.publishLocked(ctx, protocol.PresenceSync{Op: "sync", Server: r.s.cfg.AppID, Room: r.name})
+	return nil
+}
+
+func (r *room) unsubscribeLocked() {
+	if r.sub == nil {
+		return
+	}
+	if err := r.sub.Unsubscribe(); err != nil {
+		r.s.log.Warn("server: unsubscribe", "subject", r.subject, "err", err)
+	}
+	if err := r.psub.Unsubscribe(); err != nil {
+		r.s.log.Warn("server: unsubscribe", "subject", r.psubject, "err", err)
+	}
+	r.sub, r.psub = nil, nil
+	if !r.s.silent.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		r.publishLocked(ctx, protocol.PresenceSync{Op: "bye", Server: r.s.cfg.AppID, Room: r.name})
+		cancel()
+	}
+	clear(r.remote)
+	r.union = nil
+	r.dirty = false
+}
+
+func (r *room) publishLocked(ctx context.Context, ps protocol.PresenceSync) {
+	if r.s.silent.Load() {
+		return
+	}
+	data, err := json.Marshal(ps)
+	if err != nil {
+		return
+	}
+	if err := r.s.b.Publish(ctx, r.psubject, data); err != nil {
+		r.s.log.Debug("server: publish presence", "room", r.name, "op", ps.Op, "err", err)
+	}
+}
+
+// snapshotLocked publishes this server's member names for the room.
+func (r *room) snapshotLocked(ctx context.Context) {
+	names := make([]string, 0, len(r.local))
+	for n := range r.local {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	r.dirty = false
+	r.publishLocked(ctx, protocol.PresenceSync{
+		Op: "snapshot", Server: r.s.cfg.AppID, Room: r.name, Members: names,
+		TTLMillis: (presenceTTLPeriods * r.s.cfg.PresenceInterval).Milliseconds(),
+	})
+}
+
+// onMessage fans a room frame from the broker out to the local members: one
+// encoded WebSocket frame, a non-blocking enqueue per member.
+func (r *room) onMessage(m broker.Message) {
+	s := r.s
+	s.brokerIn.Add(1)
+	var h struct {
+		Type string `json:"type"`
+		TS   int64  `json:"ts"`
+	}
+	if json.Unmarshal(m.Data, &h) == nil && h.Type == protocol.TypeMessage && h.TS > 0 {
+		if d := time.Now().UnixMilli() - h.TS; d >= 0 {
+			s.metrics.latency.Observe(float64(d) / 1000)
+		}
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.Data)
+	if err != nil {
+		return
+	}
+	f := frame{pm: pm}
+	for _, c := range *r.members.Load() {
+		c.enqueue(f)
+	}
+}
+
+// onPresence applies another server's presence frame.
+func (r *room) onPresence(m broker.Message) {
+	var ps protocol.PresenceSync
+	if err := json.Unmarshal(m.Data, &ps); err != nil || ps.Server == "" || ps.Server == r.s.cfg.AppID {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sub == nil {
+		return // left meanwhile
+	}
+	switch ps.Op {
+	case "snapshot":
+		ttl := time.Duration(ps.TTLMillis) * time.Millisecond
+		if ttl <= 0 {
+			ttl = presenceTTLPeriods * r.s.cfg.PresenceInterval
+		}
+		r.remote[ps.Server] = remoteMember{names: ps.Members, expires: now.Add(ttl)}
+	case "sync":
+		r.dirty = true
+		r.s.kickPresence()
+	case "bye":
+		delete(r.remote, ps.Server)
+	default:
+		return
+	}
+	r.refreshLocked(now)
+}
+
+// refreshLocked expires old snapshots, recomputes the member list and, when
+// it changed, sends a presence frame (encoded once) to the local members.
+func (r *room) refreshLocked(now time.Time) {
+	set := make(map[string]struct{}, len(r.local))
+	for n := range r.local {
+		set[n] = struct{}{}
+	}
+	for srv, rm := range r.remote {
+		if now.After(rm.expires) {
+			delete(r.remote, srv)
+			continue
+		}
+		for _, n := range rm.names {
+			set[n] = struct{}{}
+		}
+	}
+	union := make([]string, 0, len(set))
+	for n := range set {
+		union = append(union, n)
+	}
+	slices.Sort(union)
+	if slices.Equal(union, r.union) {
+		return
+	}
+	var joined, left []string
+	for _, n := range union {
+		if _, found := slices.BinarySearch(r.union, n); !found {
+			joined = append(joined, n)
+		}
+	}
+	for _, n := range r.union {
+		if _, ok := set[n]; !ok {
+			left = append(left, n)
+		}
+	}
+	r.union = union
+	data, err := json.Marshal(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, Members: union})
+	if err != nil {
+		return
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
+	if err != nil {
+		return
+	}
+	for _, c := range *r.members.Load() {
+		c.enqueue(frame{pm: pm})
+	}
+}
+
+// kickPresence asks the presence loop for an early snapshot; it never blocks.
+func (s *Server) kickPresence() {
+	select {
+	case s.presenceKick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) roomList() []*room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// presenceLoop publishes every room's snapshot each PresenceInterval (and
+// expires other servers' stale ones), and the changed rooms' snapshots
+// shortly after a local change or a sync request.
+func (s *Server) presenceLoop(ctx context.Context) {
+	defer s.loopWG.Done()
+	tick := time.NewTicker(s.cfg.PresenceInterval)
+	defer tick.Stop()
+	debounce := time.NewTimer(presenceDebounce)
+	debounce.Stop()
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			debounce.Stop()
+			return
+		case <-tick.C:
+			s.publishSnapshots(ctx, false)
+		case <-s.presenceKick:
+			if !pending {
+				pending = true
+				debounce.Reset(presenceDebounce)
+			}
+		case <-debounce.C:
+			pending = false
+			s.publishSnapshots(ctx, true)
+		}
+	}
+}
+
+func (s *Server) publishSnapshots(ctx context.Context, onlyDirty bool) {
+	now := time.Now()
+	for _, r := range s.roomList() {
+		r.mu.Lock()
+		if r.sub != nil && (!onlyDirty || r.dirty) {
+			r.snapshotLocked(ctx)
+		}
+		if !onlyDirty && r.sub != nil {
+			r.refreshLocked(now)
+		}
+		r.mu.Unlock()
+	}
+}

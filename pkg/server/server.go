@@ -1,0 +1,461 @@
+// Package server is livechat's HTTP and WebSocket server: it accepts client
+// connections, joins them to rooms, publishes their messages on the broker and
+// fans out what the broker delivers to the local members of each room, keeps
+// a cluster-wide member list per room, enforces limits, and exposes health
+// and Prometheus metrics.
+//
+// Delivery is at most once. Each room is subscribed once per server while it
+// has local members; a broker message is encoded into one WebSocket frame
+// and queued to every local member without blocking. A connection whose
+// bounded queue is full is disconnected (close 1013) so nobody else waits.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+// Server is one livechat node. Create it with New, serve Handler, call Start
+// to run its background loops and Shutdown to drain it. All methods are safe
+// for concurrent use.
+type Server struct {
+	b        broker.Broker
+	cfg      Config
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+	mux      *http.ServeMux
+	metrics  *metrics
+	welcome  []byte // encoded once
+
+	started  time.Time
+	idPrefix string // AppID + "-" + base36(start ms) + "-"
+	idSeq    atomic.Uint64
+
+	draining atomic.Bool
+	// silent suppresses presence "bye" (test kill path: a server that dies).
+	silent atomic.Bool
+
+	// hot-path counters
+	nconns    atomic.Int64
+	msgsIn    atomic.Uint64
+	brokerIn  atomic.Uint64
+	slowDrops atomic.Uint64
+	outClosed atomic.Uint64 // frames written by connections already closed
+
+	connWG sync.WaitGroup
+
+	// presenceKick asks the presence loop for an early (debounced) snapshot.
+	presenceKick chan struct{}
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	perIP    map[string]int
+	rooms    map[string]*room
+	closing  bool // Shutdown or kill began: no new connections
+	loopStop context.CancelFunc
+	loopWG   sync.WaitGroup
+	started2 bool // Start was called
+}
+
+// New returns a Server using b for pub/sub. It does not start any goroutine:
+// Handler serves at once, and Start runs the heartbeat and presence loops.
+func New(b broker.Broker, cfg Config) (*Server, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil broker", ErrConfig)
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	s := &Server{
+		b:            b,
+		cfg:          cfg,
+		log:          cfg.Logger.With("app_id", cfg.AppID),
+		started:      now,
+		idPrefix:     cfg.AppID + "-" + strconv.FormatInt(now.UnixMilli(), 36) + "-",
+		presenceKick: make(chan struct{}, 1),
+		conns:        make(map[*conn]struct{}),
+		perIP:        make(map[string]int),
+		rooms:        make(map[string]*room),
+	}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    1024,
+		WriteBufferSize:   1024,
+		WriteBufferPool:   &sync.Pool{},
+		EnableCompression: false,
+		CheckOrigin:       s.checkOrigin,
+	}
+	m, err := newMetrics(s, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.welcome, err = json.Marshal(protocol.Welcome{
+		Type:     protocol.TypeWelcome,
+		Server:   cfg.AppID,
+		Version:  cfg.Version,
+		Protocol: protocol.Version,
+		Limits: protocol.Limits{
+			MaxText:     protocol.MaxTextLen,
+			MaxFrame:    int(cfg.ReadLimit),
+			MaxRooms:    cfg.MaxRoomsPerConn,
+			RatePerSec:  cfg.RatePerSec,
+			RateBurst:   cfg.RateBurst,
+			MaxNameRune: protocol.MaxNameLen,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: encode welcome: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", s.serveWS)
+	mux.HandleFunc("/healthz", s.serveHealthz)
+	mux.HandleFunc("/readyz", s.serveReadyz)
+	mux.Handle("/metrics", m.handler)
+	if cfg.Static != nil {
+		mux.Handle("/", http.FileServerFS(cfg.Static))
+	}
+	s.mux = mux
+	return s, nil
+}
+
+// Handler returns the HTTP handler: "/" (the web client, when Config.Static
+// is set), "/ws", "/healthz", "/readyz" and "/metrics".
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Start runs the heartbeat and presence loops until ctx is done or Shutdown
+// is called. It does not block. Calling it twice is an error.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started2 {
+		return errors.New("server: already started")
+	}
+	if s.closing {
+		return errors.New("server: shut down")
+	}
+	s.started2 = true
+	ctx, cancel := context.WithCancel(ctx)
+	s.loopStop = cancel
+	s.loopWG.Add(2)
+	go s.heartbeatLoop(ctx)
+	go s.presenceLoop(ctx)
+	return nil
+}
+
+// stopLoops stops the background loops and waits for them.
+func (s *Server) stopLoops() {
+	s.mu.Lock()
+	stop := s.loopStop
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	s.loopWG.Wait()
+}
+
+// Shutdown drains the server: /readyz turns 503 and new WebSockets are
+// refused, it waits Config.DrainDelay, then tells every client "going away"
+// (close 1001) after its queued frames, waits for the connections to end,
+// publishes presence "bye" for its rooms and stops the loops. When ctx ends
+// first the remaining connections are cut and ctx's error is returned. It
+// does not close the broker.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	var err error
+	if d := s.cfg.DrainDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			err = ctx.Err()
+		}
+	}
+	for _, c := range s.snapshotConns() {
+		c.kick(websocket.CloseGoingAway, "server shutting down", true)
+	}
+	if werr := s.waitConns(ctx); werr != nil {
+		err = werr
+		for _, c := range s.snapshotConns() {
+			_ = c.ws.Close()
+		}
+		s.connWG.Wait() // closed sockets end both goroutines promptly
+	}
+	s.stopLoops()
+	return err
+}
+
+// kill stops the server like a crash: connections are cut, no presence
+// "bye" is published. For tests.
+func (s *Server) kill() {
+	s.silent.Store(true)
+	s.draining.Store(true)
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.stopLoops()
+	for _, c := range s.snapshotConns() {
+		_ = c.ws.Close()
+	}
+	s.connWG.Wait()
+}
+
+func (s *Server) waitConns(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+}
+
+func (s *Server) snapshotConns() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func (s *Server) roomCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rooms)
+}
+
+func (s *Server) framesOut() uint64 {
+	s.mu.Lock()
+	n := s.outClosed.Load()
+	for c := range s.conns {
+		n += c.out.Load()
+	}
+	s.mu.Unlock()
+	return n
+}
+
+// Stats returns the current counters, as published in the heartbeat (rates
+// are zero here; the heartbeat computes them between beats).
+func (s *Server) Stats() protocol.Heartbeat {
+	return protocol.Heartbeat{
+		AppID:       s.cfg.AppID,
+		Addr:        s.cfg.Addr,
+		Version:     s.cfg.Version,
+		StartedMS:   s.started.UnixMilli(),
+		TS:          time.Now().UnixMilli(),
+		IntervalMS:  s.cfg.HeartbeatInterval.Milliseconds(),
+		Connections: s.nconns.Load(),
+		Rooms:       int64(s.roomCount()),
+		MsgsIn:      s.msgsIn.Load(),
+		MsgsOut:     s.framesOut(),
+		SlowDrops:   s.slowDrops.Load(),
+		Broker:      s.b.State().String(),
+		Draining:    s.draining.Load(),
+	}
+}
+
+func (s *Server) heartbeatLoop(ctx context.Context) {
+	defer s.loopWG.Done()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	subject := protocol.StatsSubject(s.cfg.Prefix, s.cfg.AppID)
+	prev := s.Stats()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hb := s.Stats()
+		if dt := float64(hb.TS-prev.TS) / 1000; dt > 0 {
+			hb.InPerSec = float64(hb.MsgsIn-prev.MsgsIn) / dt
+			hb.OutPerSec = float64(hb.MsgsOut-prev.MsgsOut) / dt
+		}
+		prev = hb
+		data, err := json.Marshal(hb)
+		if err != nil {
+			s.log.Error("server: encode heartbeat", "err", err)
+			continue
+		}
+		if err := s.b.Publish(ctx, subject, data); err != nil && ctx.Err() == nil {
+			s.log.Warn("server: publish heartbeat", "err", err)
+		}
+	}
+}
+
+// nextID returns a message id unique across the cluster (AppIDs are unique
+// and the start time separates restarts).
+func (s *Server) nextID() string {
+	n := s.idSeq.Add(1)
+	b := make([]byte, 0, len(s.idPrefix)+8)
+	b = append(b, s.idPrefix...)
+	b = strconv.AppendUint(b, n, 36)
+	return string(b)
+}
+
+func (s *Server) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	if st := s.b.State(); st != broker.StateConnected {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("broker " + st.String() + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// checkOrigin allows a missing Origin, the request's own host, and the hosts
+// matching Config.AllowedOrigins.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	host := origin
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	if strings.EqualFold(host, r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.AllowedOrigins {
+		if p == "*" {
+			return true
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(host)); ok {
+			return true
+		}
+	}
+	s.metrics.rejected.WithLabelValues("origin").Inc()
+	return false
+}
+
+// clientIP is the address the per-IP limit counts.
+func (s *Server) clientIP(r *http.Request) string {
+	if s.cfg.TrustProxy {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			parts := strings.Split(xff, ",")
+			if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
+				return ip
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	ip := s.clientIP(r)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.metrics.rejected.WithLabelValues("draining").Inc()
+		http.Error(w, "server: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		s.mu.Unlock()
+		s.metrics.rejected.WithLabelValues("per_ip").Inc()
+		http.Error(w, "server: too many connections from "+ip, http.StatusTooManyRequests)
+		return
+	}
+	s.perIP[ip]++
+	s.connWG.Add(1)
+	s.mu.Unlock()
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// Upgrade already answered (403 for a refused origin, 400 otherwise).
+		s.log.Debug("server: upgrade", "err", err, "remote", r.RemoteAddr)
+		if !strings.Contains(err.Error(), "origin") {
+			s.metrics.rejected.WithLabelValues("upgrade").Inc()
+		}
+		s.mu.Lock()
+		s.releaseIP(ip)
+		s.mu.Unlock()
+		s.connWG.Done()
+		return
+	}
+	c := newConn(s, ws, ip)
+	s.mu.Lock()
+	if s.closing {
+		// Shutdown started during the handshake: it may already have kicked
+		// everyone, so say goodbye here.
+		s.mu.Unlock()
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"),
+			time.Now().Add(s.cfg.WriteTimeout))
+		_ = ws.Close()
+		s.mu.Lock()
+		s.releaseIP(ip)
+		s.mu.Unlock()
+		s.connWG.Done()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.nconns.Add(1)
+	c.start()
+}
+
+// releaseIP must be called with s.mu held.
+func (s *Server) releaseIP(ip string) {
+	if s.perIP[ip] <= 1 {
+		delete(s.perIP, ip)
+	} else {
+		s.perIP[ip]--
+	}
+}
+
+// removeConn unregisters a finished connection.
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.releaseIP(c.ip)
+	s.outClosed.Add(c.out.Load())
+	s.mu.Unlock()
+	s.nconns.Add(-1)
+	s.connWG.Done()
+}
+
+func (s *Server) countError(code string) {
+	s.metrics.errors.WithLabelValues(code).Inc()
+}
