@@ -1,0 +1,194 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// roomServer is a small chat server for the tests: it speaks the part of
+// the protocol the load generator uses and broadcasts every message to every
+// member of its room, the sender included, like pkg/server. Its knobs inject
+// faults.
+type roomServer struct {
+	// dropTo drops every dropEvery-th message delivery to the member named
+	// dropTo.
+	dropTo    string
+	dropEvery int
+	// dupTo delivers every dupEvery-th message twice to the member dupTo.
+	dupTo    string
+	dupEvery int
+	// refuseEvery answers every refuseEvery-th send (per connection) with a
+	// rate_limited error instead of accepting it.
+	refuseEvery int
+	// kickName is closed with code 1008 on its kickAfter-th delivery.
+	kickName  string
+	kickAfter int
+	// joinNever makes the server ignore joins from names with this prefix.
+	joinNever string
+
+	dropped atomic.Int64
+	duped   atomic.Int64
+	nextID  atomic.Int64
+
+	mu    sync.Mutex
+	rooms map[string]map[*rsConn]struct{}
+	ips   map[string]int // remote IPs seen
+	conns map[*rsConn]struct{}
+
+	wg sync.WaitGroup
+	ts *httptest.Server
+}
+
+type rsConn struct {
+	ws        *websocket.Conn
+	out       chan []byte
+	quit      chan struct{}
+	quitOnce  sync.Once
+	name      string // set by the reader before joining a room
+	delivered int    // guarded by roomServer.mu
+	sends     int    // reader-owned
+}
+
+func (c *rsConn) stop() { c.quitOnce.Do(func() { close(c.quit) }) }
+
+var rsUpgrader = websocket.Upgrader{}
+
+func newRoomServer(t *testing.T, rs *roomServer) *roomServer {
+	t.Helper()
+	rs.rooms = map[string]map[*rsConn]struct{}{}
+	rs.ips = map[string]int{}
+	rs.conns = map[*rsConn]struct{}{}
+	rs.ts = httptest.NewServer(http.HandlerFunc(rs.serveWS))
+	t.Cleanup(func() {
+		rs.mu.Lock()
+		for c := range rs.conns {
+			c.stop()
+			_ = c.ws.Close()
+		}
+		rs.mu.Unlock()
+		rs.ts.Close()
+		rs.wg.Wait()
+	})
+	return rs
+}
+
+func (rs *roomServer) url() string { return "ws" + strings.TrimPrefix(rs.ts.URL, "http") + "/ws" }
+
+func (rs *roomServer) serveWS(w http.ResponseWriter, r *http.Request) {
+	ws, err := rsUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := &rsConn{ws: ws, out: make(chan []byte, 1<<14), quit: make(chan struct{})}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	rs.mu.Lock()
+	rs.ips[host]++
+	rs.conns[c] = struct{}{}
+	rs.mu.Unlock()
+	rs.wg.Add(1)
+	go func() { // the writer
+		defer rs.wg.Done()
+		for {
+			select {
+			case f := <-c.out:
+				if f == nil { // kick
+					_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "kicked"))
+					_ = ws.Close()
+					return
+				}
+				if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
+					_ = ws.Close()
+					return
+				}
+			case <-c.quit:
+				return
+			}
+		}
+	}()
+	c.out <- []byte(`{"type":"welcome","server":"test","version":"t","protocol":1}`)
+	defer func() {
+		c.stop()
+		rs.mu.Lock()
+		delete(rs.conns, c)
+		for _, m := range rs.rooms {
+			delete(m, c)
+		}
+		rs.mu.Unlock()
+		_ = ws.Close()
+	}()
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		var in struct{ Type, Room, Name, Text, CID string }
+		if err := json.Unmarshal(data, &in); err != nil {
+			return
+		}
+		switch in.Type {
+		case "join":
+			if rs.joinNever != "" && strings.HasPrefix(in.Name, rs.joinNever) {
+				continue
+			}
+			c.name = in.Name
+			rs.mu.Lock()
+			m := rs.rooms[in.Room]
+			if m == nil {
+				m = map[*rsConn]struct{}{}
+				rs.rooms[in.Room] = m
+			}
+			m[c] = struct{}{}
+			names := []string{}
+			for o := range m {
+				names = append(names, o.name)
+			}
+			members, _ := json.Marshal(names)
+			rs.mu.Unlock()
+			c.out <- []byte(`{"type":"joined","room":"` + in.Room + `","name":"` + in.Name + `","members":` + string(members) + `}`)
+		case "send":
+			c.sends++
+			if rs.refuseEvery > 0 && c.sends%rs.refuseEvery == 0 {
+				c.out <- []byte(`{"type":"error","code":"rate_limited","message":"slow down","cid":"` + in.CID + `"}`)
+				continue
+			}
+			id := strconv.FormatInt(rs.nextID.Add(1), 10)
+			msg, _ := json.Marshal(map[string]any{"type": "message", "room": in.Room, "id": id, "from": c.name,
+				"text": in.Text, "ts": 1, "server": "test", "cid": in.CID})
+			c.out <- []byte(`{"type":"ack","cid":"` + in.CID + `","id":"` + id + `","room":"` + in.Room + `"}`)
+			rs.broadcast(in.Room, msg)
+		}
+	}
+}
+
+// broadcast sends msg to every member of room. Its frames have sorted keys
+// ("type" last), unlike pkg/server's, so the reader's key search is tested
+// on both layouts.
+func (rs *roomServer) broadcast(room string, msg []byte) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for m := range rs.rooms[room] {
+		m.delivered++
+		if m.name == rs.dropTo && rs.dropEvery > 0 && m.delivered%rs.dropEvery == 0 {
+			rs.dropped.Add(1)
+			continue
+		}
+		m.out <- msg
+		if m.name == rs.dupTo && rs.dupEvery > 0 && m.delivered%rs.dupEvery == 0 {
+			rs.duped.Add(1)
+			m.out <- msg
+		}
+		if m.name == rs.kickName && m.delivered == rs.kickAfter {
+			m.out <- nil
+			delete(rs.rooms[room], m)
+		}
+	}
+}
