@@ -394,4 +394,3 @@ func TestFrameParsing(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
