@@ -98,7 +98,7 @@ type Config struct {
 	Warmup time.Duration
 	// Drain is how long to wait after the last message for outstanding
 	// deliveries; it ends early once every expected delivery arrived.
-	// Default: 5s.
+	// Default: 5s; negative means none.
 	Drain time.Duration
 	// SourceIPs are local addresses that connections bind to, round-robin,
 	// so many clients from one machine look like many hosts to the server's
@@ -167,8 +167,6 @@ func (c *Config) Validate() error {
 			ErrConfig, MinSize, protocol.MaxTextLen, MinSize, c.Size)
 	case c.Duration < 0:
 		return fmt.Errorf("%w: --duration must be positive, not %v", ErrConfig, c.Duration)
-	case c.Drain < 0:
-		return fmt.Errorf("%w: --drain must not be negative, not %v", ErrConfig, c.Drain)
 	case c.ConnectConcurrency < 1:
 		return fmt.Errorf("%w: --connect-concurrency must be at least 1, not %d", ErrConfig, c.ConnectConcurrency)
 	case c.ConnectTimeout < 0 || c.JoinTimeout < 0:

@@ -258,7 +258,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 	// Drain: wait for acks and deliveries, at most cfg.Drain.
 	b.phase.Store("draining")
 	b.report()
-	deadline := time.NewTimer(cfg.Drain)
+	deadline := time.NewTimer(max(cfg.Drain, 0))
 	tick := time.NewTicker(drainPoll)
 drain:
 	for !b.drained(members) {

@@ -1,0 +1,282 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/spf13/cobra"
+
+	"github.com/livechat/livechat/pkg/loadgen"
+)
+
+// BenchOptions are the inputs of `livechat bench`.
+type BenchOptions struct {
+	Global *GlobalOptions
+	// URLs are the WebSocket endpoints, used round-robin.
+	URLs []string
+	// Clients is the number of subscriber connections; Publishers (0: auto)
+	// come on top.
+	Clients    int
+	Publishers int
+	// Rate is the total messages per second; MaxRatePerConn the most one
+	// publisher may send.
+	Rate           float64
+	MaxRatePerConn float64
+	// Size is the bytes of text per message.
+	Size     int
+	Duration time.Duration
+	Room     string
+	Rooms    int
+	// ConnectConcurrency bounds handshakes in flight.
+	ConnectConcurrency int
+	ConnectTimeout     time.Duration
+	JoinTimeout        time.Duration
+	Warmup             time.Duration
+	Drain              time.Duration
+	// SourceIPs is "auto", "none", a range A-B or a list A,B.
+	SourceIPs string
+	// FailOnLoss makes lost or duplicated deliveries an error.
+	FailOnLoss bool
+}
+
+func newBenchCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
+	opts := &BenchOptions{Global: g}
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "Load-test servers with WebSocket clients and report throughput, latency and loss",
+		Long: `bench opens --clients WebSocket connections spread round-robin over the --url
+endpoints (and over --rooms rooms), plus publisher connections that send
+--rate messages per second in total for --duration. Every connection joins its
+room before the first message, and the publishers are members too: each message
+is expected once by every member of its room, publishers included.
+
+It reports connections made and connect time, messages sent and acknowledged,
+deliveries per second, end-to-end latency (p50/p90/p99/max), messages lost or
+duplicated, error frames and server-side disconnects, and the load generator's
+own CPU use: above 90% of one core the figures may measure bench rather than
+the server, and a warning says so.
+
+Publishers are sized so none exceeds --max-rate-per-conn (the server's
+per-connection limit, 20 msg/s by default). Against a loopback URL the
+connections bind to source addresses 127.0.0.1-127.0.0.254 in turn, so the
+server's per-IP connection cap does not refuse them (--source-ips none turns
+that off). Traffic goes only to the --url endpoints.
+
+Exit code 1 when no connection could be made, or with --fail-on-loss when any
+delivery was lost or duplicated.`,
+		Example: `  # 100 clients, 100 msg/s for 10 s against a local server
+  livechat bench --url ws://127.0.0.1:8080/ws
+
+  # 1,000 clients in one room, 300 msg/s (300,000 deliveries/s), JSON result
+  livechat bench --clients 1000 --rate 300 --duration 20s -o json
+
+  # 500 rooms of 10 clients, through HAProxy in front of four servers
+  livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rooms 500 --rate 1000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.Context(), opts, ios)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&opts.URLs, "url", []string{loadgen.DefaultURL}, "WebSocket endpoint; repeat for several, used round-robin")
+	f.IntVarP(&opts.Clients, "clients", "c", loadgen.DefaultClients, "subscriber connections (publishers come on top)")
+	f.IntVarP(&opts.Publishers, "publishers", "p", 0, "publisher connections; 0 = enough for --max-rate-per-conn, at least one per room")
+	f.Float64VarP(&opts.Rate, "rate", "r", loadgen.DefaultRate, "messages per second, all publishers together")
+	f.Float64Var(&opts.MaxRatePerConn, "max-rate-per-conn", loadgen.DefaultMaxRatePerConn, "most messages per second one publisher may send (the server's rate limit)")
+	f.IntVarP(&opts.Size, "size", "s", loadgen.DefaultSize, fmt.Sprintf("bytes of text per message (%d-4000)", loadgen.MinSize))
+	f.DurationVarP(&opts.Duration, "duration", "d", loadgen.DefaultDuration, "how long the publishers send")
+	f.StringVar(&opts.Room, "room", loadgen.DefaultRoom, "room name, or prefix of <room>-<i> with --rooms")
+	f.IntVar(&opts.Rooms, "rooms", 1, "spread clients and publishers over this many rooms")
+	f.IntVar(&opts.ConnectConcurrency, "connect-concurrency", loadgen.DefaultConnectConcurrency, "handshakes in flight at once")
+	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", loadgen.DefaultConnectTimeout, "bound on one dial plus handshake")
+	f.DurationVar(&opts.JoinTimeout, "join-timeout", loadgen.DefaultJoinTimeout, "bound on waiting for every connection to join")
+	f.DurationVar(&opts.Warmup, "warmup", loadgen.DefaultWarmup, "pause between everyone joined and the first message")
+	f.DurationVar(&opts.Drain, "drain", loadgen.DefaultDrain, "wait after the last message for deliveries still under way (ends early when all arrived)")
+	f.StringVar(&opts.SourceIPs, "source-ips", "auto", `local addresses to bind, round-robin: "auto" (127.0.0.1-127.0.0.254 for loopback URLs), "none", A-B or A,B,...`)
+	f.BoolVar(&opts.FailOnLoss, "fail-on-loss", false, "exit 1 when any delivery was lost or duplicated")
+	return cmd
+}
+
+// benchConfig checks opts and turns them into the engine's configuration.
+func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
+	switch {
+	case opts.Clients < 1:
+		return loadgen.Config{}, usageErrorf("--clients must be at least 1, not %d", opts.Clients)
+	case opts.Rate <= 0:
+		return loadgen.Config{}, usageErrorf("--rate must be above 0 messages per second, not %v", opts.Rate)
+	case opts.Size < loadgen.MinSize:
+		return loadgen.Config{}, usageErrorf("--size must be at least %d bytes to hold the message header, not %d", loadgen.MinSize, opts.Size)
+	case opts.Duration <= 0:
+		return loadgen.Config{}, usageErrorf("--duration must be positive, not %v", opts.Duration)
+	case opts.Rooms < 1:
+		return loadgen.Config{}, usageErrorf("--rooms must be at least 1, not %d", opts.Rooms)
+	case opts.ConnectTimeout <= 0 || opts.JoinTimeout <= 0:
+		return loadgen.Config{}, usageErrorf("--connect-timeout and --join-timeout must be positive")
+	case opts.Warmup < 0 || opts.Drain < 0:
+		return loadgen.Config{}, usageErrorf("--warmup and --drain must not be negative")
+	}
+	ips, err := loadgen.ParseSourceIPs(opts.SourceIPs, opts.URLs)
+	if err != nil {
+		return loadgen.Config{}, &UsageError{Err: err}
+	}
+	cfg := loadgen.Config{
+		URLs: opts.URLs, Clients: opts.Clients, Publishers: opts.Publishers, Rate: opts.Rate,
+		MaxRatePerConn: opts.MaxRatePerConn, Size: opts.Size, Duration: opts.Duration, Room: opts.Room,
+		Rooms: opts.Rooms, ConnectConcurrency: opts.ConnectConcurrency, ConnectTimeout: opts.ConnectTimeout,
+		JoinTimeout: opts.JoinTimeout, Warmup: opts.Warmup, Drain: opts.Drain, SourceIPs: ips,
+	}
+	// In the engine zero means "default"; on the command line 0 means none.
+	if cfg.Warmup == 0 {
+		cfg.Warmup = -1
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = -1
+	}
+	if err := cfg.Validate(); err != nil {
+		if errors.Is(err, loadgen.ErrConfig) {
+			return cfg, &UsageError{Err: err}
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func runBench(ctx context.Context, opts *BenchOptions, ios *IOStreams) error {
+	cfg, err := benchConfig(opts)
+	if err != nil {
+		return err
+	}
+	if f, ok := ios.ErrOut.(*os.File); ok && isTerminal(f) {
+		cfg.Progress = progressLine(ios.ErrOut)
+	}
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if res.CPU.Saturated {
+		fmt.Fprintf(ios.ErrOut, "warning: bench itself used %.0f%% of one CPU core while measuring: the figures may "+
+			"show its limit rather than the server's; give it its own core (taskset) or fewer clients\n", res.CPU.Percent)
+	}
+	if res.Interrupted {
+		fmt.Fprintln(ios.ErrOut, "warning: interrupted; the figures cover the run until then")
+	}
+	if res.Connect.Failed > 0 {
+		fmt.Fprintf(ios.ErrOut, "warning: %d of %d connections failed, first: %s\n", res.Connect.Failed, res.Connect.Attempted, res.Connect.FirstError)
+	}
+	if err := writeBench(ios.Out, res, opts.Global.Output, ios.IsTerminal); err != nil {
+		return err
+	}
+	if opts.FailOnLoss && (res.Lost > 0 || res.Duplicates > 0) {
+		return fmt.Errorf("bench: %d of %d expected deliveries lost and %d duplicated (--fail-on-loss)",
+			res.Lost, res.Expected, res.Duplicates)
+	}
+	return nil
+}
+
+// progressLine returns a Progress callback drawing one \r-refreshed line.
+func progressLine(w io.Writer) func(loadgen.Progress) {
+	return func(p loadgen.Progress) {
+		if p.Phase == "done" {
+			fmt.Fprint(w, "\r\033[K")
+			return
+		}
+		fmt.Fprintf(w, "\r\033[K%-10s %6.1fs  connected %d  joined %d  sent %d  acked %d  delivered %d  %.0f/s",
+			p.Phase, p.Elapsed.Seconds(), p.Connected, p.Joined, p.Sent, p.Acked, p.Delivered, p.DeliveriesPerSec)
+	}
+}
+
+// writeBench prints res as JSON, a table for a terminal, or tab-separated
+// name/value lines for a pipe.
+func writeBench(w io.Writer, res *loadgen.Result, output string, terminal bool) error {
+	if output == "json" {
+		return json.NewEncoder(w).Encode(res)
+	}
+	rows := benchRows(res)
+	if !terminal {
+		for _, r := range rows {
+			if _, err := fmt.Fprintln(w, r[0]+"\t"+r[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	table := tablewriter.NewWriter(w)
+	table.Header("Metric", "Value")
+	if err := table.Bulk(rows); err != nil {
+		return err
+	}
+	return table.Render()
+}
+
+func benchRows(r *loadgen.Result) [][]string {
+	rooms := "1 room"
+	if r.Rooms > 1 {
+		rooms = strconv.Itoa(r.Rooms) + " rooms"
+	}
+	src := "system's choice"
+	if r.SourceIPs > 0 {
+		src = strconv.Itoa(r.SourceIPs) + " addresses, round-robin"
+	}
+	c := r.Connect
+	conns := fmt.Sprintf("%d of %d (%d failed) in %s; all joined after %s", c.Established, c.Attempted, c.Failed,
+		secs(c.TotalSeconds), secs(c.JoinSeconds))
+	if c.NotJoined > 0 {
+		conns += fmt.Sprintf("; %d did not join", c.NotJoined)
+	}
+	if len(c.Errors) > 0 {
+		conns += "; failures: " + counts(c.Errors)
+	}
+	return [][]string{
+		{"target", strings.Join(r.URLs, " ")},
+		{"clients", fmt.Sprintf("%d subscribers + %d publishers in %s: %d members", r.Clients, r.Publishers, rooms, r.Members)},
+		{"source addresses", src},
+		{"connections", conns},
+		{"connect time", lat(c.Time)},
+		{"published", fmt.Sprintf("%d sent, %d acked in %s (%s msg/s asked, %d B each)", r.Sent, r.Acked,
+			secs(r.PublishSeconds), num(r.Rate), r.Size)},
+		{"deliveries", fmt.Sprintf("%d of %d expected: %d lost, %d duplicated", r.Delivered, r.Expected, r.Lost, r.Duplicates)},
+		{"throughput", fmt.Sprintf("%s deliveries/s (%s expected), %.1f MB/s", num(r.DeliveriesPerSec),
+			num(r.ExpectedPerSec), r.BytesPerSec/1e6)},
+		{"latency", lat(r.Latency)},
+		{"error frames", counts(r.ErrorFrames)},
+		{"disconnects", counts(r.Disconnects)},
+		{"bench cpu", fmt.Sprintf("%.2fs user + %.2fs sys: %.0f%% of one core (whole run %.0f%%)",
+			r.CPU.UserSeconds, r.CPU.SystemSeconds, r.CPU.Percent, r.CPU.TotalPercent)},
+	}
+}
+
+func lat(l loadgen.Latency) string {
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s", msec(l.P50), msec(l.P90), msec(l.P99), msec(l.Max))
+}
+
+func msec(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + "ms" }
+
+func secs(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + "s" }
+
+func num(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+
+// counts formats a map as "k=v k=v" in key order, or "none".
+func counts[V int | uint64](m map[string]V) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/loadgen"
+	"github.com/livechat/livechat/pkg/server"
+)
+
+// benchRun runs the command line with buffers and returns exit code, stdout
+// and stderr.
+func benchRun(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	code := Run(ctx, args, &IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
+	return code, out.String(), errOut.String()
+}
+
+// wsURL returns the ws:// URL of an httptest server's /ws.
+func wsURL(ts *httptest.Server) string { return "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws" }
+
+func TestBenchAgainstServerReportsZeroLoss(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	srv, err := server.New(b, server.Config{AppID: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		ts.Close()
+		if err := b.Close(); err != nil {
+			t.Errorf("broker close: %v", err)
+		}
+	})
+	code, out, errOut := benchRun(t, "bench", "--url", wsURL(ts), "--clients", "30", "--rooms", "2", "--rate", "100",
+		"--duration", "700ms", "--warmup", "100ms", "--size", "200", "--fail-on-loss", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	// 30 clients + 5 publishers (100 msg/s at 20 per connection).
+	if res.Publishers != 5 || res.Members != 35 || res.Connect.Established != 35 || res.SourceIPs != 254 {
+		t.Errorf("publishers %d members %d established %d source ips %d", res.Publishers, res.Members,
+			res.Connect.Established, res.SourceIPs)
+	}
+	if res.Sent < 50 || res.Acked != res.Sent || res.Expected == 0 || res.Delivered != res.Expected ||
+		res.Lost != 0 || res.Duplicates != 0 || res.Gaps != 0 {
+		t.Errorf("sent %d acked %d expected %d delivered %d lost %d dupes %d gaps %d", res.Sent, res.Acked,
+			res.Expected, res.Delivered, res.Lost, res.Duplicates, res.Gaps)
+	}
+	if len(res.ErrorFrames) != 0 || len(res.Disconnects) != 0 {
+		t.Errorf("error frames %v disconnects %v", res.ErrorFrames, res.Disconnects)
+	}
+}
+
+// lossyServer acknowledges every send but delivers the message to its
+// sender only: every other member loses it.
+func lossyServer(t *testing.T) *httptest.Server {
+	var wg sync.WaitGroup
+	var up websocket.Upgrader
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer func() { _ = ws.Close() }()
+		for {
+			var in struct{ Type, Room, Name, Text, CID string }
+			if err := ws.ReadJSON(&in); err != nil {
+				return
+			}
+			var outs []any
+			switch in.Type {
+			case "join":
+				outs = append(outs, map[string]any{"type": "joined", "room": in.Room, "name": in.Name, "members": []string{in.Name}})
+			case "send":
+				outs = append(outs, map[string]any{"type": "ack", "cid": in.CID, "id": in.CID},
+					map[string]any{"type": "message", "room": in.Room, "id": in.CID, "from": "x", "text": in.Text})
+			}
+			for _, o := range outs {
+				if err := ws.WriteJSON(o); err != nil {
+					return
+				}
+			}
+		}
+	}))
+	t.Cleanup(func() { ts.Close(); wg.Wait() })
+	return ts
+}
+
+func TestBenchFailOnLoss(t *testing.T) {
+	ts := lossyServer(t)
+	args := []string{"bench", "--url", wsURL(ts), "--clients", "3", "--rate", "20", "--duration", "300ms",
+		"--warmup", "0", "--drain", "100ms", "--source-ips", "none"}
+	code, out, errOut := benchRun(t, args...)
+	if code != ExitOK || !strings.Contains(out, "deliveries\t") || !strings.Contains(out, "lost") {
+		t.Fatalf("without --fail-on-loss: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = benchRun(t, append(args, "--fail-on-loss")...)
+	if code != ExitError || !strings.Contains(errOut, "lost and 0 duplicated (--fail-on-loss)") {
+		t.Fatalf("with --fail-on-loss: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}
+
+func TestBenchErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "ws://" + l.Addr().String() + "/ws"
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"rate zero", []string{"--rate", "0"}, ExitUsage, "--rate must be above 0"},
+		{"rate negative", []string{"--rate", "-5"}, ExitUsage, "--rate must be above 0"},
+		{"size too small", []string{"--size", "20"}, ExitUsage, "--size must be at least 48 bytes"},
+		{"size too big", []string{"--size", "5000"}, ExitUsage, "--size must be 48..4000"},
+		{"no clients", []string{"--clients", "0"}, ExitUsage, "--clients must be at least 1"},
+		{"rooms over clients", []string{"--clients", "2", "--rooms", "3"}, ExitUsage, "--rooms 3 is more than --clients 2"},
+		{"too fast per publisher", []string{"--rate", "100", "--publishers", "2"}, ExitUsage, "use --publishers 5 or more"},
+		{"bad url", []string{"--url", "http://x/ws"}, ExitUsage, `--url "http://x/ws"`},
+		{"bad source ips", []string{"--source-ips", "10.0.0.9-10.0.0.1"}, ExitUsage, "--source-ips"},
+		{"bad duration", []string{"--duration", "0s"}, ExitUsage, "--duration must be positive"},
+		{"argument", []string{"extra"}, ExitError, "unknown command"},
+		{"unreachable", []string{"--url", dead, "--clients", "2", "--connect-timeout", "2s"}, ExitError,
+			"no connection to " + dead + " succeeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := benchRun(t, append([]string{"bench"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(errOut, tc.stderr) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", code, errOut, tc.code, tc.stderr)
+			}
+			if tc.code == ExitUsage && !strings.Contains(errOut, "Usage:") {
+				t.Errorf("usage error without usage:\n%s", errOut)
+			}
+		})
+	}
+}
+
+func sampleBenchResult() *loadgen.Result {
+	return &loadgen.Result{
+		RunID: "0badcafe", URLs: []string{"ws://127.0.0.1:18080/ws"}, Rooms: 1, Clients: 1000, Publishers: 15,
+		SourceIPs: 254, Size: 100, Rate: 300,
+		Connect: loadgen.Connect{Attempted: 1015, Established: 1015, TotalSeconds: 0.84, JoinSeconds: 2.5,
+			Time: loadgen.Latency{Count: 1015, P50: 1.5, P90: 3, P99: 7.25, Max: 9.5}},
+		Members: 1015, Sent: 3000, Acked: 3000, Expected: 3045000, Delivered: 3045000,
+		PublishSeconds: 10, WindowSeconds: 10.01, DrainSeconds: 0.01,
+		DeliveriesPerSec: 304196, ExpectedPerSec: 304500, BytesPerSec: 76e6,
+		Latency:     loadgen.Latency{Count: 3045000, P50: 2.25, P90: 6.5, P99: 12, Max: 40.5},
+		ErrorFrames: map[string]uint64{"rate_limited": 2}, Disconnects: map[string]uint64{},
+		CPU: loadgen.CPU{UserSeconds: 5.5, SystemSeconds: 2.5, Percent: 80, TotalPercent: 60},
+	}
+}
+
+func TestBenchOutputForPipe(t *testing.T) {
+	var b strings.Builder
+	if err := writeBench(&b, sampleBenchResult(), "table", false); err != nil {
+		t.Fatal(err)
+	}
+	want := `target	ws://127.0.0.1:18080/ws
+clients	1000 subscribers + 15 publishers in 1 room: 1015 members
+source addresses	254 addresses, round-robin
+connections	1015 of 1015 (0 failed) in 0.84s; all joined after 2.50s
+connect time	p50 1.50ms  p90 3.00ms  p99 7.25ms  max 9.50ms
+published	3000 sent, 3000 acked in 10.00s (300 msg/s asked, 100 B each)
+deliveries	3045000 of 3045000 expected: 0 lost, 0 duplicated
+throughput	304196 deliveries/s (304500 expected), 76.0 MB/s
+latency	p50 2.25ms  p90 6.50ms  p99 12.00ms  max 40.50ms
+error frames	rate_limited=2
+disconnects	none
+bench cpu	5.50s user + 2.50s sys: 80% of one core (whole run 60%)
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestBenchOutputTable(t *testing.T) {
+	var b strings.Builder
+	if err := writeBench(&b, sampleBenchResult(), "table", true); err != nil {
+		t.Fatal(err)
+	}
+	want := `┌──────────────────┬───────────────────────────────────────────────────────────────┐
+│      METRIC      │                             VALUE                             │
+├──────────────────┼───────────────────────────────────────────────────────────────┤
+│ target           │ ws://127.0.0.1:18080/ws                                       │
+│ clients          │ 1000 subscribers + 15 publishers in 1 room: 1015 members      │
+│ source addresses │ 254 addresses, round-robin                                    │
+│ connections      │ 1015 of 1015 (0 failed) in 0.84s; all joined after 2.50s      │
+│ connect time     │ p50 1.50ms  p90 3.00ms  p99 7.25ms  max 9.50ms                │
+│ published        │ 3000 sent, 3000 acked in 10.00s (300 msg/s asked, 100 B each) │
+│ deliveries       │ 3045000 of 3045000 expected: 0 lost, 0 duplicated             │
+│ throughput       │ 304196 deliveries/s (304500 expected), 76.0 MB/s              │
+│ latency          │ p50 2.25ms  p90 6.50ms  p99 12.00ms  max 40.50ms              │
+│ error frames     │ rate_limited=2                                                │
+│ disconnects      │ none                                                          │
+│ bench cpu        │ 5.50s user + 2.50s sys: 80% of one core (whole run 60%)       │
+└──────────────────┴───────────────────────────────────────────────────────────────┘
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestBenchOutputJSON(t *testing.T) {
+	var b strings.Builder
+	if err := writeBench(&b, sampleBenchResult(), "json", true); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &m); err != nil {
+		t.Fatal(err)
+	}
+	lat := m["latency"].(map[string]any)
+	if m["delivered"] != 3045000.0 || lat["p99_ms"] != 12.0 || m["cpu"].(map[string]any)["percent"] != 80.0 {
+		t.Errorf("json: %s", b.String())
+	}
+}
