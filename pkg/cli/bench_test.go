@@ -24,9 +24,27 @@ func benchRun(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &benchBuffer{}, &benchBuffer{}
 	code := Run(ctx, args, &IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
 	return code, out.String(), errOut.String()
+}
+
+// benchBuffer is a strings.Builder safe for concurrent writes.
+type benchBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *benchBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *benchBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // wsURL returns the ws:// URL of an httptest server's /ws.
