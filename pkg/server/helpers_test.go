@@ -177,8 +177,8 @@ type client struct {
 
 	mu      sync.Mutex
 	frames  []rx
-	changed chan struct{} // closed and replaced on every new frame
-	err     error         // read error, once done
+	changed chan struct{}  // closed and replaced on every new frame
+	err     error          // read error, once done
 	cursor  map[string]int // next() position per type list
 }
 

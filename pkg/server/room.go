@@ -220,7 +220,7 @@ func (r *room) snapshotLocked(ctx context.Context) {
 // encoded WebSocket frame, a non-blocking enqueue per member.
 func (r *room) onMessage(m broker.Message) {
 	s := r.s
-	s.brokerIn.Add(1)
+	defer s.brokerIn.Add(1) // after the fan-out: tests rely on it
 	var h struct {
 		Type string `json:"type"`
 		TS   int64  `json:"ts"`

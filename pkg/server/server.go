@@ -175,20 +175,20 @@ func (s *Server) stopLoops() {
 // (close 1001) after its queued frames, waits for the connections to end,
 // publishes presence "bye" for its rooms and stops the loops. When ctx ends
 // first the remaining connections are cut and ctx's error is returned. It
-// does not close the broker.
+// does not close the broker. A second call skips the drain delay.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
+	again := s.draining.Swap(true)
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
 	var err error
-	if d := s.cfg.DrainDelay; d > 0 {
+	if d := s.cfg.DrainDelay; d > 0 && !again {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			err = ctx.Err()
+			err = fmt.Errorf("server: shutdown: %w", ctx.Err())
 		}
 	}
 	for _, c := range s.snapshotConns() {
