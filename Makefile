@@ -37,3 +37,15 @@ check: test lint
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## cluster: the reference topology without Docker: 4 servers (8081-8084), HAProxy :8080, nginx :1007
+.PHONY: cluster cluster-stop cluster-status
+cluster:
+	./scripts/cluster.sh start
+
+## cluster-stop: stop everything `make cluster` started
+cluster-stop:
+	./scripts/cluster.sh stop
+
+cluster-status:
+	./scripts/cluster.sh status
