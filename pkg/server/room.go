@@ -81,9 +81,8 @@ func (s *Server) joinRoom(c *conn, name, user string) (*room, error) {
 		}
 	}
 	r.local[user]++
-	r.dirty = true
-	r.refreshLocked(time.Now()) // tells the current members, not c
-	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.union})
+	r.dirty = true // the presence loop tells the others (debounced)
+	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.unionLocked(time.Now())})
 	old := *r.members.Load()
 	next := make([]*conn, len(old), len(old)+1)
 	copy(next, old)
@@ -102,10 +101,9 @@ func (s *Server) rejoinRoom(c *conn, r *room, oldName, newName string) {
 		r.removeNameLocked(oldName)
 		r.local[newName]++
 		r.dirty = true
-		r.refreshLocked(time.Now())
 		s.kickPresence()
 	}
-	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Name: newName, Members: r.union})
+	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Name: newName, Members: r.unionLocked(time.Now())})
 }
 
 // leaveRoom removes c (joined as user) from r, unsubscribing and saying
@@ -125,7 +123,6 @@ func (s *Server) leaveRoom(c *conn, r *room, user string) {
 		r.unsubscribeLocked()
 	} else {
 		r.dirty = true
-		r.refreshLocked(time.Now())
 		s.kickPresence()
 	}
 	r.mu.Unlock()
@@ -270,9 +267,43 @@ func (r *room) onPresence(m broker.Message) {
 	r.refreshLocked(now)
 }
 
-// refreshLocked expires old snapshots, recomputes the member list and, when
-// it changed, sends a presence frame (encoded once) to the local members.
+// refreshLocked recomputes the member list and, when it changed, sends a
+// presence frame (encoded once) to the local members. Local joins and leaves
+// reach it through the debounced presence loop, so a burst of them costs each
+// member one frame, not one per change.
 func (r *room) refreshLocked(now time.Time) {
+	union := r.unionLocked(now)
+	if slices.Equal(union, r.union) {
+		return
+	}
+	var joined, left []string
+	for _, n := range union {
+		if _, found := slices.BinarySearch(r.union, n); !found {
+			joined = append(joined, n)
+		}
+	}
+	for _, n := range r.union {
+		if _, found := slices.BinarySearch(union, n); !found {
+			left = append(left, n)
+		}
+	}
+	r.union = union
+	data, err := json.Marshal(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, Members: union})
+	if err != nil {
+		return
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
+	if err != nil {
+		return
+	}
+	for _, c := range *r.members.Load() {
+		c.enqueue(frame{pm: pm})
+	}
+}
+
+// unionLocked drops expired snapshots and returns the sorted member list:
+// the local names and every live snapshot's.
+func (r *room) unionLocked(now time.Time) []string {
 	set := make(map[string]struct{}, len(r.local))
 	for n := range r.local {
 		set[n] = struct{}{}
@@ -291,32 +322,7 @@ func (r *room) refreshLocked(now time.Time) {
 		union = append(union, n)
 	}
 	slices.Sort(union)
-	if slices.Equal(union, r.union) {
-		return
-	}
-	var joined, left []string
-	for _, n := range union {
-		if _, found := slices.BinarySearch(r.union, n); !found {
-			joined = append(joined, n)
-		}
-	}
-	for _, n := range r.union {
-		if _, ok := set[n]; !ok {
-			left = append(left, n)
-		}
-	}
-	r.union = union
-	data, err := json.Marshal(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, Members: union})
-	if err != nil {
-		return
-	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
-	if err != nil {
-		return
-	}
-	for _, c := range *r.members.Load() {
-		c.enqueue(frame{pm: pm})
-	}
+	return union
 }
 
 // kickPresence asks the presence loop for an early snapshot; it never blocks.
@@ -372,8 +378,6 @@ func (s *Server) publishSnapshots(ctx context.Context, onlyDirty bool) {
 		r.mu.Lock()
 		if r.sub != nil && (!onlyDirty || r.dirty) {
 			r.snapshotLocked(ctx)
-		}
-		if !onlyDirty && r.sub != nil {
 			r.refreshLocked(now)
 		}
 		r.mu.Unlock()

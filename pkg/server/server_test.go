@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
@@ -182,4 +184,36 @@ func testCluster(t *testing.T, ba, bb broker.Broker) {
 	// Server B dies without a goodbye: A's members forget b1 and b2.
 	sb.kill()
 	clients[0].waitUntil("b members expired", hasMembers("lobby", "a1", "a2"))
+}
+
+// TestPresenceSyncAndBye: with a long presence interval, servers still learn
+// each other's members at once (sync on subscribe, snapshot after a change)
+// and forget them at once on leave and on a graceful shutdown ("bye").
+func TestPresenceSyncAndBye(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	sa := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Minute})
+	sb := startServer(t, b, Config{AppID: "2000", Prefix: prefix, PresenceInterval: time.Minute})
+	a1 := dial(t, sa.url)
+	a1.join("p", "a1")
+	b1 := dial(t, sb.url)
+	b1.join("p", "b1")
+	b2 := dial(t, sb.url)
+	b2.join("p", "b2")
+	a1.waitUntil("b members", hasMembers("p", "a1", "b1", "b2"))
+	b1.waitUntil("a member", hasMembers("p", "a1", "b1", "b2"))
+
+	b2.sendJSON(protocol.Inbound{Type: protocol.TypeLeave, Room: "p"})
+	a1.waitUntil("b2 left", hasMembers("p", "a1", "b1"))
+	if f := a1.frameList(protocol.TypePresence); fmt.Sprint(f[len(f)-1].Left) != "[b2]" {
+		t.Fatalf("last presence = %+v", f[len(f)-1])
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sb.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a1.waitUntil("b1 gone after bye", hasMembers("p", "a1"))
 }
