@@ -14,6 +14,7 @@
   const TYPING_SEND_MS = 2000;     // send "typing" at most this often
   const TYPING_SHOW_MS = 3000;     // show "x is typing" this long after the last frame
   const MAX_MESSAGES = 500;        // DOM messages kept per room
+  const ACK_TIMEOUT_MS = 15000;    // a send without ack this long is shown as failed
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const NAME_CHAR_RE = /^[\p{L}\p{Nd} _.'-]$/u;
   const LS_NAME = 'livechat.name';
@@ -123,7 +124,7 @@
       joined: false,     // the server confirmed our membership on this connection
       members: [],
       seen: new Set(),   // message ids already shown
-      seenSeq: new Set(), // seqs already shown (history feature)
+      seqIDs: new Map(), // seq -> message id (history feature)
       everJoined: false,
       lastSeq: 0,        // highest seq seen (history feature)
       pending: new Map(), // cid -> {text, li, status: queued|sent|failed}
@@ -321,11 +322,7 @@
   function onMessage(f) {
     const r = state.rooms.get(f.room);
     if (!r || typeof f.id !== 'string') return;
-    if (typeof f.seq === 'number' && f.seq > 0) {
-      if (r.seenSeq.has(f.seq) && !r.seen.has(f.id)) return; // replayed under another id
-      r.seenSeq.add(f.seq);
-      if (f.seq > r.lastSeq) r.lastSeq = f.seq;
-    }
+    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id);
     r.typers.delete(f.from);
     renderTyping();
     if (r.seen.has(f.id)) {
@@ -337,6 +334,7 @@
     r.seen.add(f.id);
     const p = f.cid ? r.pending.get(f.cid) : undefined;
     if (p && f.from === state.name) {
+      clearTimeout(p.timer);
       r.pending.delete(f.cid);
       p.li.dataset.id = f.id;
       fillMessage(p.li, f);
@@ -347,16 +345,28 @@
     appendToRoom(r, li);
   }
 
+  // noteSeq tracks the room's last seq for "since" on re-join. Duplicates are
+  // dropped by id (a replayed message keeps its id); a seq seen before under a
+  // different id means the server's history restarted, so the count restarts.
+  function noteSeq(r, seq, id) {
+    const prev = r.seqIDs.get(seq);
+    if (prev !== undefined && prev !== id) {
+      r.seqIDs.clear();
+      r.lastSeq = 0;
+    }
+    r.seqIDs.set(seq, id);
+    if (r.seqIDs.size > 2 * MAX_MESSAGES) r.seqIDs.delete(r.seqIDs.keys().next().value);
+    if (seq > r.lastSeq) r.lastSeq = seq;
+  }
+
   function onAck(f) {
     const r = state.rooms.get(f.room) || findRoomByCID(f.cid);
     if (!r) return;
     const p = r.pending.get(f.cid);
     if (!p) return;
+    clearTimeout(p.timer);
     r.pending.delete(f.cid);
-    if (typeof f.seq === 'number' && f.seq > 0) {
-      r.seenSeq.add(f.seq);
-      if (f.seq > r.lastSeq) r.lastSeq = f.seq;
-    }
+    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id);
     if (r.seen.has(f.id)) { // the message itself was already shown separately
       p.li.remove();
       return;
@@ -373,6 +383,7 @@
       const r = state.rooms.get(f.room) || findRoomByCID(f.cid);
       const p = r && r.pending.get(f.cid);
       if (p) {
+        clearTimeout(p.timer);
         p.status = 'failed';
         setStatus(p.li, 'failed', msg);
         return;
@@ -542,6 +553,8 @@
       ui.tabs.appendChild(li);
     }
     document.body.classList.toggle('multi-room', state.rooms.size > 1);
+    const active = ui.tabs.querySelector('.tab.active');
+    if (active && active.scrollIntoView) active.scrollIntoView({ block: 'nearest', inline: 'nearest' });
   }
 
   // showRoom swaps the room's own <ol> into the #messages slot.
@@ -616,9 +629,18 @@
   }
 
   function transmit(r, cid, p) {
+    clearTimeout(p.timer);
     if (sendFrame({ type: 'send', room: r.name, text: p.text, cid: cid })) {
       p.status = 'sent';
       setStatus(p.li, 'pending');
+      const ws = state.ws;
+      p.timer = setTimeout(() => {
+        // Still unanswered on the same connection: let the user retry (same cid).
+        if (r.pending.get(cid) === p && p.status === 'sent' && state.ws === ws) {
+          p.status = 'failed';
+          setStatus(p.li, 'failed', 'no reply from the server');
+        }
+      }, ACK_TIMEOUT_MS);
     } else {
       p.status = 'queued';
       setStatus(p.li, 'queued');
@@ -730,7 +752,14 @@
 
   function onAddRoom(ev) {
     ev.preventDefault();
+    const form = ui.addRoomForm;
+    if (!form.classList.contains('open')) { // first click on "+" shows the input
+      form.classList.add('open');
+      ui.addRoom.focus();
+      return;
+    }
     const room = ui.addRoom.value.trim().replace(/^#/, '');
+    if (room === '') { form.classList.remove('open'); return; }
     const err = validRoom(room);
     if (err) { toast(err, 'error'); ui.addRoom.focus(); return; }
     const max = state.limits && state.limits.max_rooms;
@@ -739,6 +768,7 @@
       return;
     }
     ui.addRoom.value = '';
+    form.classList.remove('open');
     addRoom(room);
     ui.text.focus();
   }
@@ -761,13 +791,28 @@
     ui.room.addEventListener('input', () => { ui.roomError.textContent = ''; });
     ui.sendForm.addEventListener('submit', (ev) => { ev.preventDefault(); sendText(); ui.text.focus(); });
     ui.text.addEventListener('input', onInput);
+    // Enter sends, Shift+Enter is a new line. Some input paths (automation,
+    // some IMEs) deliver the line break separately from the keydown, so the
+    // break that follows a sending Enter is swallowed too.
+    let swallowBreak = false;
     ui.text.addEventListener('keydown', (ev) => {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
         ev.preventDefault();
+        swallowBreak = true;
+        setTimeout(() => { swallowBreak = false; }, 0);
         sendText();
       }
     });
+    ui.text.addEventListener('beforeinput', (ev) => {
+      if (swallowBreak && (ev.inputType === 'insertLineBreak' || ev.inputType === 'insertParagraph' ||
+          (ev.inputType === 'insertText' && (ev.data === '\n' || ev.data === '\r')))) {
+        ev.preventDefault();
+      }
+    });
     ui.addRoomForm.addEventListener('submit', onAddRoom);
+    ui.addRoom.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') { ui.addRoom.value = ''; ui.addRoomForm.classList.remove('open'); }
+    });
     ui.leave.addEventListener('click', () => leaveRoom(state.active));
     ui.membersToggle.addEventListener('click', toggleMembers);
     ui.state.addEventListener('click', () => { if (state.conn === 'reconnecting' || state.conn === 'offline') reconnectNow(); });
