@@ -1,0 +1,140 @@
+package history_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livechat/livechat/pkg/broker/brokertest"
+	"github.com/livechat/livechat/pkg/history"
+	"github.com/livechat/livechat/pkg/history/historytest"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+func memoryBackend() historytest.Backend {
+	return historytest.Backend{Bounded: true, New: func(_ testing.TB, o history.Options) func() history.Store {
+		s := history.NewMemory(o)
+		return func() history.Store { return s }
+	}}
+}
+
+func redisBackend() historytest.Backend {
+	return historytest.Backend{Bounded: true, New: func(t testing.TB, o history.Options) func() history.Store {
+		u := brokertest.RedisURL(t)
+		o.KeyPrefix = "livechat-test:" + brokertest.Prefix(t)
+		return func() history.Store {
+			s, err := history.Open(context.Background(), u, o)
+			if err != nil {
+				t.Fatalf("Open(%s): %v", u, err)
+			}
+			return s
+		}
+	}}
+}
+
+func postgresBackend() historytest.Backend {
+	return historytest.Backend{New: func(t testing.TB, o history.Options) func() history.Store {
+		u := historytest.PostgresURL(t)
+		return func() history.Store {
+			s, err := history.Open(context.Background(), u, o)
+			if err != nil {
+				t.Fatalf("Open(%s): %v", u, err)
+			}
+			return s
+		}
+	}}
+}
+
+func TestMemory(t *testing.T)   { historytest.Run(t, memoryBackend()) }
+func TestRedis(t *testing.T)    { historytest.Run(t, redisBackend()) }
+func TestPostgres(t *testing.T) { historytest.Run(t, postgresBackend()) }
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, u := range []string{"nats://127.0.0.1:4222", "bogus", "", "http://x", "redis://u:p%zz@h"} {
+		if _, err := history.Open(ctx, u, history.Options{}); !errors.Is(err, history.ErrUnsupportedURL) {
+			t.Errorf("Open(%q) = %v, want ErrUnsupportedURL", u, err)
+		}
+	}
+	// Unreachable backends: a clear error naming the URL, password redacted.
+	for _, u := range []string{
+		"redis://user:s3cret@127.0.0.1:1/0",
+		"postgres://user:s3cret@127.0.0.1:1/test?sslmode=disable",
+	} {
+		_, err := history.Open(ctx, u, history.Options{})
+		if !errors.Is(err, history.ErrUnavailable) {
+			t.Errorf("Open(%q) = %v, want ErrUnavailable", u, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Errorf("Open error %q must name the address and hide the password", err)
+		}
+	}
+}
+
+func TestBoundsCovers(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		b     history.Bounds
+		since uint64
+		want  bool
+	}{
+		{history.Bounds{}, 0, true},  // empty room, fresh client
+		{history.Bounds{}, 3, false}, // the store forgot the room
+		{history.Bounds{First: 1, Last: 5}, 0, true},
+		{history.Bounds{First: 1, Last: 5}, 5, true},
+		{history.Bounds{First: 1, Last: 5}, 6, false},
+		{history.Bounds{First: 4, Last: 9}, 2, false},
+		{history.Bounds{First: 4, Last: 9}, 3, true},
+		{history.Bounds{First: 0, Last: 9}, 8, false}, // everything trimmed
+		{history.Bounds{First: 0, Last: 9}, 9, true},
+	}
+	for _, c := range cases {
+		if got := c.b.Covers(c.since); got != c.want {
+			t.Errorf("%+v.Covers(%d) = %v, want %v", c.b, c.since, got, c.want)
+		}
+	}
+}
+
+// TestRedisDown stops a store's own Redis: appends fail fast with
+// ErrUnavailable and no seq, and succeed again after a restart.
+func TestRedisDown(t *testing.T) {
+	t.Parallel()
+	u, stop, restart := brokertest.StartRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := history.Open(ctx, u, history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	m := &protocol.Message{Room: "down", Text: "1"}
+	if _, _, err := s.Append(ctx, m, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+	start := time.Now()
+	seq, _, err := s.Append(actx, &protocol.Message{Room: "down", Text: "2"}, "k2")
+	acancel()
+	if !errors.Is(err, history.ErrUnavailable) || seq != 0 {
+		t.Fatalf("Append with Redis down = %d, %v; want 0, ErrUnavailable", seq, err)
+	}
+	if d := time.Since(start); d > 3500*time.Millisecond {
+		t.Errorf("Append took %v with Redis down, want it bounded by the 3s context", d)
+	}
+	if _, err := s.After(ctx, "down", 0, 10); !errors.Is(err, history.ErrUnavailable) {
+		t.Errorf("After with Redis down = %v, want ErrUnavailable", err)
+	}
+	restart()
+	// This Redis has no persistence: the room starts again at seq 1, and
+	// the script is loaded again (EVALSHA falls back to EVAL).
+	seq, dup, err := s.Append(ctx, &protocol.Message{Room: "down", Text: "3"}, "k3")
+	if err != nil || dup || seq != 1 {
+		t.Fatalf("Append after restart = %d, %v, %v; want 1", seq, dup, err)
+	}
+}

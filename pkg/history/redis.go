@@ -1,0 +1,283 @@
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+// Redis is the shared, bounded Store (redis://, rediss://). Per room it
+// keeps a seq counter ("<prefix>:{<room>}:seq") and a sorted set of the
+// messages scored by seq ("<prefix>:{<room>}:msgs", members
+// "<seq> <ts> <json>"), and per dedup key a string holding the seq
+// ("<prefix>:{<room>}:cid:<key>", expiring after Options.DedupWindow).
+//
+// One Lua script does an append atomically: the dedup check, INCR, ZADD,
+// the dedup key, trimming to Options.MaxLen messages and by Options.MaxAge
+// (at most 100 aged messages per append), and refreshing the expiry of the
+// room's keys to MaxAge. So appends from many servers get distinct
+// consecutive seqs, and no seq exists without its message. A room idle for
+// MaxAge expires entirely and restarts at seq 1; so does every room when
+// Redis loses its data (no persistence): Bounds.Covers detects both.
+type Redis struct {
+	opts   Options
+	url    string // redacted
+	client *redis.Client
+	closed atomic.Bool
+}
+
+var _ Store = (*Redis)(nil)
+
+// appendScript appends one message.
+//
+// KEYS: seq counter, messages, dedup key ("" for none).
+// ARGV: json, ts, max len, ttl ms, cutoff ms, dedup window ms.
+// Returns {0, seq, member or false} for a duplicate, {1, seq} otherwise.
+var appendScript = redis.NewScript(`
+local ttl = tonumber(ARGV[4])
+if KEYS[3] ~= '' then
+  local s = redis.call('GET', KEYS[3])
+  if s then
+    local m = redis.call('ZRANGE', KEYS[2], s, s, 'BYSCORE')
+    return {0, tonumber(s), m[1] or false}
+  end
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], seq, seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+if KEYS[3] ~= '' then
+  redis.call('SET', KEYS[3], seq, 'PX', ARGV[6])
+end
+local n = redis.call('ZCARD', KEYS[2])
+local maxlen = tonumber(ARGV[3])
+if n > maxlen then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - maxlen - 1)
+  n = maxlen
+end
+local cutoff = tonumber(ARGV[5])
+local old = redis.call('ZRANGE', KEYS[2], 0, 99)
+local k = 0
+for i, mem in ipairs(old) do
+  if i >= n then break end
+  local ts = tonumber(string.match(mem, '^%d+ (%-?%d+) '))
+  if ts and ts < cutoff then k = i else break end
+end
+if k > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, k - 1)
+end
+return {1, seq}
+`)
+
+// OpenRedis connects to the Redis server at rawURL
+// ("redis://[user:password@]host:port[/db]", "rediss://" for TLS; go-redis
+// query parameters are honoured) and loads the append script. It returns an
+// error naming the URL with its password redacted when Redis cannot be
+// reached, bounded by ctx, or by 5 s when ctx has no deadline.
+func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error) {
+	opts.fill()
+	redacted := Redact(rawURL)
+	ro, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, cause(err))
+	}
+	// Redis before 8 does not know CLIENT MAINT_NOTIFICATIONS; do not ask.
+	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	client := redis.NewClient(ro)
+	pctx, cancel := withTimeout(ctx, openTimeout)
+	defer cancel()
+	if err := appendScript.Load(pctx, client).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("%w: cannot reach redis at %s: %w", ErrUnavailable, redacted, err)
+	}
+	return &Redis{opts: opts, url: redacted, client: client}, nil
+}
+
+func (s *Redis) keys(room string) (seq, msgs string) {
+	base := s.opts.KeyPrefix + ":{" + room + "}:"
+	return base + "seq", base + "msgs"
+}
+
+// fail wraps a Redis error.
+func (s *Redis) fail(op, room string, err error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return fmt.Errorf("history: %s %q on redis %s: %w: %w", op, room, s.url, ErrUnavailable, err)
+}
+
+// Append implements Store with one EVALSHA (EVAL after a Redis restart).
+func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string) (uint64, bool, error) {
+	if s.closed.Load() {
+		return 0, false, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, false, fmt.Errorf("history: append: %w", err)
+	}
+	now := time.Now()
+	if err := prepare(m, dedupKey, now); err != nil {
+		return 0, false, err
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return 0, false, fmt.Errorf("history: encode message: %w", err)
+	}
+	seqKey, msgsKey := s.keys(m.Room)
+	dk := ""
+	if dedupKey != "" {
+		dk = s.opts.KeyPrefix + ":{" + m.Room + "}:cid:" + dedupKey
+	}
+	res, err := appendScript.Run(ctx, s.client, []string{seqKey, msgsKey, dk},
+		data, m.TS, s.opts.MaxLen, s.opts.MaxAge.Milliseconds(),
+		now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds()).Slice()
+	if err != nil {
+		return 0, false, s.fail("append to", m.Room, err)
+	}
+	if len(res) < 2 {
+		return 0, false, fmt.Errorf("history: append to %q on redis %s: unexpected reply %v", m.Room, s.url, res)
+	}
+	seq, ok := res[1].(int64)
+	if !ok || seq <= 0 {
+		return 0, false, fmt.Errorf("history: append to %q on redis %s: unexpected seq %v", m.Room, s.url, res[1])
+	}
+	if res[0] == int64(1) {
+		m.Seq = uint64(seq)
+		return m.Seq, false, nil
+	}
+	// A duplicate: return the original if it is still held.
+	if len(res) > 2 {
+		if member, ok := res[2].(string); ok {
+			if orig, err := decodeMember(member); err == nil {
+				*m = orig
+			}
+		}
+	}
+	m.Seq = uint64(seq)
+	return m.Seq, true, nil
+}
+
+// decodeMember parses "<seq> <ts> <json>".
+func decodeMember(member string) (protocol.Message, error) {
+	seqStr, rest, ok1 := strings.Cut(member, " ")
+	_, body, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 {
+		return protocol.Message{}, fmt.Errorf("history: malformed redis entry %.40q", member)
+	}
+	seq, err := strconv.ParseUint(seqStr, 10, 64)
+	if err != nil {
+		return protocol.Message{}, fmt.Errorf("history: malformed redis entry %.40q: %w", member, err)
+	}
+	var m protocol.Message
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		return protocol.Message{}, fmt.Errorf("history: malformed redis entry %.40q: %w", member, err)
+	}
+	m.Seq = seq
+	return m, nil
+}
+
+// zrange reads members of room's sorted set and decodes them ascending.
+func (s *Redis) zrange(ctx context.Context, op, room string, z redis.ZRangeArgs) ([]protocol.Message, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	_, z.Key = s.keys(room)
+	members, err := s.client.ZRangeArgs(ctx, z).Result()
+	if err != nil {
+		return nil, s.fail(op, room, err)
+	}
+	out := make([]protocol.Message, 0, len(members))
+	for _, mem := range members {
+		m, err := decodeMember(mem)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	if z.Rev {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out, nil
+}
+
+// After implements Store with one ZRANGE BYSCORE.
+func (s *Redis) After(ctx context.Context, room string, since uint64, limit int) ([]protocol.Message, error) {
+	n, ok, err := checkRead(room, limit)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return s.zrange(ctx, "read", room, redis.ZRangeArgs{
+		Start: "(" + strconv.FormatUint(since, 10), Stop: "+inf", ByScore: true, Count: int64(n),
+	})
+}
+
+// Latest implements Store with one ZRANGE REV.
+func (s *Redis) Latest(ctx context.Context, room string, n int) ([]protocol.Message, error) {
+	n, ok, err := checkRead(room, n)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return s.zrange(ctx, "read", room, redis.ZRangeArgs{Start: 0, Stop: n - 1, Rev: true})
+}
+
+// Before implements Store with one ZRANGE BYSCORE REV.
+func (s *Redis) Before(ctx context.Context, room string, before uint64, n int) ([]protocol.Message, error) {
+	n, ok, err := checkRead(room, n)
+	if err != nil || !ok || before <= 1 {
+		return nil, err
+	}
+	return s.zrange(ctx, "read", room, redis.ZRangeArgs{
+		Start: "(" + strconv.FormatUint(before, 10), Stop: "-inf", ByScore: true, Rev: true, Count: int64(n),
+	})
+}
+
+// Bounds implements Store with a GET and a ZRANGE in one MULTI.
+func (s *Redis) Bounds(ctx context.Context, room string) (Bounds, error) {
+	if s.closed.Load() {
+		return Bounds{}, ErrClosed
+	}
+	if _, _, err := checkRead(room, 1); err != nil {
+		return Bounds{}, err
+	}
+	seqKey, msgsKey := s.keys(room)
+	var last *redis.StringCmd
+	var first *redis.ZSliceCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		last = p.Get(ctx, seqKey)
+		first = p.ZRangeWithScores(ctx, msgsKey, 0, 0)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Bounds{}, s.fail("bounds of", room, err)
+	}
+	var b Bounds
+	if v, err := last.Uint64(); err == nil {
+		b.Last = v
+	}
+	if zs := first.Val(); len(zs) > 0 {
+		b.First = uint64(zs[0].Score)
+	}
+	return b, nil
+}
+
+// Close implements Store.
+func (s *Redis) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.client.Close(); err != nil {
+		return fmt.Errorf("history: close redis %s: %w", s.url, err)
+	}
+	return nil
+}
