@@ -79,7 +79,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 var prefixSeq atomic.Int64
 
 // testPrefix is a subject prefix unique to this test run and test.
-func testPrefix(t testing.TB) string {
+func testPrefix(testing.TB) string {
 	return fmt.Sprintf("lct%d_%d", os.Getpid(), prefixSeq.Add(1))
 }
 
@@ -184,24 +184,29 @@ type client struct {
 
 func dial(t testing.TB, url string) *client {
 	t.Helper()
-	c, resp, err := dialRaw(url, nil)
+	c, status, err := dialRaw(url, nil)
 	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
 		t.Fatalf("dial %s: %v (HTTP %d)", url, err, status)
 	}
 	return newClient(t, c)
 }
 
-func dialRaw(url string, h http.Header) (*websocket.Conn, *http.Response, error) {
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+// dialRaw dials a WebSocket and returns the handshake's HTTP status (0 when
+// there was no response).
+func dialRaw(url string, h http.Header) (*websocket.Conn, int, error) {
+	return dialWith(&websocket.Dialer{HandshakeTimeout: 5 * time.Second}, url, h)
+}
+
+func dialWith(d *websocket.Dialer, url string, h http.Header) (*websocket.Conn, int, error) {
 	c, resp, err := d.Dial(url, h)
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
 	}
-	return c, resp, err
+	return c, status, err
 }
 
 func newClient(t testing.TB, ws *websocket.Conn) *client {

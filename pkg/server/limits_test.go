@@ -135,15 +135,12 @@ func TestOrigin(t *testing.T) {
 		if tc.origin != "" {
 			h.Set("Origin", tc.origin)
 		}
-		ws, resp, err := dialRaw(ts.url, h)
+		ws, status, err := dialRaw(ts.url, h)
 		if ws != nil {
 			_ = ws.Close()
 		}
-		if resp == nil {
-			t.Fatalf("origin %q: %v", tc.origin, err)
-		}
-		if resp.StatusCode != tc.status {
-			t.Errorf("origin %q: HTTP %d, want %d", tc.origin, resp.StatusCode, tc.status)
+		if status != tc.status {
+			t.Errorf("origin %q: HTTP %d (%v), want %d", tc.origin, status, err, tc.status)
 		}
 	}
 	waitFor(t, waitTimeout, "connections closed", func() bool { return ts.Stats().Connections == 0 })
@@ -166,16 +163,16 @@ func TestConnsPerIP(t *testing.T) {
 	for range 3 {
 		dial(t, ts.url).next(protocol.TypeWelcome)
 	}
-	ws, resp, err := dialRaw(ts.url, nil)
+	ws, status, err := dialRaw(ts.url, nil)
 	if ws != nil {
 		_ = ws.Close()
 	}
-	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("4th connection: err %v, resp %v; want HTTP 429", err, resp)
+	if err == nil || status != http.StatusTooManyRequests {
+		t.Fatalf("4th connection: err %v, HTTP %d; want HTTP 429", err, status)
 	}
 	// Another source address (127.0.0.2) is counted apart.
-	d := websocket.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
-	ws, _, err = d.Dial(ts.url, nil)
+	d := &websocket.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
+	ws, _, err = dialWith(d, ts.url, nil)
 	if err != nil {
 		t.Fatalf("from 127.0.0.2: %v", err)
 	}

@@ -62,8 +62,8 @@ func TestShutdown(t *testing.T) {
 		return code == http.StatusServiceUnavailable
 	})
 	// New connections are refused while draining.
-	if _, resp, err := dialRaw(ts.url, nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("dial while draining: %v %v", err, resp)
+	if _, status, err := dialRaw(ts.url, nil); err == nil || status != http.StatusServiceUnavailable {
+		t.Fatalf("dial while draining: %v, HTTP %d", err, status)
 	}
 	for _, c := range clients {
 		if code := closeCode(c.closeErr()); code != websocket.CloseGoingAway {
