@@ -124,6 +124,7 @@ func TestRedisDown(t *testing.T) {
 	if !errors.Is(err, history.ErrUnavailable) || seq != 0 {
 		t.Fatalf("Append with Redis down = %d, %v; want 0, ErrUnavailable", seq, err)
 	}
+	t.Logf("Append with Redis down failed after %v: %v", time.Since(start), err)
 	if d := time.Since(start); d > 3500*time.Millisecond {
 		t.Errorf("Append took %v with Redis down, want it bounded by the 3s context", d)
 	}
@@ -136,5 +137,51 @@ func TestRedisDown(t *testing.T) {
 	seq, dup, err := s.Append(ctx, &protocol.Message{Room: "down", Text: "3"}, "k3")
 	if err != nil || dup || seq != 1 {
 		t.Fatalf("Append after restart = %d, %v, %v; want 1", seq, dup, err)
+	}
+}
+
+// TestPostgresDown stops a store's own PostgreSQL: appends fail within
+// their context with no seq; after a restart they succeed and the history,
+// seq counter included, is still there.
+func TestPostgresDown(t *testing.T) {
+	t.Parallel()
+	u, stop, restart := historytest.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := history.Open(ctx, u, history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if seq, _, err := s.Append(ctx, &protocol.Message{Room: "down", Text: "1"}, "k1"); err != nil || seq != 1 {
+		t.Fatalf("Append = %d, %v", seq, err)
+	}
+	stop()
+	actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+	start := time.Now()
+	seq, _, err := s.Append(actx, &protocol.Message{Room: "down", Text: "2"}, "k2")
+	acancel()
+	if err == nil || seq != 0 {
+		t.Fatalf("Append with PostgreSQL down = %d, %v; want an error and no seq", seq, err)
+	}
+	if !errors.Is(err, history.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Append with PostgreSQL down = %v, want ErrUnavailable or a deadline error", err)
+	}
+	t.Logf("Append with PostgreSQL down failed after %v: %v", time.Since(start), err)
+	if d := time.Since(start); d > 3500*time.Millisecond {
+		t.Errorf("Append took %v with PostgreSQL down, want it bounded by the 3s context", d)
+	}
+	if _, err := s.Latest(ctx, "down", 10); !errors.Is(err, history.ErrUnavailable) {
+		t.Errorf("Latest with PostgreSQL down = %v, want ErrUnavailable", err)
+	}
+	restart()
+	// The retry of the failed send (same key) is stored once, as seq 2.
+	seq, dup, err := s.Append(ctx, &protocol.Message{Room: "down", Text: "2"}, "k2")
+	if err != nil || dup || seq != 2 {
+		t.Fatalf("Append after restart = %d, %v, %v; want 2", seq, dup, err)
+	}
+	ms, err := s.After(ctx, "down", 0, 10)
+	if err != nil || len(ms) != 2 || ms[0].Text != "1" || ms[1].Text != "2" {
+		t.Fatalf("After(0) after restart = %+v, %v", ms, err)
 	}
 }

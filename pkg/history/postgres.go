@@ -250,9 +250,7 @@ func (s *Postgres) flush(batch []*pgReq) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		res, err = s.write(ctx, live)
-		var pgErr *pgconn.PgError
-		if err == nil || attempt >= 4 || !errors.As(err, &pgErr) ||
-			(pgErr.Code != "40P01" && pgErr.Code != "40001") { // deadlock, serialization failure
+		if err == nil || attempt >= 4 || ctx.Err() != nil || !retryable(err) {
 			break
 		}
 	}
@@ -263,6 +261,18 @@ func (s *Postgres) flush(batch []*pgReq) {
 		}
 		r.res <- res[i]
 	}
+}
+
+// retryable reports whether a failed batch transaction can simply run
+// again: a deadlock or serialization failure rolled it back, or it failed
+// before anything was sent (a pooled connection that died while idle, as
+// after a database restart).
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40P01" || pgErr.Code == "40001"
+	}
+	return pgconn.SafeToRetry(err)
 }
 
 type roomKey struct{ room, key string }

@@ -66,15 +66,11 @@ if n > maxlen then
   n = maxlen
 end
 local cutoff = tonumber(ARGV[5])
-local old = redis.call('ZRANGE', KEYS[2], 0, 99)
-local k = 0
-for i, mem in ipairs(old) do
-  if i >= n then break end
-  local ts = tonumber(string.match(mem, '^%d+ (%-?%d+) '))
-  if ts and ts < cutoff then k = i else break end
-end
-if k > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, k - 1)
+for i = 1, math.min(n - 1, 100) do
+  local old = redis.call('ZRANGE', KEYS[2], 0, 0)
+  local ts = old[1] and tonumber(string.match(old[1], '^%d+ (%-?%d+) '))
+  if not ts or ts >= cutoff then break end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
 end
 return {1, seq}
 `)
@@ -93,6 +89,11 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error)
 	}
 	// Redis before 8 does not know CLIENT MAINT_NOTIFICATIONS; do not ask.
 	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// No automatic retries: an EVALSHA retried after a lost reply would
+	// append the message twice (unless it has a dedup key), and a store
+	// that is down must fail fast. The caller retries with its dedup key.
+	ro.MaxRetries = -1
+	ro.DialerRetries = 1
 	client := redis.NewClient(ro)
 	pctx, cancel := withTimeout(ctx, openTimeout)
 	defer cancel()
