@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -303,6 +304,15 @@ func newCluster(t *testing.T) *cluster {
 			"--heartbeat-interval", "500ms", "--presence-interval", "1s", "--log-level", "debug")
 		c.servers = append(c.servers, s)
 	}
+	// At the end, all servers drain at once rather than one after the other
+	// (this runs before each server's own cleanup, which then only waits).
+	t.Cleanup(func() {
+		for _, s := range c.servers {
+			if !s.p.exited() {
+				_ = s.p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+	})
 	for _, s := range c.servers {
 		waitFor(t, 20*time.Second, func() bool { return httpStatus("http://"+s.addr+"/readyz") == http.StatusOK },
 			"server %s on %s is not ready", s.appID, s.addr)
@@ -618,4 +628,62 @@ func chatRound(t *testing.T, clients []*wsClient, room, tag string) {
 			}
 		}
 	}
+}
+
+// placeholderRE matches the ${NAME} placeholders of the config templates.
+var placeholderRE = regexp.MustCompile(`\$\{([A-Z0-9_]+)\}`)
+
+// render fills the ${NAME} placeholders of a template in the repository, as
+// envsubst with a list of names does (nginx's own $vars stay), and writes
+// the result to dst. A placeholder without a value fails the test.
+func render(t testing.TB, src, dst string, vars map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := placeholderRE.ReplaceAllStringFunc(string(data), func(m string) string {
+		name := placeholderRE.FindStringSubmatch(m)[1]
+		v, ok := vars[name]
+		if !ok {
+			t.Errorf("%s: no value for ${%s}", src, name)
+		}
+		return v
+	})
+	if err := os.WriteFile(dst, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renderNginx writes nginx.conf and livechat.conf for compose/nginx.conf run
+// outside Docker into dir, listening on listen and proxying /ws to upstream.
+func renderNginx(t testing.TB, dir, listen, upstream string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"LIVECHAT_NGINX_DIR":   dir,
+		"LIVECHAT_WEB_LISTEN":  listen,
+		"LIVECHAT_WEB_ROOT":    filepath.Join(repoRoot, "web"),
+		"LIVECHAT_WS_UPSTREAM": upstream,
+	}
+	render(t, "compose/nginx.conf", filepath.Join(dir, "livechat.conf"), vars)
+	render(t, "compose/nginx-local.conf", filepath.Join(dir, "nginx.conf"), vars)
+	return filepath.Join(dir, "nginx.conf")
+}
+
+// startNginx runs nginx with compose/nginx.conf in front of the cluster's
+// HAProxy (its trusted listener) and returns the page's base URL.
+func (c *cluster) startNginx(t *testing.T) string {
+	t.Helper()
+	nginx := requireTool(t, "nginx")
+	dir := filepath.Join(c.dir, "nginx")
+	listen := freeAddr(t)
+	conf := renderNginx(t, dir, listen, c.trusted)
+	startProc(t, c.dir, "nginx", nil, nginx, "-e", "stderr", "-p", dir, "-c", conf, "-g", "daemon off;")
+	base := "http://" + listen
+	waitFor(t, 10*time.Second, func() bool { return httpStatus(base+"/nginx-health") == http.StatusOK },
+		"nginx does not answer on %s", listen)
+	return base
 }
