@@ -33,8 +33,8 @@ type ServeOptions struct {
 	TrustProxy bool
 	// Server limits, see server.Config.
 	MaxConnsPerIP, MaxRoomsPerConn, SendQueue, RateBurst int
-	ReadLimit                                           int64
-	RatePerSec                                          float64
+	ReadLimit                                            int64
+	RatePerSec                                           float64
 	// ShutdownTimeout bounds the graceful shutdown. Default: 15s.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long /readyz reports 503 before clients are told to go away. Default: 0.
@@ -151,7 +151,9 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		ln.Close()
 		return usageErrorf("%v", err)
 	}
-	if err := srv.Start(ctx); err != nil {
+	// The loops (heartbeat, presence) outlive the signal: Shutdown stops them
+	// after the drain, so stats still shows this server as draining.
+	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
 		ln.Close()
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 	"github.com/spf13/cobra"
 
 	"github.com/livechat/livechat/pkg/broker"
@@ -174,7 +175,11 @@ func buildReport(seen map[string]protocol.Heartbeat, now time.Time) StatsReport 
 	return rep
 }
 
-var statsHeader = []string{"APPID", "ADDRESS", "VERSION", "UPTIME", "CONNS", "ROOMS", "IN/S", "OUT/S", "DROPS", "BROKER", "LAST SEEN", "STATUS"}
+var (
+	statsHeader = []string{"APPID", "ADDRESS", "VERSION", "UPTIME", "CONNS", "ROOMS", "IN/S", "OUT/S", "DROPS", "BROKER", "LAST SEEN", "STATUS"}
+	statsAlign  = []tw.Align{tw.AlignLeft, tw.AlignLeft, tw.AlignLeft, tw.AlignRight, tw.AlignRight, tw.AlignRight,
+		tw.AlignRight, tw.AlignRight, tw.AlignRight, tw.AlignLeft, tw.AlignRight, tw.AlignLeft}
+)
 
 // writeStats renders the report as JSON, a table for a terminal, or
 // tab-separated lines for a pipe.
@@ -210,7 +215,11 @@ func writeStats(w io.Writer, rep StatsReport, output string, terminal bool, now 
 		}
 		return nil
 	}
-	table := tablewriter.NewWriter(w)
+	table := tablewriter.NewTable(w,
+		tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: statsAlign}),
+		tablewriter.WithFooterAlignmentConfig(tw.CellAlignment{PerColumn: statsAlign}),
+	)
 	table.Header(statsHeader)
 	if err := table.Bulk(rows); err != nil {
 		return err

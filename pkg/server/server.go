@@ -286,13 +286,26 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 	defer t.Stop()
 	subject := protocol.StatsSubject(s.cfg.Prefix, s.cfg.AppID)
 	prev := s.Stats()
+	known := &peers{self: s.cfg.AppID, last: make(map[string]int64)}
+	var watching broker.Subscription
+	defer func() {
+		if watching != nil {
+			_ = watching.Unsubscribe()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		if watching == nil { // retried every beat until the broker takes it
+			if sub, err := known.watch(ctx, s.b, s.cfg.Prefix); err == nil {
+				watching = sub
+			}
+		}
 		hb := s.Stats()
+		hb.Peers = known.snapshot(time.Now())
 		if dt := float64(hb.TS-prev.TS) / 1000; dt > 0 {
 			hb.InPerSec = float64(hb.MsgsIn-prev.MsgsIn) / dt
 			hb.OutPerSec = float64(hb.MsgsOut-prev.MsgsOut) / dt

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a command writing while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testIO returns streams with the given stdin and buffers for the output.
+func testIO(stdin string) (*IOStreams, *syncBuffer, *syncBuffer) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	return &IOStreams{In: strings.NewReader(stdin), Out: out, ErrOut: errOut}, out, errOut
+}
+
+// run executes the command line and returns exit code, stdout and stderr.
+func run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ios, out, errOut := testIO(stdin)
+	code := Run(ctx, args, ios)
+	return code, out.String(), errOut.String()
+}
+
+func TestErrors(t *testing.T) {
+	t.Setenv("LIVECHAT_BROKER", "")
+	tests := []struct {
+		name   string
+		args   []string
+		stdin  string
+		code   int
+		stderr string // must appear
+		notIn  string // must not appear
+	}{
+		{"unknown command", []string{"frobnicate"}, "", ExitError, "unknown command", ""},
+		{"unknown flag", []string{"publish", "--nope"}, "", ExitUsage, "unknown flag: --nope", ""},
+		{"bad output", []string{"--output", "yaml", "version"}, "", ExitUsage, "--output must be table or json", ""},
+		{"bad prefix", []string{"--prefix", "a.b", "version"}, "", ExitUsage, "--prefix", ""},
+		{"publish without room", []string{"publish", "hi"}, "", ExitUsage, "--room is required", ""},
+		{"publish bad room", []string{"publish", "--room", "no spaces", "hi"}, "", ExitUsage, `--room "no spaces"`, ""},
+		{"publish bad from", []string{"publish", "--room", "g", "--from", " ", "hi"}, "", ExitUsage, "--from", ""},
+		{"publish blank text", []string{"publish", "--room", "g", "  "}, "", ExitUsage, "text is empty", ""},
+		{"publish no stdin", []string{"publish", "--room", "g"}, "\n\n", ExitUsage, "no text", ""},
+		{"publish long text", []string{"publish", "--room", "g", strings.Repeat("x", 4001)}, "", ExitUsage, "longer than 4000", ""},
+		{"publish unknown scheme", []string{"publish", "--broker", "kafka://x:1", "--room", "g", "hi"}, "", ExitError, "kafka://x:1", ""},
+		{"publish unreachable", []string{"publish", "--broker", "redis://:s3cret@127.0.0.1:1/0", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", "s3cret"},
+		{"tail bad room", []string{"tail", "--room", "a.b"}, "", ExitUsage, `--room "a.b"`, ""},
+		{"tail bad subject", []string{"tail", "--subject", "a..b"}, "", ExitUsage, "invalid subject", ""},
+		{"tail unreachable", []string{"tail", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},
+		{"stats bad interval", []string{"stats", "--interval", "0s"}, "", ExitUsage, "--interval must be positive", ""},
+		{"stats unreachable", []string{"stats", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},
+		{"stats nobody", []string{"stats", "--broker", "memory://", "--interval", "50ms"}, "", ExitError, "no server heartbeat", ""},
+		{"serve unreachable", []string{"serve", "--broker", "redis://127.0.0.1:1", "--addr", "127.0.0.1:0"}, "", ExitError, "127.0.0.1:1", ""},
+		{"serve bad log level", []string{"serve", "--log-level", "loud"}, "", ExitUsage, "--log-level", ""},
+		{"serve bad addr", []string{"serve", "--broker", "memory://", "--addr", "256.0.0.1:99999"}, "", ExitError, "listen on 256.0.0.1:99999", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(t, tt.stdin, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("stderr does not contain %q:\n%s", tt.stderr, stderr)
+			}
+			if tt.notIn != "" && strings.Contains(stderr, tt.notIn) {
+				t.Errorf("stderr contains %q:\n%s", tt.notIn, stderr)
+			}
+		})
+	}
+}
+
+func TestEnvLayering(t *testing.T) {
+	t.Setenv("LIVECHAT_OUTPUT", "json")
+	code, out, stderr := run(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, `{"commit":`) {
+		t.Fatalf("env LIVECHAT_OUTPUT=json not applied: code %d out %q err %q", code, out, stderr)
+	}
+	code, out, _ = run(t, "", "version", "--output", "table")
+	if code != 0 || !strings.HasPrefix(out, "livechat ") {
+		t.Fatalf("flag does not win over env: %q", out)
+	}
+	t.Setenv("LIVECHAT_OUTPUT", "yaml")
+	if code, _, stderr := run(t, "", "version"); code != ExitUsage || !strings.Contains(stderr, "yaml") {
+		t.Fatalf("bad env value: code %d stderr %q", code, stderr)
+	}
+}
+
+func TestHelpHasExamplesAndEnv(t *testing.T) {
+	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench"} {
+		code, out, _ := run(t, "", cmd, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "(env LIVECHAT_BROKER)") {
+			t.Errorf("%s --help: code %d, want examples and env names:\n%s", cmd, code, out)
+		}
+	}
+	if code, out, _ := run(t, "", "serve", "--help"); code != 0 || !strings.Contains(out, "also env APPID") {
+		t.Errorf("serve --help does not mention APPID:\n%s", out)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	code, out, _ := run(t, "", "completion", "bash")
+	if code != 0 || !strings.Contains(out, "__start_livechat") {
+		t.Fatalf("completion bash: code %d, output starts %.100q", code, out)
+	}
+}
