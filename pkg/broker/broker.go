@@ -132,7 +132,12 @@ func (o *Options) fill() {
 func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w %q: %v", ErrUnsupportedURL, Redact(rawURL), err)
+		// A *url.Error repeats the raw URL, password included: keep only its cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, Redact(rawURL), err)
 	}
 	switch u.Scheme {
 	case "memory":

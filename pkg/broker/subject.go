@@ -137,3 +137,28 @@ func (p *pattern) matchString(subject string) bool {
 	}
 	return false
 }
+
+// isLiteral reports, without allocating, whether s is a valid literal subject:
+// the same rules as ValidateSubject. Backends use it on subjects that come
+// from outside (a Redis channel published by another client).
+func isLiteral(s string) bool {
+	if s == "" || len(s) > MaxSubjectLen {
+		return false
+	}
+	tokens, tokenLen := 1, 0
+	for _, r := range s {
+		switch {
+		case r == '.':
+			if tokenLen == 0 {
+				return false
+			}
+			tokens++
+			tokenLen = 0
+			continue
+		case unicode.IsSpace(r) || unicode.IsControl(r) || r == '*' || r == '>' || r == unicode.ReplacementChar:
+			return false
+		}
+		tokenLen++
+	}
+	return tokenLen > 0 && tokens <= maxTokens
+}
