@@ -439,6 +439,9 @@ type wsClient struct {
 func dial(t *testing.T, url, name string) (*wsClient, error) {
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	conn, resp, err := d.Dial(url, nil)
+	if resp != nil {
+		resp.Body.Close()
+	}
 	if err != nil {
 		if resp != nil {
 			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
@@ -450,9 +453,13 @@ func dial(t *testing.T, url, name string) (*wsClient, error) {
 		return nil, err
 	}
 	var w frame
-	if err := conn.ReadJSON(&w); err != nil || w.Type != "welcome" || w.Server == "" {
+	if err := conn.ReadJSON(&w); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("welcome: %+v, %v", w, err)
+		return nil, fmt.Errorf("reading welcome: %w", err)
+	}
+	if w.Type != "welcome" || w.Server == "" {
+		conn.Close()
+		return nil, fmt.Errorf("first frame is not a welcome with a server: %+v", w)
 	}
 	if err := conn.SetReadDeadline(time.Time{}); err != nil {
 		conn.Close()
