@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -153,18 +154,29 @@ func TestClusterDrainOnSIGTERM(t *testing.T) {
 	if err := victim.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return c.serverStates()[hname] == "DOWN L7STS" },
-		"HAProxy did not mark the draining server down: %v", c.serverStates())
-	markedDown := time.Since(start)
-	waitFor(t, drainDelay+8*time.Second, func() bool {
-		for _, v := range victims {
-			if done, _ := v.closed(); !done {
-				return false
+	// Watch both at once: HAProxy's view of the server and the clients.
+	var markedDown, closedAt time.Duration
+	if !poll(drainDelay+8*time.Second, func() bool {
+		if markedDown == 0 && strings.HasPrefix(c.serverStates()[hname], "DOWN") {
+			markedDown = time.Since(start)
+		}
+		if closedAt == 0 {
+			all := true
+			for _, v := range victims {
+				if done, _ := v.closed(); !done {
+					all = false
+					break
+				}
+			}
+			if all {
+				closedAt = time.Since(start)
 			}
 		}
-		return true
-	}, "not every client of the draining server was closed")
-	closedAt := time.Since(start)
+		return markedDown > 0 && closedAt > 0
+	}) {
+		t.Fatalf("draining: HAProxy marked the server down after %s, its clients were all closed after %s (0: not yet); states %v",
+			markedDown, closedAt, c.serverStates())
+	}
 	for _, v := range victims {
 		if _, code := v.closed(); code != websocket.CloseGoingAway {
 			t.Errorf("%s was closed with %d, want 1001 (going away)", v.name, code)
@@ -175,9 +187,13 @@ func TestClusterDrainOnSIGTERM(t *testing.T) {
 			t.Errorf("%s on server %s was closed (%d) though its server stays", o.name, o.server, code)
 		}
 	}
-	t.Logf("SIGTERM: HAProxy marked it down after %s, %d clients closed with 1001 after %s", markedDown.Round(time.Millisecond), len(victims), closedAt.Round(time.Millisecond))
-	if markedDown > closedAt {
-		t.Errorf("clients were closed (%s) before HAProxy stopped routing to the server (%s)", closedAt, markedDown)
+	t.Logf("SIGTERM: HAProxy marked it down after %s, %d clients closed with 1001 after %s (drain delay %s)",
+		markedDown.Round(time.Millisecond), len(victims), closedAt.Round(time.Millisecond), drainDelay)
+	// HAProxy should stop routing to the server before the server closes its
+	// clients (the drain delay is chosen for that); the bound has slack for a
+	// loaded machine, where this test's polling may observe it late.
+	if markedDown > drainDelay+time.Second {
+		t.Errorf("HAProxy took %s to mark the draining server down; the drain delay is %s", markedDown, drainDelay)
 	}
 
 	back := reconnect(t, c, victims, victim.appID, room, 5*time.Second)
@@ -220,7 +236,7 @@ func TestClusterKill9(t *testing.T) {
 	cut := time.Since(start)
 	back := reconnect(t, c, victims, victim.appID, room, 5*time.Second)
 	allBack := time.Since(start)
-	waitFor(t, 5*time.Second, func() bool { return c.serverStates()[hname] == "DOWN L4CON" },
+	waitFor(t, 5*time.Second, func() bool { return strings.HasPrefix(c.serverStates()[hname], "DOWN") },
 		"HAProxy did not mark the killed server down: %v", c.serverStates())
 	markedDown := time.Since(start)
 	t.Logf("SIGKILL: clients cut after %s, all %d back after %s (%v), HAProxy marked it down after %s",
