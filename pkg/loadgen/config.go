@@ -121,7 +121,7 @@ func (c *Config) Validate() error {
 	for _, u := range c.URLs {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "ws" && p.Scheme != "wss") || p.Host == "" {
-			return fmt.Errorf("%w: --url %q must be ws://host:port/path or wss://...", ErrConfig, u)
+			return fmt.Errorf("%w: --url %q must be ws://host:port/path or wss://host:port/path", ErrConfig, u)
 		}
 	}
 	def := func(v *int, d int) {
@@ -175,7 +175,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: --publishers must not be negative, not %d", ErrConfig, c.Publishers)
 	}
 	if err := protocol.ValidRoom(c.RoomName(c.Rooms - 1)); err != nil {
-		return fmt.Errorf("%w: --room %q: %v", ErrConfig, c.Room, err)
+		return fmt.Errorf("%w: --room %q: %w", ErrConfig, c.Room, err)
 	}
 	if c.Publishers == 0 {
 		c.Publishers = int(math.Ceil(c.Rate / c.MaxRatePerConn))

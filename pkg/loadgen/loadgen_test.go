@@ -12,22 +12,10 @@ import (
 	"time"
 )
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // runTagged calls Run with every goroutine it starts labelled with the test's
 // name, then fails the test if one of them is still running: a goroutine
 // leak check that works while other tests run in parallel.
-func runTagged(t *testing.T, ctx context.Context, cfg Config) (*Result, error) {
+func runTagged(ctx context.Context, t *testing.T, cfg Config) (*Result, error) {
 	t.Helper()
 	var (
 		res *Result
@@ -36,12 +24,28 @@ func runTagged(t *testing.T, ctx context.Context, cfg Config) (*Result, error) {
 	pprof.Do(ctx, pprof.Labels("loadgen_test", t.Name()), func(ctx context.Context) {
 		res, err = Run(ctx, cfg)
 	})
-	var buf bytes.Buffer
-	if perr := pprof.Lookup("goroutine").WriteTo(&buf, 1); perr != nil {
-		t.Fatal(perr)
-	}
-	if label := `"loadgen_test":"` + t.Name() + `"`; strings.Contains(buf.String(), label) {
-		t.Fatalf("goroutines left running after Run returned:\n%s", buf.String())
+	// A goroutine may still be finishing its deferred calls after signalling
+	// its end, so poll briefly.
+	label := `"loadgen_test":"` + t.Name() + `"`
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var buf bytes.Buffer
+		if perr := pprof.Lookup("goroutine").WriteTo(&buf, 1); perr != nil {
+			t.Fatal(perr)
+		}
+		var left []string
+		for _, g := range strings.Split(buf.String(), "\n\n") {
+			if strings.Contains(g, label) && strings.Contains(g, "loadgen.(*bench)") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left running after Run returned:\n%s", strings.Join(left, "\n\n"))
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
 	}
 	return res, err
 }
@@ -63,7 +67,7 @@ func run(t *testing.T, cfg Config) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := runTagged(t, ctx, cfg)
+	res, err := runTagged(ctx, t, cfg)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -231,7 +235,7 @@ func TestRunUnreachable(t *testing.T) {
 	url := "ws://" + addr + "/ws"
 	cfg := quick(url)
 	cfg.Clients = 3
-	_, err = runTagged(t, context.Background(), cfg)
+	_, err = runTagged(context.Background(), t, cfg)
 	if err == nil || !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("err = %v; want it to name %s and say refused", err, url)
 	}
@@ -243,7 +247,7 @@ func TestRunHandshakeRefused(t *testing.T) {
 	cfg := quick(strings.TrimSuffix(rs.url(), "/ws") + "/nows")
 	rs.ts.Config.Handler = nil // 404 for everything is what http.DefaultServeMux gives
 	cfg.Clients = 2
-	_, err := runTagged(t, context.Background(), cfg)
+	_, err := runTagged(context.Background(), t, cfg)
 	if err == nil || !strings.Contains(err.Error(), "/nows") {
 		t.Fatalf("err = %v, want a failure naming the URL", err)
 	}
@@ -262,7 +266,7 @@ func TestRunCancelWhilePublishing(t *testing.T) {
 		}
 	}
 	cfg.ProgressInterval = 20 * time.Millisecond
-	res, err := runTagged(t, ctx, cfg)
+	res, err := runTagged(ctx, t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
