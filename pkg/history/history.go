@@ -288,3 +288,15 @@ func checkRead(room string, n int) (int, bool, error) {
 	}
 	return min(n, MaxPage), true, nil
 }
+
+// URLForBroker returns the history URL to use when none is configured: the
+// broker's own Redis ("redis://", "rediss://", the same server and
+// database, so a plain Redis deployment already recovers from a dead
+// server), or "memory://" for any other broker URL.
+func URLForBroker(brokerURL string) string {
+	u, err := url.Parse(brokerURL)
+	if err == nil && (u.Scheme == "redis" || u.Scheme == "rediss") {
+		return brokerURL
+	}
+	return "memory://"
+}

@@ -185,3 +185,18 @@ func TestPostgresDown(t *testing.T) {
 		t.Fatalf("After(0) after restart = %+v, %v", ms, err)
 	}
 }
+
+func TestURLForBroker(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"redis://:pw@10.0.0.1:6379/2": "redis://:pw@10.0.0.1:6379/2",
+		"rediss://h:6380":             "rediss://h:6380",
+		"memory://":                   "memory://",
+		"nats://h:4222":               "memory://",
+		"%zz":                         "memory://",
+	} {
+		if got := history.URLForBroker(in); got != want {
+			t.Errorf("URLForBroker(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

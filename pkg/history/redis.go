@@ -40,12 +40,13 @@ var _ Store = (*Redis)(nil)
 
 // appendScript appends one message.
 //
-// KEYS: seq counter, messages, dedup key ("" for none).
-// ARGV: json, ts, max len, ttl ms, cutoff ms, dedup window ms.
+// KEYS: seq counter, messages, dedup key (all in the room's hash slot).
+// ARGV: json, ts, max len, ttl ms, cutoff ms, dedup window ms, "1" when
+// the message has a dedup key.
 // Returns {0, seq, member or false} for a duplicate, {1, seq} otherwise.
 var appendScript = redis.NewScript(`
 local ttl = tonumber(ARGV[4])
-if KEYS[3] ~= '' then
+if ARGV[7] == '1' then
   local s = redis.call('GET', KEYS[3])
   if s then
     local m = redis.call('ZRANGE', KEYS[2], s, s, 'BYSCORE')
@@ -56,7 +57,7 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], seq, seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl)
-if KEYS[3] ~= '' then
+if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], seq, 'PX', ARGV[6])
 end
 local n = redis.call('ZCARD', KEYS[2])
@@ -134,13 +135,15 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 		return 0, false, fmt.Errorf("history: encode message: %w", err)
 	}
 	seqKey, msgsKey := s.keys(m.Room)
-	dk := ""
+	// Without a dedup key KEYS[3] is unused but stays in the room's slot,
+	// so the script also runs on Redis Cluster.
+	dk, hasKey := s.opts.KeyPrefix+":{"+m.Room+"}:cid:"+dedupKey, "0"
 	if dedupKey != "" {
-		dk = s.opts.KeyPrefix + ":{" + m.Room + "}:cid:" + dedupKey
+		hasKey = "1"
 	}
 	res, err := appendScript.Run(ctx, s.client, []string{seqKey, msgsKey, dk},
 		data, m.TS, s.opts.MaxLen, s.opts.MaxAge.Milliseconds(),
-		now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds()).Slice()
+		now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds(), hasKey).Slice()
 	if err != nil {
 		return 0, false, s.fail("append to", m.Room, err)
 	}
