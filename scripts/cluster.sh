@@ -12,7 +12,8 @@
 #   LIVECHAT_BROKER       broker URL                                       default redis://127.0.0.1:6379
 #   LIVECHAT_PREFIX       subject prefix                                   default livechat
 #   LIVECHAT_WEB_PORT     nginx port (1007 is privileged: root only)       default 1007 as root, else 8007
-#   LIVECHAT_LB_PORT      HAProxy port                                     default 8080
+#   LIVECHAT_LB_PORT      HAProxy port (its listener for nginx: port+10)   default 8080
+#   LIVECHAT_STATS_PORT   HAProxy stats page port                          default 8404
 #   LIVECHAT_SERVER_PORTS the servers' ports, space-separated              default "8081 8082 8083 8084"
 set -euo pipefail
 
@@ -22,6 +23,7 @@ RUN=${LIVECHAT_CLUSTER_DIR:-$ROOT/.cluster}
 BROKER=${LIVECHAT_BROKER:-redis://127.0.0.1:6379}
 PREFIX=${LIVECHAT_PREFIX:-livechat}
 LB_PORT=${LIVECHAT_LB_PORT:-8080}
+STATS_PORT=${LIVECHAT_STATS_PORT:-8404}
 read -r -a PORTS <<<"${LIVECHAT_SERVER_PORTS:-8081 8082 8083 8084}"
 if [ "$(id -u)" -eq 0 ]; then WEB_PORT=${LIVECHAT_WEB_PORT:-1007}; else WEB_PORT=${LIVECHAT_WEB_PORT:-8007}; fi
 BIN=$ROOT/bin/livechat
@@ -98,7 +100,7 @@ start() {
   local n=0
   for port in "${PORTS[@]}"; do n=$((n + 1)); export "LIVECHAT_S$n=127.0.0.1:$port"; done
   export LIVECHAT_FRONTEND=":$LB_PORT" LIVECHAT_FRONTEND_TRUSTED="127.0.0.1:$((LB_PORT + 10))" \
-    LIVECHAT_HAPROXY_STATS="127.0.0.1:8404" LIVECHAT_HAPROXY_SOCKET="$RUN/haproxy.sock"
+    LIVECHAT_HAPROXY_STATS="127.0.0.1:$STATS_PORT" LIVECHAT_HAPROXY_SOCKET="$RUN/haproxy.sock"
   haproxy -c -q -f haproxy/haproxy.cfg || die "haproxy/haproxy.cfg does not pass haproxy -c"
   start_bg haproxy haproxy -db -f haproxy/haproxy.cfg
   wait_until 10 http_ok "http://127.0.0.1:$LB_PORT/readyz" || die "HAProxy does not answer on :$LB_PORT; see $RUN/haproxy.log"
@@ -116,7 +118,7 @@ start() {
   cp "$nd/nginx.pid" "$RUN/nginx.pid"
 
   STARTING=0
-  log "up: chat http://127.0.0.1:$WEB_PORT/  websocket ws://127.0.0.1:$LB_PORT/ws  haproxy stats http://127.0.0.1:8404/"
+  log "up: chat http://127.0.0.1:$WEB_PORT/  websocket ws://127.0.0.1:$LB_PORT/ws  haproxy stats http://127.0.0.1:$STATS_PORT/"
   log "servers: ${PORTS[*]} (APPID 1000..$((i * 1000))), broker $BROKER, prefix $PREFIX, logs in $RUN/"
   log "watch:   $BIN stats --broker $BROKER --prefix $PREFIX --watch"
 }
@@ -162,7 +164,7 @@ status() {
     if alive "$f"; then echo "$n: running (pid $(cat "$f"))"; else echo "$n: dead (stale pid $(cat "$f"))"; fi
   done
   [ $any -eq 0 ] || { echo "not running"; return 0; }
-  if curl -fsS --max-time 1 "http://127.0.0.1:8404/;csv" 2>/dev/null | awk -F, '$1=="livechat" && $2 ~ /^s[0-9]/ {print "haproxy " $2 ": " $18}'; then :; fi
+  if curl -fsS --max-time 1 "http://127.0.0.1:$STATS_PORT/;csv" 2>/dev/null | awk -F, '$1=="livechat" && $2 ~ /^s[0-9]/ {print "haproxy " $2 ": " $18}'; then :; fi
 }
 
 case "${1:-}" in
