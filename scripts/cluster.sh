@@ -15,6 +15,7 @@
 #   LIVECHAT_LB_PORT      HAProxy port (its listener for nginx: port+10)   default 8080
 #   LIVECHAT_STATS_PORT   HAProxy stats page port                          default 8404
 #   LIVECHAT_SERVER_PORTS the servers' ports, space-separated              default "8081 8082 8083 8084"
+#   LIVECHAT_BIN          run this livechat binary instead of building bin/livechat
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ LB_PORT=${LIVECHAT_LB_PORT:-8080}
 STATS_PORT=${LIVECHAT_STATS_PORT:-8404}
 read -r -a PORTS <<<"${LIVECHAT_SERVER_PORTS:-8081 8082 8083 8084}"
 if [ "$(id -u)" -eq 0 ]; then WEB_PORT=${LIVECHAT_WEB_PORT:-1007}; else WEB_PORT=${LIVECHAT_WEB_PORT:-8007}; fi
-BIN=$ROOT/bin/livechat
+BIN=${LIVECHAT_BIN:-$ROOT/bin/livechat}
 
 log() { echo "cluster: $*"; }
 STARTING=0
@@ -81,8 +82,12 @@ start() {
     wait_until 10 redis-cli -h "$rhost" -p "$rport" ping || die "redis-server did not start; see $RUN/redis.log"
   fi
 
-  log "building $BIN"
-  go build -trimpath -o "$BIN" ./cmd/livechat
+  if [ -n "${LIVECHAT_BIN:-}" ]; then
+    [ -x "$BIN" ] || die "LIVECHAT_BIN=$BIN is not an executable"
+  else
+    log "building $BIN"
+    go build -trimpath -o "$BIN" ./cmd/livechat
+  fi
 
   local i=0 port
   for port in "${PORTS[@]}"; do
