@@ -20,6 +20,9 @@ const (
 	TypeSend   = "send"
 	TypeTyping = "typing"
 	TypeLeave  = "leave"
+	// TypeHistory asks for older messages of a room (client to server) and
+	// answers with them (server to client).
+	TypeHistory = "history"
 )
 
 // Frame types, server to client. TypeTyping is used both ways.
@@ -35,13 +38,13 @@ const (
 
 // Error codes carried by error frames.
 const (
-	CodeBadRequest   = "bad_request"   // not a JSON object, or a field of the wrong type
-	CodeUnknownType  = "unknown_type"  // "type" missing or not one of the client frame types
-	CodeInvalidRoom  = "invalid_room"  // room name breaks RoomPattern
-	CodeInvalidName  = "invalid_name"  // display name breaks the name rules
-	CodeInvalidText  = "invalid_text"  // empty text, or text over MaxTextLen
-	CodeInvalidCID   = "invalid_cid"   // cid over MaxCIDLen
-	CodeNotJoined    = "not_joined"    // send/typing/leave for a room the connection is not in
+	CodeBadRequest   = "bad_request"  // not a JSON object, or a field of the wrong type
+	CodeUnknownType  = "unknown_type" // "type" missing or not one of the client frame types
+	CodeInvalidRoom  = "invalid_room" // room name breaks RoomPattern
+	CodeInvalidName  = "invalid_name" // display name breaks the name rules
+	CodeInvalidText  = "invalid_text" // empty text, or text over MaxTextLen
+	CodeInvalidCID   = "invalid_cid"  // cid over MaxCIDLen
+	CodeNotJoined    = "not_joined"   // send/typing/leave for a room the connection is not in
 	CodeTooManyRooms = "too_many_rooms"
 	CodeRateLimited  = "rate_limited"
 	CodeBinary       = "binary_unsupported" // a binary frame was sent
@@ -55,6 +58,8 @@ const (
 	MaxNameLen = 32 // in characters (runes)
 	MaxTextLen = 4000
 	MaxCIDLen  = 64
+	// MaxHistoryPage caps the messages of one history answer.
+	MaxHistoryPage = 100
 )
 
 // Inbound is any client frame; fields not used by a type are ignored.
@@ -64,9 +69,16 @@ type Inbound struct {
 	Name string `json:"name,omitempty"`
 	Text string `json:"text,omitempty"`
 	CID  string `json:"cid,omitempty"`
-	// Since is the last seq the client saw in Room (join); reserved for the
-	// history feature.
-	Since uint64 `json:"since,omitempty"`
+	// Since is the last seq the client saw in Room (join). Absent: the
+	// server sends the room's latest messages; present: the messages after
+	// it (0 means from the start).
+	Since *uint64 `json:"since,omitempty"`
+	// Before asks a history request for messages with a lower seq; 0 or
+	// absent means the latest ones.
+	Before uint64 `json:"before,omitempty"`
+	// Limit is how many messages a history request wants (capped by the
+	// server, MaxHistoryPage).
+	Limit int `json:"limit,omitempty"`
 }
 
 // Welcome is the first frame on every connection.
@@ -88,12 +100,40 @@ type Limits struct {
 	MaxNameRune int     `json:"max_name"`
 }
 
-// Joined answers a join.
+// Joined answers a join. With history, the room's messages follow it: the
+// replay (the messages after the join's since, or the latest ones), ending
+// at LastSeq, then live messages with higher seqs.
 type Joined struct {
 	Type    string   `json:"type"` // "joined"
 	Room    string   `json:"room"`
 	Name    string   `json:"name"`
 	Members []string `json:"members"`
+	// LastSeq is the room's last seq when the client was added: replayed
+	// messages have seq <= LastSeq, live ones seq > LastSeq. Omitted
+	// without history.
+	LastSeq uint64 `json:"last_seq,omitempty"`
+	// FirstSeq is the oldest seq the history still holds (0: none).
+	FirstSeq uint64 `json:"first_seq,omitempty"`
+	// ReplayFrom is the seq of the first replayed message (0: none).
+	ReplayFrom uint64 `json:"replay_from,omitempty"`
+	// Truncated says that messages after since are missing from the
+	// replay: the seqs since+1 .. FirstSeq-1 are gone for good, and the
+	// held ones below ReplayFrom (over the replay limit) can be fetched
+	// with history requests.
+	Truncated bool `json:"truncated,omitempty"`
+	// Reset says that since is above the room's last seq: the history the
+	// client knew was lost (the store forgot the room) and seqs restarted;
+	// the client must forget its last seq and start from this replay.
+	Reset bool `json:"reset,omitempty"`
+}
+
+// History answers a history request: up to the asked number of messages
+// just below its before, ascending. More is true when older ones are held.
+type History struct {
+	Type     string    `json:"type"` // "history"
+	Room     string    `json:"room"`
+	Messages []Message `json:"messages"`
+	More     bool      `json:"more"`
 }
 
 // Left answers a leave.
@@ -109,7 +149,7 @@ type Message struct {
 	Type   string `json:"type"` // "message"
 	Room   string `json:"room"`
 	ID     string `json:"id"`
-	Seq    uint64 `json:"seq,omitempty"` // reserved for the history feature
+	Seq    uint64 `json:"seq,omitempty"` // the room's sequence number, with history
 	From   string `json:"from"`
 	Text   string `json:"text"`
 	TS     int64  `json:"ts"`     // server time, Unix milliseconds

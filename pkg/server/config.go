@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -76,6 +77,28 @@ type Config struct {
 	// DrainDelay is how long /readyz answers 503 during Shutdown before the
 	// connections are closed. Default: 0.
 	DrainDelay time.Duration
+	// History stores every room's messages with per-room seqs. When set, a
+	// send is persisted before it is acknowledged and published, joins
+	// replay what the client missed (Inbound.Since) or the latest messages,
+	// gaps in the live stream are filled from it and clients may page
+	// backwards with history requests. The server does not close it.
+	// Default: nil, no history: delivery is at most once.
+	History history.Store
+	// JoinHistory is how many of the latest messages a join without since
+	// replays. Default: 50.
+	JoinHistory int
+	// ReplayLimit bounds the messages a join with since replays; beyond it
+	// the joined frame says truncated and the client pages with history
+	// requests. Default: 1000 (history.MaxPage at most).
+	ReplayLimit int
+	// HistoryTimeout bounds each store call made for a client (append,
+	// replay, history page). Default: 3s.
+	HistoryTimeout time.Duration
+	// GapTimeout is how long a live message that arrived ahead of a gap
+	// waits for the gap to be filled from the store (retried while the
+	// store fails) before it is delivered anyway and the gap counted as
+	// lost. Default: 2s.
+	GapTimeout time.Duration
 	// Logger receives connection and broker events. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Default: a new registry per
@@ -112,6 +135,21 @@ const (
 	typingEvery = time.Second
 	// publishTimeout bounds a broker publish made for a client frame.
 	publishTimeout = 5 * time.Second
+
+	defaultJoinHistory    = 50
+	defaultReplayLimit    = 1000
+	defaultHistoryTimeout = 3 * time.Second
+	defaultGapTimeout     = 2 * time.Second
+	// gapReadTimeout bounds a store read made by a room's delivery to fill
+	// a gap; it runs on the room's subscription goroutine.
+	gapReadTimeout = time.Second
+	// gapRetry is the interval of gap fill retries while the store fails.
+	gapRetry = 100 * time.Millisecond
+	// maxPending bounds the live messages held back behind a gap.
+	maxPending = 4096
+	// recentSeqs is the size of the ring of recently delivered seqs and ids
+	// that tells a duplicate from a restarted seq.
+	recentSeqs = 1024
 )
 
 // ErrConfig is wrapped by every configuration error returned by New.
@@ -168,6 +206,20 @@ func (c *Config) fill() error {
 	}
 	if c.DrainDelay < 0 {
 		c.DrainDelay = 0
+	}
+	if c.JoinHistory <= 0 {
+		c.JoinHistory = defaultJoinHistory
+	}
+	if c.ReplayLimit <= 0 {
+		c.ReplayLimit = defaultReplayLimit
+	}
+	c.ReplayLimit = min(c.ReplayLimit, history.MaxPage)
+	c.JoinHistory = min(c.JoinHistory, c.ReplayLimit)
+	if c.HistoryTimeout <= 0 {
+		c.HistoryTimeout = defaultHistoryTimeout
+	}
+	if c.GapTimeout <= 0 {
+		c.GapTimeout = defaultGapTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

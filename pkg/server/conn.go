@@ -16,8 +16,9 @@ import (
 // frame is one queued outbound frame: a frame shared by many connections
 // (pm) or bytes for this connection only (data).
 type frame struct {
-	pm   *websocket.PreparedMessage
-	data []byte
+	pm    *websocket.PreparedMessage
+	data  []byte
+	batch [][]byte // a join's replay: one queue slot, one WebSocket frame each
 }
 
 // conn is one WebSocket client. It has exactly two goroutines: readLoop owns
@@ -155,6 +156,15 @@ func (c *conn) writeBatch(f frame) error {
 
 func (c *conn) write(f frame) error {
 	var err error
+	if f.batch != nil {
+		for _, data := range f.batch {
+			if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+				return err
+			}
+			c.out.Add(1)
+		}
+		return nil
+	}
 	if f.pm != nil {
 		err = c.ws.WritePreparedMessage(f.pm)
 	} else {
@@ -280,6 +290,8 @@ func (c *conn) handle(mt int, data []byte) bool {
 		c.typing(&in)
 	case protocol.TypeLeave:
 		c.leave(&in)
+	case protocol.TypeHistory:
+		c.history(&in)
 	case "":
 		c.sendError(protocol.CodeUnknownType, `missing "type"`, in.CID, "")
 	default:
@@ -348,7 +360,7 @@ func (c *conn) join(in *protocol.Inbound) {
 		c.sendError(protocol.CodeTooManyRooms, "too many rooms: leave one first", "", in.Room)
 		return
 	}
-	r, err := c.s.joinRoom(c, in.Room, in.Name)
+	r, err := c.s.joinRoom(c, in.Room, in.Name, in.Since)
 	if err != nil {
 		c.s.log.Warn("server: join", "room", in.Room, "err", err)
 		c.sendError(protocol.CodeUnavailable, "cannot join now, retry: "+err.Error(), "", in.Room)
@@ -391,6 +403,10 @@ func (c *conn) sendMsg(in *protocol.Inbound) {
 		Server: s.cfg.AppID,
 		CID:    in.CID,
 	}
+	if s.hist != nil {
+		c.sendStored(m, &msg)
+		return
+	}
 	data, err := json.Marshal(msg)
 	if err != nil {
 		c.sendError(protocol.CodeInternal, "cannot encode message", in.CID, in.Room)
@@ -427,4 +443,90 @@ func (c *conn) typing(in *protocol.Inbound) {
 	if err := c.s.b.Publish(ctx, m.room.subject, data); err != nil {
 		c.s.log.Debug("server: publish typing", "room", in.Room, "err", err)
 	}
+}
+
+// sendStored is the send path with history: persist first (the store
+// assigns the seq and de-duplicates on the sender's cid), then acknowledge,
+// then publish. A store error gets an "unavailable" error and no ack, and
+// nothing is published. A retried cid whose append succeeded before is
+// acknowledged with the original id and seq and published again, which
+// receivers drop as a duplicate (it covers a crash between append and
+// publish).
+func (c *conn) sendStored(m *membership, msg *protocol.Message) {
+	s := c.s
+	key := ""
+	if msg.CID != "" {
+		key = m.name + "\x00" + msg.CID
+	}
+	cid, room := msg.CID, msg.Room
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+	seq, dup, err := s.hist.Append(ctx, msg, key)
+	cancel()
+	if err != nil {
+		s.historyError("append", room, err)
+		c.sendError(protocol.CodeUnavailable, "message not stored, retry with the same cid", cid, room)
+		return
+	}
+	msg.Type = protocol.TypeMessage
+	data, err := json.Marshal(msg)
+	if err != nil {
+		c.sendError(protocol.CodeInternal, "cannot encode message", cid, room)
+		return
+	}
+	if !dup {
+		s.msgsIn.Add(1)
+	}
+	c.sendJSON(protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq})
+	ctx, cancel = context.WithTimeout(context.Background(), publishTimeout)
+	err = s.b.Publish(ctx, m.room.subject, data)
+	cancel()
+	if err != nil {
+		// Stored and acknowledged: the local members get it now, the other
+		// servers fill the gap from the store with their next message.
+		s.log.Warn("server: publish stored message", "room", room, "seq", seq, "err", err)
+		m.room.receive(seq, msg.ID, data)
+	}
+}
+
+// history answers a history request: up to Limit (default and cap
+// protocol.MaxHistoryPage) messages below Before, never above what this
+// server delivered live, so a page never duplicates a live message.
+func (c *conn) history(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	s := c.s
+	if s.hist == nil {
+		c.sendError(protocol.CodeUnavailable, "this server keeps no history", "", in.Room)
+		return
+	}
+	limit := in.Limit
+	if limit <= 0 || limit > protocol.MaxHistoryPage {
+		limit = protocol.MaxHistoryPage
+	}
+	top := m.room.lastSeen.Load() + 1
+	before := in.Before
+	if before == 0 || before > top {
+		before = top
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+	msgs, err := s.hist.Before(ctx, in.Room, before, limit+1)
+	cancel()
+	if err != nil {
+		s.historyError("history", in.Room, err)
+		c.sendError(protocol.CodeUnavailable, "history unavailable, retry later", "", in.Room)
+		return
+	}
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[1:]
+	}
+	for i := range msgs {
+		msgs[i].Type = protocol.TypeMessage
+	}
+	if msgs == nil {
+		msgs = []protocol.Message{}
+	}
+	c.sendJSON(protocol.History{Type: protocol.TypeHistory, Room: in.Room, Messages: msgs, More: more})
 }

@@ -18,6 +18,8 @@ type metrics struct {
 	errors   *prometheus.CounterVec
 	latency  prometheus.Histogram
 	handler  http.Handler
+
+	historyErrors *prometheus.CounterVec
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
@@ -51,8 +53,21 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}
+	m.historyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "history_errors_total",
+		Help: "Failed history store calls, by operation (append, replay, history, gap_fill, bounds).",
+	}, []string{"op"})
+	counter := func(name, help string, v interface{ Load() uint64 }) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help},
+			func() float64 { return float64(v.Load()) })
+	}
 	cs := []prometheus.Collector{
-		m.rejected, m.errors, m.latency,
+		m.rejected, m.errors, m.latency, m.historyErrors,
+		counter("gaps_filled_total", "Gaps in a room's live message stream filled from the history store.", &s.gapsFilled),
+		counter("gap_messages_lost_total", "Seqs skipped in a room's live stream because the store did not hold them or stayed down.", &s.gapLost),
+		counter("duplicates_dropped_total", "Live messages dropped because their seq was already delivered.", &s.dupsDropped),
+		counter("history_resets_total", "Rooms whose history restarted its seqs (the store forgot the room).", &s.resets),
+		counter("replayed_messages_total", "Messages replayed to joining clients from the history store.", &s.replayed),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "connections",
 			Help: "Open WebSocket connections.",

@@ -39,6 +39,21 @@ type room struct {
 	remote map[string]remoteMember // other servers' snapshots, by AppID
 	union  []string                // member list last sent to local members
 	dirty  bool                    // local change not yet in a published snapshot
+
+	// lastSeen mirrors last for readers outside dmu (history requests).
+	lastSeen atomic.Uint64
+
+	// dmu is the delivery mutex (history only, see delivery.go): the broker
+	// handler holds it per message, a join while it replays and adds its
+	// connection to members. Lock order: mu, then dmu.
+	dmu          sync.Mutex
+	active       bool                  // subscribed: deliveries are accepted
+	primed       bool                  // last was read from the store
+	last         uint64                // last seq delivered to the local members
+	pending      map[uint64]pendingMsg // live messages waiting behind a gap
+	pendingSince time.Time             // when the oldest pending one arrived
+	retry        *time.Timer           // gap fill retry while the store fails
+	recent       [recentSeqs]recentEntry
 }
 
 type remoteMember struct {
@@ -60,9 +75,12 @@ func newRoom(s *Server, name string) *room {
 }
 
 // joinRoom adds c to room as name, subscribing the room on its first local
-// member, and queues the joined frame to c. A failed subscription is rolled
-// back.
-func (s *Server) joinRoom(c *conn, name, user string) (*room, error) {
+// member, and queues the joined frame to c, followed with history by the
+// replay (the messages after since, or the latest ones). A failed
+// subscription is rolled back; a failed replay is reported to c with an
+// "unavailable" error after the joined frame, and c still gets the live
+// messages.
+func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, error) {
 	s.mu.Lock()
 	r := s.rooms[name]
 	if r == nil {
@@ -74,15 +92,38 @@ func (s *Server) joinRoom(c *conn, name, user string) (*room, error) {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s.hist != nil {
+		// The broker handler waits while the room is primed and the replay
+		// read, so c gets the replay and then exactly the later messages.
+		r.dmu.Lock()
+		defer r.dmu.Unlock()
+	}
 	if r.sub == nil {
 		if err := r.subscribeLocked(); err != nil {
 			s.releaseRoom(r) // lock order r.mu -> s.mu is never reversed
 			return nil, err
 		}
+		if s.hist != nil {
+			r.activateLocked()
+		}
 	}
 	r.local[user]++
 	r.dirty = true // the presence loop tells the others (debounced)
-	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.unionLocked(time.Now())})
+	j := protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.unionLocked(time.Now())}
+	var replay [][]byte
+	var rerr error
+	if s.hist != nil {
+		replay, rerr = r.replayLocked(&j, since)
+	}
+	c.sendJSON(j)
+	if len(replay) > 0 {
+		c.enqueue(frame{batch: replay})
+		s.replayed.Add(uint64(len(replay)))
+	}
+	if rerr != nil {
+		s.historyError("replay", name, rerr)
+		c.sendError(protocol.CodeUnavailable, "history unavailable: missed messages could not be replayed; live messages follow", "", name)
+	}
 	old := *r.members.Load()
 	next := make([]*conn, len(old), len(old)+1)
 	copy(next, old)
@@ -121,6 +162,11 @@ func (s *Server) leaveRoom(c *conn, r *room, user string) {
 	r.removeNameLocked(user)
 	if len(next) == 0 {
 		r.unsubscribeLocked()
+		if s.hist != nil {
+			r.dmu.Lock()
+			r.deactivateLocked()
+			r.dmu.Unlock()
+		}
 	} else {
 		r.dirty = true
 		s.kickPresence()
@@ -214,27 +260,24 @@ func (r *room) snapshotLocked(ctx context.Context) {
 }
 
 // onMessage fans a room frame from the broker out to the local members: one
-// encoded WebSocket frame, a non-blocking enqueue per member.
+// encoded WebSocket frame, a non-blocking enqueue per member. With history,
+// messages that carry a seq go through the ordered delivery (delivery.go);
+// typing frames and seq-less announcements are fanned out as they come.
 func (r *room) onMessage(m broker.Message) {
 	s := r.s
 	defer s.brokerIn.Add(1) // after the fan-out: tests rely on it
-	var h struct {
-		Type string `json:"type"`
-		TS   int64  `json:"ts"`
-	}
-	if json.Unmarshal(m.Data, &h) == nil && h.Type == protocol.TypeMessage && h.TS > 0 {
+	var h seqHeader
+	ok := json.Unmarshal(m.Data, &h) == nil && h.Type == protocol.TypeMessage
+	if ok && h.TS > 0 {
 		if d := time.Now().UnixMilli() - h.TS; d >= 0 {
 			s.metrics.latency.Observe(float64(d) / 1000)
 		}
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.Data)
-	if err != nil {
+	if ok && h.Seq > 0 && s.hist != nil {
+		r.receive(h.Seq, h.ID, m.Data)
 		return
 	}
-	f := frame{pm: pm}
-	for _, c := range *r.members.Load() {
-		c.enqueue(f)
-	}
+	r.fanout(m.Data)
 }
 
 // onPresence applies another server's presence frame.

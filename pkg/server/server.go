@@ -4,10 +4,16 @@
 // a cluster-wide member list per room, enforces limits, and exposes health
 // and Prometheus metrics.
 //
-// Delivery is at most once. Each room is subscribed once per server while it
-// has local members; a broker message is encoded into one WebSocket frame
-// and queued to every local member without blocking. A connection whose
-// bounded queue is full is disconnected (close 1013) so nobody else waits.
+// Each room is subscribed once per server while it has local members; a
+// broker message is encoded into one WebSocket frame and queued to every
+// local member without blocking. A connection whose bounded queue is full is
+// disconnected (close 1013) so nobody else waits.
+//
+// Without a history store (Config.History) delivery is at most once. With
+// one, a send is stored (getting the room's next seq) before it is
+// acknowledged and published, each server delivers a room's messages in seq
+// order without gap or duplicate (filling gaps from the store), and a join
+// replays what the client missed since the last seq it saw.
 package server
 
 import (
@@ -27,6 +33,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -35,6 +42,7 @@ import (
 // for concurrent use.
 type Server struct {
 	b        broker.Broker
+	hist     history.Store // nil: no history
 	cfg      Config
 	log      *slog.Logger
 	upgrader websocket.Upgrader
@@ -56,6 +64,13 @@ type Server struct {
 	brokerIn  atomic.Uint64
 	slowDrops atomic.Uint64
 	outClosed atomic.Uint64 // frames written by connections already closed
+
+	// history counters
+	dupsDropped atomic.Uint64 // live messages dropped as already delivered
+	gapsFilled  atomic.Uint64 // gaps in a live stream filled from the store
+	gapLost     atomic.Uint64 // seqs skipped: not in the store, or store down
+	resets      atomic.Uint64 // room histories that restarted their seqs
+	replayed    atomic.Uint64 // messages replayed to joining clients
 
 	connWG sync.WaitGroup
 
@@ -84,6 +99,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	now := time.Now()
 	s := &Server{
 		b:            b,
+		hist:         cfg.History,
 		cfg:          cfg,
 		log:          cfg.Logger.With("app_id", cfg.AppID),
 		started:      now,
@@ -471,4 +487,10 @@ func (s *Server) removeConn(c *conn) {
 
 func (s *Server) countError(code string) {
 	s.metrics.errors.WithLabelValues(code).Inc()
+}
+
+// historyError counts and logs a failed store call.
+func (s *Server) historyError(op, room string, err error) {
+	s.metrics.historyErrors.WithLabelValues(op).Inc()
+	s.log.Warn("server: history", "op", op, "room", room, "err", err)
 }

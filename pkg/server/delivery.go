@@ -1,0 +1,372 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+// This file is the ordered delivery of a room when the server has a history
+// store (Config.History). Every stored message carries the room's seq; each
+// server delivers a room's messages to its local members in seq order, with
+// no gap and no duplicate:
+//
+//   - seq <= last delivered: a duplicate (a retried send republished, a
+//     message already filled from the store), dropped;
+//   - seq == last+1: delivered at once;
+//   - seq > last+1: a gap (publishes of two servers crossed, or Redis
+//     Pub/Sub lost one): the missing seqs are read from the store and
+//     delivered first. If the store cannot be read the message waits in a
+//     bounded pending set, retried every gapRetry, and after GapTimeout the
+//     gap is skipped and counted as lost: never out of order, never stuck.
+//
+// All of it runs under the room's delivery mutex (room.dmu), which the
+// broker handler takes per message and a join takes while it replays, so a
+// joining client gets the replay and then exactly the live messages after
+// it. The mutex is per room and uncontended except during joins and gap
+// fills.
+
+// recentEntry is one delivered message in the ring of recent seqs.
+type recentEntry struct {
+	seq uint64
+	id  string
+}
+
+// pendingMsg is a live message held back behind a gap.
+type pendingMsg struct {
+	id   string
+	data []byte
+}
+
+// seqHeader is the part of a room frame the delivery needs.
+type seqHeader struct {
+	Type string `json:"type"`
+	TS   int64  `json:"ts"`
+	Seq  uint64 `json:"seq"`
+	ID   string `json:"id"`
+}
+
+// fanout queues one encoded frame to every local member of r.
+func (r *room) fanout(data []byte) {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
+	if err != nil {
+		return
+	}
+	f := frame{pm: pm}
+	for _, c := range *r.members.Load() {
+		c.enqueue(f)
+	}
+}
+
+// activateLocked starts the delivery state of a freshly subscribed room and
+// reads the room's last seq from the store. Messages that arrive between
+// the subscription and this read with a seq at or below it are in the
+// store already and reach joiners through the replay. r.dmu must be held.
+func (r *room) activateLocked() {
+	r.active = true
+	r.primed = false
+	r.pending = make(map[uint64]pendingMsg)
+	clear(r.recent[:])
+	r.primeLocked()
+}
+
+// deactivateLocked ends the delivery state when the room is unsubscribed;
+// a late handler call is then ignored. r.dmu must be held.
+func (r *room) deactivateLocked() {
+	r.active = false
+	r.primed = false
+	r.pending = nil
+	if r.retry != nil {
+		r.retry.Stop()
+		r.retry = nil
+	}
+}
+
+// primeLocked sets the last delivered seq to the store's last seq; it
+// reports whether it could. r.dmu must be held.
+func (r *room) primeLocked() bool {
+	if r.primed {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gapReadTimeout)
+	defer cancel()
+	b, err := r.s.hist.Bounds(ctx, r.name)
+	if err != nil {
+		r.s.historyError("bounds", r.name, err)
+		return false
+	}
+	r.setLastLocked(b.Last)
+	r.primed = true
+	return true
+}
+
+func (r *room) setLastLocked(seq uint64) {
+	r.last = seq
+	r.lastSeen.Store(seq)
+}
+
+// receive delivers a live message with a seq in order. It is called by the
+// room's broker handler, and by a sender's connection when the publish
+// failed (the message is stored, so the local members get it anyway).
+func (r *room) receive(seq uint64, id string, data []byte) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	if !r.active {
+		return
+	}
+	if !r.primed && !r.primeLocked() {
+		// The store is down: take this message as the starting point.
+		r.setLastLocked(seq - 1)
+		r.primed = true
+	}
+	if seq <= r.last {
+		if r.isDuplicateLocked(seq, id) {
+			r.s.dupsDropped.Add(1)
+			return
+		}
+		r.resetLocked()
+	}
+	if seq == r.last+1 && len(r.pending) == 0 {
+		r.deliverLocked(seq, id, data)
+		return
+	}
+	if len(r.pending) == 0 {
+		r.pendingSince = time.Now()
+	}
+	r.pending[seq] = pendingMsg{id: id, data: data}
+	r.fillLocked()
+}
+
+// isDuplicateLocked tells a duplicate from a message of a history that
+// restarted (a Redis store that lost or expired the room counts from 1
+// again): a seq delivered recently with the same id is a duplicate; for
+// anything else the store decides.
+func (r *room) isDuplicateLocked(seq uint64, id string) bool {
+	e := r.recent[seq%recentSeqs]
+	if e.seq == seq {
+		if e.id == id {
+			return true
+		}
+	} else if r.last-seq >= recentSeqs {
+		return true // too old to be a restarted history's
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gapReadTimeout)
+	defer cancel()
+	b, err := r.s.hist.Bounds(ctx, r.name)
+	if err != nil {
+		r.s.historyError("bounds", r.name, err)
+		return true
+	}
+	return b.Last >= r.last
+}
+
+// resetLocked restarts the room's delivery at seq 0 after the store's seqs
+// restarted.
+func (r *room) resetLocked() {
+	r.s.log.Warn("server: history of room restarted, delivery follows the new seqs", "room", r.name, "last", r.last)
+	r.s.resets.Add(1)
+	r.setLastLocked(0)
+	clear(r.recent[:])
+	clear(r.pending)
+}
+
+func (r *room) deliverLocked(seq uint64, id string, data []byte) {
+	r.fanout(data)
+	r.setLastLocked(seq)
+	r.recent[seq%recentSeqs] = recentEntry{seq: seq, id: id}
+}
+
+// deliverStoredLocked encodes a message read from the store (once) and
+// delivers it.
+func (r *room) deliverStoredLocked(m *protocol.Message) {
+	m.Type = protocol.TypeMessage
+	data, err := json.Marshal(m)
+	if err != nil {
+		r.s.log.Error("server: encode stored message", "room", r.name, "err", err)
+		return
+	}
+	r.deliverLocked(m.Seq, m.ID, data)
+}
+
+// skipLocked gives up the seqs up to seq-1 (not in the store, or the store
+// stayed down past GapTimeout).
+func (r *room) skipLocked(seq uint64, why string) {
+	if seq <= r.last+1 {
+		return
+	}
+	lost := seq - r.last - 1
+	r.s.gapLost.Add(lost)
+	r.s.log.Warn("server: messages missing from the live stream could not be recovered",
+		"room", r.name, "from", r.last+1, "to", seq-1, "reason", why)
+	r.setLastLocked(seq - 1)
+}
+
+// fillLocked delivers the pending messages in seq order, reading the gaps
+// before them from the store. When the store fails it schedules a retry,
+// and skips the gap once the oldest pending message waited GapTimeout.
+func (r *room) fillLocked() {
+	for len(r.pending) > 0 {
+		lo := uint64(0)
+		for seq := range r.pending {
+			if seq <= r.last {
+				delete(r.pending, seq) // filled from the store meanwhile
+				continue
+			}
+			if lo == 0 || seq < lo {
+				lo = seq
+			}
+		}
+		if lo == 0 {
+			break
+		}
+		if lo == r.last+1 {
+			p := r.pending[lo]
+			delete(r.pending, lo)
+			r.deliverLocked(lo, p.id, p.data)
+			continue
+		}
+		want := int(min(lo-r.last-1, uint64(maxPending)))
+		ctx, cancel := context.WithTimeout(context.Background(), gapReadTimeout)
+		msgs, err := r.s.hist.After(ctx, r.name, r.last, want)
+		cancel()
+		if err != nil {
+			r.s.historyError("gap_fill", r.name, err)
+			if time.Since(r.pendingSince) >= r.s.cfg.GapTimeout || len(r.pending) > maxPending {
+				r.skipLocked(lo, "store unavailable")
+				continue
+			}
+			r.scheduleRetryLocked()
+			return
+		}
+		filled := false
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Seq >= lo {
+				break
+			}
+			if m.Seq <= r.last {
+				continue
+			}
+			r.skipLocked(m.Seq, "trimmed from the store")
+			r.deliverStoredLocked(m)
+			filled = true
+		}
+		if filled {
+			r.s.gapsFilled.Add(1)
+		}
+		if r.last+1 < lo && !(filled && len(msgs) == want) {
+			r.skipLocked(lo, "not in the store")
+		}
+	}
+	if len(r.pending) == 0 && r.retry != nil {
+		r.retry.Stop()
+		r.retry = nil
+	}
+}
+
+func (r *room) scheduleRetryLocked() {
+	if r.retry != nil {
+		r.retry.Reset(gapRetry)
+		return
+	}
+	r.retry = time.AfterFunc(gapRetry, func() {
+		r.dmu.Lock()
+		defer r.dmu.Unlock()
+		r.retry = nil
+		if r.active {
+			r.fillLocked()
+		}
+	})
+}
+
+// catchUpLocked delivers the stored messages up to seq to the room's
+// members (a joining client has seen more than this server delivered yet).
+func (r *room) catchUpLocked(ctx context.Context, seq uint64) error {
+	for r.last < seq {
+		msgs, err := r.s.hist.After(ctx, r.name, r.last, int(min(seq-r.last, uint64(maxPending))))
+		if err != nil {
+			return err
+		}
+		progressed := false
+		for i := range msgs {
+			if m := &msgs[i]; m.Seq > r.last && m.Seq <= seq {
+				r.skipLocked(m.Seq, "trimmed from the store")
+				r.deliverStoredLocked(m)
+				progressed = true
+			}
+		}
+		if !progressed {
+			break
+		}
+	}
+	r.fillLocked()
+	return nil
+}
+
+// replayLocked prepares a join's replay: it fills in the joined frame's
+// history fields and returns the encoded message frames to queue before
+// the client is added to the fan-out. r.dmu must be held.
+func (r *room) replayLocked(j *protocol.Joined, since *uint64) ([][]byte, error) {
+	s := r.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+	defer cancel()
+	if !r.primeLocked() {
+		return nil, fmt.Errorf("server: history of room %s unavailable", r.name)
+	}
+	b, err := s.hist.Bounds(ctx, r.name)
+	if err != nil {
+		return nil, fmt.Errorf("server: history bounds: %w", err)
+	}
+	if since != nil && *since > r.last {
+		if *since <= b.Last {
+			// This server lags behind what the client saw elsewhere.
+			if err := r.catchUpLocked(ctx, *since); err != nil {
+				return nil, fmt.Errorf("server: history catch-up: %w", err)
+			}
+		} else {
+			j.Reset = true
+			since = nil
+		}
+	}
+	j.LastSeq, j.FirstSeq = r.last, b.First
+	if r.last == 0 {
+		return nil, nil
+	}
+	var msgs []protocol.Message
+	if since == nil {
+		msgs, err = s.hist.Before(ctx, r.name, r.last+1, s.cfg.JoinHistory)
+	} else if *since < r.last {
+		start := *since
+		if r.last-start > uint64(s.cfg.ReplayLimit) {
+			start = r.last - uint64(s.cfg.ReplayLimit)
+		}
+		msgs, err = s.hist.After(ctx, r.name, start, int(r.last-start))
+		if err == nil && (len(msgs) == 0 || msgs[0].Seq > *since+1) {
+			j.Truncated = true
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: history replay: %w", err)
+	}
+	out := make([][]byte, 0, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Seq > r.last {
+			break
+		}
+		m.Type = protocol.TypeMessage
+		data, err := json.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("server: encode replay: %w", err)
+		}
+		if len(out) == 0 {
+			j.ReplayFrom = m.Seq
+		}
+		out = append(out, data)
+	}
+	return out, nil
+}
