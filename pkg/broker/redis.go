@@ -104,6 +104,12 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (Broker, error)
 	}
 	// Redis before 8 does not know CLIENT MAINT_NOTIFICATIONS; do not ask.
 	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// One dial attempt per try: a Publish while Redis is down fails in
+	// milliseconds instead of retrying dials for seconds (go-redis still
+	// retries the command itself, MaxRetries, e.g. on a stale connection).
+	if ro.DialerRetries == 0 {
+		ro.DialerRetries = 1
+	}
 	client := redis.NewClient(ro)
 
 	pctx, cancel := ctx, context.CancelFunc(func() {})
