@@ -5,11 +5,17 @@
 set -euo pipefail
 
 GOLANGCI_VERSION=v2.15.0
+export PATH="$PATH:/usr/sbin:/sbin"
 need_pkgs=()
-command -v redis-server >/dev/null || need_pkgs+=(redis-server)
-command -v haproxy >/dev/null || need_pkgs+=(haproxy)
-command -v nginx >/dev/null || need_pkgs+=(nginx)
-command -v chromium >/dev/null || need_pkgs+=(chromium)
+have() { command -v "$1" >/dev/null; }
+have redis-server || need_pkgs+=(redis-server)
+have redis-cli || need_pkgs+=(redis-tools)
+have haproxy || need_pkgs+=(haproxy)
+have nginx || need_pkgs+=(nginx)
+have chromium || need_pkgs+=(chromium)
+have curl || need_pkgs+=(curl)
+have envsubst || need_pkgs+=(gettext-base)
+have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
