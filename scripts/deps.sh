@@ -46,3 +46,16 @@ if ! redis_up; then
     [ "${CI:-}" = "true" ] && exit 1
   fi
 fi
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+if command -v pg_isready >/dev/null && ! pg_up; then
+  echo "deps: starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    for v in /etc/postgresql/*; do pg_ctlcluster --skip-systemctl-redirect "$(basename "$v")" main start || true; done
+  fi
+  for _ in $(seq 50); do pg_up && break; sleep 0.1; done
+  if ! pg_up; then
+    echo "deps: no PostgreSQL answers on 127.0.0.1:5432 (set POSTGRES_URL)" >&2
+    [ "${CI:-}" = "true" ] && exit 1
+  fi
+fi
