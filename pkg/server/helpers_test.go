@@ -166,6 +166,15 @@ type rx struct {
 	Limits  struct {
 		MaxFrame int `json:"max_frame"`
 	} `json:"limits"`
+	// history fields
+	Seq        uint64             `json:"seq"`
+	LastSeq    uint64             `json:"last_seq"`
+	FirstSeq   uint64             `json:"first_seq"`
+	ReplayFrom uint64             `json:"replay_from"`
+	Truncated  bool               `json:"truncated"`
+	Reset      bool               `json:"reset"`
+	Messages   []protocol.Message `json:"messages"`
+	More       bool               `json:"more"`
 }
 
 // client is a test WebSocket client with a background reader that records
