@@ -58,7 +58,9 @@ type Broker interface {
 	// State reports the connection state.
 	State() State
 	// Close unsubscribes everything, stops every goroutine the broker started
-	// and releases its connections. It is idempotent.
+	// and releases its connections. It waits for handler calls already
+	// running to return (a pending SubscribeChan send is abandoned). It is
+	// idempotent.
 	Close() error
 }
 

@@ -72,12 +72,12 @@ func parse(s string) (*pattern, error) {
 	}
 	p := &pattern{tokens: toks, literal: true}
 	for i, t := range toks {
-		switch {
-		case t == "":
+		switch t {
+		case "":
 			return nil, fmt.Errorf("%w %q: empty token", ErrInvalidSubject, s)
-		case t == singleWC:
+		case singleWC:
 			p.literal = false
-		case t == fullWC:
+		case fullWC:
 			if i != len(toks)-1 {
 				return nil, fmt.Errorf("%w %q: %q must be the last token", ErrInvalidSubject, s, fullWC)
 			}

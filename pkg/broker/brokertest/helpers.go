@@ -72,6 +72,7 @@ func RedisURL(t testing.TB) string {
 		t.Fatalf("brokertest: REDIS_URL: %v", err)
 	}
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	opts.DialerRetries, opts.MaxRetries = 1, -1 // answer quickly when nothing listens
 	c := redis.NewClient(opts)
 	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
