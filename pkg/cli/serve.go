@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/server"
 	"github.com/livechat/livechat/web"
 )
@@ -43,6 +44,9 @@ type ServeOptions struct {
 	HeartbeatInterval, PresenceInterval time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel, LogFormat string
+	// History is the history store URL: "" means the broker's own backend
+	// (history.URLForBroker), "none" disables history.
+	History string
 }
 
 func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -54,7 +58,9 @@ func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
 		Long: `Run a chat server. It serves the web client at /, WebSockets at /ws, /healthz,
 /readyz (503 while the broker is down or the server drains) and /metrics
 (Prometheus). Messages go through the broker, so any number of servers sharing
-one Redis form one chat. On SIGTERM or SIGINT it drains: /readyz turns 503, after
+one Redis form one chat. With history (default: in the broker's Redis, see
+--history) every message is stored with a per-room seq before it is
+acknowledged, and clients that reconnect get what they missed. On SIGTERM or SIGINT it drains: /readyz turns 503, after
 --drain-delay clients are closed with 1001 (going away) and the process exits
 within --shutdown-timeout.`,
 		Example: `  # single node, in-process broker
@@ -82,6 +88,7 @@ within --shutdown-timeout.`,
 	f.DurationVar(&opts.DrainDelay, "drain-delay", 0, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
 	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "period of the stats heartbeat")
 	f.DurationVar(&opts.PresenceInterval, "presence-interval", 3*time.Second, "period of presence snapshots; a dead server's members expire after three")
+	f.StringVar(&opts.History, "history", "", `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -123,6 +130,17 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		return err
 	}
 	defer b.Close()
+	hist, histURL, err := openHistory(ctx, opts.History, opts.Global, log)
+	if err != nil {
+		return err
+	}
+	if hist != nil {
+		defer func() {
+			if err := hist.Close(); err != nil {
+				log.Warn("close history", "err", err)
+			}
+		}()
+	}
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -145,6 +163,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		HeartbeatInterval: opts.HeartbeatInterval,
 		PresenceInterval:  opts.PresenceInterval,
 		DrainDelay:        opts.DrainDelay,
+		History:           hist,
 		Logger:            log,
 	})
 	if err != nil {
@@ -166,7 +185,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", opts.AppID, "broker", broker.Redact(opts.Global.Broker), "version", version)
+	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", opts.AppID, "broker", broker.Redact(opts.Global.Broker), "history", histURL, "version", version)
 
 	select {
 	case err := <-served:
@@ -184,4 +203,30 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openHistory opens the history store named by raw ("" derives it from the
+// broker URL, "none" returns a nil store), with a bounded wait and an error
+// that names the URL (password redacted) and says what to do. It also
+// returns the redacted URL, or "none".
+func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Logger) (history.Store, string, error) {
+	if raw == "none" {
+		return nil, "none", nil
+	}
+	if raw == "" {
+		raw = history.URLForBroker(g.Broker)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	st, err := history.Open(ctx, raw, history.Options{KeyPrefix: g.Prefix + ":history", Logger: log})
+	if err != nil {
+		if errors.Is(err, history.ErrUnsupportedURL) {
+			return nil, "", usageErrorf("--history: %v", err)
+		}
+		return nil, "", fmt.Errorf("%w (set --history or LIVECHAT_HISTORY; \"none\" disables history)", err)
+	}
+	return st, history.Redact(raw), nil
 }

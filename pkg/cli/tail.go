@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -22,6 +23,13 @@ type TailOptions struct {
 	Subjects []string
 	// Typing also prints typing notices.
 	Typing bool
+	// Since, when SinceSet, replays the room's stored messages after this
+	// seq before the live ones (exactly one room; needs history).
+	Since    uint64
+	SinceSet bool
+	// History is the history store URL for --since: "" means the broker's
+	// own backend, as for serve.
+	History string
 }
 
 func newTailCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -35,12 +43,16 @@ Without --room or --subject every room is watched. Broker disconnects and
 reconnects are reported on standard error.`,
 		Example: `  livechat tail
   livechat tail --room general --room ops
+  livechat tail --room general --since 120
   livechat tail --subject 'livechat.>' --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.SinceSet = cmd.Flags().Changed("since")
 			return runTail(cmd.Context(), opts, ios)
 		},
 	}
+	cmd.Flags().Uint64Var(&opts.Since, "since", 0, "first print the room's stored messages after this seq (0: all held), then the live ones, without duplicates; needs exactly one --room")
+	cmd.Flags().StringVar(&opts.History, "history", "", `history store for --since, as for serve: empty means the broker's Redis`)
 	cmd.Flags().StringArrayVarP(&opts.Rooms, "room", "r", nil, "room to watch (repeatable)")
 	cmd.Flags().StringArrayVar(&opts.Subjects, "subject", nil, "raw subject pattern to watch, with * and > wildcards (repeatable)")
 	cmd.Flags().BoolVar(&opts.Typing, "typing", false, "also print typing notices")
@@ -70,6 +82,9 @@ func runTail(ctx context.Context, opts *TailOptions, ios *IOStreams) error {
 	if len(patterns) == 0 {
 		patterns = []string{protocol.RoomSubject(opts.Global.Prefix, "*")}
 	}
+	if opts.SinceSet && (len(opts.Rooms) != 1 || len(opts.Subjects) > 0) {
+		return usageErrorf("--since needs exactly one --room and no --subject")
+	}
 
 	lines := make(chan broker.Message, 1024)
 	b, err := openBroker(ctx, opts.Global, broker.Options{
@@ -91,17 +106,129 @@ func runTail(ctx context.Context, opts *TailOptions, ios *IOStreams) error {
 			return fmt.Errorf("subscribe %s: %w", p, err)
 		}
 	}
+	// With --since the subscription is already up: the replay and the live
+	// stream overlap, and live seqs already printed are skipped.
+	var rp *replayer
+	if opts.SinceSet {
+		if rp, err = startReplay(ctx, opts, ios); err != nil {
+			return err
+		}
+		defer func() { _ = rp.h.Close() }()
+	}
 	fmt.Fprintf(ios.ErrOut, "watching %s (Ctrl-C to stop)\n", strings.Join(patterns, ", "))
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-lines:
+			if rp != nil {
+				if err := rp.live(ctx, m); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := printTail(ios, opts, m); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// replayer prints a room's stored messages for tail --since and then keeps
+// the live stream in seq order: duplicates are skipped and a gap is filled
+// from the store.
+type replayer struct {
+	h       history.Store
+	opts    *TailOptions
+	ios     *IOStreams
+	subject string
+	last    uint64 // last seq printed
+}
+
+func startReplay(ctx context.Context, opts *TailOptions, ios *IOStreams) (*replayer, error) {
+	h, _, err := openHistory(ctx, opts.History, opts.Global, nil)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, usageErrorf("--since needs a history store (--history is \"none\")")
+	}
+	room := opts.Rooms[0]
+	rp := &replayer{h: h, opts: opts, ios: ios, subject: protocol.RoomSubject(opts.Global.Prefix, room), last: opts.Since}
+	rctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	b, err := h.Bounds(rctx, room)
+	if err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("history of room %s: %w", room, err)
+	}
+	switch {
+	case opts.Since > b.Last:
+		fmt.Fprintf(ios.ErrOut, "-- room %s has no seq %d: its history restarted (last seq %d); printing what is held\n", room, opts.Since, b.Last)
+		rp.last = 0
+	case !b.Covers(opts.Since):
+		fmt.Fprintf(ios.ErrOut, "-- messages %d..%d of room %s are no longer held\n", opts.Since+1, b.First-1, room)
+	}
+	if err := rp.fill(rctx, b.Last); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return rp, nil
+}
+
+// fill prints the stored messages after rp.last up to seq `to`.
+func (rp *replayer) fill(ctx context.Context, to uint64) error {
+	room := rp.opts.Rooms[0]
+	for rp.last < to {
+		msgs, err := rp.h.After(ctx, room, rp.last, int(min(to-rp.last, history.MaxPage)))
+		if err != nil {
+			return fmt.Errorf("history of room %s: %w", room, err)
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Seq > to {
+				return nil
+			}
+			m.Type = protocol.TypeMessage
+			data, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := printTail(rp.ios, rp.opts, broker.Message{Subject: rp.subject, Data: data}); err != nil {
+				return err
+			}
+			rp.last = m.Seq
+		}
+	}
+	return nil
+}
+
+// live prints a live message unless its seq was printed already, after the
+// stored messages of a gap before it.
+func (rp *replayer) live(ctx context.Context, m broker.Message) error {
+	var h struct {
+		Type string `json:"type"`
+		Seq  uint64 `json:"seq"`
+	}
+	if json.Unmarshal(m.Data, &h) != nil || h.Type != protocol.TypeMessage || h.Seq == 0 {
+		return printTail(rp.ios, rp.opts, m)
+	}
+	if h.Seq <= rp.last {
+		return nil
+	}
+	if h.Seq > rp.last+1 {
+		fctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		err := rp.fill(fctx, h.Seq-1)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(rp.ios.ErrOut, "-- cannot fill the gap before seq %d: %v\n", h.Seq, err)
+		}
+	}
+	rp.last = h.Seq
+	return printTail(rp.ios, rp.opts, m)
 }
 
 // printTail writes one message; frames other than chat messages are shown
