@@ -15,6 +15,8 @@
   const TYPING_SHOW_MS = 3000;     // show "x is typing" this long after the last frame
   const MAX_MESSAGES = 500;        // DOM messages kept per room
   const ACK_TIMEOUT_MS = 15000;    // a send without ack this long is shown as failed
+  const HISTORY_PAGE = 50;         // messages asked per history request (server cap: 100)
+  const SCROLL_LOAD_PX = 60;       // scrolled this close to the top: load older messages
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const NAME_CHAR_RE = /^[\p{L}\p{Nd} _.'-]$/u;
   const LS_NAME = 'livechat.name';
@@ -126,7 +128,12 @@
       seen: new Set(),   // message ids already shown
       seqIDs: new Map(), // seq -> message id (history feature)
       everJoined: false,
-      lastSeq: 0,        // highest seq seen (history feature)
+      lastSeq: 0,        // highest seq seen: sent as "since" on re-join
+      sinceSent: null,   // the since of the join in flight (null: none sent)
+      recovering: null,  // {upTo, count}: replay after a re-join being counted
+      hole: null,        // {low, before}: missed seqs still held, fetched by history requests
+      historyBusy: false, // a history request is in flight
+      moreHistory: true, // the server may hold older messages than the oldest shown
       pending: new Map(), // cid -> {text, li, status: queued|sent|failed}
       typers: new Map(), // name -> expiry (ms)
       unread: 0,
@@ -214,6 +221,8 @@
     r.joined = false;
     const f = { type: 'join', room: r.name, name: state.name };
     if (r.lastSeq > 0) f.since = r.lastSeq;
+    r.sinceSent = r.lastSeq > 0 ? r.lastSeq : null;
+    r.historyBusy = false;
     sendFrame(f);
   }
 
@@ -277,6 +286,7 @@
       case 'ack': onAck(f); break;
       case 'presence': onPresence(f); break;
       case 'typing': onTyping(f); break;
+      case 'history': onHistory(f); break;
       case 'error': onError(f); break;
       default: break; // later protocol versions may add frames
     }
@@ -291,12 +301,106 @@
     if (typeof f.name === 'string' && f.name) state.name = f.name;
     setMembers(r, Array.isArray(f.members) ? f.members : []);
     if (first) addNotice(r, 'You joined #' + r.name + ' as ' + state.name + '.');
+    onJoinedHistory(r, f);
     // Sends typed while disconnected, and sends that were never acknowledged,
     // go out again with their original cid.
     for (const [cid, p] of r.pending) {
       if (p.status === 'queued' || p.status === 'sent') transmit(r, cid, p);
     }
     updateComposer();
+  }
+
+  // onJoinedHistory reads the history fields of a joined frame: what the
+  // replay that follows covers, and what could not be recovered.
+  function onJoinedHistory(r, f) {
+    const since = r.sinceSent;
+    r.sinceSent = null;
+    r.recovering = null;
+    r.hole = null;
+    if (typeof f.last_seq !== 'number') return; // the server keeps no history
+    if (f.reset) {
+      r.seqIDs.clear();
+      r.lastSeq = 0;
+      addNotice(r, 'The server\'s history of #' + r.name + ' was reset: messages before now could not be recovered.');
+    } else if (since !== null && f.truncated) {
+      const first = f.first_seq || 0;
+      const replayFrom = f.replay_from || (f.last_seq + 1);
+      const lostTo = Math.min(first > 0 ? first - 1 : f.last_seq, replayFrom - 1);
+      const lost = Math.max(0, lostTo - since);
+      if (lost > 0) addNotice(r, lost + (lost === 1 ? ' message' : ' messages') + ' could not be recovered.');
+      const low = Math.max(since + 1, first);
+      if (low < replayFrom) {
+        r.hole = { low: low, before: replayFrom };
+        addNotice(r, 'Loading ' + (replayFrom - low) + ' older missed messages…');
+      }
+    }
+    if (since !== null && !f.reset && f.last_seq > since) {
+      r.recovering = { upTo: f.last_seq, count: 0 };
+    }
+    requestHistory(r);
+  }
+
+  // requestHistory asks for the next page of the missed-messages hole, or,
+  // when the user scrolled to the top, for older messages.
+  function requestHistory(r, scrolled) {
+    if (r.historyBusy || !r.joined) return;
+    let before = 0;
+    if (r.hole) {
+      before = r.hole.before;
+    } else if (scrolled && r.moreHistory) {
+      before = oldestSeq(r);
+      if (before <= 1) { r.moreHistory = false; return; }
+    } else {
+      return;
+    }
+    if (sendFrame({ type: 'history', room: r.name, before: before, limit: HISTORY_PAGE })) r.historyBusy = true;
+  }
+
+  function onHistory(f) {
+    const r = state.rooms.get(f.room);
+    if (!r) return;
+    r.historyBusy = false;
+    const msgs = Array.isArray(f.messages) ? f.messages : [];
+    const list = r.list;
+    const visible = r.name === state.active;
+    const oldHeight = visible ? ui.messages.scrollHeight : 0;
+    const oldTop = visible ? ui.messages.scrollTop : 0;
+    const wasHole = r.hole !== null;
+    let oldest = 0;
+    for (const m of msgs) {
+      if (!m || typeof m.id !== 'string' || typeof m.seq !== 'number') continue;
+      if (!oldest || m.seq < oldest) oldest = m.seq;
+      if (r.seen.has(m.id)) continue;
+      r.seen.add(m.id);
+      insertBySeq(list, renderMessage(m), m.seq);
+    }
+    if (wasHole) {
+      if (!oldest || oldest <= r.hole.low || !f.more) r.hole = null;
+      else r.hole.before = oldest;
+    } else if (!f.more || msgs.length === 0) {
+      r.moreHistory = false;
+    }
+    // Keep what the user looks at in place when older messages come in above.
+    if (visible && !wasHole) ui.messages.scrollTop = oldTop + (ui.messages.scrollHeight - oldHeight);
+    if (r.hole) requestHistory(r);
+  }
+
+  // oldestSeq is the seq of the first message shown in the room (0: none).
+  function oldestSeq(r) {
+    const li = r.list.querySelector('li.msg[data-seq]');
+    return li ? Number(li.dataset.seq) : 0;
+  }
+
+  // insertBySeq puts a message before the first shown message with a
+  // higher seq (history pages and hole fills arrive after newer messages).
+  function insertBySeq(list, li, seq) {
+    for (const other of list.querySelectorAll('li.msg[data-seq]')) {
+      if (Number(other.dataset.seq) > seq) {
+        list.insertBefore(li, other);
+        return;
+      }
+    }
+    list.appendChild(li);
   }
 
   function onPresence(f) {
@@ -322,7 +426,20 @@
   function onMessage(f) {
     const r = state.rooms.get(f.room);
     if (!r || typeof f.id !== 'string') return;
-    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id);
+    if (typeof f.seq === 'number' && f.seq > 0) {
+      // A seq already shown under the same id is a duplicate: the r.seen
+      // check below drops it (after filling in what an ack lacked).
+      noteSeq(r, f.seq, f.id);
+      const rec = r.recovering;
+      if (rec) {
+        if (f.seq <= rec.upTo && !r.seen.has(f.id)) rec.count += 1;
+        if (f.seq >= rec.upTo) {
+          r.recovering = null;
+          // After this message is shown.
+          if (rec.count > 0) setTimeout(() => addNotice(r, 'Recovered ' + rec.count + ' missed ' + (rec.count === 1 ? 'message.' : 'messages.')), 0);
+        }
+      }
+    }
     r.typers.delete(f.from);
     renderTyping();
     if (r.seen.has(f.id)) {
@@ -374,6 +491,7 @@
     r.seen.add(f.id);
     p.li.dataset.id = f.id;
     if (typeof f.ts === 'number') setTime(p.li, f.ts);
+    if (typeof f.seq === 'number' && f.seq > 0) p.li.dataset.seq = String(f.seq);
     setStatus(p.li, 'done');
   }
 
@@ -428,6 +546,7 @@
   function renderMessage(f) {
     const li = el('li', 'msg');
     if (f.id) li.dataset.id = f.id;
+    if (typeof f.seq === 'number' && f.seq > 0) li.dataset.seq = String(f.seq);
     const own = !f.system && f.from === state.name;
     if (own) li.classList.add('own');
     if (f.system) li.classList.add('system');
@@ -445,6 +564,7 @@
 
   function fillMessage(li, f) {
     if (typeof f.ts === 'number') setTime(li, f.ts);
+    if (typeof f.seq === 'number' && f.seq > 0) li.dataset.seq = String(f.seq);
     const server = li.querySelector('.server');
     if (server && f.server) server.textContent = 'via server ' + f.server;
   }
@@ -586,6 +706,10 @@
 
   function onScroll() {
     if (nearBottom()) ui.jump.hidden = true;
+    if (ui.messages.scrollTop < SCROLL_LOAD_PX) {
+      const r = state.rooms.get(state.active);
+      if (r) requestHistory(r, true);
+    }
   }
 
   function updateComposer() {
