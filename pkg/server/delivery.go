@@ -258,7 +258,7 @@ func (r *room) fillLocked() {
 		if filled {
 			r.s.gapsFilled.Add(1)
 		}
-		if r.last+1 < lo && !(filled && len(msgs) == want) {
+		if r.last+1 < lo && (!filled || len(msgs) != want) {
 			r.skipLocked(lo, "not in the store")
 		}
 	}
