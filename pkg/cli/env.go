@@ -50,7 +50,7 @@ func applyEnv(fs *pflag.FlagSet, aliases map[string]string) error {
 			return
 		}
 		if serr := fs.Set(f.Name, v); serr != nil {
-			err = &UsageError{Err: fmt.Errorf("environment %s=%q: %v", name, v, serr)}
+			err = &UsageError{Err: fmt.Errorf("environment %s=%q: %w", name, v, serr)}
 		}
 	})
 	return err

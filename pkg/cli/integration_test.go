@@ -65,7 +65,10 @@ type client struct {
 func dialJoin(t *testing.T, n *node, room, name string) *client {
 	t.Helper()
 	url := "ws" + strings.TrimPrefix(n.http.URL, "http") + "/ws"
-	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
+	conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if resp != nil {
+		resp.Body.Close()
+	}
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}

@@ -196,7 +196,8 @@ type Error struct {
 	Room    string `json:"room,omitempty"`
 }
 
-// Subjects, relative to a deployment prefix (default "livechat").
+// DefaultPrefix is the subject namespace of a deployment; every subject
+// below starts with it.
 const DefaultPrefix = "livechat"
 
 // RoomSubject carries a room's message and typing frames.
@@ -260,11 +261,19 @@ func ValidRoom(room string) error {
 	}
 	for i := 0; i < len(room); i++ {
 		c := room[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if !roomByte(c) {
 			return ErrInvalidRoom
 		}
 	}
 	return nil
+}
+
+func roomByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+func nameRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || r == '-' || r == '_' || r == '.' || r == '\''
 }
 
 // ValidName checks a display name: 1..MaxNameLen runes of letters, digits,
@@ -274,7 +283,7 @@ func ValidName(name string) error {
 		return ErrInvalidName
 	}
 	for _, r := range name {
-		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || r == '-' || r == '_' || r == '.' || r == '\'') {
+		if !nameRune(r) {
 			return ErrInvalidName
 		}
 	}
