@@ -65,6 +65,8 @@ func TestErrors(t *testing.T) {
 		{"publish long text", []string{"publish", "--room", "g", strings.Repeat("x", 4001)}, "", ExitUsage, "longer than 4000", ""},
 		{"publish unknown scheme", []string{"publish", "--broker", "kafka://x:1", "--room", "g", "hi"}, "", ExitError, "kafka://x:1", ""},
 		{"publish unreachable", []string{"publish", "--broker", "redis://:s3cret@127.0.0.1:1/0", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", "s3cret"},
+		{"publish unreachable history", []string{"publish", "--broker", "memory://", "--history", "redis://127.0.0.1:1", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", ""},
+		{"publish bad history scheme", []string{"publish", "--broker", "memory://", "--history", "mongo://x", "--room", "g", "hi"}, "", ExitUsage, "--history", ""},
 		{"tail bad room", []string{"tail", "--room", "a.b"}, "", ExitUsage, `--room "a.b"`, ""},
 		{"tail bad subject", []string{"tail", "--subject", "a..b"}, "", ExitUsage, "invalid subject", ""},
 		{"tail unreachable", []string{"tail", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},

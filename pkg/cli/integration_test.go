@@ -12,6 +12,7 @@ import (
 
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 	"github.com/livechat/livechat/pkg/server"
 )
@@ -31,8 +32,15 @@ func startNode(t *testing.T, redisURL, prefix, appID string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same store `serve` derives from a Redis broker, so announcements
+	// that publish stores are replayed like chat.
+	store, err := history.Open(ctx, redisURL, history.Options{KeyPrefix: prefix + ":history", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
 	srv, err := server.New(b, server.Config{
-		AppID: appID, Prefix: prefix, Version: "test",
+		AppID: appID, Prefix: prefix, Version: "test", History: store,
 		HeartbeatInterval: 100 * time.Millisecond, PresenceInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
@@ -120,10 +128,27 @@ func TestPublishReachesClientsOnTwoServers(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("publish from stdin: exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"first", "second"} {
-		if m := ca.next(protocol.TypeMessage); m["text"] != want {
-			t.Errorf("stdin announcement = %v, want text %q", m, want)
+	for i, want := range []string{"first", "second"} {
+		if m := ca.next(protocol.TypeMessage); m["text"] != want || m["seq"] != float64(i+2) {
+			t.Errorf("stdin announcement = %v, want text %q and seq %d", m, want, i+2)
 		}
+	}
+
+	// Stored in the history: a client joining later sees all three, in order.
+	late := dialJoin(t, b, "general", "carol")
+	for i, want := range []string{"maintenance at 18:00", "first", "second"} {
+		if m := late.next(protocol.TypeMessage); m["text"] != want || m["seq"] != float64(i+1) {
+			t.Errorf("replayed announcement = %v, want text %q and seq %d", m, want, i+1)
+		}
+	}
+
+	// --history none: live only, no seq.
+	code, _, stderr = run(t, "", "publish", "--broker", url, "--prefix", prefix, "--history", "none", "--room", "general", "live only")
+	if code != 0 {
+		t.Fatalf("publish --history none: exit %d: %s", code, stderr)
+	}
+	if m := ca.next(protocol.TypeMessage); m["text"] != "live only" || m["seq"] != nil {
+		t.Errorf("live-only announcement = %v", m)
 	}
 }
 

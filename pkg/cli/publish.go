@@ -25,6 +25,10 @@ type PublishOptions struct {
 	From string
 	// Text is the announcement; empty means read one per line from stdin.
 	Text string
+	// History is the servers' history store ("" derives it from the broker,
+	// "none" publishes live only): an announcement stored there gets the
+	// room's next seq, so clients that reconnect see it too.
+	History string
 }
 
 func newPublishCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -44,6 +48,7 @@ non-empty line of standard input is published as its own announcement.`,
 	}
 	cmd.Flags().StringVarP(&opts.Room, "room", "r", "", "room to publish into (required)")
 	cmd.Flags().StringVar(&opts.From, "from", "ops", "sender name shown to clients")
+	cmd.Flags().StringVar(&opts.History, "history", "", `the servers' history store, as for serve (empty: the broker's Redis; "none": live only, not replayed)`)
 	return cmd
 }
 
@@ -88,9 +93,27 @@ func runPublish(ctx context.Context, opts *PublishOptions, ios *IOStreams) error
 		return err
 	}
 	defer b.Close()
+	store, _, err := openHistory(ctx, opts.History, opts.Global, nil)
+	if err != nil {
+		return err
+	}
+	if store != nil {
+		defer store.Close()
+	}
 	subject := protocol.RoomSubject(opts.Global.Prefix, opts.Room)
 	for _, t := range texts {
-		data, id, err := announcement(opts.Room, opts.From, t)
+		m, err := announcement(opts.Room, opts.From, t)
+		if err != nil {
+			return err
+		}
+		if store != nil {
+			// Stored first, as a server stores a send: the seq orders it
+			// among the chat and lets reconnecting clients replay it.
+			if _, _, err := store.Append(ctx, &m, ""); err != nil {
+				return fmt.Errorf("store announcement in room %s: %w (--history none publishes live only)", opts.Room, err)
+			}
+		}
+		data, err := json.Marshal(m)
 		if err != nil {
 			return err
 		}
@@ -98,7 +121,7 @@ func runPublish(ctx context.Context, opts *PublishOptions, ios *IOStreams) error
 			return fmt.Errorf("publish to %s: %w", subject, err)
 		}
 		if opts.Global.Output == "json" {
-			if err := json.NewEncoder(ios.Out).Encode(map[string]string{"id": id, "room": opts.Room, "subject": subject}); err != nil {
+			if err := json.NewEncoder(ios.Out).Encode(publishResult{ID: m.ID, Room: opts.Room, Subject: subject, Seq: m.Seq}); err != nil {
 				return err
 			}
 		}
@@ -109,11 +132,19 @@ func runPublish(ctx context.Context, opts *PublishOptions, ios *IOStreams) error
 	return nil
 }
 
-// announcement encodes a system message frame, as a server would.
-func announcement(room, from, text string) ([]byte, string, error) {
+// publishResult is one line of `publish --output json`.
+type publishResult struct {
+	ID      string `json:"id"`
+	Room    string `json:"room"`
+	Subject string `json:"subject"`
+	Seq     uint64 `json:"seq,omitempty"`
+}
+
+// announcement builds a system message frame, as a server would.
+func announcement(room, from, text string) (protocol.Message, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return nil, "", err
+		return protocol.Message{}, err
 	}
 	m := protocol.Message{
 		Type:   protocol.TypeMessage,
@@ -125,6 +156,5 @@ func announcement(room, from, text string) ([]byte, string, error) {
 		Server: "cli",
 		System: true,
 	}
-	data, err := json.Marshal(m)
-	return data, m.ID, err
+	return m, nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,11 @@ func TestTailReportsBrokerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	data, _, err := announcement("ops", "deploy", "back online")
+	m, err := announcement("ops", "deploy", "back online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
