@@ -501,13 +501,6 @@ func (c *rclient) stats() rstats {
 	return st
 }
 
-// allAcked reports whether every one of the client's sends is acknowledged.
-func (c *rclient) allAcked() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.acked) == c.total
-}
-
 // fleet is the clients of one test.
 type fleet struct {
 	clients []*rclient
