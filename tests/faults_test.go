@@ -362,6 +362,12 @@ func TestFaultRedisRestart(t *testing.T) {
 	// The outage lasts 2 s (the scenario's length, as a Redis restart with
 	// its data loaded takes).
 	waitFor(t, 5*time.Second, func() bool { return time.Since(downAt) >= 2*time.Second }, "the outage")
+	lbDown := 0
+	for _, st := range fc.serverStates() {
+		if strings.HasPrefix(st, "DOWN") {
+			lbDown++
+		}
+	}
 	restartRedis()
 	upAt := time.Now()
 	waitFor(t, 20*time.Second, func() bool {
@@ -373,9 +379,9 @@ func TestFaultRedisRestart(t *testing.T) {
 		return true
 	}, "the servers did not become ready after Redis came back")
 	ready := time.Since(upAt)
-	r.note("Redis killed at %s into the run with %d messages acknowledged, down %s (every server's /readyz failed after %s), restarted: all servers ready %s later; %d messages acknowledged while it was down",
+	r.note("Redis killed at %s into the run with %d messages acknowledged, down %s (every server's /readyz failed after %s; HAProxy had %d of 4 servers DOWN before the restart), restarted: all servers ready %s later; %d messages acknowledged while it was down",
 		downAt.Sub(r.start).Round(time.Millisecond), acked, upAt.Sub(downAt).Round(time.Millisecond), noticed.Round(time.Millisecond),
-		ready.Round(time.Millisecond), r.f.ackedCount()-acked)
+		lbDown, ready.Round(time.Millisecond), r.f.ackedCount()-acked)
 	r.finish("Redis restart")
 }
 
