@@ -299,7 +299,8 @@ func (c *rclient) violate(format string, args ...any) {
 	}
 }
 
-// hold records a message; it reports a conflicting id for one seq.
+// holdLocked records a message and reports a second id for one seq as a
+// violation. c.mu must be held.
 func (c *rclient) holdLocked(seq uint64, id string) {
 	if old, ok := c.held[seq]; ok {
 		if old != id {
