@@ -99,6 +99,12 @@ type Config struct {
 	// store fails) before it is delivered anyway and the gap counted as
 	// lost. Default: 2s.
 	GapTimeout time.Duration
+	// SweepInterval is how often every room is compared with the store and
+	// caught up, so a stored message whose publish was lost (a broker outage
+	// or a server crash between store and publish) reaches a quiet room
+	// without waiting for the room's next message. A broker reconnect
+	// triggers a sweep at once. Default: 5s.
+	SweepInterval time.Duration
 	// Logger receives connection and broker events. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Default: a new registry per
@@ -140,11 +146,20 @@ const (
 	defaultReplayLimit    = 1000
 	defaultHistoryTimeout = 3 * time.Second
 	defaultGapTimeout     = 2 * time.Second
+	defaultSweepInterval  = 5 * time.Second
 	// gapReadTimeout bounds a store read made by a room's delivery to fill
 	// a gap; it runs on the room's subscription goroutine.
 	gapReadTimeout = time.Second
 	// gapRetry is the interval of gap fill retries while the store fails.
 	gapRetry = 100 * time.Millisecond
+	// gapWait is how long a gap in the live stream waits for the missing
+	// message before it is read from the store: publishes of two servers
+	// often cross by a millisecond or two, and a read per crossing would
+	// cost the store a call and the room its lock.
+	gapWait = 15 * time.Millisecond
+	// brokerPoll is how often the recovery loop checks the broker's state
+	// for a reconnect.
+	brokerPoll = 100 * time.Millisecond
 	// maxPending bounds the live messages held back behind a gap.
 	maxPending = 4096
 	// recentSeqs is the size of the ring of recently delivered seqs and ids
@@ -217,6 +232,9 @@ func (c *Config) fill() error {
 	c.JoinHistory = min(c.JoinHistory, c.ReplayLimit)
 	if c.HistoryTimeout <= 0 {
 		c.HistoryTimeout = defaultHistoryTimeout
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = defaultSweepInterval
 	}
 	if c.GapTimeout <= 0 {
 		c.GapTimeout = defaultGapTimeout

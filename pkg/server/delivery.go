@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -229,6 +230,10 @@ func (r *room) fillLocked() {
 			r.deliverLocked(lo, p.id, p.data)
 			continue
 		}
+		if wait := gapWait - time.Since(r.pendingSince); wait > 0 {
+			r.scheduleRetryLocked(wait) // the missing one may be just behind
+			return
+		}
 		want := int(min(lo-r.last-1, uint64(maxPending)))
 		ctx, cancel := context.WithTimeout(context.Background(), gapReadTimeout)
 		msgs, err := r.s.hist.After(ctx, r.name, r.last, want)
@@ -239,7 +244,7 @@ func (r *room) fillLocked() {
 				r.skipLocked(lo, "store unavailable")
 				continue
 			}
-			r.scheduleRetryLocked()
+			r.scheduleRetryLocked(gapRetry)
 			return
 		}
 		filled := false
@@ -268,12 +273,13 @@ func (r *room) fillLocked() {
 	}
 }
 
-func (r *room) scheduleRetryLocked() {
+// scheduleRetryLocked runs fillLocked again after d.
+func (r *room) scheduleRetryLocked(d time.Duration) {
 	if r.retry != nil {
-		r.retry.Reset(gapRetry)
+		r.retry.Reset(d)
 		return
 	}
-	r.retry = time.AfterFunc(gapRetry, func() {
+	r.retry = time.AfterFunc(d, func() {
 		r.dmu.Lock()
 		defer r.dmu.Unlock()
 		r.retry = nil
@@ -281,6 +287,68 @@ func (r *room) scheduleRetryLocked() {
 			r.fillLocked()
 		}
 	})
+}
+
+// sweep compares the room with the store and delivers what was stored but
+// never arrived live (its publish was lost). A room whose delivery has not
+// started or that left meanwhile is skipped.
+func (r *room) sweep() {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	if !r.active || !r.primed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gapReadTimeout)
+	defer cancel()
+	b, err := r.s.hist.Bounds(ctx, r.name)
+	if err != nil {
+		r.s.historyError("sweep", r.name, err)
+		return
+	}
+	if b.Last <= r.last {
+		return
+	}
+	before := r.last
+	if err := r.catchUpLocked(ctx, b.Last); err != nil {
+		r.s.historyError("sweep", r.name, err)
+		return
+	}
+	if r.last > before {
+		r.s.gapsFilled.Add(1)
+		r.s.log.Info("server: caught up a room from the store", "room", r.name, "from", before+1, "to", r.last)
+	}
+}
+
+// recoveryLoop sweeps every room each SweepInterval, and at once when the
+// broker comes back after an outage (what was published meanwhile is lost
+// to Pub/Sub but not to the store).
+func (s *Server) recoveryLoop(ctx context.Context) {
+	defer s.loopWG.Done()
+	sweep := time.NewTicker(s.cfg.SweepInterval)
+	defer sweep.Stop()
+	poll := time.NewTicker(brokerPoll)
+	defer poll.Stop()
+	wasUp := s.b.State() == broker.StateConnected
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+			up := s.b.State() == broker.StateConnected
+			reconnected := up && !wasUp
+			wasUp = up
+			if !reconnected {
+				continue
+			}
+		case <-sweep.C:
+		}
+		for _, r := range s.roomList() {
+			if ctx.Err() != nil {
+				return
+			}
+			r.sweep()
+		}
+	}
 }
 
 // catchUpLocked delivers the stored messages up to seq to the room's

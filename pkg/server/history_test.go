@@ -376,8 +376,12 @@ func TestHistoryGapFill(t *testing.T) {
 			t.Fatalf("message %d = %+v", i, msgs[i])
 		}
 	}
-	if ts.gapsFilled.Load() != 2 || ts.dupsDropped.Load() != 1 {
-		t.Fatalf("gaps filled %d, duplicates %d; want 2, 1", ts.gapsFilled.Load(), ts.dupsDropped.Load())
+	// The lost 1 was read from the store. The crossing 4/3 is normally
+	// resolved by the short wait before a gap read (no read, no duplicate);
+	// on a loaded machine 3 may come after the wait: then 3 is read from the
+	// store and its live copy dropped.
+	if filled, dups := ts.gapsFilled.Load(), ts.dupsDropped.Load(); !(filled == 1 && dups == 0 || filled == 2 && dups == 1) {
+		t.Fatalf("gaps filled %d, duplicates %d; want 1, 0 (or 2, 1)", filled, dups)
 	}
 
 	// The store cannot be read for a moment: 7 waits, is not delivered
@@ -570,4 +574,45 @@ func TestHistoryCluster(t *testing.T) {
 	}
 	c.waitSeq("lobby", total)
 	checkSeqs(t, "resumed", c.messages("lobby"), total-9, total)
+}
+
+// TestHistorySweepQuietRoom stores a message that is never published (its
+// server crashed between store and publish, or the broker was down): the
+// servers' sweep delivers it to a quiet room without waiting for the room's
+// next message, in order and once.
+func TestHistorySweepQuietRoom(t *testing.T) {
+	t.Parallel()
+	prefix := testPrefix(t)
+	b, h := memBroker(t), memStore(t, history.Options{})
+	cfg := func(id string) Config {
+		c := histConfig(id, prefix, h)
+		c.SweepInterval = 50 * time.Millisecond
+		return c
+	}
+	sa, sb := startServer(t, b, cfg("1000")), startServer(t, b, cfg("2000"))
+	alice, bob := dial(t, sa.url), dial(t, sb.url)
+	alice.join("quiet", "alice")
+	bob.join("quiet", "bob")
+	alice.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "quiet", Text: "published", CID: "1"})
+	bob.waitSeq("quiet", 1)
+
+	lost := protocol.Message{Room: "quiet", ID: "1000-lost-1", From: "alice", Text: "stored, never published", Server: "1000"}
+	if _, _, err := h.Append(context.Background(), &lost, ""); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*client{"alice": alice, "bob": bob} {
+		c.waitSeq("quiet", 2)
+		msgs := c.messages("quiet")
+		checkSeqs(t, name, msgs, 1, 2)
+		if msgs[1].Text != lost.Text {
+			t.Errorf("%s: seq 2 = %+v", name, msgs[1])
+		}
+	}
+	// Live delivery goes on after the catch-up, without duplicates.
+	bob.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "quiet", Text: "after", CID: "2"})
+	alice.waitSeq("quiet", 3)
+	checkSeqs(t, "alice", alice.messages("quiet"), 1, 3)
+	if sa.gapsFilled.Load() == 0 || sb.gapsFilled.Load() == 0 {
+		t.Errorf("gaps filled: %d, %d; want the sweep counted on both servers", sa.gapsFilled.Load(), sb.gapsFilled.Load())
+	}
 }

@@ -172,6 +172,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.loopWG.Add(2)
 	go s.heartbeatLoop(ctx)
 	go s.presenceLoop(ctx)
+	if s.hist != nil {
+		s.loopWG.Add(1)
+		go s.recoveryLoop(ctx)
+	}
 	return nil
 }
 
