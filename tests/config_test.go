@@ -94,7 +94,7 @@ func TestComposeFile(t *testing.T) {
 	if err := dec.Decode(&cf); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	for _, name := range []string{"redis", "livechat1", "livechat2", "livechat3", "livechat4", "haproxy", "nginx"} {
+	for _, name := range []string{"redis", "postgres", "livechat1", "livechat2", "livechat3", "livechat4", "haproxy", "nginx"} {
 		s, ok := cf.Services[name]
 		if !ok {
 			t.Errorf("service %s is missing", name)
@@ -122,6 +122,9 @@ func TestComposeFile(t *testing.T) {
 		}
 		if s.Environment["LIVECHAT_BROKER"] != "redis://redis:6379" || s.Environment["LIVECHAT_TRUST_PROXY"] != "true" {
 			t.Errorf("livechat%d: environment %v lacks the broker or --trust-proxy", i, s.Environment)
+		}
+		if !strings.HasPrefix(s.Environment["LIVECHAT_HISTORY"], "postgres://livechat:livechat@postgres:5432/") {
+			t.Errorf("livechat%d: history %q, want the compose PostgreSQL", i, s.Environment["LIVECHAT_HISTORY"])
 		}
 		if s.Build.Dockerfile != "compose/Dockerfile" || s.Build.Context != ".." {
 			t.Errorf("livechat%d: build %+v", i, s.Build)
