@@ -251,6 +251,7 @@ var (
 	ErrInvalidName = errors.New("name must be 1-32 characters: letters, digits, spaces and - _ . ' (no leading or trailing space)")
 	ErrEmptyText   = errors.New("text is empty")
 	ErrLongText    = errors.New("text is longer than 4000 bytes")
+	ErrNULText     = errors.New("text contains a NUL character")
 )
 
 // ValidRoom checks a room name: 1..MaxRoomLen of [A-Za-z0-9_-]. Room names
@@ -290,14 +291,34 @@ func ValidName(name string) error {
 	return nil
 }
 
+// ErrInvalidCID is returned by ValidCID.
+var ErrInvalidCID = errors.New("cid must be at most 64 bytes of printable characters")
+
+// ValidCID checks a client message id: empty (no retry de-duplication), or
+// at most MaxCIDLen bytes of valid UTF-8 without control characters.
+func ValidCID(cid string) error {
+	if len(cid) > MaxCIDLen || !utf8.ValidString(cid) {
+		return ErrInvalidCID
+	}
+	for _, r := range cid {
+		if unicode.IsControl(r) {
+			return ErrInvalidCID
+		}
+	}
+	return nil
+}
+
 // ValidText checks a message text: not empty or only white space, at most
-// MaxTextLen bytes of valid UTF-8.
+// MaxTextLen bytes, no NUL character.
 func ValidText(text string) error {
 	if strings.TrimSpace(text) == "" {
 		return ErrEmptyText
 	}
 	if len(text) > MaxTextLen {
 		return ErrLongText
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		return ErrNULText // no store can keep it (PostgreSQL refuses NUL)
 	}
 	return nil
 }

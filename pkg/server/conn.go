@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 	"golang.org/x/time/rate"
 )
@@ -384,8 +386,8 @@ func (c *conn) sendMsg(in *protocol.Inbound) {
 	if m == nil {
 		return
 	}
-	if len(in.CID) > protocol.MaxCIDLen {
-		c.sendError(protocol.CodeInvalidCID, "cid is longer than 64 bytes", "", in.Room)
+	if err := protocol.ValidCID(in.CID); err != nil {
+		c.sendError(protocol.CodeInvalidCID, err.Error(), "", in.Room)
 		return
 	}
 	if err := protocol.ValidText(in.Text); err != nil {
@@ -462,6 +464,11 @@ func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
 	seq, dup, err := s.hist.Append(ctx, msg, key)
 	cancel()
+	if errors.Is(err, history.ErrInvalid) {
+		// The store refuses this message whatever the retry: say so.
+		c.sendError(protocol.CodeBadRequest, "message refused by the history store: "+err.Error(), cid, room)
+		return
+	}
 	if err != nil {
 		s.historyError("append", room, err)
 		c.sendError(protocol.CodeUnavailable, "message not stored, retry with the same cid", cid, room)

@@ -45,6 +45,8 @@ func TestBadInput(t *testing.T) {
 		{"leave not joined", websocket.TextMessage, `{"type":"leave","room":"nope"}`, protocol.CodeNotJoined},
 		{"empty text", websocket.TextMessage, `{"type":"send","room":"ok","text":"","cid":"1"}`, protocol.CodeInvalidText},
 		{"blank text", websocket.TextMessage, `{"type":"send","room":"ok","text":"  \n ","cid":"1"}`, protocol.CodeInvalidText},
+		{"NUL in text", websocket.TextMessage, `{"type":"send","room":"ok","text":"a\u0000b","cid":"1"}`, protocol.CodeInvalidText},
+		{"control character in cid", websocket.TextMessage, `{"type":"send","room":"ok","text":"hi","cid":"a\u0000b"}`, protocol.CodeInvalidCID},
 		{"long text", websocket.TextMessage, `{"type":"send","room":"ok","text":"` + long + `","cid":"1"}`, protocol.CodeInvalidText},
 		{"long cid", websocket.TextMessage, `{"type":"send","room":"ok","text":"hi","cid":"` + strings.Repeat("c", 65) + `"}`, protocol.CodeInvalidCID},
 		{"binary frame", websocket.BinaryMessage, `{"type":"join"}`, protocol.CodeBinary},
