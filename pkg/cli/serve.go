@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type ServeOptions struct {
 	// History is the history store URL: "" means the broker's own backend
 	// (history.URLForBroker), "none" disables history.
 	History string
+	// Pprof is a listen address for net/http/pprof (hidden flag, for
+	// profiling); "" serves no profiles.
+	Pprof string
 }
 
 func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -91,6 +95,8 @@ within --shutdown-timeout.`,
 	f.StringVar(&opts.History, "history", "", `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&opts.Pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
+	_ = f.MarkHidden("pprof")
 	return cmd
 }
 
@@ -185,6 +191,14 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
+	if opts.Pprof != "" {
+		stop, err := servePprof(opts.Pprof, log)
+		if err != nil {
+			_ = hs.Close()
+			return err
+		}
+		defer stop()
+	}
 	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", opts.AppID, "broker", broker.Redact(opts.Global.Broker), "history", histURL, "version", version)
 
 	select {
@@ -229,4 +243,24 @@ func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Lo
 		return nil, "", fmt.Errorf("%w (set --history or LIVECHAT_HISTORY; \"none\" disables history)", err)
 	}
 	return st, history.Redact(raw), nil
+}
+
+// servePprof serves the net/http/pprof handlers on their own listener at
+// addr, so profiles never share the public port; the returned function
+// closes it.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for --pprof on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Info("pprof serving", "addr", ln.Addr().String())
+	return func() { _ = hs.Close() }, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,14 +16,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// frame is one queued outbound frame: a frame shared by many connections
-// (pm) or bytes for this connection only (data).
-type frame struct {
-	pm    *websocket.PreparedMessage
-	data  []byte
-	batch [][]byte // a join's replay: one queue slot, one WebSocket frame each
-}
-
 // conn is one WebSocket client. It has exactly two goroutines: readLoop owns
 // the inbound side and the rooms map; writeLoop owns every write to the
 // socket (data frames, pings, the close frame).
@@ -30,7 +23,8 @@ type conn struct {
 	s    *Server
 	ws   *websocket.Conn
 	ip   string
-	send chan frame    // bounded; full means the client is too slow
+	send chan *frame   // bounded; full means the client is too slow
+	pong chan []byte   // a ping's payload, for the writer to answer
 	out  atomic.Uint64 // frames written
 
 	kickOnce   sync.Once
@@ -41,6 +35,11 @@ type conn struct {
 	selfClose  atomic.Bool   // the reader asked for the close
 	readerDone chan struct{} // closed by readLoop
 	writerDone chan struct{} // closed by writeLoop
+
+	// Owned by writeLoop: the write vector of the frames being flushed,
+	// and the copy of it that net.Buffers.WriteTo consumes.
+	vec  [][]byte
+	wbuf net.Buffers
 
 	// Owned by readLoop.
 	limiter *rate.Limiter
@@ -60,7 +59,8 @@ func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
 		s:          s,
 		ws:         ws,
 		ip:         ip,
-		send:       make(chan frame, s.cfg.SendQueue),
+		send:       make(chan *frame, s.cfg.SendQueue),
+		pong:       make(chan []byte, 1),
 		kickCh:     make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -70,23 +70,9 @@ func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
 }
 
 func (c *conn) start() {
-	c.enqueue(frame{data: c.s.welcome})
+	c.enqueue(c.s.welcome)
 	go c.writeLoop()
 	go c.readLoop()
-}
-
-// enqueue queues f without blocking. When the queue is full the client is
-// disconnected as too slow (close 1013) and counted; f is dropped.
-func (c *conn) enqueue(f frame) {
-	select {
-	case c.send <- f:
-		return
-	default:
-	}
-	if c.kick(websocket.CloseTryAgainLater, "too slow: send queue full", false) {
-		c.s.slowDrops.Add(1)
-		c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String())
-	}
 }
 
 // kick asks the writer to close the connection with code and reason, after
@@ -114,106 +100,6 @@ func (c *conn) selfKick(code int, reason string) {
 	c.kickAs(code, reason, true, true)
 }
 
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.s.cfg.PingPeriod)
-	defer ping.Stop()
-	for {
-		select {
-		case f := <-c.send:
-			if err := c.writeBatch(f); err != nil {
-				_ = c.ws.Close()
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
-				_ = c.ws.Close()
-				return
-			}
-		case <-c.kickCh:
-			c.closeHandshake()
-			return
-		case <-c.readerDone:
-			return
-		}
-	}
-}
-
-// writeBatch writes f and then whatever else is queued, under one deadline.
-func (c *conn) writeBatch(f frame) error {
-	if err := c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
-		return err
-	}
-	for {
-		if err := c.write(f); err != nil {
-			return err
-		}
-		select {
-		case f = <-c.send:
-		default:
-			return nil
-		}
-	}
-}
-
-func (c *conn) write(f frame) error {
-	var err error
-	if f.batch != nil {
-		for _, data := range f.batch {
-			if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-				return err
-			}
-			c.out.Add(1)
-		}
-		return nil
-	}
-	if f.pm != nil {
-		err = c.ws.WritePreparedMessage(f.pm)
-	} else {
-		err = c.ws.WriteMessage(websocket.TextMessage, f.data)
-	}
-	if err == nil {
-		c.out.Add(1)
-	}
-	return err
-}
-
-// closeHandshake writes the close frame the kick asked for (after the queued
-// frames when flushing), waits a little for the peer's answer and closes.
-func (c *conn) closeHandshake() {
-	wait := c.s.cfg.WriteTimeout
-	if !c.kickFlush && wait > closeWait {
-		wait = closeWait // a slow client gets little time
-	}
-	deadline := time.Now().Add(wait)
-	if c.kickFlush {
-		if err := c.ws.SetWriteDeadline(deadline); err == nil {
-		flush:
-			for {
-				select {
-				case f := <-c.send:
-					if c.write(f) != nil {
-						break flush
-					}
-				default:
-					break flush
-				}
-			}
-		}
-	}
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.kickCode, c.kickReason), deadline)
-	if c.selfClose.Load() {
-		return // the reader has stopped reading and waits for us
-	}
-	t := time.NewTimer(closeWait)
-	select {
-	case <-c.readerDone:
-	case <-t.C:
-	}
-	t.Stop()
-	_ = c.ws.Close()
-}
-
 func (c *conn) readLoop() {
 	defer c.finish()
 	s := c.s
@@ -222,6 +108,8 @@ func (c *conn) readLoop() {
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
 	})
+	c.ws.SetPingHandler(c.onPing)   // answered by the writer
+	c.ws.SetCloseHandler(c.onClose) // likewise
 	for {
 		mt, data, err := c.ws.ReadMessage()
 		if err != nil {
@@ -318,7 +206,7 @@ func (c *conn) sendError(code, msg, cid, room string) {
 	if err != nil {
 		return
 	}
-	c.enqueue(frame{data: data})
+	c.enqueue(textFrame(data))
 }
 
 func (c *conn) sendJSON(v any) {
@@ -327,7 +215,7 @@ func (c *conn) sendJSON(v any) {
 		c.s.log.Error("server: encode frame", "err", err)
 		return
 	}
-	c.enqueue(frame{data: data})
+	c.enqueue(textFrame(data))
 }
 
 // member returns the membership for a frame's room, or sends the error.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -51,13 +50,10 @@ type seqHeader struct {
 	ID   string `json:"id"`
 }
 
-// fanout queues one encoded frame to every local member of r.
+// fanout frames data once and queues that frame to every local member of
+// r: one non-blocking queue push per member, nothing else.
 func (r *room) fanout(data []byte) {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
-	if err != nil {
-		return
-	}
-	f := frame{pm: pm}
+	f := textFrame(data)
 	for _, c := range *r.members.Load() {
 		c.enqueue(f)
 	}

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -117,7 +116,7 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 	}
 	c.sendJSON(j)
 	if len(replay) > 0 {
-		c.enqueue(frame{batch: replay})
+		c.enqueue(textFrames(replay))
 		s.replayed.Add(uint64(len(replay)))
 	}
 	if rerr != nil {
@@ -335,12 +334,9 @@ func (r *room) refreshLocked(now time.Time) {
 	if err != nil {
 		return
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
-	if err != nil {
-		return
-	}
+	f := textFrame(data)
 	for _, c := range *r.members.Load() {
-		c.enqueue(frame{pm: pm})
+		c.enqueue(f)
 	}
 }
 

@@ -48,7 +48,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
 	metrics  *metrics
-	welcome  []byte // encoded once
+	welcome  *frame // encoded once
 
 	started  time.Time
 	idPrefix string // AppID + "-" + base36(start ms) + "-"
@@ -122,7 +122,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
-	s.welcome, err = json.Marshal(protocol.Welcome{
+	welcome, err := json.Marshal(protocol.Welcome{
 		Type:     protocol.TypeWelcome,
 		Server:   cfg.AppID,
 		Version:  cfg.Version,
@@ -139,6 +139,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: encode welcome: %w", err)
 	}
+	s.welcome = textFrame(welcome)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("/healthz", s.serveHealthz)

@@ -1,0 +1,220 @@
+package server
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// This file is a connection's outbound side. The server's frames are not
+// masked, so an encoded text frame (header and payload) is the same bytes for
+// every recipient: a room message is framed once per server (textFrame) and
+// the same *frame is queued to every local member. Each connection's writer
+// goroutine (writeLoop) is the only one that writes to its socket: it takes
+// everything queued and writes it with one writev(2) under one deadline, and
+// it also writes the pings, the pongs and the close frame. gorilla's reader
+// would answer pings and close frames itself (from the reader goroutine);
+// readLoop replaces those handlers so that they hand the answer to the
+// writer, and gorilla never writes on the socket while the writer does.
+
+// WebSocket opcodes and header bits (RFC 6455 section 5.2).
+const (
+	wsFin      = 0x80
+	opText     = 0x1
+	opClose    = 0x8
+	opPing     = 0x9
+	opPong     = 0xA
+	maxHeader  = 10  // FIN/opcode byte, 127, 8-byte length
+	maxControl = 125 // payload bound of a control frame
+)
+
+// frame is one or more encoded WebSocket frames, headers included, ready
+// for the socket. It is never modified once queued, so one frame may sit in
+// many connections' queues at once.
+type frame struct {
+	buf []byte // whole frames
+	n   int    // WebSocket frames in buf (a join's replay carries many)
+}
+
+// appendHeader appends the header of an unmasked final frame with opcode op
+// and an n-byte payload.
+func appendHeader(b []byte, op byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, wsFin|op, byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(b, wsFin|op, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, wsFin|op, 127), uint64(n))
+	}
+}
+
+// textFrame encodes payload as one text frame.
+func textFrame(payload []byte) *frame {
+	b := make([]byte, 0, maxHeader+len(payload))
+	b = appendHeader(b, opText, len(payload))
+	return &frame{buf: append(b, payload...), n: 1}
+}
+
+// textFrames encodes each payload as a text frame, all in one frame value
+// that takes one queue slot.
+func textFrames(payloads [][]byte) *frame {
+	size := 0
+	for _, p := range payloads {
+		size += maxHeader + len(p)
+	}
+	b := make([]byte, 0, size)
+	for _, p := range payloads {
+		b = append(appendHeader(b, opText, len(p)), p...)
+	}
+	return &frame{buf: b, n: len(payloads)}
+}
+
+// enqueue queues f without blocking. When the queue is full the client is
+// disconnected as too slow (close 1013) and counted; f is dropped.
+func (c *conn) enqueue(f *frame) {
+	select {
+	case c.send <- f:
+		return
+	default:
+	}
+	if c.kick(websocket.CloseTryAgainLater, "too slow: send queue full", false) {
+		c.s.slowDrops.Add(1)
+		c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String())
+	}
+}
+
+// writeLoop is the connection's only writer: queued frames, pings, pongs
+// and the close frame.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	ping := time.NewTicker(c.s.cfg.PingPeriod)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-c.send:
+			if err := c.flush(f, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+				_ = c.ws.Close()
+				return
+			}
+		case p := <-c.pong:
+			if err := c.writeControl(opPong, p, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+				_ = c.ws.Close()
+				return
+			}
+		case <-ping.C:
+			if err := c.writeControl(opPing, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+				_ = c.ws.Close()
+				return
+			}
+		case <-c.kickCh:
+			c.closeHandshake()
+			return
+		case <-c.readerDone:
+			return
+		}
+	}
+}
+
+// flush writes f and everything else queued now with one writev(2) before
+// deadline.
+func (c *conn) flush(f *frame, deadline time.Time) error {
+	vec := append(c.vec[:0], f.buf)
+	n := f.n
+more:
+	for {
+		select {
+		case f = <-c.send:
+			vec = append(vec, f.buf)
+			n += f.n
+		default:
+			break more
+		}
+	}
+	nc := c.ws.NetConn()
+	err := nc.SetWriteDeadline(deadline)
+	if err == nil {
+		// WriteTo consumes its receiver, so write through a copy of the
+		// slice header kept in c (no allocation); vec stays intact.
+		c.wbuf = vec
+		_, err = c.wbuf.WriteTo(nc)
+	}
+	clear(vec) // drop the references to the frames
+	if cap(vec) > maxKeptVec {
+		vec = nil // a burst's big slice is not kept by an idle connection
+	}
+	c.vec = vec[:0]
+	if err != nil {
+		return err
+	}
+	c.out.Add(uint64(n))
+	return nil
+}
+
+// maxKeptVec bounds the write vector a connection keeps between flushes.
+const maxKeptVec = 64
+
+// writeControl writes one control frame (ping, pong or close) before
+// deadline; payload is cut to the 125 bytes a control frame may carry.
+func (c *conn) writeControl(op byte, payload []byte, deadline time.Time) error {
+	if len(payload) > maxControl {
+		payload = payload[:maxControl]
+	}
+	var b [2 + maxControl]byte
+	buf := append(appendHeader(b[:0], op, len(payload)), payload...)
+	nc := c.ws.NetConn()
+	if err := nc.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	_, err := nc.Write(buf)
+	return err
+}
+
+// onPing is the reader's ping handler: the pong goes through the writer.
+// When a pong is already waiting this ping's is dropped (one answer is
+// enough to prove the connection is alive).
+func (c *conn) onPing(payload string) error {
+	select {
+	case c.pong <- []byte(payload):
+	default:
+	}
+	return nil
+}
+
+// onClose is the reader's close handler: the writer answers with the same
+// code (no code if the peer sent none) and closes, without flushing what is
+// queued; the reader then stops. When a close of ours is already under way,
+// the peer's frame is the answer to it and nothing more is sent.
+func (c *conn) onClose(code int, _ string) error {
+	c.kickAs(code, "", false, true)
+	return nil
+}
+
+// closeHandshake writes the close frame the kick asked for (after the queued
+// frames when flushing), waits a little for the peer's answer and closes.
+func (c *conn) closeHandshake() {
+	wait := c.s.cfg.WriteTimeout
+	if !c.kickFlush && wait > closeWait {
+		wait = closeWait // a slow client gets little time
+	}
+	deadline := time.Now().Add(wait)
+	if c.kickFlush {
+		select {
+		case f := <-c.send:
+			_ = c.flush(f, deadline)
+		default:
+		}
+	}
+	_ = c.writeControl(opClose, websocket.FormatCloseMessage(c.kickCode, c.kickReason), deadline)
+	if c.selfClose.Load() {
+		return // the reader has stopped reading and waits for us
+	}
+	t := time.NewTimer(closeWait)
+	select {
+	case <-c.readerDone:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = c.ws.Close()
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# perf.sh: the issue-7 performance points, one fresh server per run, the
+# server side pinned to core 0 and `livechat bench` to core 1. Prints one JSON
+# result per run (bench -o json) with the server's figures added.
+#
+#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | idle5000 | haproxy5000
+#
+# Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
+# PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
+# (first) server during the publishing phase (6 s, from 6 s after start).
+set -euo pipefail
+BIN=${1:?binary}; POINT=${2:?point}; RUNS=${3:-3}
+TMP=$(mktemp -d); trap 'cleanup' EXIT
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+serve() { # port broker [extra...]
+  local port=$1 br=$2; shift 2
+  taskset -c 0 "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error "$@" &
+  pids+=($!); waitport "$port"
+}
+rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
+bench() { taskset -c 1 "$BIN" bench -o json "$@"; }
+profile() { # pid-port
+  [ -n "${PPROF:-}" ] || return 0
+  mkdir -p "$PPROF"
+  ( sleep 6; curl -s -o "$PPROF/cpu.pprof" "http://127.0.0.1:6060/debug/pprof/profile?seconds=6";
+    curl -s -o "$PPROF/allocs.pprof" "http://127.0.0.1:6060/debug/pprof/allocs" ) &
+  profpid=$!
+}
+PP=(); [ -n "${PPROF:-}" ] && PP=(--pprof 127.0.0.1:6060)
+for run in $(seq "$RUNS"); do
+  case $POINT in
+  mem1000)
+    serve 18080 memory:// "${PP[@]}"; profile
+    bench --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
+  redis1000)
+    taskset -c 0 redis-server --port 16399 --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &
+    pids+=($!); waitport 16399
+    serve 18080 redis://127.0.0.1:16399 "${PP[@]}"; serve 18081 redis://127.0.0.1:16399; profile
+    bench --url ws://127.0.0.1:18080/ws --url ws://127.0.0.1:18081/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
+  rooms500)
+    serve 18080 memory:// "${PP[@]}"; profile
+    bench --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 23100 --duration 10s --warmup 5s --join-timeout 60s ;;
+  idle5000)
+    serve 18080 memory://; spid=${pids[-1]}
+    sleep 1; base=$(rss_kib "$spid")
+    bench --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 1 --duration 20s --warmup 15s --join-timeout 60s > "$TMP/idle.json" &
+    bp=$!
+    sleep 25; full=$(rss_kib "$spid"); wait $bp
+    echo "{\"point\":\"idle5000\",\"base_rss_kib\":$base,\"rss_kib\":$full,\"kib_per_conn\":$(echo "scale=2; ($full-$base)/5010" | bc)}"
+    grep -o '"members":[0-9]*' "$TMP/idle.json" || true ;;
+  haproxy5000)
+    serve 18080 memory:// --trust-proxy
+    LIVECHAT_FRONTEND=127.0.0.1:18090 LIVECHAT_FRONTEND_TRUSTED=127.0.0.1:18091 LIVECHAT_HAPROXY_STATS=127.0.0.1:18404 \
+    LIVECHAT_HAPROXY_SOCKET="$TMP/h.sock" LIVECHAT_S1=127.0.0.1:18080 LIVECHAT_S2=127.0.0.1:18080 \
+    LIVECHAT_S3=127.0.0.1:18080 LIVECHAT_S4=127.0.0.1:18080 \
+      taskset -c 0 haproxy -db -f haproxy/haproxy.cfg >/dev/null 2>&1 & pids+=($!); waitport 18090; sleep 2
+    bench --url ws://127.0.0.1:18090/ws --clients 5000 --rate 1 --duration 2s --warmup 0s --join-timeout 60s ;;
+  *) echo "unknown point $POINT" >&2; exit 2 ;;
+  esac
+  [ -n "${profpid:-}" ] && wait "$profpid"; profpid=
+  cleanup
+  sleep 1
+done
