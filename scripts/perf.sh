@@ -23,6 +23,24 @@ serve() { # port broker [extra...]
   taskset -c 0 "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error "$@" &
   pids+=($!); waitport "$port"
 }
+# cpu PID...: user+system CPU seconds and runnable-but-waiting seconds
+# (/proc schedstat) of the processes, summed over their threads.
+cpu() { for p in "$@"; do cat /proc/"$p"/task/*/schedstat; done | awk '{r+=$1; w+=$2} END {printf "%.3f %.3f", r/1e9, w/1e9}'; }
+# measured PIDS -- BENCH ARGS: runs bench and prints its JSON with the
+# servers' CPU during the run (from 5 s in: connected and joined, warming up).
+measured() {
+  local ps=(); while [ "$1" != -- ]; do ps+=("$1"); shift; done; shift
+  bench "$@" > "$TMP/r.json" & local bp=$!
+  sleep 5; read -r r0 w0 <<<"$(cpu "${ps[@]}")"
+  wait $bp; read -r r1 w1 <<<"$(cpu "${ps[@]}")"
+  python3 - "$TMP/r.json" "$r0" "$r1" "$w0" "$w1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); r0, r1, w0, w1 = map(float, sys.argv[2:])
+d["server_cpu_s"] = round(r1 - r0, 3); d["server_wait_s"] = round(w1 - w0, 3)
+d["server_us_per_delivery"] = round(1e6 * (r1 - r0) / max(d["delivered"], 1), 3)
+print(json.dumps(d))
+PY
+}
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
 bench() { taskset -c 1 "$BIN" bench -o json "$@"; }
 profile() { # pid-port
@@ -37,15 +55,15 @@ for run in $(seq "$RUNS"); do
   case $POINT in
   mem1000)
     serve 18080 memory:// "${PP[@]}"; profile
-    bench --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
   redis1000)
     taskset -c 0 redis-server --port 16399 --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &
     pids+=($!); waitport 16399
     serve 18080 redis://127.0.0.1:16399 "${PP[@]}"; serve 18081 redis://127.0.0.1:16399; profile
-    bench --url ws://127.0.0.1:18080/ws --url ws://127.0.0.1:18081/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --url ws://127.0.0.1:18081/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
   rooms500)
     serve 18080 memory:// "${PP[@]}"; profile
-    bench --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 23100 --duration 10s --warmup 5s --join-timeout 60s ;;
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 23100 --duration 10s --warmup 5s --join-timeout 60s ;;
   idle5000)
     serve 18080 memory://; spid=${pids[-1]}
     sleep 1; base=$(rss_kib "$spid")

@@ -36,10 +36,13 @@ type conn struct {
 	readerDone chan struct{} // closed by readLoop
 	writerDone chan struct{} // closed by writeLoop
 
-	// Owned by writeLoop: the write vector of the frames being flushed,
-	// and the copy of it that net.Buffers.WriteTo consumes.
-	vec  [][]byte
-	wbuf net.Buffers
+	// Owned by writeLoop: the write vector of the frames being flushed and
+	// the copy of it that net.Buffers.WriteTo consumes, a frame taken from
+	// the queue but not written yet, and the socket's write deadline.
+	vec      [][]byte
+	wbuf     net.Buffers
+	held     *frame
+	deadline time.Time
 
 	// Owned by readLoop.
 	limiter *rate.Limiter

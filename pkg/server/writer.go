@@ -86,25 +86,53 @@ func (c *conn) enqueue(f *frame) {
 }
 
 // writeLoop is the connection's only writer: queued frames, pings, pongs
-// and the close frame.
+// and the close frame. Writes to one connection are at least
+// writeCoalesce apart: a frame queued sooner after the previous write waits
+// for the rest of that interval and goes out with whatever else was queued
+// meanwhile. A quiet connection's first frame is written at once; under a
+// steady flow each connection makes one system call per interval instead of
+// one per frame, for at most writeCoalesce of added latency.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	ping := time.NewTicker(c.s.cfg.PingPeriod)
 	defer ping.Stop()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	var last time.Time // of the last flush
 	for {
 		select {
 		case f := <-c.send:
-			if err := c.flush(f, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+			if wait := writeCoalesce - time.Since(last); wait > 0 {
+				hold.Reset(wait)
+				select {
+				case <-hold.C:
+				case <-c.kickCh:
+					hold.Stop()
+					c.requeue(f)
+					c.closeHandshake()
+					return
+				case <-c.readerDone:
+					hold.Stop()
+					return
+				}
+			}
+			last = time.Now()
+			err := c.extendDeadline(last)
+			if err == nil {
+				err = c.flush(f)
+			}
+			if err != nil {
 				_ = c.ws.Close()
 				return
 			}
 		case p := <-c.pong:
-			if err := c.writeControl(opPong, p, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+			if err := c.control(opPong, p); err != nil {
 				_ = c.ws.Close()
 				return
 			}
 		case <-ping.C:
-			if err := c.writeControl(opPing, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+			if err := c.control(opPing, nil); err != nil {
 				_ = c.ws.Close()
 				return
 			}
@@ -117,11 +145,20 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// flush writes f and everything else queued now with one writev(2) before
-// deadline.
-func (c *conn) flush(f *frame, deadline time.Time) error {
-	vec := append(c.vec[:0], f.buf)
-	n := f.n
+// requeue keeps f for the close handshake's flush: it is written first.
+func (c *conn) requeue(f *frame) { c.held = f }
+
+// flush writes the held frame, f and everything else queued now with one
+// writev(2), under the write deadline the caller set.
+func (c *conn) flush(f *frame) error {
+	vec := c.vec[:0]
+	n := 0
+	if c.held != nil {
+		vec, n = append(vec, c.held.buf), c.held.n
+		c.held = nil
+	}
+	vec = append(vec, f.buf)
+	n += f.n
 more:
 	for {
 		select {
@@ -132,14 +169,10 @@ more:
 			break more
 		}
 	}
-	nc := c.ws.NetConn()
-	err := nc.SetWriteDeadline(deadline)
-	if err == nil {
-		// WriteTo consumes its receiver, so write through a copy of the
-		// slice header kept in c (no allocation); vec stays intact.
-		c.wbuf = vec
-		_, err = c.wbuf.WriteTo(nc)
-	}
+	// WriteTo consumes its receiver, so write through a copy of the slice
+	// header kept in c (no allocation); vec stays intact.
+	c.wbuf = vec
+	_, err := c.wbuf.WriteTo(c.ws.NetConn())
 	clear(vec) // drop the references to the frames
 	if cap(vec) > maxKeptVec {
 		vec = nil // a burst's big slice is not kept by an idle connection
@@ -152,22 +185,47 @@ more:
 	return nil
 }
 
-// maxKeptVec bounds the write vector a connection keeps between flushes.
-const maxKeptVec = 64
+// extendDeadline keeps the socket's write deadline between 3/4 and all of
+// WriteTimeout after now. Moving a deadline updates a runtime timer, so it
+// is not moved on every write.
+func (c *conn) extendDeadline(now time.Time) error {
+	if wt := c.s.cfg.WriteTimeout; c.deadline.Sub(now) < wt*3/4 {
+		return c.setDeadline(now.Add(wt))
+	}
+	return nil
+}
 
-// writeControl writes one control frame (ping, pong or close) before
-// deadline; payload is cut to the 125 bytes a control frame may carry.
-func (c *conn) writeControl(op byte, payload []byte, deadline time.Time) error {
+// setDeadline sets the socket's write deadline to d.
+func (c *conn) setDeadline(d time.Time) error {
+	c.deadline = d
+	return c.ws.NetConn().SetWriteDeadline(d)
+}
+
+const (
+	// maxKeptVec bounds the write vector a connection keeps between flushes.
+	maxKeptVec = 64
+	// writeCoalesce is the least time between two writes to a connection.
+	writeCoalesce = 10 * time.Millisecond
+)
+
+// control writes a ping or pong under the usual write deadline.
+func (c *conn) control(op byte, payload []byte) error {
+	if err := c.extendDeadline(time.Now()); err != nil {
+		return err
+	}
+	return c.writeControl(op, payload)
+}
+
+// writeControl writes one control frame (ping, pong or close) under the
+// current write deadline; payload is cut to the 125 bytes a control frame
+// may carry.
+func (c *conn) writeControl(op byte, payload []byte) error {
 	if len(payload) > maxControl {
 		payload = payload[:maxControl]
 	}
 	var b [2 + maxControl]byte
 	buf := append(appendHeader(b[:0], op, len(payload)), payload...)
-	nc := c.ws.NetConn()
-	if err := nc.SetWriteDeadline(deadline); err != nil {
-		return err
-	}
-	_, err := nc.Write(buf)
+	_, err := c.ws.NetConn().Write(buf)
 	return err
 }
 
@@ -198,15 +256,20 @@ func (c *conn) closeHandshake() {
 	if !c.kickFlush && wait > closeWait {
 		wait = closeWait // a slow client gets little time
 	}
-	deadline := time.Now().Add(wait)
-	if c.kickFlush {
-		select {
-		case f := <-c.send:
-			_ = c.flush(f, deadline)
-		default:
+	if c.setDeadline(time.Now().Add(wait)) == nil {
+		if c.kickFlush {
+			var f *frame
+			select {
+			case f = <-c.send:
+			default:
+				f, c.held = c.held, nil
+			}
+			if f != nil {
+				_ = c.flush(f)
+			}
 		}
+		_ = c.writeControl(opClose, websocket.FormatCloseMessage(c.kickCode, c.kickReason))
 	}
-	_ = c.writeControl(opClose, websocket.FormatCloseMessage(c.kickCode, c.kickReason), deadline)
 	if c.selfClose.Load() {
 		return // the reader has stopped reading and waits for us
 	}
