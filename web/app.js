@@ -412,6 +412,7 @@
     if (left.length) addNotice(r, left.join(', ') + ' left.');
     for (const n of left) r.typers.delete(n);
     if (Array.isArray(f.members)) setMembers(r, f.members);
+    else applyPresenceDelta(r, f); // big rooms: only the changes
     renderTyping();
   }
 
@@ -623,6 +624,15 @@
   function scrollToBottom() {
     ui.messages.scrollTop = ui.messages.scrollHeight;
     ui.jump.hidden = true;
+  }
+
+  // applyPresenceDelta updates r.members with a presence frame's joined and
+  // left names (the server leaves out the full list in big rooms).
+  function applyPresenceDelta(r, f) {
+    const set = new Set(r.members || []);
+    for (const n of Array.isArray(f.left) ? f.left : []) set.delete(n);
+    for (const n of Array.isArray(f.joined) ? f.joined : []) set.add(n);
+    setMembers(r, Array.from(set));
   }
 
   function setMembers(r, members) {

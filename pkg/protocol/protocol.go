@@ -178,14 +178,22 @@ type Typing struct {
 }
 
 // Presence reports a change of a room's member list (the union over all
-// servers). Members is the full list after the change.
+// servers). Members is the full list after the change while the room has at
+// most PresenceListMax members; in a bigger room it is left out and the
+// client applies Joined and Left to the list it has (from joined and the
+// previous presence frames), so a change costs each member a few names, not
+// the whole list.
 type Presence struct {
 	Type    string   `json:"type"` // "presence"
 	Room    string   `json:"room"`
 	Joined  []string `json:"joined,omitempty"`
 	Left    []string `json:"left,omitempty"`
-	Members []string `json:"members"`
+	Members []string `json:"members,omitempty"`
 }
+
+// PresenceListMax is the largest room whose presence frames carry the full
+// member list.
+const PresenceListMax = 100
 
 // Error reports a refused frame; the connection stays open.
 type Error struct {

@@ -310,7 +310,10 @@ func (r *room) onPresence(m broker.Message) {
 }
 
 // refreshLocked recomputes the member list and, when it changed, sends a
-// presence frame (encoded once) to the local members. Local joins and leaves
+// presence frame (encoded once) to the local members: the names that joined
+// and left, and the whole list only in a room of at most
+// protocol.PresenceListMax members (a full list to every member of a big room
+// costs members² names per change). Local joins and leaves
 // reach it through the debounced presence loop, so a burst of them costs each
 // member one frame, not one per change.
 func (r *room) refreshLocked(now time.Time) {
@@ -330,7 +333,11 @@ func (r *room) refreshLocked(now time.Time) {
 		}
 	}
 	r.union = union
-	data, err := json.Marshal(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, Members: union})
+	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left}
+	if len(union) <= protocol.PresenceListMax {
+		p.Members = union
+	}
+	data, err := json.Marshal(p)
 	if err != nil {
 		return
 	}

@@ -205,7 +205,7 @@ const (
 	// maxKeptVec bounds the write vector a connection keeps between flushes.
 	maxKeptVec = 64
 	// writeCoalesce is the least time between two writes to a connection.
-	writeCoalesce = 10 * time.Millisecond
+	writeCoalesce = 20 * time.Millisecond
 )
 
 // control writes a ping or pong under the usual write deadline.
