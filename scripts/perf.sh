@@ -70,8 +70,14 @@ for run in $(seq "$RUNS"); do
     bench --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 1 --duration 20s --warmup 15s --join-timeout 60s > "$TMP/idle.json" &
     bp=$!
     sleep 25; full=$(rss_kib "$spid"); wait $bp
-    echo "{\"point\":\"idle5000\",\"base_rss_kib\":$base,\"rss_kib\":$full,\"kib_per_conn\":$(echo "scale=2; ($full-$base)/5010" | bc)}"
-    grep -o '"members":[0-9]*' "$TMP/idle.json" || true ;;
+    python3 - "$TMP/idle.json" "$base" "$full" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); base, full = int(sys.argv[2]), int(sys.argv[3])
+n = d["connect"]["established"]
+print(json.dumps({"point": "idle", "connections": n, "members": d["members"], "base_rss_kib": base,
+                  "rss_kib": full, "kib_per_conn": round((full - base) / n, 2)}))
+PY
+    ;;
   haproxy5000)
     serve 18080 memory:// --trust-proxy
     LIVECHAT_FRONTEND=127.0.0.1:18090 LIVECHAT_FRONTEND_TRUSTED=127.0.0.1:18091 LIVECHAT_HAPROXY_STATS=127.0.0.1:18404 \

@@ -67,7 +67,7 @@ func (r *room) activateLocked() {
 	r.active = true
 	r.primed = false
 	r.pending = make(map[uint64]pendingMsg)
-	clear(r.recent[:])
+	r.recent = nil
 	r.primeLocked()
 }
 
@@ -143,7 +143,10 @@ func (r *room) receive(seq uint64, id string, data []byte) {
 // again): a seq delivered recently with the same id is a duplicate; for
 // anything else the store decides.
 func (r *room) isDuplicateLocked(seq uint64, id string) bool {
-	e := r.recent[seq%recentSeqs]
+	var e recentEntry
+	if r.recent != nil {
+		e = r.recent[seq%recentSeqs]
+	}
 	if e.seq == seq {
 		if e.id == id {
 			return true
@@ -167,13 +170,17 @@ func (r *room) resetLocked() {
 	r.s.log.Warn("server: history of room restarted, delivery follows the new seqs", "room", r.name, "last", r.last)
 	r.s.resets.Add(1)
 	r.setLastLocked(0)
-	clear(r.recent[:])
+	r.recent = nil
 	clear(r.pending)
 }
 
 func (r *room) deliverLocked(seq uint64, id string, data []byte) {
 	r.fanout(data)
 	r.setLastLocked(seq)
+	if r.recent == nil {
+		// 24 KiB: not held by the many rooms that see no traffic.
+		r.recent = new([recentSeqs]recentEntry)
+	}
 	r.recent[seq%recentSeqs] = recentEntry{seq: seq, id: id}
 }
 

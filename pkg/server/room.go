@@ -52,7 +52,7 @@ type room struct {
 	pending      map[uint64]pendingMsg // live messages waiting behind a gap
 	pendingSince time.Time             // when the oldest pending one arrived
 	retry        *time.Timer           // gap fill retry while the store fails
-	recent       [recentSeqs]recentEntry
+	recent       *[recentSeqs]recentEntry // allocated on the first delivery
 }
 
 type remoteMember struct {

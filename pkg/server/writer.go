@@ -96,15 +96,22 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	ping := time.NewTicker(c.s.cfg.PingPeriod)
 	defer ping.Stop()
-	hold := time.NewTimer(time.Hour)
-	hold.Stop()
-	defer hold.Stop()
+	var hold *time.Timer // made on the first coalesced write: idle connections have none
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
 	var last time.Time // of the last flush
 	for {
 		select {
 		case f := <-c.send:
 			if wait := writeCoalesce - time.Since(last); wait > 0 {
-				hold.Reset(wait)
+				if hold == nil {
+					hold = time.NewTimer(wait)
+				} else {
+					hold.Reset(wait)
+				}
 				select {
 				case <-hold.C:
 				case <-c.kickCh:
