@@ -138,7 +138,7 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 	for i := 1; i <= protocol.PresenceListMax; i++ {
 		c := dial(t, ts.url)
 		c.next(protocol.TypeWelcome)
-		c.join("big", "u"+strconv.Itoa(1000+i)[1:])
+		c.join("big", "u"+strconv.Itoa(1000 + i)[1:])
 	}
 	late := dial(t, ts.url)
 	late.next(protocol.TypeWelcome)
