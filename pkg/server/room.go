@@ -46,13 +46,14 @@ type room struct {
 	// handler holds it per message, a join while it replays and adds its
 	// connection to members. Lock order: mu, then dmu.
 	dmu          sync.Mutex
-	active       bool                     // subscribed: deliveries are accepted
-	primed       bool                     // last was read from the store
-	last         uint64                   // last seq delivered to the local members
-	pending      map[uint64]pendingMsg    // live messages waiting behind a gap
-	pendingSince time.Time                // when the oldest pending one arrived
-	retry        *time.Timer              // gap fill retry while the store fails
-	recent       *[recentSeqs]recentEntry // allocated on the first delivery
+	active       bool                  // subscribed: deliveries are accepted
+	primed       bool                  // last was read from the store
+	last         uint64                // last seq delivered to the local members
+	pending      map[uint64]pendingMsg // live messages waiting behind a gap
+	pendingSince time.Time             // when the oldest pending one arrived
+	retry        *time.Timer           // gap fill retry while the store fails
+	// recent is allocated on the first delivery (24 KiB a room otherwise).
+	recent *[recentSeqs]recentEntry
 }
 
 type remoteMember struct {
