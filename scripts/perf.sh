@@ -46,7 +46,7 @@ bench() { taskset -c 1 "$BIN" bench -o json "$@"; }
 profile() { # pid-port
   [ -n "${PPROF:-}" ] || return 0
   mkdir -p "$PPROF"
-  ( sleep 6; curl -s -o "$PPROF/cpu.pprof" "http://127.0.0.1:6060/debug/pprof/profile?seconds=6";
+  ( sleep "${PPROF_DELAY:-6}"; curl -s -o "$PPROF/cpu.pprof" "http://127.0.0.1:6060/debug/pprof/profile?seconds=6";
     curl -s -o "$PPROF/allocs.pprof" "http://127.0.0.1:6060/debug/pprof/allocs" ) &
   profpid=$!
 }
@@ -79,7 +79,7 @@ print(json.dumps({"point": "idle", "connections": n, "members": d["members"], "b
 PY
     ;;
   haproxy5000)
-    serve 18080 memory:// --trust-proxy
+    serve 18080 memory:// --trust-proxy "${PP[@]}"; profile
     LIVECHAT_FRONTEND=127.0.0.1:18090 LIVECHAT_FRONTEND_TRUSTED=127.0.0.1:18091 LIVECHAT_HAPROXY_STATS=127.0.0.1:18404 \
     LIVECHAT_HAPROXY_SOCKET="$TMP/h.sock" LIVECHAT_S1=127.0.0.1:18080 LIVECHAT_S2=127.0.0.1:18080 \
     LIVECHAT_S3=127.0.0.1:18080 LIVECHAT_S4=127.0.0.1:18080 \

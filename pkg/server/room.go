@@ -38,6 +38,9 @@ type room struct {
 	remote map[string]remoteMember // other servers' snapshots, by AppID
 	union  []string                // member list last sent to local members
 	dirty  bool                    // local change not yet in a published snapshot
+	// list caches the sorted member list (unionLocked); nil when it must be
+	// rebuilt. It is replaced, never modified, so callers may keep it.
+	list []string
 
 	// lastSeen mirrors last for readers outside dmu (history requests).
 	lastSeen atomic.Uint64
@@ -107,7 +110,7 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 			r.activateLocked()
 		}
 	}
-	r.local[user]++
+	r.addNameLocked(user)
 	r.dirty = true // the presence loop tells the others (debounced)
 	j := protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.unionLocked(time.Now())}
 	var replay [][]byte
@@ -140,7 +143,7 @@ func (s *Server) rejoinRoom(c *conn, r *room, oldName, newName string) {
 	defer r.mu.Unlock()
 	if oldName != newName {
 		r.removeNameLocked(oldName)
-		r.local[newName]++
+		r.addNameLocked(newName)
 		r.dirty = true
 		s.kickPresence()
 	}
@@ -175,11 +178,36 @@ func (s *Server) leaveRoom(c *conn, r *room, user string) {
 	s.releaseRoom(r)
 }
 
+// addNameLocked counts a local member's name, keeping the cached member
+// list: a join costs an insertion, not a rebuild and sort of the list (a
+// burst of N joins into one room would cost N² log N).
+func (r *room) addNameLocked(user string) {
+	r.local[user]++
+	if r.list == nil || r.local[user] > 1 {
+		return
+	}
+	i, found := slices.BinarySearch(r.list, user)
+	if !found {
+		r.list = slices.Insert(slices.Clip(r.list), i, user) // a new array
+	}
+}
+
 func (r *room) removeNameLocked(user string) {
-	if r.local[user] <= 1 {
-		delete(r.local, user)
-	} else {
+	if r.local[user] > 1 {
 		r.local[user]--
+		return
+	}
+	delete(r.local, user)
+	if r.list == nil {
+		return
+	}
+	for _, rm := range r.remote {
+		if slices.Contains(rm.names, user) {
+			return // still a member through another server
+		}
+	}
+	if i, found := slices.BinarySearch(r.list, user); found {
+		r.list = slices.Delete(slices.Clone(r.list), i, i+1)
 	}
 }
 
@@ -229,6 +257,7 @@ func (r *room) unsubscribeLocked() {
 	}
 	clear(r.remote)
 	r.union = nil
+	r.list = nil
 	r.dirty = false
 }
 
@@ -299,11 +328,13 @@ func (r *room) onPresence(m broker.Message) {
 			ttl = presenceTTLPeriods * r.s.cfg.PresenceInterval
 		}
 		r.remote[ps.Server] = remoteMember{names: ps.Members, expires: now.Add(ttl)}
+		r.list = nil
 	case "sync":
 		r.dirty = true
 		r.s.kickPresence()
 	case "bye":
 		delete(r.remote, ps.Server)
+		r.list = nil
 	default:
 		return
 	}
@@ -349,17 +380,23 @@ func (r *room) refreshLocked(now time.Time) {
 }
 
 // unionLocked drops expired snapshots and returns the sorted member list:
-// the local names and every live snapshot's.
+// the local names and every live snapshot's. The list is cached (r.list)
+// and must not be modified.
 func (r *room) unionLocked(now time.Time) []string {
+	for srv, rm := range r.remote {
+		if now.After(rm.expires) {
+			delete(r.remote, srv)
+			r.list = nil
+		}
+	}
+	if r.list != nil {
+		return r.list
+	}
 	set := make(map[string]struct{}, len(r.local))
 	for n := range r.local {
 		set[n] = struct{}{}
 	}
-	for srv, rm := range r.remote {
-		if now.After(rm.expires) {
-			delete(r.remote, srv)
-			continue
-		}
+	for _, rm := range r.remote {
 		for _, n := range rm.names {
 			set[n] = struct{}{}
 		}
@@ -369,6 +406,7 @@ func (r *room) unionLocked(now time.Time) []string {
 		union = append(union, n)
 	}
 	slices.Sort(union)
+	r.list = union
 	return union
 }
 
