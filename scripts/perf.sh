@@ -6,6 +6,7 @@
 #   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | idle5000 | haproxy5000
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
+# haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
 # (first) server during the publishing phase (6 s, from 6 s after start).
 set -euo pipefail
@@ -84,7 +85,7 @@ PY
     LIVECHAT_HAPROXY_SOCKET="$TMP/h.sock" LIVECHAT_S1=127.0.0.1:18080 LIVECHAT_S2=127.0.0.1:18080 \
     LIVECHAT_S3=127.0.0.1:18080 LIVECHAT_S4=127.0.0.1:18080 \
       taskset -c 0 haproxy -db -f haproxy/haproxy.cfg >/dev/null 2>&1 & pids+=($!); waitport 18090; sleep 2
-    bench --url ws://127.0.0.1:18090/ws --clients 5000 --rate 1 --duration 2s --warmup 0s --join-timeout 60s ;;
+    bench --url ws://127.0.0.1:18090/ws --clients 5000 --rooms "${ROOMS:-1}" --rate 1 --duration 2s --warmup 0s --join-timeout 60s ;;
   *) echo "unknown point $POINT" >&2; exit 2 ;;
   esac
   [ -n "${profpid:-}" ] && wait "$profpid"; profpid=
