@@ -110,11 +110,14 @@ func TestEnvLayering(t *testing.T) {
 }
 
 func TestHelpHasExamplesAndEnv(t *testing.T) {
-	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench"} {
+	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench", "version"} {
 		code, out, _ := run(t, "", cmd, "--help")
 		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "(env LIVECHAT_BROKER)") {
 			t.Errorf("%s --help: code %d, want examples and env names:\n%s", cmd, code, out)
 		}
+	}
+	if code, out, _ := run(t, "", "--help"); code != 0 || !strings.Contains(out, "Examples:") {
+		t.Errorf("livechat --help has no examples:\n%s", out)
 	}
 	if code, out, _ := run(t, "", "serve", "--help"); code != 0 || !strings.Contains(out, "also env APPID") {
 		t.Errorf("serve --help does not mention APPID:\n%s", out)

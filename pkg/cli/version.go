@@ -12,7 +12,9 @@ func newVersionCmd(ios *IOStreams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit and Go version",
-		Args:  cobra.NoArgs,
+		Example: `  livechat version
+  livechat version -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out, _ := cmd.Flags().GetString("output"); out == "json" {
 				return json.NewEncoder(ios.Out).Encode(map[string]string{"version": version, "commit": commit, "go": runtime.Version()})
