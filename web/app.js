@@ -299,7 +299,7 @@
     r.joined = true;
     r.everJoined = true;
     if (typeof f.name === 'string' && f.name) state.name = f.name;
-    setMembers(r, Array.isArray(f.members) ? f.members : []);
+    setMembers(r, Array.isArray(f.members) ? f.members : [], f.member_count);
     if (first) addNotice(r, 'You joined #' + r.name + ' as ' + state.name + '.');
     onJoinedHistory(r, f);
     // Sends typed while disconnected, and sends that were never acknowledged,
@@ -411,7 +411,7 @@
     if (joined.length) addNotice(r, joined.join(', ') + (joined.length > 1 ? ' joined.' : ' joined.'));
     if (left.length) addNotice(r, left.join(', ') + ' left.');
     for (const n of left) r.typers.delete(n);
-    if (Array.isArray(f.members)) setMembers(r, f.members);
+    if (Array.isArray(f.members)) setMembers(r, f.members, f.member_count);
     else applyPresenceDelta(r, f); // big rooms: only the changes
     renderTyping();
   }
@@ -627,16 +627,22 @@
   }
 
   // applyPresenceDelta updates r.members with a presence frame's joined and
-  // left names (the server leaves out the full list in big rooms).
+  // left names (the server leaves out the full list in big rooms). In a room
+  // whose joined frame was truncated the list holds only some of the names;
+  // member_count is the room's real size.
   function applyPresenceDelta(r, f) {
     const set = new Set(r.members || []);
     for (const n of Array.isArray(f.left) ? f.left : []) set.delete(n);
     for (const n of Array.isArray(f.joined) ? f.joined : []) set.add(n);
-    setMembers(r, Array.from(set));
+    setMembers(r, Array.from(set), f.member_count);
   }
 
-  function setMembers(r, members) {
+  // setMembers stores the names we know and the room's member count (from
+  // member_count; servers older than it send none, then it is the list's
+  // length).
+  function setMembers(r, members, count) {
     r.members = members.slice().sort((a, b) => a.localeCompare(b));
+    r.memberCount = typeof count === 'number' && count >= r.members.length ? count : r.members.length;
     if (r.name === state.active) renderMembers();
   }
 
@@ -649,8 +655,12 @@
       if (n === state.name) li.title = 'you';
       ui.members.appendChild(li);
     }
-    ui.memberCount.textContent = String(members.length);
-    ui.memberCount2.textContent = String(members.length);
+    // A big room's joined frame carries only the first names: say how many
+    // more there are.
+    const count = r ? r.memberCount : 0;
+    if (count > members.length) ui.members.appendChild(el('li', 'more', '… and ' + (count - members.length) + ' more'));
+    ui.memberCount.textContent = String(count);
+    ui.memberCount2.textContent = String(count);
   }
 
   function renderTyping() {

@@ -104,10 +104,19 @@ type Limits struct {
 // replay (the messages after the join's since, or the latest ones), ending
 // at LastSeq, then live messages with higher seqs.
 type Joined struct {
-	Type    string   `json:"type"` // "joined"
-	Room    string   `json:"room"`
-	Name    string   `json:"name"`
+	Type string `json:"type"` // "joined"
+	Room string `json:"room"`
+	Name string `json:"name"`
+	// Members is the room's sorted member list; in a room of more than
+	// PresenceListMax members only its first PresenceListMax names, and
+	// MembersTruncated is set.
 	Members []string `json:"members"`
+	// MemberCount is the number of members of the room (all of them, also
+	// when Members is truncated).
+	MemberCount int `json:"member_count"`
+	// MembersTruncated says that Members holds only the first
+	// PresenceListMax names of MemberCount.
+	MembersTruncated bool `json:"members_truncated,omitempty"`
 	// LastSeq is the room's last seq when the client was added: replayed
 	// messages have seq <= LastSeq, live ones seq > LastSeq. Omitted
 	// without history.
@@ -182,17 +191,20 @@ type Typing struct {
 // most PresenceListMax members; in a bigger room it is left out and the
 // client applies Joined and Left to the list it has (from joined and the
 // previous presence frames), so a change costs each member a few names, not
-// the whole list.
+// the whole list. MemberCount is the room's number of members after the
+// change, in every room.
 type Presence struct {
-	Type    string   `json:"type"` // "presence"
-	Room    string   `json:"room"`
-	Joined  []string `json:"joined,omitempty"`
-	Left    []string `json:"left,omitempty"`
-	Members []string `json:"members,omitempty"`
+	Type        string   `json:"type"` // "presence"
+	Room        string   `json:"room"`
+	Joined      []string `json:"joined,omitempty"`
+	Left        []string `json:"left,omitempty"`
+	Members     []string `json:"members,omitempty"`
+	MemberCount int      `json:"member_count"`
 }
 
 // PresenceListMax is the largest room whose presence frames carry the full
-// member list.
+// member list, and the most names a joined frame carries (the first ones,
+// sorted; see Joined.MembersTruncated).
 const PresenceListMax = 100
 
 // Error reports a refused frame; the connection stays open.

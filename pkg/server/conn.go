@@ -170,7 +170,7 @@ func (c *conn) handle(mt int, data []byte) bool {
 		return false
 	}
 	var in protocol.Inbound
-	if err := json.Unmarshal(data, &in); err != nil {
+	if err := decodeInbound(data, &in); err != nil {
 		c.sendError(protocol.CodeBadRequest, "frame is not a valid JSON object: "+err.Error(), "", "")
 		return true
 	}
@@ -300,13 +300,9 @@ func (c *conn) sendMsg(in *protocol.Inbound) {
 		c.sendStored(m, &msg)
 		return
 	}
-	data, err := json.Marshal(msg)
-	if err != nil {
-		c.sendError(protocol.CodeInternal, "cannot encode message", in.CID, in.Room)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	err = s.b.Publish(ctx, m.room.subject, data)
+	data := appendMessage(make([]byte, 0, msgSizeHint(&msg)), &msg)
+	ctx, cancel := s.publishCtx()
+	err := s.b.Publish(ctx, m.room.subject, data)
 	cancel()
 	if err != nil {
 		s.log.Warn("server: publish", "room", in.Room, "err", err)
@@ -314,7 +310,7 @@ func (c *conn) sendMsg(in *protocol.Inbound) {
 		return
 	}
 	s.msgsIn.Add(1)
-	c.sendJSON(protocol.Ack{Type: protocol.TypeAck, CID: in.CID, ID: msg.ID, Room: in.Room, TS: msg.TS})
+	c.enqueue(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: in.CID, ID: msg.ID, Room: in.Room, TS: msg.TS}))
 }
 
 func (c *conn) typing(in *protocol.Inbound) {
@@ -352,7 +348,7 @@ func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 		key = m.name + "\x00" + msg.CID
 	}
 	cid, room := msg.CID, msg.Room
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+	ctx, cancel := s.historyCtx()
 	seq, dup, err := s.hist.Append(ctx, msg, key)
 	cancel()
 	if errors.Is(err, history.ErrInvalid) {
@@ -366,16 +362,12 @@ func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 		return
 	}
 	msg.Type = protocol.TypeMessage
-	data, err := json.Marshal(msg)
-	if err != nil {
-		c.sendError(protocol.CodeInternal, "cannot encode message", cid, room)
-		return
-	}
+	data := appendMessage(make([]byte, 0, msgSizeHint(msg)), msg)
 	if !dup {
 		s.msgsIn.Add(1)
 	}
-	c.sendJSON(protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq})
-	ctx, cancel = context.WithTimeout(context.Background(), publishTimeout)
+	c.enqueue(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq}))
+	ctx, cancel = s.publishCtx()
 	err = s.b.Publish(ctx, m.room.subject, data)
 	cancel()
 	if err != nil {

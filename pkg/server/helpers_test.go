@@ -163,7 +163,10 @@ type rx struct {
 	Members []string `json:"members"`
 	Joined  []string `json:"joined"`
 	Left    []string `json:"left"`
-	Limits  struct {
+	// MemberCount and MembersTruncated: joined and presence frames.
+	MemberCount      int  `json:"member_count"`
+	MembersTruncated bool `json:"members_truncated"`
+	Limits           struct {
 		MaxFrame int `json:"max_frame"`
 	} `json:"limits"`
 	// history fields

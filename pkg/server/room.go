@@ -112,7 +112,7 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 	}
 	r.addNameLocked(user)
 	r.dirty = true // the presence loop tells the others (debounced)
-	j := protocol.Joined{Type: protocol.TypeJoined, Room: name, Name: user, Members: r.unionLocked(time.Now())}
+	j := r.joinedLocked(user, time.Now())
 	var replay [][]byte
 	var rerr error
 	if s.hist != nil {
@@ -147,7 +147,20 @@ func (s *Server) rejoinRoom(c *conn, r *room, oldName, newName string) {
 		r.dirty = true
 		s.kickPresence()
 	}
-	c.sendJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Name: newName, Members: r.unionLocked(time.Now())})
+	c.sendJSON(r.joinedLocked(newName, time.Now()))
+}
+
+// joinedLocked is the joined frame for user: the member count and the
+// sorted member list, cut to its first protocol.PresenceListMax names in a
+// bigger room (a burst of N joins would otherwise write N² names; the
+// client learns the others from presence deltas and shows the count).
+func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
+	list := r.unionLocked(now)
+	j := protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Name: user, Members: list, MemberCount: len(list)}
+	if len(list) > protocol.PresenceListMax {
+		j.Members, j.MembersTruncated = list[:protocol.PresenceListMax], true
+	}
+	return j
 }
 
 // leaveRoom removes c (joined as user) from r, unsubscribing and saying
@@ -296,7 +309,7 @@ func (r *room) onMessage(m broker.Message) {
 	s := r.s
 	defer s.brokerIn.Add(1) // after the fan-out: tests rely on it
 	var h seqHeader
-	ok := json.Unmarshal(m.Data, &h) == nil && h.Type == protocol.TypeMessage
+	ok := decodeSeqHeader(m.Data, &h) && h.Type == protocol.TypeMessage
 	if ok && h.TS > 0 {
 		if d := time.Now().UnixMilli() - h.TS; d >= 0 {
 			s.metrics.latency.Observe(float64(d) / 1000)
@@ -365,7 +378,7 @@ func (r *room) refreshLocked(now time.Time) {
 		}
 	}
 	r.union = union
-	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left}
+	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, MemberCount: len(union)}
 	if len(union) <= protocol.PresenceListMax {
 		p.Members = union
 	}

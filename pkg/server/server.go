@@ -49,6 +49,12 @@ type Server struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	welcome  *frame // encoded once
+	// inprocBroker and inprocHist are set when the broker or the history
+	// store is the in-process memory backend, whose calls never block: the
+	// send path then gives them no deadline (a context.WithTimeout per call
+	// is a timer start and stop per message).
+	inprocBroker bool
+	inprocHist   bool
 
 	started  time.Time
 	idPrefix string // AppID + "-" + base36(start ms) + "-"
@@ -109,6 +115,8 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		perIP:        make(map[string]int),
 		rooms:        make(map[string]*room),
 	}
+	_, s.inprocBroker = b.(*broker.Memory)
+	_, s.inprocHist = cfg.History.(*history.Memory)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
 		ReadBufferSize:    1024,
@@ -499,3 +507,23 @@ func (s *Server) historyError(op, room string, err error) {
 	s.metrics.historyErrors.WithLabelValues(op).Inc()
 	s.log.Warn("server: history", "op", op, "room", room, "err", err)
 }
+
+// publishCtx is the context of a broker publish made for a client frame:
+// bounded by publishTimeout, or none for the in-process broker, which never
+// blocks. Call cancel when the publish returns.
+func (s *Server) publishCtx() (context.Context, context.CancelFunc) {
+	if s.inprocBroker {
+		return context.Background(), noCancel
+	}
+	return context.WithTimeout(context.Background(), publishTimeout)
+}
+
+// historyCtx is publishCtx for a history store call (Config.HistoryTimeout).
+func (s *Server) historyCtx() (context.Context, context.CancelFunc) {
+	if s.inprocHist {
+		return context.Background(), noCancel
+	}
+	return context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+}
+
+func noCancel() {}

@@ -142,8 +142,8 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 	}
 	late := dial(t, ts.url)
 	late.next(protocol.TypeWelcome)
-	if j := late.join("big", "late"); len(j.Members) != protocol.PresenceListMax+2 {
-		t.Fatalf("joined lists %d members, want the full list of %d", len(j.Members), protocol.PresenceListMax+2)
+	if j := late.join("big", "late"); j.MemberCount != protocol.PresenceListMax+2 {
+		t.Fatalf("joined counts %d members, want %d", j.MemberCount, protocol.PresenceListMax+2)
 	}
 	first.waitUntil("presence with late", func(frames []rx) bool {
 		for _, f := range slices.Backward(frames) {
