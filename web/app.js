@@ -411,8 +411,10 @@
     if (joined.length) addNotice(r, joined.join(', ') + (joined.length > 1 ? ' joined.' : ' joined.'));
     if (left.length) addNotice(r, left.join(', ') + ' left.');
     for (const n of left) r.typers.delete(n);
+    // Big rooms: only the changes, and after a burst (names_omitted) only the
+    // count; the names we have stay as they are.
     if (Array.isArray(f.members)) setMembers(r, f.members, f.member_count);
-    else applyPresenceDelta(r, f); // big rooms: only the changes
+    else applyPresenceDelta(r, f);
     renderTyping();
   }
 

@@ -192,15 +192,24 @@ type Typing struct {
 // client applies Joined and Left to the list it has (from joined and the
 // previous presence frames), so a change costs each member a few names, not
 // the whole list. MemberCount is the room's number of members after the
-// change, in every room.
+// change, in every room. In a big room a change of more than
+// PresenceDeltaMax names (a burst of joins or leaves) carries only the
+// count, and NamesOmitted is set: every member learning every other's name
+// during a burst of N joins is N² names.
 type Presence struct {
-	Type        string   `json:"type"` // "presence"
-	Room        string   `json:"room"`
-	Joined      []string `json:"joined,omitempty"`
-	Left        []string `json:"left,omitempty"`
-	Members     []string `json:"members,omitempty"`
-	MemberCount int      `json:"member_count"`
+	Type         string   `json:"type"` // "presence"
+	Room         string   `json:"room"`
+	Joined       []string `json:"joined,omitempty"`
+	Left         []string `json:"left,omitempty"`
+	Members      []string `json:"members,omitempty"`
+	MemberCount  int      `json:"member_count"`
+	NamesOmitted bool     `json:"names_omitted,omitempty"`
 }
+
+// PresenceDeltaMax is the most names (joined plus left) a presence frame of
+// a room above PresenceListMax members carries; a bigger change sends only
+// the member count (Presence.NamesOmitted).
+const PresenceDeltaMax = 20
 
 // PresenceListMax is the largest room whose presence frames carry the full
 // member list, and the most names a joined frame carries (the first ones,

@@ -131,6 +131,10 @@ const (
 	// presenceDebounce delays a snapshot after a local change so that a burst
 	// of joins costs one publish.
 	presenceDebounce = 100 * time.Millisecond
+	// bigPresenceEvery is the least time between two presence frames of a
+	// room above protocol.PresenceListMax members: during a burst of joins
+	// each frame costs every member a write (and HAProxy two system calls).
+	bigPresenceEvery = time.Second
 	// presenceTTLPeriods is how many presence intervals a snapshot lives.
 	presenceTTLPeriods = 3
 	// closeWait bounds how long a closing connection waits for the peer's

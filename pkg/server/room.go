@@ -38,6 +38,13 @@ type room struct {
 	remote map[string]remoteMember // other servers' snapshots, by AppID
 	union  []string                // member list last sent to local members
 	dirty  bool                    // local change not yet in a published snapshot
+	// lastPresence is when the last presence frame went to the local
+	// members; in a big room they are at least bigPresenceEvery apart.
+	lastPresence time.Time
+	// presenceLater sends a big room's deferred presence change; armed
+	// (presenceDue) while one waits.
+	presenceLater *time.Timer
+	presenceDue   bool
 	// list caches the sorted member list (unionLocked); nil when it must be
 	// rebuilt. It is replaced, never modified, so callers may keep it.
 	list []string
@@ -269,6 +276,10 @@ func (r *room) unsubscribeLocked() {
 		cancel()
 	}
 	clear(r.remote)
+	if r.presenceLater != nil {
+		r.presenceLater.Stop()
+	}
+	r.presenceDue = false
 	r.union = nil
 	r.list = nil
 	r.dirty = false
@@ -358,7 +369,11 @@ func (r *room) onPresence(m broker.Message) {
 // presence frame (encoded once) to the local members: the names that joined
 // and left, and the whole list only in a room of at most
 // protocol.PresenceListMax members (a full list to every member of a big room
-// costs members² names per change). Local joins and leaves
+// costs members² names per change). In a big room a change of more than
+// protocol.PresenceDeltaMax names carries only the member count, and its
+// frames are at least bigPresenceEvery apart: a change that comes sooner is
+// sent when the room's timer (presenceLater) fires, with whatever else
+// changed meanwhile. Local joins and leaves
 // reach it through the debounced presence loop, so a burst of them costs each
 // member one frame, not one per change.
 func (r *room) refreshLocked(now time.Time) {
@@ -366,6 +381,19 @@ func (r *room) refreshLocked(now time.Time) {
 	if slices.Equal(union, r.union) {
 		return
 	}
+	if wait := bigPresenceEvery - now.Sub(r.lastPresence); wait > 0 && max(len(union), len(r.union)) > protocol.PresenceListMax {
+		// A big room: the change waits (and accumulates) until the timer.
+		if !r.presenceDue {
+			r.presenceDue = true
+			if r.presenceLater == nil {
+				r.presenceLater = time.AfterFunc(wait, r.refreshLater)
+			} else {
+				r.presenceLater.Reset(wait)
+			}
+		}
+		return
+	}
+	r.lastPresence = now
 	var joined, left []string
 	for _, n := range union {
 		if _, found := slices.BinarySearch(r.union, n); !found {
@@ -379,8 +407,13 @@ func (r *room) refreshLocked(now time.Time) {
 	}
 	r.union = union
 	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, MemberCount: len(union)}
-	if len(union) <= protocol.PresenceListMax {
+	switch {
+	case len(union) <= protocol.PresenceListMax:
 		p.Members = union
+	case len(joined)+len(left) > protocol.PresenceDeltaMax:
+		// A burst in a big room: the count only (N joins would otherwise
+		// send every member the names of all who came after it).
+		p.Joined, p.Left, p.NamesOmitted = nil, nil, true
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -389,6 +422,19 @@ func (r *room) refreshLocked(now time.Time) {
 	f := textFrame(data)
 	for _, c := range *r.members.Load() {
 		c.enqueue(f)
+	}
+}
+
+// refreshLater sends a big room's deferred presence change.
+func (r *room) refreshLater() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.presenceDue {
+		return // stopped or sent meanwhile
+	}
+	r.presenceDue = false
+	if r.sub != nil {
+		r.refreshLocked(time.Now())
 	}
 }
 
