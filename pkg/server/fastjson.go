@@ -144,7 +144,7 @@ func scanString(data []byte, i int) (end int, esc, ok bool) {
 					return 0, false, false
 				}
 				for _, h := range data[i+2 : i+6] {
-					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+					if !isHex(h) {
 						return 0, false, false
 					}
 				}
@@ -157,6 +157,10 @@ func scanString(data []byte, i int) (end int, esc, ok bool) {
 		}
 	}
 	return 0, false, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // scanNumber checks a JSON number starting at i (RFC 8259 grammar) and
