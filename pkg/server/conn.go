@@ -16,32 +16,40 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// conn is one WebSocket client. It has exactly two goroutines: readLoop owns
-// the inbound side and the rooms map; writeLoop owns every write to the
-// socket (data frames, pings, the close frame).
+// conn is one WebSocket client. Its reader goroutine (readLoop) owns the
+// inbound side and the rooms map; its writer (writeLoop), which runs only
+// while there is something to write, owns every write to the socket (data
+// frames, pings, the close frame).
 type conn struct {
-	s    *Server
-	ws   *websocket.Conn
-	ip   string
-	send chan *frame   // bounded; full means the client is too slow
-	pong chan []byte   // a ping's payload, for the writer to answer
-	out  atomic.Uint64 // frames written
-
-	kickOnce   sync.Once
-	kickCh     chan struct{} // closed by kick
-	kickCode   int           // set before kickCh is closed
-	kickReason string
-	kickFlush  bool
+	s          *Server
+	ws         *websocket.Conn
+	ip         string
+	out        atomic.Uint64 // frames written
 	selfClose  atomic.Bool   // the reader asked for the close
 	readerDone chan struct{} // closed by readLoop
-	writerDone chan struct{} // closed by writeLoop
+	writers    sync.WaitGroup
 
-	// Owned by writeLoop: the write vector of the frames being flushed and
-	// the copy of it that net.Buffers.WriteTo consumes, a frame taken from
-	// the queue but not written yet, and the socket's write deadline.
+	// mu guards the outbound state: the queue, what the writer owes, the
+	// kick and whether a writer runs.
+	mu         sync.Mutex
+	q          []*frame // queued frames, oldest first; at most SendQueue
+	spare      []*frame // the running writer's emptied batch, the next q
+	pingDue    bool
+	pongDue    bool
+	pongData   []byte      // the ping's payload to answer
+	pinger     *time.Timer // calls pingTick every PingPeriod
+	running    bool        // a writer runs (or its writes are over)
+	over       bool        // no writer starts any more
+	kicked     bool
+	kickCode   int
+	kickReason string
+	kickFlush  bool
+
+	// Owned by the running writer: the write vector of the frames being
+	// flushed, the copy of it that net.Buffers.WriteTo consumes, and the
+	// socket's write deadline.
 	vec      [][]byte
 	wbuf     net.Buffers
-	held     *frame
 	deadline time.Time
 
 	// Owned by readLoop.
@@ -62,19 +70,18 @@ func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
 		s:          s,
 		ws:         ws,
 		ip:         ip,
-		send:       make(chan *frame, s.cfg.SendQueue),
-		pong:       make(chan []byte, 1),
-		kickCh:     make(chan struct{}),
 		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
 		limiter:    rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.RateBurst),
 		rooms:      make(map[string]*membership),
 	}
 }
 
+// start queues the welcome, arms the ping timer and starts the reader.
 func (c *conn) start() {
+	c.mu.Lock()
+	c.pinger = time.AfterFunc(c.s.cfg.PingPeriod, c.pingTick)
+	c.mu.Unlock()
 	c.enqueue(c.s.welcome)
-	go c.writeLoop()
 	go c.readLoop()
 }
 
@@ -85,17 +92,24 @@ func (c *conn) kick(code int, reason string, flush bool) bool {
 	return c.kickAs(code, reason, flush, false)
 }
 
+// kickAs is kick; self tells that the reader asked and stops reading.
 func (c *conn) kickAs(code int, reason string, flush, self bool) bool {
-	first := false
-	c.kickOnce.Do(func() {
-		c.kickCode, c.kickReason, c.kickFlush = code, reason, flush
-		if self {
-			c.selfClose.Store(true)
-		}
-		close(c.kickCh)
-		first = true
-	})
-	return first
+	c.mu.Lock()
+	if c.kicked {
+		c.mu.Unlock()
+		return false
+	}
+	c.kicked = true
+	c.kickCode, c.kickReason, c.kickFlush = code, reason, flush
+	if self {
+		c.selfClose.Store(true)
+	}
+	start := c.wakeLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
 }
 
 // selfKick is kick from the reader, which then stops reading.
@@ -131,12 +145,14 @@ func (c *conn) readLoop() {
 // and unregisters the connection.
 func (c *conn) finish() {
 	if c.selfClose.Load() {
-		<-c.writerDone // the writer sends the close frame, then returns
+		c.writers.Wait() // the writer sends the close frame, then returns
 		close(c.readerDone)
+		c.stopWriter()
 	} else {
 		close(c.readerDone)
+		c.stopWriter()
 		_ = c.ws.Close() // unblocks a writer stuck on a dead peer
-		<-c.writerDone
+		c.writers.Wait()
 	}
 	_ = c.ws.Close()
 	for name, m := range c.rooms {
@@ -144,6 +160,15 @@ func (c *conn) finish() {
 		delete(c.rooms, name)
 	}
 	c.s.removeConn(c)
+}
+
+// stopWriter ends the connection's writes: no writer starts any more and
+// the ping timer stops. A running writer returns at its next turn.
+func (c *conn) stopWriter() {
+	c.mu.Lock()
+	c.over = true
+	c.pinger.Stop()
+	c.mu.Unlock()
 }
 
 // handle processes one inbound frame; it returns false when the connection

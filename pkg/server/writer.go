@@ -10,10 +10,12 @@ import (
 // This file is a connection's outbound side. The server's frames are not
 // masked, so an encoded text frame (header and payload) is the same bytes for
 // every recipient: a room message is framed once per server (textFrame) and
-// the same *frame is queued to every local member. Each connection's writer
-// goroutine (writeLoop) is the only one that writes to its socket: it takes
+// the same *frame is queued to every local member. A connection's writer
+// (writeLoop) is the only one that writes to its socket: it takes
 // everything queued and writes it with one writev(2) under one deadline, and
-// it also writes the pings, the pongs and the close frame. gorilla's reader
+// it also writes the pings, the pongs and the close frame. The writer runs
+// only while there is something to write (an idle connection costs no
+// goroutine stack), and never two at a time. gorilla's reader
 // would answer pings and close frames itself (from the reader goroutine);
 // readLoop replaces those handlers so that they hand the answer to the
 // writer, and gorilla never writes on the socket while the writer does.
@@ -71,118 +73,148 @@ func textFrames(payloads [][]byte) *frame {
 	return &frame{buf: b, n: len(payloads)}
 }
 
-// enqueue queues f without blocking. When the queue is full the client is
-// disconnected as too slow (close 1013) and counted; f is dropped.
+// enqueue queues f without blocking and starts a writer when none runs.
+// When SendQueue frames are already waiting the client is disconnected as
+// too slow (close 1013) and counted; f is dropped. After the connection's
+// writes are over (close handshake, write error, reader finished) f is
+// dropped silently.
 func (c *conn) enqueue(f *frame) {
-	select {
-	case c.send <- f:
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
 		return
-	default:
 	}
-	if c.kick(websocket.CloseTryAgainLater, "too slow: send queue full", false) {
-		c.s.slowDrops.Add(1)
-		c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String())
+	if len(c.q) >= c.s.cfg.SendQueue {
+		c.mu.Unlock()
+		if c.kick(websocket.CloseTryAgainLater, "too slow: send queue full", false) {
+			c.s.slowDrops.Add(1)
+			c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String())
+		}
+		return
+	}
+	c.q = append(c.q, f)
+	start := c.wakeLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 }
 
-// writeLoop is the connection's only writer: queued frames, pings, pongs
-// and the close frame. Writes to one connection are at least
-// writeCoalesce apart: a frame queued sooner after the previous write waits
-// for the rest of that interval and goes out with whatever else was queued
-// meanwhile. A quiet connection's first frame is written at once; under a
-// steady flow each connection makes one system call per interval instead of
-// one per frame, for at most writeCoalesce of added latency.
+// wakeLocked reports whether the caller must start a writer (go
+// c.writeLoop()): true when none runs and the connection's writes are not
+// over. It then counts the writer as running, so at most one writer exists
+// at a time. c.mu must be held.
+func (c *conn) wakeLocked() bool {
+	if c.running || c.over {
+		return false
+	}
+	c.running = true
+	c.writers.Add(1)
+	return true
+}
+
+// pingTick is the ping timer's function (time.AfterFunc, every PingPeriod):
+// it asks for a ping and, when no writer runs, writes it itself (the
+// timer's goroutine becomes the writer).
+func (c *conn) pingTick() {
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	c.pinger.Reset(c.s.cfg.PingPeriod)
+	start := c.wakeLocked()
+	c.mu.Unlock()
+	if start {
+		c.writeLoop()
+	}
+}
+
+// writeLoop is the connection's writer: queued frames, pings, pongs and the
+// close frame. It runs only while there is something to write: enqueue,
+// pingTick, onPing and kick start it (wakeLocked guarantees one at a time),
+// and it returns once the queue stays empty for writeCoalesce after its last
+// write, so an idle connection has no writer goroutine. Writes to one
+// connection are at least writeCoalesce apart: what is queued sooner after
+// the previous write waits for the rest of that interval and goes out with
+// whatever else was queued meanwhile (one writev). A quiet connection's
+// first frame is written at once; under a steady flow the writer stays and
+// makes one system call per interval instead of one per frame, for at most
+// writeCoalesce of added latency.
 func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.s.cfg.PingPeriod)
-	defer ping.Stop()
-	var hold *time.Timer // made on the first coalesced write: idle connections have none
-	defer func() {
-		if hold != nil {
-			hold.Stop()
-		}
-	}()
-	var last time.Time // of the last flush
+	defer c.writers.Done()
+	var last time.Time // of the last write by this writer
 	for {
-		select {
-		case f := <-c.send:
-			if wait := writeCoalesce - time.Since(last); wait > 0 {
-				if hold == nil {
-					hold = time.NewTimer(wait)
-				} else {
-					hold.Reset(wait)
-				}
-				select {
-				case <-hold.C:
-				case <-c.kickCh:
-					hold.Stop()
-					c.requeue(f)
-					c.closeHandshake()
-					return
-				case <-c.readerDone:
-					hold.Stop()
-					return
-				}
-			}
-			last = time.Now()
-			err := c.extendDeadline(last)
-			if err == nil {
-				err = c.flush(f)
-			}
-			if err != nil {
-				_ = c.ws.Close()
-				return
-			}
-		case p := <-c.pong:
-			if err := c.control(opPong, p); err != nil {
-				_ = c.ws.Close()
-				return
-			}
-		case <-ping.C:
-			if err := c.control(opPing, nil); err != nil {
-				_ = c.ws.Close()
-				return
-			}
-		case <-c.kickCh:
-			c.closeHandshake()
-			return
-		case <-c.readerDone:
+		if wait := writeCoalesce - time.Since(last); wait > 0 {
+			// A kick waits for the end of the interval too: at most
+			// writeCoalesce.
+			time.Sleep(wait)
+		}
+		c.mu.Lock()
+		if c.kicked {
+			c.over = true // running stays set: no writer starts again
+			batch := c.q
+			c.q = nil
+			c.mu.Unlock()
+			c.closeHandshake(batch)
 			return
 		}
+		batch, ping, pong, pongData := c.q, c.pingDue, c.pongDue, c.pongData
+		if c.over || (len(batch) == 0 && !ping && !pong) {
+			// Idle (or the reader has finished): keep nothing.
+			c.running = false
+			c.q, c.spare, c.vec = nil, nil, nil
+			c.mu.Unlock()
+			return
+		}
+		c.q, c.spare = c.spare, nil
+		c.pingDue, c.pongDue, c.pongData = false, false, nil
+		c.mu.Unlock()
+
+		last = time.Now()
+		err := c.extendDeadline(last)
+		if err == nil && pong {
+			err = c.writeControl(opPong, pongData)
+		}
+		if err == nil && ping {
+			err = c.writeControl(opPing, nil)
+		}
+		if err == nil && len(batch) > 0 {
+			err = c.flush(batch)
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.over = true // running stays set: no writer starts again
+			c.mu.Unlock()
+			_ = c.ws.Close()
+			return
+		}
+		clear(batch) // drop the references to the frames
+		c.mu.Lock()
+		if cap(batch) <= maxKeptQueue {
+			c.spare = batch[:0] // the next batch's queue
+		}
+		c.mu.Unlock()
 	}
 }
 
-// requeue keeps f for the close handshake's flush: it is written first.
-func (c *conn) requeue(f *frame) { c.held = f }
-
-// flush writes the held frame, f and everything else queued now with one
-// writev(2), under the write deadline the caller set.
-func (c *conn) flush(f *frame) error {
+// flush writes batch with one writev(2), under the write deadline the
+// caller set.
+func (c *conn) flush(batch []*frame) error {
 	vec := c.vec[:0]
 	n := 0
-	if c.held != nil {
-		vec, n = append(vec, c.held.buf), c.held.n
-		c.held = nil
-	}
-	vec = append(vec, f.buf)
-	n += f.n
-more:
-	for {
-		select {
-		case f = <-c.send:
-			vec = append(vec, f.buf)
-			n += f.n
-		default:
-			break more
-		}
+	for _, f := range batch {
+		vec = append(vec, f.buf)
+		n += f.n
 	}
 	// WriteTo consumes its receiver, so write through a copy of the slice
 	// header kept in c (no allocation); vec stays intact.
 	c.wbuf = vec
 	_, err := c.wbuf.WriteTo(c.ws.NetConn())
-	clear(vec) // drop the references to the frames
+	clear(vec) // drop the references to the frames' bytes
 	if cap(vec) > maxKeptVec {
-		vec = nil // a burst's big slice is not kept by an idle connection
+		vec = nil // a burst's big slice is not kept
 	}
 	c.vec = vec[:0]
 	if err != nil {
@@ -209,19 +241,15 @@ func (c *conn) setDeadline(d time.Time) error {
 }
 
 const (
-	// maxKeptVec bounds the write vector a connection keeps between flushes.
+	// maxKeptVec bounds the write vector a running writer keeps between
+	// flushes.
 	maxKeptVec = 64
+	// maxKeptQueue bounds the emptied queue a running writer keeps for the
+	// next batch.
+	maxKeptQueue = 64
 	// writeCoalesce is the least time between two writes to a connection.
 	writeCoalesce = 20 * time.Millisecond
 )
-
-// control writes a ping or pong under the usual write deadline.
-func (c *conn) control(op byte, payload []byte) error {
-	if err := c.extendDeadline(time.Now()); err != nil {
-		return err
-	}
-	return c.writeControl(op, payload)
-}
 
 // writeControl writes one control frame (ping, pong or close) under the
 // current write deadline; payload is cut to the 125 bytes a control frame
@@ -240,9 +268,14 @@ func (c *conn) writeControl(op byte, payload []byte) error {
 // When a pong is already waiting this ping's is dropped (one answer is
 // enough to prove the connection is alive).
 func (c *conn) onPing(payload string) error {
-	select {
-	case c.pong <- []byte(payload):
-	default:
+	c.mu.Lock()
+	if !c.pongDue {
+		c.pongDue, c.pongData = true, []byte(payload)
+	}
+	start := c.wakeLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 	return nil
 }
@@ -256,24 +289,17 @@ func (c *conn) onClose(code int, _ string) error {
 	return nil
 }
 
-// closeHandshake writes the close frame the kick asked for (after the queued
-// frames when flushing), waits a little for the peer's answer and closes.
-func (c *conn) closeHandshake() {
+// closeHandshake writes the close frame the kick asked for (after queued,
+// the frames that were queued when flushing), waits a little for the peer's
+// answer and closes.
+func (c *conn) closeHandshake(queued []*frame) {
 	wait := c.s.cfg.WriteTimeout
 	if !c.kickFlush && wait > closeWait {
 		wait = closeWait // a slow client gets little time
 	}
 	if c.setDeadline(time.Now().Add(wait)) == nil {
-		if c.kickFlush {
-			var f *frame
-			select {
-			case f = <-c.send:
-			default:
-				f, c.held = c.held, nil
-			}
-			if f != nil {
-				_ = c.flush(f)
-			}
+		if c.kickFlush && len(queued) > 0 {
+			_ = c.flush(queued)
 		}
 		_ = c.writeControl(opClose, websocket.FormatCloseMessage(c.kickCode, c.kickReason))
 	}
