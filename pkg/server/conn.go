@@ -46,11 +46,12 @@ type conn struct {
 	kickFlush  bool
 
 	// Owned by the running writer: the write vector of the frames being
-	// flushed, the copy of it that net.Buffers.WriteTo consumes, and the
-	// socket's write deadline.
-	vec      [][]byte
-	wbuf     net.Buffers
-	deadline time.Time
+	// flushed, the copy of it that net.Buffers.WriteTo consumes, the
+	// socket's write deadline and the time of the last write.
+	vec       [][]byte
+	wbuf      net.Buffers
+	deadline  time.Time
+	lastWrite time.Time
 
 	// Owned by readLoop.
 	limiter *rate.Limiter

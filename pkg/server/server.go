@@ -119,7 +119,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	_, s.inprocHist = cfg.History.(*history.Memory)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    1024,
+		ReadBufferSize:    512, // per connection, for its life: most frames are far smaller
 		WriteBufferSize:   1024,
 		WriteBufferPool:   &sync.Pool{},
 		EnableCompression: false,

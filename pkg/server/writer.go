@@ -144,12 +144,13 @@ func (c *conn) pingTick() {
 // writeCoalesce of added latency.
 func (c *conn) writeLoop() {
 	defer c.writers.Done()
-	var last time.Time // of the last write by this writer
 	for {
-		if wait := writeCoalesce - time.Since(last); wait > 0 {
+		waited := false
+		if wait := writeCoalesce - time.Since(c.lastWrite); wait > 0 {
 			// A kick waits for the end of the interval too: at most
 			// writeCoalesce.
 			time.Sleep(wait)
+			waited = true
 		}
 		c.mu.Lock()
 		if c.kicked {
@@ -162,9 +163,7 @@ func (c *conn) writeLoop() {
 		}
 		batch, ping, pong, pongData := c.q, c.pingDue, c.pongDue, c.pongData
 		if c.over || (len(batch) == 0 && !ping && !pong) {
-			// Idle (or the reader has finished): keep nothing.
-			c.running = false
-			c.q, c.spare, c.vec = nil, nil, nil
+			c.idleLocked()
 			c.mu.Unlock()
 			return
 		}
@@ -172,8 +171,8 @@ func (c *conn) writeLoop() {
 		c.pingDue, c.pongDue, c.pongData = false, false, nil
 		c.mu.Unlock()
 
-		last = time.Now()
-		err := c.extendDeadline(last)
+		c.lastWrite = time.Now()
+		err := c.extendDeadline(c.lastWrite)
 		if err == nil && pong {
 			err = c.writeControl(opPong, pongData)
 		}
@@ -190,13 +189,29 @@ func (c *conn) writeLoop() {
 			_ = c.ws.Close()
 			return
 		}
+		// A lone frame after a pause is not a flow: return at once rather
+		// than wait out the interval (a short-lived writer's stack is
+		// reused at once; thousands of lingering ones would each hold one).
+		flow := waited || len(batch) > 1
 		clear(batch) // drop the references to the frames
 		c.mu.Lock()
+		if !flow && len(c.q) == 0 && !c.kicked && !c.pingDue && !c.pongDue {
+			c.idleLocked()
+			c.mu.Unlock()
+			return
+		}
 		if cap(batch) <= maxKeptQueue {
 			c.spare = batch[:0] // the next batch's queue
 		}
 		c.mu.Unlock()
 	}
+}
+
+// idleLocked marks the writer as gone and drops its buffers: an idle
+// connection keeps nothing. c.mu must be held.
+func (c *conn) idleLocked() {
+	c.running = false
+	c.q, c.spare, c.vec = nil, nil, nil
 }
 
 // flush writes batch with one writev(2), under the write deadline the
