@@ -2,8 +2,13 @@ package server
 
 import (
 	"bytes"
+	"errors"
+	"net"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +161,97 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestIdleConnectionsHaveNoWriter: joined, idle connections cost one
+// goroutine each (the reader); no writer waits on an idle connection, and a
+// message after the idleness is delivered. Not parallel: it counts the
+// process's goroutines.
+func TestIdleConnectionsHaveNoWriter(t *testing.T) {
+	const n = 200
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), MaxConnsPerIP: n + 10})
+	base := runtime.NumGoroutine()
+	wss := make([]*websocket.Conn, n)
+	for i := range wss {
+		ws, _, err := dialRaw(ts.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ws.Close() })
+		wss[i] = ws
+		readType(t, ws, protocol.TypeWelcome)
+		if err := ws.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "idle", Name: "u" + strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		readType(t, ws, protocol.TypeJoined)
+	}
+	waitFor(t, 10*time.Second, "no writer goroutine", func() bool { return goroutinesIn("(*conn).writeLoop") == 0 })
+	if r := goroutinesIn("(*conn).readLoop"); r != n {
+		t.Fatalf("%d reader goroutines, want %d", r, n)
+	}
+	if g := runtime.NumGoroutine() - base; g > n+10 {
+		t.Fatalf("%d idle connections added %d goroutines, want about one each", n, g)
+	}
+	if err := wss[0].WriteJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "idle", Text: "after a pause", CID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if f := readType(t, wss[n-1], protocol.TypeMessage); f.Text != "after a pause" {
+		t.Fatalf("got %q", f.Text)
+	}
+}
+
+// TestPingsReachIdleConnection: with nothing else to write, pings still
+// come every PingPeriod and the answered connection outlives PongWait.
+func TestPingsReachIdleConnection(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), PongWait: 400 * time.Millisecond, PingPeriod: 100 * time.Millisecond})
+	ws, _, err := dialRaw(ts.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ws.Close() }()
+	var pings atomic.Int32
+	ws.SetPingHandler(func(p string) error {
+		pings.Add(1)
+		return ws.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(time.Second))
+	})
+	readType(t, ws, protocol.TypeWelcome)
+	// Only control frames come now: the read ends at its deadline, and
+	// not with a close from the server (PongWait is much shorter).
+	_ = ws.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	_, _, err = ws.ReadMessage()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read ended with %v, want a timeout", err)
+	}
+	if p := pings.Load(); p < 5 {
+		t.Fatalf("%d pings in 1.5 s with PingPeriod 100ms", p)
+	}
+}
+
+// readType reads frames until one of type ty (5 s at most).
+func readType(t *testing.T, ws *websocket.Conn, ty string) rx {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var f rx
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatalf("waiting for %s: %v", ty, err)
+		}
+		if f.Type == ty {
+			return f
+		}
+	}
+}
+
+// goroutinesIn counts the process's goroutines with fn in their stack.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		k := runtime.Stack(buf, true)
+		if k < len(buf) {
+			return strings.Count(string(buf[:k]), fn+"(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
