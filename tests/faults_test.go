@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,19 +67,8 @@ func newFaultCluster(t *testing.T, o faultOpts) *faultCluster {
 	for _, s := range fc.servers {
 		fc.waitReady(s)
 	}
-	c := fc.cluster
-	c.lb, c.trusted, c.stats = freeAddr(t), freeAddr(t), freeAddr(t)
-	env := []string{
-		"LIVECHAT_FRONTEND=" + c.lb,
-		"LIVECHAT_FRONTEND_TRUSTED=" + c.trusted,
-		"LIVECHAT_HAPROXY_STATS=" + c.stats,
-		"LIVECHAT_HAPROXY_SOCKET=" + filepath.Join(c.dir, "haproxy.sock"),
-	}
-	for i, s := range c.servers {
-		env = append(env, fmt.Sprintf("LIVECHAT_S%d=%s", i+1, s.addr))
-	}
-	c.haproxy = startProc(t, c.dir, "haproxy", env, haproxy, "-db", "-f", filepath.Join(repoRoot, "haproxy", "haproxy.cfg"))
-	for i := range c.servers {
+	fc.startHAProxy(haproxy)
+	for i := range fc.servers {
 		fc.waitUp(i)
 	}
 	return fc

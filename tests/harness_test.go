@@ -318,6 +318,25 @@ func newCluster(t *testing.T) *cluster {
 		waitFor(t, 20*time.Second, func() bool { return httpStatus("http://"+s.addr+"/readyz") == http.StatusOK },
 			"server %s on %s is not ready", s.appID, s.addr)
 	}
+	c.startHAProxy(haproxy)
+	waitFor(t, 15*time.Second, func() bool {
+		st := c.serverStates()
+		for i := range c.servers {
+			if st[fmt.Sprintf("s%d", i+1)] != "UP L7OK" {
+				return false
+			}
+		}
+		return true
+	}, "HAProxy did not mark all servers UP after a passed check: %v", c.serverStates())
+	return c
+}
+
+// startHAProxy runs the repository's haproxy/haproxy.cfg (binary haproxy) in
+// front of c's servers, on free ports for the public and trusted frontends
+// and the stats page.
+func (c *cluster) startHAProxy(haproxy string) {
+	t := c.t
+	t.Helper()
 	c.lb, c.trusted, c.stats = freeAddr(t), freeAddr(t), freeAddr(t)
 	env := []string{
 		"LIVECHAT_FRONTEND=" + c.lb,
@@ -329,16 +348,6 @@ func newCluster(t *testing.T) *cluster {
 		env = append(env, fmt.Sprintf("LIVECHAT_S%d=%s", i+1, s.addr))
 	}
 	c.haproxy = startProc(t, c.dir, "haproxy", env, haproxy, "-db", "-f", filepath.Join(repoRoot, "haproxy", "haproxy.cfg"))
-	waitFor(t, 15*time.Second, func() bool {
-		st := c.serverStates()
-		for i := range c.servers {
-			if st[fmt.Sprintf("s%d", i+1)] != "UP L7OK" {
-				return false
-			}
-		}
-		return true
-	}, "HAProxy did not mark all servers UP after a passed check: %v", c.serverStates())
-	return c
 }
 
 // wsURL is the WebSocket endpoint through HAProxy.
