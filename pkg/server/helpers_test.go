@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -126,22 +127,16 @@ func memBroker(t testing.TB) broker.Broker {
 	return b
 }
 
-// redisBroker opens a broker on the local Redis. Without Redis (or while the
-// Redis backend is missing) the test is skipped, or fails under CI=true.
+// redisBroker opens a broker on the Redis of brokertest.RedisURL ($REDIS_URL
+// or the local one): without it the test is skipped, or fails under CI=true.
 func redisBroker(t testing.TB) broker.Broker {
 	t.Helper()
-	url := os.Getenv("LIVECHAT_TEST_REDIS")
-	if url == "" {
-		url = "redis://127.0.0.1:6379"
-	}
+	url := brokertest.RedisURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	b, err := broker.Open(ctx, url, broker.Options{Logger: quietLogger()})
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis broker %s: %v", url, err)
-		}
-		t.Skipf("redis broker %s unavailable (set CI=true to fail instead): %v", url, err)
+		t.Fatalf("redis broker %s: %v", url, err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b

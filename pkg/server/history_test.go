@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -63,23 +63,17 @@ func memStore(t testing.TB, opts history.Options) *flakyStore {
 	return &flakyStore{Store: s}
 }
 
-// redisStore opens a history store on the local Redis under a key prefix of
-// its own, deleted when the test ends.
+// redisStore opens a history store on the Redis of brokertest.RedisURL under
+// a key prefix of its own, deleted when the test ends.
 func redisStore(t testing.TB, prefix string) history.Store {
 	t.Helper()
-	url := os.Getenv("LIVECHAT_TEST_REDIS")
-	if url == "" {
-		url = "redis://127.0.0.1:6379"
-	}
+	url := brokertest.RedisURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	keyPrefix := prefix + ":history"
 	s, err := history.Open(ctx, url, history.Options{KeyPrefix: keyPrefix, MaxAge: time.Hour, Logger: quietLogger()})
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis history %s: %v", url, err)
-		}
-		t.Skipf("redis history %s unavailable (set CI=true to fail instead): %v", url, err)
+		t.Fatalf("redis history %s: %v", url, err)
 	}
 	t.Cleanup(func() {
 		_ = s.Close()
