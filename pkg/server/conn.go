@@ -45,13 +45,22 @@ type conn struct {
 	kickReason string
 	kickFlush  bool
 
-	// Owned by the running writer: the write vector of the frames being
-	// flushed, the copy of it that net.Buffers.WriteTo consumes, the
-	// socket's write deadline and the time of the last write.
-	vec       [][]byte
-	wbuf      net.Buffers
-	deadline  time.Time
-	lastWrite time.Time
+	// raw writes to the socket without waiting (when it has a file
+	// descriptor); fl is the flusher that does so when c's writer is idle.
+	raw rawConn
+	fl  *flusher
+
+	// Owned by the running writer (writeLoop or the flusher): the write
+	// vector of the frames being flushed, the copy of it that
+	// net.Buffers.WriteTo consumes, the socket's write deadline, the time of
+	// the last write, and what a flusher's short write left (with the
+	// frames in it) for writeLoop.
+	vec           [][]byte
+	wbuf          net.Buffers
+	deadline      time.Time
+	lastWrite     time.Time
+	pending       net.Buffers
+	pendingFrames int
 
 	// Owned by readLoop.
 	limiter *rate.Limiter
@@ -72,6 +81,8 @@ func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
 		ws:         ws,
 		ip:         ip,
 		readerDone: make(chan struct{}),
+		raw:        newRawConn(ws.NetConn()),
+		fl:         s.flusherFor(),
 		limiter:    rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.RateBurst),
 		rooms:      make(map[string]*membership),
 	}

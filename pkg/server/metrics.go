@@ -72,6 +72,14 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "connections",
 			Help: "Open WebSocket connections.",
 		}, func() float64 { return float64(s.nconns.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "short_writes_total",
+			Help: "Writes a client's socket did not take whole (a slow reader), finished by the connection's own writer.",
+		}, func() float64 { return float64(s.shortWrites.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "write_interval_seconds",
+			Help: "Least time between two writes to one connection, adapted to the write load (longest of the flushers).",
+		}, func() float64 { return s.writeInterval().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "rooms",
 			Help: "Rooms with at least one local member (each one broker subscription).",

@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ type Server struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	welcome  *frame // encoded once
+
+	flushers []*flusher    // one per processor; connections take turns
+	connSeq  atomic.Uint64 // picks a new connection's flusher
 	// inprocBroker and inprocHist are set when the broker or the history
 	// store is the in-process memory backend, whose calls never block: the
 	// send path then gives them no deadline (a context.WithTimeout per call
@@ -69,7 +73,10 @@ type Server struct {
 	msgsIn    atomic.Uint64
 	brokerIn  atomic.Uint64
 	slowDrops atomic.Uint64
-	outClosed atomic.Uint64 // frames written by connections already closed
+	// shortWrites counts flusher writes the socket did not take whole,
+	// finished by the connection's own writer.
+	shortWrites atomic.Uint64
+	outClosed   atomic.Uint64 // frames written by connections already closed
 
 	// history counters
 	dupsDropped atomic.Uint64 // live messages dropped as already delivered
@@ -114,6 +121,10 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		conns:        make(map[*conn]struct{}),
 		perIP:        make(map[string]int),
 		rooms:        make(map[string]*room),
+	}
+	s.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
+	for i := range s.flushers {
+		s.flushers[i] = newFlusher()
 	}
 	_, s.inprocBroker = b.(*broker.Memory)
 	_, s.inprocHist = cfg.History.(*history.Memory)
@@ -476,6 +487,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.nconns.Add(1)
 	c.start()
+}
+
+// flusherFor returns the flusher of a new connection.
+func (s *Server) flusherFor() *flusher {
+	return s.flushers[s.connSeq.Add(1)%uint64(len(s.flushers))]
+}
+
+// writeInterval is the longest of the flushers' intervals.
+func (s *Server) writeInterval() time.Duration {
+	var iv time.Duration
+	for _, f := range s.flushers {
+		iv = max(iv, f.coalesce())
+	}
+	return iv
 }
 
 // releaseIP must be called with s.mu held.

@@ -10,15 +10,16 @@ import (
 // This file is a connection's outbound side. The server's frames are not
 // masked, so an encoded text frame (header and payload) is the same bytes for
 // every recipient: a room message is framed once per server (textFrame) and
-// the same *frame is queued to every local member. A connection's writer
-// (writeLoop) is the only one that writes to its socket: it takes
-// everything queued and writes it with one writev(2) under one deadline, and
-// it also writes the pings, the pongs and the close frame. The writer runs
-// only while there is something to write (an idle connection costs no
-// goroutine stack), and never two at a time. gorilla's reader
-// would answer pings and close frames itself (from the reader goroutine);
-// readLoop replaces those handlers so that they hand the answer to the
-// writer, and gorilla never writes on the socket while the writer does.
+// the same *frame is queued to every local member. One writer at a time
+// writes to a socket, and only while there is something to write (an idle
+// connection costs no goroutine): usually the connection's flusher
+// (flusher.go), shared by many connections, which writes everything queued
+// with one non-blocking writev(2); the connection's own writer goroutine
+// (writeLoop) when a write may block (a short write, a socket without a file
+// descriptor) and for the pings, the pongs and the close frame. gorilla's
+// reader would answer pings and close frames itself (from the reader
+// goroutine); readLoop replaces those handlers so that they hand the answer
+// to the writer, and gorilla never writes on the socket while a writer does.
 
 // WebSocket opcodes and header bits (RFC 6455 section 5.2).
 const (
@@ -96,7 +97,11 @@ func (c *conn) enqueue(f *frame) {
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		if c.raw.ok() {
+			c.fl.push(c)
+		} else {
+			go c.writeLoop()
+		}
 	}
 }
 
@@ -131,24 +136,31 @@ func (c *conn) pingTick() {
 	}
 }
 
-// writeLoop is the connection's writer: queued frames, pings, pongs and the
-// close frame. It runs only while there is something to write: enqueue,
-// pingTick, onPing and kick start it (wakeLocked guarantees one at a time),
-// and it returns once the queue stays empty for writeCoalesce after its last
-// write, so an idle connection has no writer goroutine. Writes to one
-// connection are at least writeCoalesce apart: what is queued sooner after
-// the previous write waits for the rest of that interval and goes out with
-// whatever else was queued meanwhile (one writev). A quiet connection's
-// first frame is written at once; under a steady flow the writer stays and
-// makes one system call per interval instead of one per frame, for at most
-// writeCoalesce of added latency.
+// writeLoop is the connection's own writer: what a flusher's short write
+// left, queued frames, pings, pongs and the close frame. It runs only while
+// there is something to write: the flusher (handing over its role),
+// pingTick, onPing, kick, and enqueue on a socket without a file descriptor
+// start it (wakeLocked guarantees one writer at a time), and it returns once
+// the queue stays empty for an interval after its last write. Writes to one
+// connection are at least the flusher's interval apart (writeCoalesce when
+// the server is not busy): what is queued sooner after the previous write
+// waits for the rest of that interval and goes out with whatever else was
+// queued meanwhile (one writev). A quiet connection's first frame is
+// written at once.
 func (c *conn) writeLoop() {
 	defer c.writers.Done()
+	if len(c.pending) > 0 && c.writePending() != nil {
+		c.mu.Lock()
+		c.over = true // running stays set: no writer starts again
+		c.mu.Unlock()
+		_ = c.ws.Close()
+		return
+	}
 	for {
 		waited := false
-		if wait := writeCoalesce - time.Since(c.lastWrite); wait > 0 {
+		if wait := c.fl.coalesce() - time.Since(c.lastWrite); wait > 0 {
 			// A kick waits for the end of the interval too: at most
-			// writeCoalesce.
+			// maxCoalesce.
 			time.Sleep(wait)
 			waited = true
 		}
@@ -207,6 +219,23 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// writePending writes, blocking under the write deadline, what a flusher's
+// short write left: it goes before anything else, a close frame included,
+// so that no frame is cut.
+func (c *conn) writePending() error {
+	if err := c.extendDeadline(time.Now()); err != nil {
+		return err
+	}
+	c.wbuf = c.pending
+	_, err := c.wbuf.WriteTo(c.ws.NetConn())
+	c.pending = nil
+	if err != nil {
+		return err
+	}
+	c.out.Add(uint64(c.pendingFrames))
+	return nil
+}
+
 // idleLocked marks the writer as gone and drops its buffers: an idle
 // connection keeps nothing. c.mu must be held.
 func (c *conn) idleLocked() {
@@ -262,7 +291,8 @@ const (
 	// maxKeptQueue bounds the emptied queue a running writer keeps for the
 	// next batch.
 	maxKeptQueue = 64
-	// writeCoalesce is the least time between two writes to a connection.
+	// writeCoalesce is the least time between two writes to a connection
+	// (the flushers' shortest interval).
 	writeCoalesce = 20 * time.Millisecond
 )
 

@@ -1,0 +1,141 @@
+package server
+
+import (
+	"net"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+// TestShortWriteFinishedByWriter: a reader that stops reading (a small
+// receive buffer, so the socket fills) makes the flusher's non-blocking
+// write fall short; the connection's own writer finishes it, and when the
+// client reads again every message arrives whole and in order, and the
+// connection still works.
+func TestShortWriteFinishedByWriter(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), RatePerSec: 1000, RateBurst: 1000, SendQueue: 1024})
+	// The server's sockets get a small send buffer, the slow client's a
+	// small receive buffer: a few frames fill them.
+	hs := httptest.NewUnstartedServer(ts.Handler())
+	hs.Listener = smallSendBuffers{hs.Listener}
+	hs.Start()
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDial: func(network, addr string) (net.Conn, error) {
+		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = setBuffer(fd, syscall.SO_RCVBUF) }); err != nil {
+				return err
+			}
+			return serr
+		}}
+		return nd.Dial(network, addr)
+	}}
+	ws, _, err := dialWith(d, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ws.Close() }()
+	// Not read until the short write: the join's answers wait too.
+	if err := ws.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "r", Name: "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	sender := dial(t, url)
+	sender.join("r", "sender")
+	sender.waitUntil("slow in the room", hasMembers("r", "sender", "slow"))
+	const n = 150
+	text := strings.Repeat("x", protocol.MaxTextLen-8)
+	for i := range n {
+		sender.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: strconv.Itoa(i) + ":" + text, CID: strconv.Itoa(i)})
+	}
+	sender.waitUntil("acks", func(fs []rx) bool { return countType(fs, protocol.TypeAck) == n })
+	waitFor(t, 10*time.Second, "a short write", func() bool { return ts.shortWrites.Load() > 0 })
+
+	slow := newClient(t, ws)
+	slow.waitUntil("every message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) >= n })
+	msgs := slow.frameList(protocol.TypeMessage)
+	if len(msgs) != n {
+		t.Fatalf("got %d messages, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if want := strconv.Itoa(i) + ":" + text; m.Text != want {
+			t.Fatalf("message %d: %.20q…, want %.20q…", i, m.Text, want)
+		}
+	}
+	slow.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "still here", CID: "last"})
+	if f := slow.next(protocol.TypeAck); f.CID != "last" {
+		t.Fatalf("ack for %q, want last", f.CID)
+	}
+}
+
+// TestFlusherInterval: the interval between two writes to a connection
+// grows while writes take more than busyHigh of the flusher's time, up to
+// maxCoalesce, and falls back to writeCoalesce once they take less than
+// busyLow.
+func TestFlusherInterval(t *testing.T) {
+	f := newFlusher()
+	t0 := time.Now()
+	f.winStart = t0
+	window := func(busy float64) time.Duration {
+		f.busy = time.Duration(busy * float64(adaptEvery))
+		t0 = t0.Add(adaptEvery)
+		f.adapt(t0)
+		return f.coalesce()
+	}
+	f.busy = adaptEvery
+	f.adapt(t0.Add(adaptEvery / 2)) // a window not over yet changes nothing
+	if got := f.coalesce(); got != writeCoalesce {
+		t.Fatalf("after half a window: %v, want %v", got, writeCoalesce)
+	}
+	prev := writeCoalesce
+	for range 30 {
+		got := window(0.9)
+		if got < prev || got > maxCoalesce {
+			t.Fatalf("busy: interval %v after %v", got, prev)
+		}
+		prev = got
+	}
+	if prev != maxCoalesce {
+		t.Fatalf("busy for long: %v, want %v", prev, maxCoalesce)
+	}
+	if got := window((busyLow + busyHigh) / 2); got != maxCoalesce {
+		t.Fatalf("between the bounds: %v, want it kept at %v", got, maxCoalesce)
+	}
+	for range 30 {
+		prev = window(0.1)
+	}
+	if prev != writeCoalesce {
+		t.Fatalf("idle for long: %v, want %v", prev, writeCoalesce)
+	}
+}
+
+// smallSendBuffers gives every accepted connection a small send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = setBuffer(fd, syscall.SO_SNDBUF) }); err != nil {
+		return nil, err
+	}
+	return c, serr
+}
+
+// setBuffer sets a socket buffer (SO_SNDBUF or SO_RCVBUF) to 4 KiB.
+func setBuffer(fd uintptr, opt int) error {
+	return syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096)
+}

@@ -1,0 +1,15 @@
+//go:build !unix
+
+package server
+
+import "net"
+
+// rawConn is not available here: every connection is written by its own
+// writer goroutine.
+type rawConn struct{}
+
+func newRawConn(net.Conn) rawConn { return rawConn{} }
+
+func (rawConn) ok() bool { return false }
+
+func (rawConn) writev([][]byte) (int, error) { panic("server: no raw writes on this system") }
