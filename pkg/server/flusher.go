@@ -82,7 +82,11 @@ func (f *flusher) adapt(now time.Time) {
 	case share > busyHigh:
 		iv = min(iv*5/4, maxCoalesce)
 	case share < busyLow:
-		iv = max(iv*4/5, writeCoalesce)
+		// One step per window: a flusher that was idle for a while
+		// (its goroutine gone) comes back at a short interval.
+		for n := min(el/adaptEvery, 20); n > 0 && iv > writeCoalesce; n-- {
+			iv = max(iv*4/5, writeCoalesce)
+		}
 	}
 	f.interval.Store(int64(iv))
 	f.winStart, f.busy = now, 0

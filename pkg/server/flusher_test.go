@@ -108,11 +108,25 @@ func TestFlusherInterval(t *testing.T) {
 	if got := window((busyLow + busyHigh) / 2); got != maxCoalesce {
 		t.Fatalf("between the bounds: %v, want it kept at %v", got, maxCoalesce)
 	}
+	if got := window(0.1); got != maxCoalesce*4/5 {
+		t.Fatalf("one quiet window: %v, want %v", got, maxCoalesce*4/5)
+	}
 	for range 30 {
 		prev = window(0.1)
 	}
 	if prev != writeCoalesce {
-		t.Fatalf("idle for long: %v, want %v", prev, writeCoalesce)
+		t.Fatalf("quiet for long: %v, want %v", prev, writeCoalesce)
+	}
+	// A flusher that was busy, then had nothing to write for a second
+	// (no windows ended: its goroutine was gone), starts short again.
+	for range 30 {
+		window(0.9)
+	}
+	f.busy = 0
+	t0 = t0.Add(2 * time.Second)
+	f.adapt(t0)
+	if got := f.coalesce(); got != writeCoalesce {
+		t.Fatalf("after an idle second: %v, want %v", got, writeCoalesce)
 	}
 }
 
