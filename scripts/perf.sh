@@ -3,10 +3,13 @@
 # server side pinned to core 0 and `livechat bench` to core 1. Prints one JSON
 # result per run (bench -o json) with the server's figures added.
 #
-#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | idle5000 | haproxy5000
+#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | idle5000 | haproxy5000 | floor
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
+# floor: the kernel's cost of one write to one of 6,155 loopback sockets
+# (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
+# socket RATE times a second (default 12).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
 # (first) server during the publishing phase (6 s, from 6 s after start).
 set -euo pipefail
@@ -86,6 +89,11 @@ PY
     LIVECHAT_S3=127.0.0.1:18080 LIVECHAT_S4=127.0.0.1:18080 \
       taskset -c 0 haproxy -db -f haproxy/haproxy.cfg >/dev/null 2>&1 & pids+=($!); waitport 18090; sleep 2
     bench --url ws://127.0.0.1:18090/ws --clients 5000 --rooms "${ROOMS:-1}" --rate 1 --duration 2s --warmup 0s --join-timeout 60s ;;
+  floor)
+    [ -x "$TMP/writefloor" ] || go build -o "$TMP/writefloor" ./scripts/writefloor
+    taskset -c 0 "$TMP/writefloor" write -conns 6155 -size "${SIZE:-500}" -rate "${RATE:-12}" & wp=$!
+    taskset -c 1 "$TMP/writefloor" read -conns 6155 & pids+=($!)
+    wait $wp ;;
   *) echo "unknown point $POINT" >&2; exit 2 ;;
   esac
   [ -n "${profpid:-}" ] && wait "$profpid"; profpid=
