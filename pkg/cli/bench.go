@@ -60,8 +60,9 @@ room before the first message, and the publishers are members too: each message
 is expected once by every member of its room, publishers included.
 
 It reports connections made and connect time, messages sent and acknowledged,
-deliveries per second, end-to-end latency (p50/p90/p99/max), messages lost or
-duplicated, error frames and server-side disconnects, and the load generator's
+deliveries per second, end-to-end latency (p50/p90/p99/max) and the part of
+it before the server took the message (accept latency: send to the message's
+"ts", measured once per message by its sender), messages lost or duplicated, error frames and server-side disconnects, and the load generator's
 own CPU use: above 90% of one core the figures may measure bench rather than
 the server, and a warning says so.
 
@@ -247,6 +248,7 @@ func benchRows(r *loadgen.Result) [][]string {
 		{"throughput", fmt.Sprintf("%s deliveries/s (%s expected), %.1f MB/s", num(r.DeliveriesPerSec),
 			num(r.ExpectedPerSec), r.BytesPerSec/1e6)},
 		{"latency", lat(r.Latency)},
+		{"accept latency", lat(r.AcceptLatency)},
 		{"error frames", counts(r.ErrorFrames)},
 		{"disconnects", counts(r.Disconnects)},
 		{"bench cpu", fmt.Sprintf("%.2fs user + %.2fs sys: %.0f%% of one core (whole run %.0f%%)",

@@ -193,8 +193,9 @@ func sampleBenchResult() *loadgen.Result {
 		Members: 1015, Sent: 3000, Acked: 3000, Expected: 3045000, Delivered: 3045000,
 		PublishSeconds: 10, WindowSeconds: 10.01, DrainSeconds: 0.01,
 		DeliveriesPerSec: 304196, ExpectedPerSec: 304500, BytesPerSec: 76e6,
-		Latency:     loadgen.Latency{Count: 3045000, P50: 2.25, P90: 6.5, P99: 12, Max: 40.5},
-		ErrorFrames: map[string]uint64{"rate_limited": 2}, Disconnects: map[string]uint64{},
+		Latency:       loadgen.Latency{Count: 3045000, P50: 2.25, P90: 6.5, P99: 12, Max: 40.5},
+		AcceptLatency: loadgen.Latency{Count: 3000, P50: 0.5, P90: 1, P99: 2.5, Max: 4},
+		ErrorFrames:   map[string]uint64{"rate_limited": 2}, Disconnects: map[string]uint64{},
 		CPU: loadgen.CPU{UserSeconds: 5.5, SystemSeconds: 2.5, Percent: 80, TotalPercent: 60},
 	}
 }
@@ -213,6 +214,7 @@ published	3000 sent, 3000 acked in 10.00s (300 msg/s asked, 100 B each)
 deliveries	3045000 of 3045000 expected: 0 lost, 0 duplicated
 throughput	304196 deliveries/s (304500 expected), 76.0 MB/s
 latency	p50 2.25ms  p90 6.50ms  p99 12.00ms  max 40.50ms
+accept latency	p50 0.50ms  p90 1.00ms  p99 2.50ms  max 4.00ms
 error frames	rate_limited=2
 disconnects	none
 bench cpu	5.50s user + 2.50s sys: 80% of one core (whole run 60%)
@@ -239,6 +241,7 @@ func TestBenchOutputTable(t *testing.T) {
 │ deliveries       │ 3045000 of 3045000 expected: 0 lost, 0 duplicated             │
 │ throughput       │ 304196 deliveries/s (304500 expected), 76.0 MB/s              │
 │ latency          │ p50 2.25ms  p90 6.50ms  p99 12.00ms  max 40.50ms              │
+│ accept latency   │ p50 0.50ms  p90 1.00ms  p99 2.50ms  max 4.00ms                │
 │ error frames     │ rate_limited=2                                                │
 │ disconnects      │ none                                                          │
 │ bench cpu        │ 5.50s user + 2.50s sys: 80% of one core (whole run 60%)       │

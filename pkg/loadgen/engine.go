@@ -36,6 +36,7 @@ var (
 	keyType = []byte(`"type":"`)
 	keyText = []byte(`"text":"`)
 	keyCode = []byte(`"code":"`)
+	keyTS   = []byte(`"ts":`)
 )
 
 // conn is one WebSocket connection: a subscriber (pub < 0) or a publisher.
@@ -59,7 +60,8 @@ type conn struct {
 
 	// Owned by the reader goroutine; read by others only after done.
 	hist       histogram
-	lastSeq    []uint64 // per publisher
+	acceptHist *histogram // a publisher's own messages: send to the server's stamp
+	lastSeq    []uint64   // per publisher
 	gaps       uint64
 	bytes      uint64
 	lastRecv   int64 // UnixNano of the last delivery
@@ -131,6 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		} else {
 			c.pub = i - cfg.Clients
 			c.room = c.pub % cfg.Rooms
+			c.acceptHist = &histogram{}
 			b.pubs = append(b.pubs, c)
 		}
 		if len(cfg.SourceIPs) > 0 {
@@ -498,7 +501,32 @@ func (b *bench) message(c *conn, f []byte) {
 	c.bytes += uint64(len(f))
 	c.lastRecv = now
 	c.hist.record(time.Duration(now - int64(sent)))
+	if int(pub) == c.pub && c.acceptHist != nil {
+		// Once per message, at its sender: how long until the server
+		// accepted it (its "ts", in milliseconds).
+		if ts, ok := stampOf(f); ok {
+			c.acceptHist.record(time.Duration(max(ts*int64(time.Millisecond)-int64(sent), 0)))
+		}
+	}
 	c.delivered.Add(1)
+}
+
+// stampOf returns a message frame's "ts" (Unix milliseconds).
+func stampOf(f []byte) (int64, bool) {
+	i := bytes.Index(f, keyTS)
+	if i < 0 {
+		return 0, false
+	}
+	var v int64
+	n := 0
+	for _, ch := range f[i+len(keyTS):] {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		v = v*10 + int64(ch-'0')
+		n++
+	}
+	return v, n > 0
 }
 
 // parseField parses the decimal number that starts b and ends with ':'.
@@ -616,7 +644,7 @@ func (b *bench) collect(res *Result) {
 	for r, a := range acked {
 		res.Expected += a * b.members[r]
 	}
-	all := &histogram{}
+	all, accept := &histogram{}, &histogram{}
 	var last int64
 	var nbytes uint64
 	for _, c := range b.conns {
@@ -628,12 +656,16 @@ func (b *bench) collect(res *Result) {
 		res.Gaps += c.gaps
 		nbytes += c.bytes
 		all.merge(&c.hist)
+		if c.acceptHist != nil {
+			accept.merge(c.acceptHist)
+		}
 		last = max(last, c.lastRecv)
 	}
 	if res.Expected > res.Delivered {
 		res.Lost = res.Expected - res.Delivered
 	}
 	res.Latency = all.summary()
+	res.AcceptLatency = accept.summary()
 	winEnd := b.pubEnd
 	if last > 0 {
 		winEnd = time.Unix(0, last)

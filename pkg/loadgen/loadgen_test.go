@@ -101,6 +101,11 @@ func TestRunZeroLoss(t *testing.T) {
 	if res.Latency.Count != res.Delivered || res.Latency.Max <= 0 || res.Latency.P50 > res.Latency.P99 {
 		t.Errorf("latency = %+v", res.Latency)
 	}
+	// Once per message, at its sender; never above the whole trip but for
+	// the server stamp's millisecond rounding.
+	if a := res.AcceptLatency; a.Count != res.Acked || a.P50 > a.P99 || a.Max > res.Latency.Max+1 {
+		t.Errorf("accept latency = %+v (latency %+v, %d acked)", a, res.Latency, res.Acked)
+	}
 	if res.DeliveriesPerSec <= 0 || res.BytesPerSec <= 0 || res.CPU.Percent <= 0 {
 		t.Errorf("rates: %v deliveries/s, %v B/s, cpu %v%%", res.DeliveriesPerSec, res.BytesPerSec, res.CPU.Percent)
 	}
@@ -371,7 +376,7 @@ func TestHistogram(t *testing.T) {
 func TestFrameParsing(t *testing.T) {
 	t.Parallel()
 	b := &bench{runPrefix: []byte("babcd1234:"), errorFrames: map[string]uint64{}}
-	c := &conn{lastSeq: make([]uint64, 3), joined: make(chan struct{})}
+	c := &conn{lastSeq: make([]uint64, 3), joined: make(chan struct{}), acceptHist: &histogram{}} // publisher 0
 	now := time.Now().UnixNano()
 	msg := func(pub, seq int) []byte {
 		return []byte(`{"type":"message","room":"r","id":"1","from":"x","text":"babcd1234:` +
@@ -394,6 +399,19 @@ func TestFrameParsing(t *testing.T) {
 		b.errorFrames["rate_limited"] != 1 || !c.isJoined {
 		t.Errorf("delivered %d dupes %d gaps %d acks %d errors %v joined %v", c.delivered.Load(), c.dupes.Load(),
 			c.gaps, c.acks.Load(), b.errorFrames, c.isJoined)
+	}
+	if c.acceptHist.n != 2 { // its own two messages, once each
+		t.Errorf("accept latencies recorded: %d, want 2", c.acceptHist.n)
+	}
+	for f, want := range map[string]int64{`{"ts":1700000000123,"x":1}`: 1700000000123, `{"a":1,"ts":7}`: 7} {
+		if got, ok := stampOf([]byte(f)); !ok || got != want {
+			t.Errorf("stampOf(%s) = %d, %v; want %d", f, got, ok, want)
+		}
+	}
+	for _, f := range []string{`{"ts":"x"}`, `{"type":"message"}`, `{"ts":}`} {
+		if _, ok := stampOf([]byte(f)); ok {
+			t.Errorf("stampOf(%s) ok", f)
+		}
 	}
 }
 

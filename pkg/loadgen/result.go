@@ -62,6 +62,11 @@ type Result struct {
 	BytesPerSec float64 `json:"bytes_per_s"`
 	// Latency is send-to-receive time of every delivery.
 	Latency Latency `json:"latency"`
+	// AcceptLatency is, once per message, the time from its send to the
+	// server's stamp on it ("ts", whole milliseconds): the part of Latency
+	// spent before the server took the message; the rest is fan-out and
+	// writing.
+	AcceptLatency Latency `json:"accept_latency"`
 
 	CPU CPU `json:"cpu"`
 	// Interrupted is set when the context was cancelled during publishing or
