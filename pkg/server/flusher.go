@@ -92,10 +92,15 @@ func (f *flusher) adapt(now time.Time) {
 	f.winStart, f.busy = now, 0
 }
 
-// yieldEvery is how many connections a flusher writes before it lets the
-// scheduler run other goroutines (the readers, above all), which a long
-// pass would otherwise hold off.
-const yieldEvery = 64
+// A flusher sleeps yieldSleep after every yieldEvery connections, so that
+// a long pass does not hold off the other goroutines (the readers, above
+// all). A sleep rather than runtime.Gosched: the scheduler polls the
+// network only when nothing else is runnable, which a goroutine that only
+// yields never lets happen.
+const (
+	yieldEvery = 64
+	yieldSleep = 50 * time.Microsecond
+)
 
 // push queues c, whose writer role the caller just took (wakeLocked).
 func (f *flusher) push(c *conn) {
@@ -135,10 +140,7 @@ func (f *flusher) run() {
 			f.write(c, now)
 			batch[i] = nil
 			if i%yieldEvery == yieldEvery-1 {
-				// Not runtime.Gosched: the scheduler polls the network
-				// only when nothing else is runnable, and the readers
-				// would wait for the end of the pass.
-				time.Sleep(50 * time.Microsecond)
+				time.Sleep(yieldSleep)
 			}
 		}
 		if cap(batch) <= maxKeptFlusherQueue {
