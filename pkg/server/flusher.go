@@ -187,10 +187,7 @@ func (f *flusher) write(c *conn, now time.Time) {
 		clear(vec)
 		f.vec = vec[:0]
 		clear(batch)
-		c.mu.Lock()
-		c.over = true // running stays set: no writer starts again
-		c.mu.Unlock()
-		_ = c.ws.Close()
+		c.writeFailed()
 		c.writers.Done()
 		return
 	}

@@ -150,10 +150,7 @@ func (c *conn) pingTick() {
 func (c *conn) writeLoop() {
 	defer c.writers.Done()
 	if len(c.pending) > 0 && c.writePending() != nil {
-		c.mu.Lock()
-		c.over = true // running stays set: no writer starts again
-		c.mu.Unlock()
-		_ = c.ws.Close()
+		c.writeFailed()
 		return
 	}
 	for {
@@ -195,10 +192,7 @@ func (c *conn) writeLoop() {
 			err = c.flush(batch)
 		}
 		if err != nil {
-			c.mu.Lock()
-			c.over = true // running stays set: no writer starts again
-			c.mu.Unlock()
-			_ = c.ws.Close()
+			c.writeFailed()
 			return
 		}
 		// A lone frame after a pause is not a flow: return at once rather
@@ -217,6 +211,16 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// writeFailed ends the connection's writes after a write error: no writer
+// starts again (running stays set) and the socket is closed, which ends the
+// reader too.
+func (c *conn) writeFailed() {
+	c.mu.Lock()
+	c.over = true
+	c.mu.Unlock()
+	_ = c.ws.Close()
 }
 
 // writePending writes, blocking under the write deadline, what a flusher's
