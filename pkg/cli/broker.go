@@ -18,6 +18,7 @@ func openBroker(ctx context.Context, g *GlobalOptions, opts broker.Options) (bro
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	routeRedisLog(opts.Logger)
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	b, err := broker.Open(ctx, g.Broker, opts)
