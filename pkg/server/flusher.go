@@ -44,6 +44,7 @@ type flusher struct {
 	// Owned by run: the write time measured since winStart.
 	spare    []*conn
 	vec      [][]byte
+	raw      *rawWriter
 	winStart time.Time
 	busy     time.Duration
 }
@@ -62,7 +63,7 @@ const (
 
 // newFlusher returns an idle flusher at the shortest interval.
 func newFlusher() *flusher {
-	f := &flusher{}
+	f := &flusher{raw: newRawWriter()}
 	f.interval.Store(int64(writeCoalesce))
 	return f
 }
@@ -181,7 +182,7 @@ func (f *flusher) write(c *conn, now time.Time) {
 	for _, fr := range batch {
 		vec = append(vec, fr.buf)
 	}
-	written, err := c.raw.writev(vec)
+	written, err := f.raw.writev(c.raw, vec)
 	f.busy += time.Since(now)
 	if err != nil {
 		clear(vec)

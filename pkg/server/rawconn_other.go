@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package server
 
@@ -12,4 +12,11 @@ func newRawConn(net.Conn) rawConn { return rawConn{} }
 
 func (rawConn) ok() bool { return false }
 
-func (rawConn) writev([][]byte) (int, error) { panic("server: no raw writes on this system") }
+// rawWriter is never used here.
+type rawWriter struct{}
+
+func newRawWriter() *rawWriter { return nil }
+
+func (*rawWriter) writev(rawConn, [][]byte) (int, error) {
+	panic("server: no raw writes on this system")
+}
