@@ -411,8 +411,9 @@
     if (joined.length) addNotice(r, joined.join(', ') + (joined.length > 1 ? ' joined.' : ' joined.'));
     if (left.length) addNotice(r, left.join(', ') + ' left.');
     for (const n of left) r.typers.delete(n);
-    // Big rooms: only the changes, and after a burst (names_omitted) only the
-    // count; the names we have stay as they are.
+    // Big rooms: only the changes; after a burst of joins (names_omitted)
+    // only the count, and the names we have stay; after a burst with leaves,
+    // the first names of the list, which replace ours.
     if (Array.isArray(f.members)) setMembers(r, f.members, f.member_count);
     else applyPresenceDelta(r, f);
     renderTyping();

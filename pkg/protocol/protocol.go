@@ -193,17 +193,21 @@ type Typing struct {
 // previous presence frames), so a change costs each member a few names, not
 // the whole list. MemberCount is the room's number of members after the
 // change, in every room. In a big room a change of more than
-// PresenceDeltaMax names (a burst of joins or leaves) carries only the
-// count, and NamesOmitted is set: every member learning every other's name
-// during a burst of N joins is N² names.
+// PresenceDeltaMax names (a burst of joins or leaves) leaves Joined and Left
+// out and sets NamesOmitted: every member learning every other's name
+// during a burst of N joins is N² names. When some of them left, Members
+// holds the first PresenceListMax names after the change (sorted) and
+// MembersTruncated is set, so that the client replaces its list instead of
+// keeping names of members who are gone.
 type Presence struct {
-	Type         string   `json:"type"` // "presence"
-	Room         string   `json:"room"`
-	Joined       []string `json:"joined,omitempty"`
-	Left         []string `json:"left,omitempty"`
-	Members      []string `json:"members,omitempty"`
-	MemberCount  int      `json:"member_count"`
-	NamesOmitted bool     `json:"names_omitted,omitempty"`
+	Type             string   `json:"type"` // "presence"
+	Room             string   `json:"room"`
+	Joined           []string `json:"joined,omitempty"`
+	Left             []string `json:"left,omitempty"`
+	Members          []string `json:"members,omitempty"`
+	MembersTruncated bool     `json:"members_truncated,omitempty"`
+	MemberCount      int      `json:"member_count"`
+	NamesOmitted     bool     `json:"names_omitted,omitempty"`
 }
 
 // PresenceDeltaMax is the most names (joined plus left) a presence frame of

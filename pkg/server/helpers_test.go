@@ -161,6 +161,7 @@ type rx struct {
 	// MemberCount and MembersTruncated: joined and presence frames.
 	MemberCount      int  `json:"member_count"`
 	MembersTruncated bool `json:"members_truncated"`
+	NamesOmitted     bool `json:"names_omitted"`
 	Limits           struct {
 		MaxFrame int `json:"max_frame"`
 	} `json:"limits"`

@@ -51,6 +51,44 @@ func TestJoinedTruncatedInBigRoom(t *testing.T) {
 	last.waitUntil("presence with u149 again", presenceWith(func(f rx) bool {
 		return slices.Contains(f.Joined, "u149") && f.MemberCount == n
 	}))
+
+	// A burst of leaves, more than PresenceDeltaMax: no names of who left,
+	// but the first names of the list after it, which replace the
+	// client's (none of those who left among them) and the right count.
+	const burst = protocol.PresenceDeltaMax + 10
+	leaving := clients[1 : 1+burst] // u148 down to u119
+	for _, c := range leaving {
+		c.sendJSON(protocol.Inbound{Type: protocol.TypeLeave, Room: "big"})
+	}
+	for _, c := range leaving {
+		c.next(protocol.TypeLeft)
+	}
+	stay := slices.DeleteFunc(slices.Clone(names), func(name string) bool {
+		return name >= "u119" && name <= "u148"
+	})
+	last.waitUntil("presence after the burst of leaves", presenceWith(func(f rx) bool {
+		return f.MemberCount == n-burst
+	}))
+	frames := last.frameList(protocol.TypePresence)
+	got := frames[len(frames)-1]
+	if !got.NamesOmitted {
+		// The leaves were split over frames of at most PresenceDeltaMax
+		// names (a stall of over a second between them): the deltas
+		// must then name everyone who left.
+		var left []string
+		for _, f := range frames[len(frames)-2:] {
+			left = append(left, f.Left...)
+		}
+		if len(left) != burst {
+			t.Fatalf("after %d leaves, split: the last frames name %d who left: %v", burst, len(left), left)
+		}
+		return
+	}
+	if !slices.Equal(got.Members, stay[:protocol.PresenceListMax]) || !got.MembersTruncated || got.Left != nil {
+		t.Fatalf("after %d leaves: members %v... (%d), truncated %v, left %v; want the first %d of the %d who stay",
+			burst, got.Members[:min(3, len(got.Members))], len(got.Members), got.MembersTruncated, got.Left,
+			protocol.PresenceListMax, len(stay))
+	}
 }
 
 // presenceWith reports whether some presence frame satisfies ok.

@@ -411,9 +411,15 @@ func (r *room) refreshLocked(now time.Time) {
 	case len(union) <= protocol.PresenceListMax:
 		p.Members = union
 	case len(joined)+len(left) > protocol.PresenceDeltaMax:
-		// A burst in a big room: the count only (N joins would otherwise
-		// send every member the names of all who came after it).
+		// A burst in a big room: no names (N joins would otherwise send
+		// every member the names of all who came after it). After leaves,
+		// the first names of the list, which replace the client's: left
+		// out, those who left would stay on its list.
 		p.Joined, p.Left, p.NamesOmitted = nil, nil, true
+		if len(left) > 0 {
+			p.Members = union[:min(len(union), protocol.PresenceListMax)]
+			p.MembersTruncated = len(union) > protocol.PresenceListMax
+		}
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
