@@ -97,7 +97,12 @@ type Config struct {
 	// GapTimeout is how long a live message that arrived ahead of a gap
 	// waits for the gap to be filled from the store (retried while the
 	// store fails) before it is delivered anyway and the gap counted as
-	// lost. Default: 2s.
+	// lost. It should outlast a store restart: a message whose append
+	// committed as the store went down is acknowledged (and published) only
+	// when its sender's retry succeeds, after the restart, and a gap
+	// skipped before that loses it. While the store is down no new message
+	// is stored, so the wait holds back only what was in flight.
+	// Default: 30s.
 	GapTimeout time.Duration
 	// SweepInterval is how often every room is compared with the store and
 	// caught up, so a stored message whose publish was lost (a broker outage
@@ -149,7 +154,7 @@ const (
 	defaultJoinHistory    = 50
 	defaultReplayLimit    = 1000
 	defaultHistoryTimeout = 3 * time.Second
-	defaultGapTimeout     = 2 * time.Second
+	defaultGapTimeout     = 30 * time.Second
 	defaultSweepInterval  = 5 * time.Second
 	// gapReadTimeout bounds a store read made by a room's delivery to fill
 	// a gap; it runs on the room's subscription goroutine.
