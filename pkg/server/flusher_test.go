@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"net"
 	"net/http/httptest"
 	"strconv"
@@ -152,4 +153,29 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 // setBuffer sets a socket buffer (SO_SNDBUF or SO_RCVBUF) to 4 KiB.
 func setBuffer(fd uintptr, opt int) error {
 	return syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096)
+}
+
+// TestRemainder: what a short write leaves of a batch, and the frames that
+// went out whole.
+func TestRemainder(t *testing.T) {
+	a, b, c := textFrame([]byte("aaaa")), textFrames([][]byte{[]byte("b"), []byte("bb")}), textFrame([]byte("c"))
+	batch := []*frame{a, b, c}
+	vec := [][]byte{a.buf, b.buf, c.buf} // 6, 7 and 3 bytes
+	for _, tc := range []struct {
+		n      int
+		rest   string
+		frames int
+	}{
+		{0, string(a.buf) + string(b.buf) + string(c.buf), 0},
+		{4, string(a.buf[4:]) + string(b.buf) + string(c.buf), 0},
+		{6, string(b.buf) + string(c.buf), 1},
+		{8, string(b.buf[2:]) + string(c.buf), 1},
+		{13, string(c.buf), 3},
+		{16, "", 4},
+	} {
+		rest, frames := remainder(vec, batch, tc.n)
+		if got := string(bytes.Join(rest, nil)); got != tc.rest || frames != tc.frames || (tc.rest == "") != (rest == nil) {
+			t.Errorf("n=%d: rest %q, %d frames; want %q, %d", tc.n, got, frames, tc.rest, tc.frames)
+		}
+	}
 }
