@@ -50,7 +50,9 @@ type Config struct {
 	// the connection with 1009. Default: 16 KiB.
 	ReadLimit int64
 	// SendQueue is the length of each connection's outbound queue; when it
-	// is full the client is disconnected with 1013 as too slow. Default: 256.
+	// is full and the socket has taken no whole write for half a second
+	// (or four times as many frames wait), the client is disconnected with
+	// 1013 as too slow. Default: 256.
 	SendQueue int
 	// WriteTimeout is the deadline of each write to a client. Default: 10s.
 	WriteTimeout time.Duration

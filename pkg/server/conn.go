@@ -25,6 +25,7 @@ type conn struct {
 	ws         *websocket.Conn
 	ip         string
 	out        atomic.Uint64 // frames written
+	lastFull   atomic.Int64  // UnixNano of the last write that left nothing behind (or the start)
 	selfClose  atomic.Bool   // the reader asked for the close
 	readerDone chan struct{} // closed by readLoop
 	writers    sync.WaitGroup
@@ -90,6 +91,7 @@ func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
 
 // start queues the welcome, arms the ping timer and starts the reader.
 func (c *conn) start() {
+	c.lastFull.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	c.pinger = time.AfterFunc(c.s.cfg.PingPeriod, c.pingTick)
 	c.mu.Unlock()

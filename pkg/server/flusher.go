@@ -208,6 +208,7 @@ func (f *flusher) write(c *conn, now time.Time) {
 		return
 	}
 	clear(batch)
+	c.lastFull.Store(now.UnixNano())
 	c.mu.Lock()
 	if cap(batch) <= maxKeptQueue && c.spare == nil {
 		c.spare = batch[:0]

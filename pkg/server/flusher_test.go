@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"strconv"
@@ -177,5 +179,37 @@ func TestRemainder(t *testing.T) {
 		if got := string(bytes.Join(rest, nil)); got != tc.rest || frames != tc.frames || (tc.rest == "") != (rest == nil) {
 			t.Errorf("n=%d: rest %q, %d frames; want %q, %d", tc.n, got, frames, tc.rest, tc.frames)
 		}
+	}
+}
+
+// TestHeldFramesAreNotSlow: frames held back by a long write interval fill
+// the queue of a client that reads everything past SendQueue; it is not
+// closed as too slow, and gets them all in order.
+func TestHeldFramesAreNotSlow(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, SendQueue: 64})
+	c := dial(t, ts.url)
+	c.join("r", "reader")
+	for _, f := range ts.flushers {
+		f.interval.Store(int64(maxCoalesce)) // as on a write-bound server
+	}
+	const n = 200 // over SendQueue, under queueHardFactor × SendQueue
+	subject := protocol.RoomSubject(prefix, "r")
+	for i := range n {
+		msg := fmt.Sprintf(`{"type":"message","room":"r","id":"h-%d","from":"op","text":"%d","ts":1,"server":"cli"}`, i, i)
+		if err := b.Publish(context.Background(), subject, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitUntil("every message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) >= n })
+	for i, m := range c.frameList(protocol.TypeMessage) {
+		if m.Text != strconv.Itoa(i) {
+			t.Fatalf("message %d: %q", i, m.Text)
+		}
+	}
+	if d := ts.Stats().SlowDrops; d != 0 {
+		t.Fatalf("%d clients closed as too slow", d)
 	}
 }

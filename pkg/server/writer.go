@@ -75,17 +75,21 @@ func textFrames(payloads [][]byte) *frame {
 }
 
 // enqueue queues f without blocking and starts a writer when none runs.
-// When SendQueue frames are already waiting the client is disconnected as
-// too slow (close 1013) and counted; f is dropped. After the connection's
-// writes are over (close handshake, write error, reader finished) f is
-// dropped silently.
+// When SendQueue frames are already waiting and the socket has not taken a
+// whole write for stallAfter (or queueHardFactor times SendQueue frames are
+// waiting), the client is disconnected as too slow (close 1013) and
+// counted; f is dropped. A client that reads but whose frames wait for a
+// long write interval is not slow: its queue may grow past SendQueue. After
+// the connection's writes are over (close handshake, write error, reader
+// finished) f is dropped silently.
 func (c *conn) enqueue(f *frame) {
 	c.mu.Lock()
 	if c.over {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.q) >= c.s.cfg.SendQueue {
+	if n := len(c.q); n >= c.s.cfg.SendQueue && (n >= queueHardFactor*c.s.cfg.SendQueue ||
+		time.Since(time.Unix(0, c.lastFull.Load())) > stallAfter) {
 		c.mu.Unlock()
 		if c.kick(websocket.CloseTryAgainLater, "too slow: send queue full", false) {
 			c.s.slowDrops.Add(1)
@@ -190,6 +194,9 @@ func (c *conn) writeLoop() {
 		}
 		if err == nil && len(batch) > 0 {
 			err = c.flush(batch)
+		}
+		if err == nil {
+			c.lastFull.Store(time.Now().UnixNano())
 		}
 		if err != nil {
 			c.writeFailed()
@@ -298,6 +305,13 @@ const (
 	// writeCoalesce is the least time between two writes to a connection
 	// (the flushers' shortest interval).
 	writeCoalesce = 20 * time.Millisecond
+	// stallAfter is how long a socket may take no whole write, with
+	// SendQueue frames waiting, before its client counts as too slow: past
+	// the longest write interval.
+	stallAfter = 2 * maxCoalesce
+	// queueHardFactor times SendQueue frames waiting is too slow whatever
+	// the socket does.
+	queueHardFactor = 4
 )
 
 // writeControl writes one control frame (ping, pong or close) under the
