@@ -11,7 +11,8 @@
 //   - redis:// (rediss://) keeps a shared, bounded history: per room a seq
 //     counter and a sorted set scored by seq, trimmed to Options.MaxLen
 //     messages and Options.MaxAge on every append, written by one Lua
-//     script so appends from many servers are atomic.
+//     script so appends from many servers are atomic. Appends arriving
+//     while a pipeline is in flight are sent together in the next one.
 //   - postgres:// (postgresql://) keeps a durable, unbounded history. Appends
 //     arriving while a transaction is in flight are written together in the
 //     next one (group commit): one fsync per batch, not per message.
@@ -152,11 +153,12 @@ type Options struct {
 	// "<prefix>:{<room>}:cid:<dedup key>" (one hash slot per room).
 	// Default: "livechat:history".
 	KeyPrefix string
-	// MaxBatch bounds the appends PostgreSQL writes in one transaction.
+	// MaxBatch bounds the appends PostgreSQL writes in one transaction and
+	// Redis sends in one pipeline.
 	// Default: 512.
 	MaxBatch int
-	// WriteTimeout bounds one PostgreSQL batch transaction, whatever the
-	// callers' contexts. Default: 10s.
+	// WriteTimeout bounds one PostgreSQL batch transaction or one Redis
+	// pipeline, whatever the callers' contexts. Default: 10s.
 	WriteTimeout time.Duration
 	// Logger receives backend events (migrations). Default: slog.Default().
 	Logger *slog.Logger

@@ -23,9 +23,9 @@ import (
 // Open in the connection's current schema (set search_path in the URL to
 // choose another).
 //
-// Appends go through one writer goroutine: it takes every Append that is
-// waiting (up to Options.MaxBatch) and writes them in one transaction
-// (group commit), so under load a commit, and its fsync, carries many
+// Appends go through one writer goroutine (groupCommit): it takes every
+// Append that is waiting (up to Options.MaxBatch) and writes them in one
+// transaction, so under load a commit, and its fsync, carries many
 // messages, while a lone Append is written at once. The transaction locks
 // the rows of its rooms (sorted, FOR UPDATE), looks up dedup keys, inserts
 // the messages with consecutive seqs and raises last_seq, so servers sharing
@@ -37,11 +37,9 @@ type Postgres struct {
 	url  string // redacted
 	pool *pgxpool.Pool
 
-	reqs    chan *pgReq
-	closing chan struct{} // closed by Close
-	done    chan struct{} // closed when the writer has ended
-	closed  atomic.Bool
-	once    sync.Once
+	gc     *groupCommit[pgReq]
+	closed atomic.Bool
+	once   sync.Once
 }
 
 var _ Store = (*Postgres)(nil)
@@ -86,15 +84,8 @@ func OpenPostgres(ctx context.Context, rawURL string, opts Options) (*Postgres, 
 		pool.Close()
 		return nil, fmt.Errorf("%w: postgres %s: %w", ErrUnavailable, redacted, err)
 	}
-	s := &Postgres{
-		opts:    opts,
-		url:     redacted,
-		pool:    pool,
-		reqs:    make(chan *pgReq, opts.MaxBatch),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-	}
-	go s.writer()
+	s := &Postgres{opts: opts, url: redacted, pool: pool}
+	s.gc = newGroupCommit(opts.MaxBatch, s.flush, func(r *pgReq) { r.res <- pgRes{err: ErrClosed} })
 	return s, nil
 }
 
@@ -172,63 +163,24 @@ func (s *Postgres) Append(ctx context.Context, m *protocol.Message, dedupKey str
 		return 0, false, err
 	}
 	r := &pgReq{ctx: ctx, m: *m, key: dedupKey, res: make(chan pgRes, 1)}
-	select {
-	case s.reqs <- r:
-	case <-s.closing:
-		return 0, false, ErrClosed
-	case <-ctx.Done():
-		return 0, false, fmt.Errorf("history: append to %q: %w", m.Room, ctx.Err())
-	}
-	var res pgRes
-	select {
-	case res = <-r.res:
-	case <-ctx.Done():
-		return 0, false, fmt.Errorf("history: append to %q: outcome unknown: %w", m.Room, ctx.Err())
-	case <-s.done:
-		// The writer answers every request it took before it ends.
-		select {
-		case res = <-r.res:
-		default:
-			return 0, false, ErrClosed
+	if err := s.gc.submit(ctx, r); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return 0, false, err
 		}
+		return 0, false, fmt.Errorf("history: append to %q: %w", m.Room, err)
+	}
+	res, err := wait(ctx, s.gc, r.res)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return 0, false, err
+		}
+		return 0, false, fmt.Errorf("history: append to %q: outcome unknown: %w", m.Room, err)
 	}
 	if res.err != nil {
 		return 0, false, res.err
 	}
 	*m = res.m
 	return m.Seq, res.dup, nil
-}
-
-// writer collects waiting appends into batches until Close.
-func (s *Postgres) writer() {
-	defer close(s.done)
-	batch := make([]*pgReq, 0, s.opts.MaxBatch)
-	for {
-		select {
-		case r := <-s.reqs:
-			batch = append(batch[:0], r)
-		collect:
-			for len(batch) < s.opts.MaxBatch {
-				select {
-				case r := <-s.reqs:
-					batch = append(batch, r)
-				default:
-					break collect
-				}
-			}
-			s.flush(batch)
-			clear(batch)
-		case <-s.closing:
-			for {
-				select {
-				case r := <-s.reqs:
-					r.res <- pgRes{err: ErrClosed}
-				default:
-					return
-				}
-			}
-		}
-	}
 }
 
 // flush writes one batch and answers every request in it.
@@ -539,8 +491,7 @@ func (s *Postgres) Bounds(ctx context.Context, room string) (Bounds, error) {
 func (s *Postgres) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
-		close(s.closing)
-		<-s.done
+		s.gc.close()
 		s.pool.Close()
 	})
 	return nil

@@ -29,11 +29,31 @@ import (
 // consecutive seqs, and no seq exists without its message. A room idle for
 // MaxAge expires entirely and restarts at seq 1; so does every room when
 // Redis loses its data (no persistence): Bounds.Covers detects both.
+//
+// Appends go through one writer goroutine (groupCommit): it sends every
+// Append that is waiting (up to Options.MaxBatch) in one pipeline, so under
+// load a round trip carries many scripts, while a lone Append is sent at
+// once. Reads go straight to the client's pool.
 type Redis struct {
 	opts   Options
 	url    string // redacted
 	client *redis.Client
+	gc     *groupCommit[redisReq]
 	closed atomic.Bool
+}
+
+// redisReq is one Append waiting for the writer.
+type redisReq struct {
+	ctx  context.Context
+	room string
+	keys []string
+	args []any
+	res  chan redisRes // buffered: the writer never blocks on it
+}
+
+type redisRes struct {
+	reply []any
+	err   error
 }
 
 var _ Store = (*Redis)(nil)
@@ -102,7 +122,9 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error)
 		_ = client.Close()
 		return nil, fmt.Errorf("%w: cannot reach redis at %s: %w", ErrUnavailable, redacted, err)
 	}
-	return &Redis{opts: opts, url: redacted, client: client}, nil
+	s := &Redis{opts: opts, url: redacted, client: client}
+	s.gc = newGroupCommit(opts.MaxBatch, s.flush, func(r *redisReq) { r.res <- redisRes{err: ErrClosed} })
+	return s, nil
 }
 
 func (s *Redis) keys(room string) (seq, msgs string) {
@@ -118,7 +140,8 @@ func (s *Redis) fail(op, room string, err error) error {
 	return fmt.Errorf("history: %s %q on redis %s: %w: %w", op, room, s.url, ErrUnavailable, err)
 }
 
-// Append implements Store with one EVALSHA (EVAL after a Redis restart).
+// Append implements Store: it queues the append script's call for the
+// writer and waits for the pipeline that carries it.
 func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string) (uint64, bool, error) {
 	if s.closed.Load() {
 		return 0, false, ErrClosed
@@ -141,12 +164,27 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 	if dedupKey != "" {
 		hasKey = "1"
 	}
-	res, err := appendScript.Run(ctx, s.client, []string{seqKey, msgsKey, dk},
-		data, m.TS, s.opts.MaxLen, s.opts.MaxAge.Milliseconds(),
-		now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds(), hasKey).Slice()
-	if err != nil {
-		return 0, false, s.fail("append to", m.Room, err)
+	r := &redisReq{ctx: ctx, room: m.Room, keys: []string{seqKey, msgsKey, dk},
+		args: []any{data, m.TS, s.opts.MaxLen, s.opts.MaxAge.Milliseconds(),
+			now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds(), hasKey},
+		res: make(chan redisRes, 1)}
+	if err := s.gc.submit(ctx, r); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return 0, false, err
+		}
+		return 0, false, fmt.Errorf("history: append to %q: %w", m.Room, err)
 	}
+	out, err := wait(ctx, s.gc, r.res)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return 0, false, err
+		}
+		return 0, false, fmt.Errorf("history: append to %q: outcome unknown: %w", m.Room, err)
+	}
+	if out.err != nil {
+		return 0, false, out.err
+	}
+	res := out.reply
 	if len(res) < 2 {
 		return 0, false, fmt.Errorf("history: append to %q on redis %s: unexpected reply %v", m.Room, s.url, res)
 	}
@@ -168,6 +206,61 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 	}
 	m.Seq = uint64(seq)
 	return m.Seq, true, nil
+}
+
+// flush sends one batch of appends in one pipeline (EVALSHA each; EVAL for
+// those Redis answers NOSCRIPT, after a restart) and answers every request
+// in it. The pipeline is bounded by Options.WriteTimeout; a request whose
+// caller gave up before is answered with its context's error unsent.
+func (s *Redis) flush(batch []*redisReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.res <- redisRes{err: fmt.Errorf("history: append to %q: %w", r.room, err)}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	defer cancel()
+	cmds := s.pipeline(ctx, live, appendScript.EvalSha)
+	var again []*redisReq
+	var againAt []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again, againAt = append(again, live[i]), append(againAt, i)
+		}
+	}
+	if len(again) > 0 {
+		for j, c := range s.pipeline(ctx, again, appendScript.Eval) {
+			cmds[againAt[j]] = c
+		}
+	}
+	for i, r := range live {
+		reply, err := cmds[i].Slice()
+		if err != nil {
+			r.res <- redisRes{err: s.fail("append to", r.room, err)}
+			continue
+		}
+		r.res <- redisRes{reply: reply}
+	}
+}
+
+// pipeline runs one script call per request (run is the script's EvalSha or
+// Eval) in one round trip and returns their commands, errors included.
+func (s *Redis) pipeline(ctx context.Context, reqs []*redisReq,
+	run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(reqs))
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range reqs {
+			cmds[i] = run(ctx, p, r.keys, r.args...)
+		}
+		return nil
+	})
+	return cmds
 }
 
 // decodeMember parses "<seq> <ts> <json>".
@@ -275,11 +368,14 @@ func (s *Redis) Bounds(ctx context.Context, room string) (Bounds, error) {
 	return b, nil
 }
 
-// Close implements Store.
+// Close implements Store: queued appends fail with ErrClosed, the batch
+// being sent finishes (within Options.WriteTimeout), then the client
+// closes.
 func (s *Redis) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.gc.close()
 	if err := s.client.Close(); err != nil {
 		return fmt.Errorf("history: close redis %s: %w", s.url, err)
 	}
