@@ -3,10 +3,11 @@
 # server side pinned to core 0 and `livechat bench` to core 1. Prints one JSON
 # result per run (bench -o json) with the server's figures added.
 #
-#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | idle5000 | haproxy5000 | floor
+#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | floor
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
+# redisrooms500: MSGRATE=N sends N messages a second in all (default 23100).
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
@@ -65,6 +66,11 @@ for run in $(seq "$RUNS"); do
     pids+=($!); waitport 16399
     serve 18080 redis://127.0.0.1:16399 "${PP[@]}"; serve 18081 redis://127.0.0.1:16399; profile
     measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --url ws://127.0.0.1:18081/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
+  redisrooms500)
+    taskset -c 0 redis-server --port 16399 --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &
+    pids+=($!); waitport 16399
+    serve 18080 redis://127.0.0.1:16399 "${PP[@]}"; serve 18081 redis://127.0.0.1:16399; profile
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --url ws://127.0.0.1:18081/ws --clients 5000 --rooms 500 --rate "${MSGRATE:-23100}" --duration 10s --warmup 5s --join-timeout 60s ;;
   rooms500)
     serve 18080 memory:// "${PP[@]}"; profile
     measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 23100 --duration 10s --warmup 5s --join-timeout 60s ;;
