@@ -213,3 +213,46 @@ func TestHeldFramesAreNotSlow(t *testing.T) {
 		t.Fatalf("%d clients closed as too slow", d)
 	}
 }
+
+// TestPingDoesNotKeepWriters: the connection's own writer goroutine,
+// started for a ping, gives the socket back to the flusher after one
+// write, so connections under a steady flow keep no goroutine of their own
+// once pinged.
+func TestPingDoesNotKeepWriters(t *testing.T) {
+	// Not parallel: it counts goroutines.
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PingPeriod: 50 * time.Millisecond, PongWait: 5 * time.Second})
+	const k = 40
+	for i := range k {
+		ws, _, err := dialRaw(ts.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(t, ws) // its reader answers pings
+		c.join("r", "u"+strconv.Itoa(i))
+	}
+	subject := protocol.RoomSubject(prefix, "r")
+	publish := func(i int) {
+		msg := fmt.Sprintf(`{"type":"message","room":"r","id":"p-%d","from":"op","text":"%d","ts":1,"server":"cli"}`, i, i)
+		if err := b.Publish(context.Background(), subject, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A steady flow, a message every 2 ms, with a ping to every connection
+	// every 50 ms: count the connections' own writers from the second
+	// 100 ms on.
+	most := int64(0)
+	start := time.Now()
+	for i := 0; time.Since(start) < 600*time.Millisecond; i++ {
+		publish(i)
+		if time.Since(start) > 100*time.Millisecond {
+			most = max(most, ts.ownWriters.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("%d connections under a flow with pings: at most %d writer goroutines at once", k, most)
+	if most >= k/2 {
+		t.Fatalf("%d writer goroutines under the flow: pinged connections kept them", most)
+	}
+}

@@ -77,6 +77,10 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Writes a client's socket did not take whole (a slow reader), finished by the connection's own writer.",
 		}, func() float64 { return float64(s.shortWrites.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "writer_goroutines",
+			Help: "Connections written by a goroutine of their own (a write that may block, a ping, a close) rather than by a flusher.",
+		}, func() float64 { return float64(s.ownWriters.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "write_interval_seconds",
 			Help: "Least time between two writes to one connection, adapted to the write load (longest of the flushers).",
 		}, func() float64 { return s.writeInterval().Seconds() }),

@@ -76,7 +76,9 @@ type Server struct {
 	// shortWrites counts flusher writes the socket did not take whole,
 	// finished by the connection's own writer.
 	shortWrites atomic.Uint64
-	outClosed   atomic.Uint64 // frames written by connections already closed
+	// ownWriters counts the connections' own writer goroutines running.
+	ownWriters atomic.Int64
+	outClosed  atomic.Uint64 // frames written by connections already closed
 
 	// history counters
 	dupsDropped atomic.Uint64 // live messages dropped as already delivered

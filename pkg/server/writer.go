@@ -144,15 +144,24 @@ func (c *conn) pingTick() {
 // left, queued frames, pings, pongs and the close frame. It runs only while
 // there is something to write: the flusher (handing over its role),
 // pingTick, onPing, kick, and enqueue on a socket without a file descriptor
-// start it (wakeLocked guarantees one writer at a time), and it returns once
-// the queue stays empty for an interval after its last write. Writes to one
+// start it (wakeLocked guarantees one writer at a time). On a socket with a
+// file descriptor it writes once and gives the role back to the flusher;
+// otherwise it returns once the queue stays empty for an interval after its
+// last write. Writes to one
 // connection are at least the flusher's interval apart (writeCoalesce when
 // the server is not busy): what is queued sooner after the previous write
 // waits for the rest of that interval and goes out with whatever else was
 // queued meanwhile (one writev). A quiet connection's first frame is
 // written at once.
 func (c *conn) writeLoop() {
-	defer c.writers.Done()
+	c.s.ownWriters.Add(1)
+	handedBack := false
+	defer func() {
+		c.s.ownWriters.Add(-1)
+		if !handedBack {
+			c.writers.Done()
+		}
+	}()
 	if len(c.pending) > 0 && c.writePending() != nil {
 		c.writeFailed()
 		return
@@ -208,6 +217,21 @@ func (c *conn) writeLoop() {
 		flow := waited || len(batch) > 1
 		clear(batch) // drop the references to the frames
 		c.mu.Lock()
+		if c.raw.ok() && !c.kicked {
+			// What only this goroutine does is done: the flusher takes
+			// the role back (or nobody, when nothing waits), so that a
+			// busy connection does not keep a goroutine after a ping.
+			more := len(c.q) > 0 || c.pingDue || c.pongDue
+			if !more {
+				c.idleLocked()
+			}
+			c.mu.Unlock()
+			if more {
+				handedBack = true
+				c.fl.push(c)
+			}
+			return
+		}
 		if !flow && len(c.q) == 0 && !c.kicked && !c.pingDue && !c.pongDue {
 			c.idleLocked()
 			c.mu.Unlock()
