@@ -103,7 +103,9 @@ const (
 	yieldSleep = 50 * time.Microsecond
 )
 
-// push queues c, whose writer role the caller just took (wakeLocked).
+// push queues c; the caller holds c's writer role and passes it on (it
+// took it with wakeLocked, or it is the flusher or writeLoop handing it
+// back with frames waiting).
 func (f *flusher) push(c *conn) {
 	f.mu.Lock()
 	f.q = append(f.q, c)
