@@ -2,6 +2,8 @@ package history
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -20,84 +22,111 @@ type groupCommit[R any] struct {
 	batches atomic.Uint64 // batches written, for tests
 }
 
-// newGroupCommit starts the writer: write answers every request of a batch,
-// refuse answers a request that was queued when the store closed.
-func newGroupCommit[R any](max int, write func([]*R), refuse func(*R)) *groupCommit[R] {
+// groupHooks are what a store gives its groupCommit.
+type groupHooks[R any] struct {
+	// write writes a batch and answers every request in it.
+	write func([]*R)
+	// fail answers a request that is not written: with ErrClosed when the
+	// store closed with it queued, with its context's error when its
+	// caller gave up before its batch.
+	fail func(*R, error)
+	// ctx is a request's context.
+	ctx func(*R) context.Context
+}
+
+// newGroupCommit starts the writer.
+func newGroupCommit[R any](max int, h groupHooks[R]) *groupCommit[R] {
 	g := &groupCommit[R]{
 		reqs:    make(chan *R, max),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	go g.run(max, write, refuse)
+	go g.run(max, h)
 	return g
 }
 
-// submit queues r. It fails with ErrClosed once the store closes, or with
-// ctx's error.
-func (g *groupCommit[R]) submit(ctx context.Context, r *R) error {
+// call queues r, a request to append to room, and returns the writer's
+// answer from res. It fails with ErrClosed once the store closes (or when
+// the writer ended without answering), and with ctx's error when ctx ends
+// first: before r was queued, or while it waited (the outcome is then
+// unknown).
+func call[R, T any](ctx context.Context, g *groupCommit[R], room string, r *R, res <-chan T) (T, error) {
+	var zero T
 	select {
 	case g.reqs <- r:
-		return nil
 	case <-g.closing:
-		return ErrClosed
+		return zero, ErrClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return zero, appendFailed(room, ctx.Err())
 	}
-}
-
-// wait returns the answer to a submitted request from res, or ctx's error
-// (the outcome is then unknown), or ErrClosed when the writer ended
-// without answering it.
-func wait[R, T any](ctx context.Context, g *groupCommit[R], res <-chan T) (T, error) {
 	select {
 	case v := <-res:
 		return v, nil
 	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
+		return zero, fmt.Errorf("history: append to %q: outcome unknown: %w", room, ctx.Err())
 	case <-g.done:
 		// The writer answers every request it took before it ends.
 		select {
 		case v := <-res:
 			return v, nil
 		default:
-			var zero T
 			return zero, ErrClosed
 		}
 	}
 }
 
 // run collects batches until close.
-func (g *groupCommit[R]) run(max int, write func([]*R), refuse func(*R)) {
+func (g *groupCommit[R]) run(max int, h groupHooks[R]) {
 	defer close(g.done)
 	batch := make([]*R, 0, max)
 	for {
 		select {
 		case r := <-g.reqs:
-			batch = append(batch[:0], r)
+			batch = h.keep(batch[:0], r)
 		collect:
 			for len(batch) < max {
 				select {
 				case r := <-g.reqs:
-					batch = append(batch, r)
+					batch = h.keep(batch, r)
 				default:
 					break collect
 				}
 			}
-			write(batch)
-			g.batches.Add(1)
+			if len(batch) > 0 {
+				h.write(batch)
+				g.batches.Add(1)
+			}
 			clear(batch)
 		case <-g.closing:
 			for {
 				select {
 				case r := <-g.reqs:
-					refuse(r)
+					h.fail(r, ErrClosed)
 				default:
 					return
 				}
 			}
 		}
 	}
+}
+
+// keep appends r to batch, or answers it with its context's error when its
+// caller gave up already: it is not written.
+func (h groupHooks[R]) keep(batch []*R, r *R) []*R {
+	if err := h.ctx(r).Err(); err != nil {
+		h.fail(r, err)
+		return batch
+	}
+	return append(batch, r)
+}
+
+// appendFailed is the error of an append that was not written: ErrClosed
+// as it is, a context's error naming the room.
+func appendFailed(room string, err error) error {
+	if errors.Is(err, ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("history: append to %q: %w", room, err)
 }
 
 // close refuses what is queued, lets the batch being written finish and

@@ -85,7 +85,11 @@ func OpenPostgres(ctx context.Context, rawURL string, opts Options) (*Postgres, 
 		return nil, fmt.Errorf("%w: postgres %s: %w", ErrUnavailable, redacted, err)
 	}
 	s := &Postgres{opts: opts, url: redacted, pool: pool}
-	s.gc = newGroupCommit(opts.MaxBatch, s.flush, func(r *pgReq) { r.res <- pgRes{err: ErrClosed} })
+	s.gc = newGroupCommit(opts.MaxBatch, groupHooks[pgReq]{
+		write: s.flush,
+		fail:  func(r *pgReq, err error) { r.res <- pgRes{err: appendFailed(r.m.Room, err)} },
+		ctx:   func(r *pgReq) context.Context { return r.ctx },
+	})
 	return s, nil
 }
 
@@ -163,18 +167,9 @@ func (s *Postgres) Append(ctx context.Context, m *protocol.Message, dedupKey str
 		return 0, false, err
 	}
 	r := &pgReq{ctx: ctx, m: *m, key: dedupKey, res: make(chan pgRes, 1)}
-	if err := s.gc.submit(ctx, r); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return 0, false, err
-		}
-		return 0, false, fmt.Errorf("history: append to %q: %w", m.Room, err)
-	}
-	res, err := wait(ctx, s.gc, r.res)
+	res, err := call(ctx, s.gc, m.Room, r, r.res)
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return 0, false, err
-		}
-		return 0, false, fmt.Errorf("history: append to %q: outcome unknown: %w", m.Room, err)
+		return 0, false, err
 	}
 	if res.err != nil {
 		return 0, false, res.err
@@ -184,18 +179,7 @@ func (s *Postgres) Append(ctx context.Context, m *protocol.Message, dedupKey str
 }
 
 // flush writes one batch and answers every request in it.
-func (s *Postgres) flush(batch []*pgReq) {
-	live := batch[:0:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.res <- pgRes{err: fmt.Errorf("history: append to %q: %w", r.m.Room, err)}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
+func (s *Postgres) flush(live []*pgReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	var res []pgRes

@@ -123,7 +123,11 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error)
 		return nil, fmt.Errorf("%w: cannot reach redis at %s: %w", ErrUnavailable, redacted, err)
 	}
 	s := &Redis{opts: opts, url: redacted, client: client}
-	s.gc = newGroupCommit(opts.MaxBatch, s.flush, func(r *redisReq) { r.res <- redisRes{err: ErrClosed} })
+	s.gc = newGroupCommit(opts.MaxBatch, groupHooks[redisReq]{
+		write: s.flush,
+		fail:  func(r *redisReq, err error) { r.res <- redisRes{err: appendFailed(r.room, err)} },
+		ctx:   func(r *redisReq) context.Context { return r.ctx },
+	})
 	return s, nil
 }
 
@@ -168,18 +172,9 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 		args: []any{data, m.TS, s.opts.MaxLen, s.opts.MaxAge.Milliseconds(),
 			now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds(), hasKey},
 		res: make(chan redisRes, 1)}
-	if err := s.gc.submit(ctx, r); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return 0, false, err
-		}
-		return 0, false, fmt.Errorf("history: append to %q: %w", m.Room, err)
-	}
-	out, err := wait(ctx, s.gc, r.res)
+	out, err := call(ctx, s.gc, m.Room, r, r.res)
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return 0, false, err
-		}
-		return 0, false, fmt.Errorf("history: append to %q: outcome unknown: %w", m.Room, err)
+		return 0, false, err
 	}
 	if out.err != nil {
 		return 0, false, out.err
@@ -210,20 +205,8 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 
 // flush sends one batch of appends in one pipeline (EVALSHA each; EVAL for
 // those Redis answers NOSCRIPT, after a restart) and answers every request
-// in it. The pipeline is bounded by Options.WriteTimeout; a request whose
-// caller gave up before is answered with its context's error unsent.
-func (s *Redis) flush(batch []*redisReq) {
-	live := batch[:0:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.res <- redisRes{err: fmt.Errorf("history: append to %q: %w", r.room, err)}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
+// in it. The pipeline is bounded by Options.WriteTimeout.
+func (s *Redis) flush(live []*redisReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	cmds := s.pipeline(ctx, live, appendScript.EvalSha)
