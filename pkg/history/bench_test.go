@@ -2,6 +2,7 @@ package history_test
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -76,5 +77,35 @@ func BenchmarkAppendParallel(b *testing.B) {
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			})
 		}
+	}
+}
+
+// BenchmarkMemoryHeld fills a memory store with 100,000 messages over 500
+// rooms (the 500-room benchmark's rooms, its 100-byte texts) and reports
+// what holding them costs: live heap bytes and objects per message, and
+// the time of one full garbage collection with them held.
+func BenchmarkMemoryHeld(b *testing.B) {
+	const n, rooms = 100_000, 500
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := history.NewMemory(history.Options{})
+		for i := range n {
+			m := benchMsg("room-"+strconv.Itoa(i%rooms), i)
+			if _, _, err := s.Append(ctx, m, "alice\x00c"+strconv.Itoa(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		runtime.GC()
+		b.StopTimer()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heapB/msg")
+		b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/n, "objects/msg")
+		runtime.KeepAlive(s)
+		b.StartTimer()
 	}
 }

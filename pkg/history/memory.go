@@ -2,7 +2,11 @@ package history
 
 import (
 	"context"
+	"fmt"
+	"hash/maphash"
+	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,8 +17,14 @@ import (
 // trimmed to Options.MaxLen messages and Options.MaxAge on append. It
 // remembers a dedup key as long as its message is held. It starts no
 // goroutine.
+//
+// A held message is one pointer-free record and one string holding all its
+// text fields back to back, so that a server holding millions of messages
+// gives the garbage collector one small object to mark per message, not
+// six, and dedup keys live in the same string (the index maps a key's hash).
 type Memory struct {
 	opts Options
+	seed maphash.Seed
 
 	mu     sync.Mutex
 	closed bool
@@ -25,15 +35,70 @@ var _ Store = (*Memory)(nil)
 
 type memRoom struct {
 	last  uint64
-	msgs  []protocol.Message // ascending, consecutive seqs
-	keys  []string           // dedup key of msgs[i], "" for none
-	dedup map[string]uint64
+	recs  []memRec          // ascending, consecutive seqs
+	dedup map[uint64]uint64 // dedup key hash -> seq
+}
+
+// memRec is a held message. text holds its Type, ID, From, Text, Server,
+// CID and dedup key back to back, ends[i] where field i ends.
+type memRec struct {
+	seq    uint64
+	ts     int64
+	key    uint64 // hash of the dedup key, 0 for none
+	text   string
+	ends   [memFields]uint32
+	system bool
+}
+
+const memFields = 7 // Type, ID, From, Text, Server, CID, dedup key
+
+// field returns text field i of r.
+func (r *memRec) field(i int) string {
+	lo := uint32(0)
+	if i > 0 {
+		lo = r.ends[i-1]
+	}
+	return r.text[lo:r.ends[i]]
+}
+
+// dedupKey returns the dedup key r was appended with.
+func (r *memRec) dedupKey() string { return r.field(memFields - 1) }
+
+// message returns r as a message of room.
+func (r *memRec) message(room string) protocol.Message {
+	return protocol.Message{
+		Type: r.field(0), Room: room, ID: r.field(1), Seq: r.seq, From: r.field(2), Text: r.field(3),
+		TS: r.ts, Server: r.field(4), CID: r.field(5), System: r.system,
+	}
+}
+
+// newMemRec packs m (its Room aside) and its dedup key.
+func newMemRec(m *protocol.Message, dedupKey string, keyHash uint64) memRec {
+	fields := [memFields]string{m.Type, m.ID, m.From, m.Text, m.Server, m.CID, dedupKey}
+	n := 0
+	for _, f := range fields {
+		n += len(f)
+	}
+	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, system: m.System}
+	var b strings.Builder
+	b.Grow(n)
+	for i, f := range fields {
+		b.WriteString(f)
+		rec.ends[i] = uint32(b.Len())
+	}
+	rec.text = b.String()
+	return rec
 }
 
 // NewMemory returns an empty in-process store.
 func NewMemory(opts Options) *Memory {
 	opts.fill()
-	return &Memory{opts: opts, rooms: make(map[string]*memRoom)}
+	return &Memory{opts: opts, seed: maphash.MakeSeed(), rooms: make(map[string]*memRoom)}
+}
+
+// hashKey returns the index hash of a dedup key, never 0.
+func (s *Memory) hashKey(key string) uint64 {
+	return max(maphash.String(s.seed, key), 1)
 }
 
 // Append implements Store.
@@ -45,6 +110,14 @@ func (s *Memory) Append(ctx context.Context, m *protocol.Message, dedupKey strin
 	if err := prepare(m, dedupKey, now); err != nil {
 		return 0, false, err
 	}
+	if uint64(len(m.Type))+uint64(len(m.ID))+uint64(len(m.From))+uint64(len(m.Text))+uint64(len(m.Server))+
+		uint64(len(m.CID))+uint64(len(dedupKey)) > math.MaxUint32 {
+		return 0, false, fmt.Errorf("%w: message larger than 4 GiB", ErrInvalid)
+	}
+	var h uint64
+	if dedupKey != "" {
+		h = s.hashKey(dedupKey)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -52,59 +125,56 @@ func (s *Memory) Append(ctx context.Context, m *protocol.Message, dedupKey strin
 	}
 	r := s.rooms[m.Room]
 	if r == nil {
-		r = &memRoom{dedup: make(map[string]uint64)}
+		r = &memRoom{dedup: make(map[uint64]uint64)}
 		s.rooms[m.Room] = r
 	}
-	if dedupKey != "" {
-		if seq, ok := r.dedup[dedupKey]; ok {
-			if orig, ok := r.get(seq); ok {
-				*m = orig
-			} else {
-				m.Seq = seq
+	indexed := false // h names another key's message (a hash collision)
+	if h != 0 {
+		if seq, ok := r.dedup[h]; ok {
+			if orig := r.get(seq); orig != nil && orig.dedupKey() == dedupKey {
+				*m = orig.message(m.Room)
+				return seq, true, nil
 			}
-			return seq, true, nil
+			indexed = true
 		}
 	}
 	r.last++
 	m.Seq = r.last
-	r.msgs = append(r.msgs, *m)
-	r.keys = append(r.keys, dedupKey)
-	if dedupKey != "" {
-		r.dedup[dedupKey] = m.Seq
+	r.recs = append(r.recs, newMemRec(m, dedupKey, h))
+	if h != 0 && !indexed {
+		r.dedup[h] = m.Seq
 	}
 	r.trim(s.opts.MaxLen, now.Add(-s.opts.MaxAge).UnixMilli())
 	return m.Seq, false, nil
 }
 
-// get returns the held message with seq.
-func (r *memRoom) get(seq uint64) (protocol.Message, bool) {
-	if len(r.msgs) == 0 || seq < r.msgs[0].Seq || seq > r.last {
-		return protocol.Message{}, false
+// get returns the held record with seq, or nil.
+func (r *memRoom) get(seq uint64) *memRec {
+	if len(r.recs) == 0 || seq < r.recs[0].seq || seq > r.last {
+		return nil
 	}
-	return r.msgs[seq-r.msgs[0].Seq], true
+	return &r.recs[seq-r.recs[0].seq]
 }
 
 // trim drops the oldest messages beyond maxLen or older than cutoff (Unix
 // ms), always keeping the newest.
 func (r *memRoom) trim(maxLen int, cutoff int64) {
-	drop := max(len(r.msgs)-maxLen, 0)
-	for drop < len(r.msgs)-1 && r.msgs[drop].TS < cutoff {
+	drop := max(len(r.recs)-maxLen, 0)
+	for drop < len(r.recs)-1 && r.recs[drop].ts < cutoff {
 		drop++
 	}
 	if drop == 0 {
 		return
 	}
-	for _, k := range r.keys[:drop] {
-		if k != "" {
+	for i := range r.recs[:drop] {
+		if k := r.recs[i].key; k != 0 && r.dedup[k] == r.recs[i].seq {
 			delete(r.dedup, k)
 		}
 	}
 	// Reslice (amortised O(1)); the next growth of the slice copies only
-	// the live part. Zero the dropped entries so their strings can go.
-	clear(r.msgs[:drop])
-	clear(r.keys[:drop])
-	r.msgs = r.msgs[drop:]
-	r.keys = r.keys[drop:]
+	// the live part. Zero the dropped records so their text can go.
+	clear(r.recs[:drop])
+	r.recs = r.recs[drop:]
 }
 
 // read returns a copy of the held messages of room with lo <= seq <= hi,
@@ -123,11 +193,11 @@ func (s *Memory) read(ctx context.Context, room string, lo, hi uint64, n int, fr
 		return nil, ErrClosed
 	}
 	r := s.rooms[room]
-	if r == nil || len(r.msgs) == 0 || lo > hi {
+	if r == nil || len(r.recs) == 0 || lo > hi {
 		return nil, nil
 	}
-	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].Seq >= lo })
-	j := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].Seq > hi })
+	i := sort.Search(len(r.recs), func(i int) bool { return r.recs[i].seq >= lo })
+	j := sort.Search(len(r.recs), func(i int) bool { return r.recs[i].seq > hi })
 	if j-i > n {
 		if fromTop {
 			i = j - n
@@ -138,7 +208,11 @@ func (s *Memory) read(ctx context.Context, room string, lo, hi uint64, n int, fr
 	if i >= j {
 		return nil, nil
 	}
-	return append([]protocol.Message(nil), r.msgs[i:j]...), nil
+	msgs := make([]protocol.Message, j-i)
+	for k := range msgs {
+		msgs[k] = r.recs[i+k].message(room)
+	}
+	return msgs, nil
 }
 
 // After implements Store.
@@ -180,8 +254,8 @@ func (s *Memory) Bounds(ctx context.Context, room string) (Bounds, error) {
 		return Bounds{}, nil
 	}
 	b := Bounds{Last: r.last}
-	if len(r.msgs) > 0 {
-		b.First = r.msgs[0].Seq
+	if len(r.recs) > 0 {
+		b.First = r.recs[0].seq
 	}
 	return b, nil
 }
