@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -142,15 +143,48 @@ func (c *conn) readLoop() {
 	c.ws.SetPingHandler(c.onPing)   // answered by the writer
 	c.ws.SetCloseHandler(c.onClose) // likewise
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return
 		}
-		if err := c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait)); err != nil {
+		// The frame is read into a pooled buffer: handle keeps nothing of
+		// it (decodeInbound copies what it keeps), and an idle connection
+		// holds no read buffer.
+		bp := readBufs.Get().(*[]byte)
+		data, err := readFrame(r, (*bp)[:0])
+		if err == nil {
+			err = c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
+		}
+		ok := err == nil && c.handle(mt, data)
+		if cap(data) <= maxPooledReadBuf {
+			*bp = data[:0]
+			readBufs.Put(bp)
+		}
+		if !ok {
 			return
 		}
-		if !c.handle(mt, data) {
-			return
+	}
+}
+
+// readBufs holds the buffers inbound frames are read into.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledReadBuf bounds the buffers kept in readBufs.
+const maxPooledReadBuf = 16 << 10
+
+// readFrame appends the rest of r, one frame's payload, to buf.
+func readFrame(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
 		}
 	}
 }
