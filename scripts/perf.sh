@@ -7,7 +7,8 @@
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
-# redisrooms500: MSGRATE=N sends N messages a second in all (default 23100).
+# rooms500, redisrooms500: MSGRATE=N sends N messages a second in all
+# (default 23100).
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
@@ -73,7 +74,7 @@ for run in $(seq "$RUNS"); do
     measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --url ws://127.0.0.1:18081/ws --clients 5000 --rooms 500 --rate "${MSGRATE:-23100}" --duration 10s --warmup 5s --join-timeout 60s ;;
   rooms500)
     serve 18080 memory:// "${PP[@]}"; profile
-    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate 23100 --duration 10s --warmup 5s --join-timeout 60s ;;
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 5000 --rooms 500 --rate "${MSGRATE:-23100}" --duration 10s --warmup 5s --join-timeout 60s ;;
   idle5000)
     serve 18080 memory://; spid=${pids[-1]}
     sleep 1; base=$(rss_kib "$spid")

@@ -312,8 +312,12 @@ func decodeSeqHeader(data []byte, h *seqHeader) bool {
 	if fast {
 		return true
 	}
-	*h = seqHeader{}
-	return json.Unmarshal(data, h) == nil
+	// Decoded into its own variable, so that h does not escape (the fast
+	// path above is the usual one, and its caller's h stays on the stack).
+	var slow seqHeader
+	err := json.Unmarshal(data, &slow)
+	*h = slow
+	return err == nil
 }
 
 // internFrameType returns the type of a room frame without allocating for
