@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package tests holds livechat's end-to-end tests: the reference topology
 // (several `livechat serve` processes, HAProxy with haproxy/haproxy.cfg,
 // nginx with compose/nginx.conf, Redis) run as real processes on free ports,

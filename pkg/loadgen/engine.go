@@ -734,16 +734,6 @@ func (b *bench) report() {
 	b.cfg.Progress(p)
 }
 
-type cpuTimes struct{ user, sys time.Duration }
-
-func rusage() cpuTimes {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return cpuTimes{}
-	}
-	return cpuTimes{user: time.Duration(ru.Utime.Nano()), sys: time.Duration(ru.Stime.Nano())}
-}
-
 func urlList(urls []string) string {
 	if len(urls) == 1 {
 		return urls[0]

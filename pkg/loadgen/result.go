@@ -131,3 +131,6 @@ type Progress struct {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// cpuTimes is CPU time used by the process.
+type cpuTimes struct{ user, sys time.Duration }

@@ -152,11 +152,6 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 	return c, serr
 }
 
-// setBuffer sets a socket buffer (SO_SNDBUF or SO_RCVBUF) to 4 KiB.
-func setBuffer(fd uintptr, opt int) error {
-	return syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096)
-}
-
 // TestRemainder: what a short write leaves of a batch, and the frames that
 // went out whole.
 func TestRemainder(t *testing.T) {

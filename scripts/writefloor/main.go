@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command writefloor measures the floor under a chat server's fan-out on
 // this host: the CPU that one small write to one of many loopback TCP
 // sockets costs the writing core, with nothing else done (no WebSocket, no

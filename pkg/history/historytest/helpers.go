@@ -88,22 +88,21 @@ func StartPostgres(t testing.TB) (url string, stop func(), restart func()) {
 		t.Fatalf("historytest: %v", err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	var cred *syscall.Credential
+	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			skipOrFail(t, "historytest: running as root and no postgres user: %v", err)
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
 			t.Fatalf("historytest: %v", err)
 		}
 	}
 	run := func(name string, args ...string) *exec.Cmd {
 		c := exec.Command(filepath.Join(bin, name), args...)
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		runAs(c, uid, gid)
 		c.Dir = dir
 		return c
 	}

@@ -1,0 +1,8 @@
+package server
+
+import "syscall"
+
+// setBuffer sets a socket buffer (SO_SNDBUF or SO_RCVBUF) to 4 KiB.
+func setBuffer(fd uintptr, opt int) error {
+	return syscall.SetsockoptInt(syscall.Handle(fd), syscall.SOL_SOCKET, opt, 4096)
+}
