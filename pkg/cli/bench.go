@@ -62,7 +62,9 @@ is expected once by every member of its room, publishers included.
 It reports connections made and connect time, messages sent and acknowledged,
 deliveries per second, end-to-end latency (p50/p90/p99/max) and the part of
 it before the server took the message (accept latency: send to the message's
-"ts", measured once per message by its sender), messages lost or duplicated, error frames and server-side disconnects, and the load generator's
+"ts", measured once per message by its sender) and up to the client's socket
+(socket latency: send to the kernel's receipt of the delivery, on Linux; the
+rest is bench's own lag in reading), messages lost or duplicated, error frames and server-side disconnects, and the load generator's
 own CPU use: above 90% of one core the figures may measure bench rather than
 the server, and a warning says so.
 
@@ -249,6 +251,7 @@ func benchRows(r *loadgen.Result) [][]string {
 			num(r.ExpectedPerSec), r.BytesPerSec/1e6)},
 		{"latency", lat(r.Latency)},
 		{"accept latency", lat(r.AcceptLatency)},
+		{"socket latency", lat(r.SocketLatency)},
 		{"error frames", counts(r.ErrorFrames)},
 		{"disconnects", counts(r.Disconnects)},
 		{"bench cpu", fmt.Sprintf("%.2fs user + %.2fs sys: %.0f%% of one core (whole run %.0f%%)",

@@ -195,6 +195,7 @@ func sampleBenchResult() *loadgen.Result {
 		DeliveriesPerSec: 304196, ExpectedPerSec: 304500, BytesPerSec: 76e6,
 		Latency:       loadgen.Latency{Count: 3045000, P50: 2.25, P90: 6.5, P99: 12, Max: 40.5},
 		AcceptLatency: loadgen.Latency{Count: 3000, P50: 0.5, P90: 1, P99: 2.5, Max: 4},
+		SocketLatency: loadgen.Latency{Count: 3045000, P50: 1.25, P90: 5, P99: 10, Max: 38},
 		ErrorFrames:   map[string]uint64{"rate_limited": 2}, Disconnects: map[string]uint64{},
 		CPU: loadgen.CPU{UserSeconds: 5.5, SystemSeconds: 2.5, Percent: 80, TotalPercent: 60},
 	}
@@ -215,6 +216,7 @@ deliveries	3045000 of 3045000 expected: 0 lost, 0 duplicated
 throughput	304196 deliveries/s (304500 expected), 76.0 MB/s
 latency	p50 2.25ms  p90 6.50ms  p99 12.00ms  max 40.50ms
 accept latency	p50 0.50ms  p90 1.00ms  p99 2.50ms  max 4.00ms
+socket latency	p50 1.25ms  p90 5.00ms  p99 10.00ms  max 38.00ms
 error frames	rate_limited=2
 disconnects	none
 bench cpu	5.50s user + 2.50s sys: 80% of one core (whole run 60%)
@@ -242,6 +244,7 @@ func TestBenchOutputTable(t *testing.T) {
 │ throughput       │ 304196 deliveries/s (304500 expected), 76.0 MB/s              │
 │ latency          │ p50 2.25ms  p90 6.50ms  p99 12.00ms  max 40.50ms              │
 │ accept latency   │ p50 0.50ms  p90 1.00ms  p99 2.50ms  max 4.00ms                │
+│ socket latency   │ p50 1.25ms  p90 5.00ms  p99 10.00ms  max 38.00ms              │
 │ error frames     │ rate_limited=2                                                │
 │ disconnects      │ none                                                          │
 │ bench cpu        │ 5.50s user + 2.50s sys: 80% of one core (whole run 60%)       │

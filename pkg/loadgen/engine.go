@@ -61,7 +61,9 @@ type conn struct {
 	// Owned by the reader goroutine; read by others only after done.
 	hist       histogram
 	acceptHist *histogram // a publisher's own messages: send to the server's stamp
-	lastSeq    []uint64   // per publisher
+	sockHist   histogram  // send to the kernel's receipt at this client's socket
+	rx         rxStamper  // the socket's receive times, nil if it gives none
+	lastSeq    []uint64   // per publisher of its room, by p / Rooms
 	gaps       uint64
 	bytes      uint64
 	lastRecv   int64 // UnixNano of the last delivery
@@ -69,6 +71,10 @@ type conn struct {
 	excluded   atomic.Bool // did not join in time: closed before publishing, not a member
 	connectDur time.Duration
 }
+
+// rxStamper is a connection that knows when the kernel received the data
+// of its last read (stampConn).
+type rxStamper interface{ lastRx() int64 }
 
 type bench struct {
 	cfg       Config
@@ -127,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	b.conns = make([]*conn, n)
 	for i := range b.conns {
 		c := &conn{idx: i, pub: -1, joined: make(chan struct{}), done: make(chan struct{}),
-			url: cfg.URLs[i%len(cfg.URLs)], lastSeq: make([]uint64, cfg.Publishers)}
+			url: cfg.URLs[i%len(cfg.URLs)]}
 		if i < cfg.Clients {
 			c.room = i % cfg.Rooms
 		} else {
@@ -136,6 +142,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			c.acceptHist = &histogram{}
 			b.pubs = append(b.pubs, c)
 		}
+		// Publisher p is in room p % Rooms: the room's are its (p / Rooms)th.
+		c.lastSeq = make([]uint64, (cfg.Publishers-c.room+cfg.Rooms-1)/cfg.Rooms)
 		if len(cfg.SourceIPs) > 0 {
 			c.src = cfg.SourceIPs[i%len(cfg.SourceIPs)]
 		}
@@ -326,9 +334,20 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 		WriteBufferPool:  writeBufferPool,
 		Proxy:            nil, // traffic goes only where --url points
 	}
+	nd := &net.Dialer{Timeout: b.cfg.ConnectTimeout}
 	if c.src != nil {
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: c.src}, Timeout: b.cfg.ConnectTimeout}
-		d.NetDialContext = nd.DialContext
+		nd.LocalAddr = &net.TCPAddr{IP: c.src}
+	}
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		nc = stamped(nc)
+		if s, ok := nc.(rxStamper); ok {
+			c.rx = s
+		}
+		return nc, nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, b.cfg.ConnectTimeout)
 	defer cancel()
@@ -488,19 +507,25 @@ func (b *bench) message(c *conn, f []byte) {
 	pub, t, ok1 := parseField(t)
 	seq, t, ok2 := parseField(t)
 	sent, _, ok3 := parseField(t)
-	if !ok1 || !ok2 || !ok3 || pub >= uint64(len(c.lastSeq)) {
+	rooms := uint64(max(b.cfg.Rooms, 1))
+	if !ok1 || !ok2 || !ok3 || pub%rooms != uint64(c.room) || pub/rooms >= uint64(len(c.lastSeq)) {
 		return
 	}
-	last := c.lastSeq[pub]
+	last := c.lastSeq[pub/rooms]
 	if seq <= last {
 		c.dupes.Add(1)
 		return
 	}
 	c.gaps += seq - last - 1
-	c.lastSeq[pub] = seq
+	c.lastSeq[pub/rooms] = seq
 	c.bytes += uint64(len(f))
 	c.lastRecv = now
 	c.hist.record(time.Duration(now - int64(sent)))
+	if c.rx != nil {
+		if rx := c.rx.lastRx(); rx > 0 {
+			c.sockHist.record(time.Duration(max(rx-int64(sent), 0)))
+		}
+	}
 	if int(pub) == c.pub && c.acceptHist != nil {
 		// Once per message, at its sender: how long until the server
 		// accepted it (its "ts", in milliseconds).
@@ -644,7 +669,7 @@ func (b *bench) collect(res *Result) {
 	for r, a := range acked {
 		res.Expected += a * b.members[r]
 	}
-	all, accept := &histogram{}, &histogram{}
+	all, accept, sock := &histogram{}, &histogram{}, &histogram{}
 	var last int64
 	var nbytes uint64
 	for _, c := range b.conns {
@@ -656,6 +681,7 @@ func (b *bench) collect(res *Result) {
 		res.Gaps += c.gaps
 		nbytes += c.bytes
 		all.merge(&c.hist)
+		sock.merge(&c.sockHist)
 		if c.acceptHist != nil {
 			accept.merge(c.acceptHist)
 		}
@@ -666,6 +692,7 @@ func (b *bench) collect(res *Result) {
 	}
 	res.Latency = all.summary()
 	res.AcceptLatency = accept.summary()
+	res.SocketLatency = sock.summary()
 	winEnd := b.pubEnd
 	if last > 0 {
 		winEnd = time.Unix(0, last)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -105,6 +106,12 @@ func TestRunZeroLoss(t *testing.T) {
 	// the server stamp's millisecond rounding.
 	if a := res.AcceptLatency; a.Count != res.Acked || a.P50 > a.P99 || a.Max > res.Latency.Max+1 {
 		t.Errorf("accept latency = %+v (latency %+v, %d acked)", a, res.Latency, res.Acked)
+	}
+	// On Linux, every delivery up to the client's socket: never later than
+	// its handling (but for the histogram's ~3% buckets).
+	if s, l := res.SocketLatency, res.Latency; runtime.GOOS == "linux" &&
+		(s.Count != res.Delivered || s.Max <= 0 || s.P50 > l.P50*1.04 || s.P99 > l.P99*1.04 || s.Max > l.Max*1.04) {
+		t.Errorf("socket latency = %+v (latency %+v, %d delivered)", s, l, res.Delivered)
 	}
 	if res.DeliveriesPerSec <= 0 || res.BytesPerSec <= 0 || res.CPU.Percent <= 0 {
 		t.Errorf("rates: %v deliveries/s, %v B/s, cpu %v%%", res.DeliveriesPerSec, res.BytesPerSec, res.CPU.Percent)

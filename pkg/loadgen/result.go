@@ -67,6 +67,11 @@ type Result struct {
 	// spent before the server took the message; the rest is fan-out and
 	// writing.
 	AcceptLatency Latency `json:"accept_latency"`
+	// SocketLatency is, for every delivery, the time from its send to the
+	// kernel's receipt of it at the client's socket (SO_TIMESTAMPNS; Linux
+	// only, count 0 elsewhere): Latency without the load generator's own
+	// lag in reading its sockets.
+	SocketLatency Latency `json:"socket_latency"`
 
 	CPU CPU `json:"cpu"`
 	// Interrupted is set when the context was cancelled during publishing or
