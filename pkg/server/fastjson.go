@@ -239,8 +239,12 @@ func decodeInbound(data []byte, in *protocol.Inbound) error {
 		return true
 	})
 	if !fast {
-		*in = protocol.Inbound{}
-		return json.Unmarshal(data, in)
+		// Into its own variable, so that in does not escape (the fast
+		// path is the usual one, and its caller's in stays on the stack).
+		var slow protocol.Inbound
+		err := json.Unmarshal(data, &slow)
+		*in = slow
+		return err
 	}
 	all := string(data)
 	*in = protocol.Inbound{

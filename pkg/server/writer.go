@@ -97,6 +97,9 @@ func (c *conn) enqueue(f *frame) {
 		}
 		return
 	}
+	if c.q == nil {
+		c.q = make([]*frame, 0, idleKeptQueue)
+	}
 	c.q = append(c.q, f)
 	start := c.wakeLocked()
 	c.mu.Unlock()
@@ -275,7 +278,16 @@ func (c *conn) writePending() error {
 // connection keeps nothing. c.mu must be held.
 func (c *conn) idleLocked() {
 	c.running = false
-	c.q, c.spare, c.vec = nil, nil, nil
+	// A busy connection goes idle after every write: keep one small
+	// emptied queue (its slots cleared) for its next frames, drop the rest.
+	q := c.q
+	if cap(q) == 0 || cap(q) > idleKeptQueue {
+		q = c.spare
+	}
+	if cap(q) > idleKeptQueue {
+		q = nil
+	}
+	c.q, c.spare, c.vec = q[:0], nil, nil
 }
 
 // flush writes batch with one writev(2), under the write deadline the
@@ -326,6 +338,9 @@ const (
 	// maxKeptQueue bounds the emptied queue a running writer keeps for the
 	// next batch.
 	maxKeptQueue = 64
+	// idleKeptQueue bounds the emptied queue an idle connection keeps, and
+	// is a new queue's capacity.
+	idleKeptQueue = 8
 	// writeCoalesce is the least time between two writes to a connection
 	// (the flushers' shortest interval).
 	writeCoalesce = 20 * time.Millisecond
