@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,25 +10,27 @@ import (
 // A flusher writes the queued frames of many connections from one
 // goroutine, so that a busy server spends no goroutine start, timer or
 // context switch per write. A connection whose writer is idle and that gets
-// a frame is appended to its flusher's queue (it then counts as having a
-// running writer); the flusher takes connections in that order, the one
-// waiting longest first, and writes each one's whole queue with one
-// non-blocking writev(2). Under load the queue grows and every connection
-// is written once per pass with everything it got meanwhile, so the batch
-// grows with the load and the wait stays about one pass, the same for every
-// connection.
+// a frame joins its flusher's queue (it then counts as having a running
+// writer); the flusher takes the connection due first — the one written
+// longest ago, as one interval applies to all — whenever it is due (a
+// connection that got work later but was written earlier does not wait
+// behind it), and writes its whole queue with one non-blocking writev(2).
+// Under load every connection is written once per interval with everything
+// it got meanwhile, so the batch grows with the load and the wait stays
+// about one interval, the same for every connection.
 //
 // Each write costs a system call and, on the same host, the receiving
 // side's TCP work too, whatever its size, so a server with thousands of
 // busy sockets spends its core on writes unless they carry more. A flusher
 // therefore adapts the least time between two writes to one connection
-// (its interval, from writeCoalesce up to maxCoalesce): it measures the
-// share of its time spent in writes and lengthens the interval while that
-// share is above busyHigh, shortens it while below busyLow. Under a light
-// load a connection is written at most every writeCoalesce (a quiet
-// connection's first frame at once); under a heavy one, batches grow
-// before the core runs out, and latency stays about one interval instead
-// of growing with a backlog.
+// (its interval, from writeCoalesce up to maxCoalesce) every adaptEvery:
+// it lengthens the interval while writes take more than busyHigh of its
+// time and the process uses more than cpuHigh of its processors, shortens
+// it while writes take less than busyLow or the process less than cpuLow. Under a light load, or a heavy one the
+// processors still carry, a connection is written at most every
+// writeCoalesce (a quiet connection's first frame at once); when they run
+// short, batches grow, and latency stays about one interval instead of
+// growing with a backlog.
 //
 // The flusher never blocks on a socket: a write the kernel does not take
 // whole (a slow reader's full buffer), a ping or pong to send, a kick, or a
@@ -36,17 +39,80 @@ import (
 // write deadline. The flusher runs only while its queue is not empty.
 type flusher struct {
 	mu      sync.Mutex
-	q       []*conn // connections to write, in the order they got work
-	running bool    // a run goroutine exists
+	q       dueQueue // connections to write, the one due first on top
+	running bool     // a run goroutine exists
+	// waitFor is when the sleeping run goroutine wakes up (UnixNano), 0
+	// when it does not sleep; a push due before it wakes it.
+	waitFor int64
+	wake    chan struct{}
 
 	interval atomic.Int64 // least time between two writes to one connection, ns
 
 	// Owned by run: the write time measured since winStart.
-	spare    []*conn
 	vec      [][]byte
 	raw      *rawWriter
+	timer    *time.Timer
 	winStart time.Time
 	busy     time.Duration
+	// cpu reads the process's CPU time (processCPU; tests replace it);
+	// winCPU is its value at winStart.
+	cpu        func() (time.Duration, bool)
+	winCPU     time.Duration
+	winStarted bool
+}
+
+// dueQueue is a min-heap of connections by the time of their last write:
+// with one interval for all, the one written longest ago is due first.
+// The keys are kept in the heap, so ordering it reads no connection.
+type dueQueue []dueItem
+
+type dueItem struct {
+	last int64 // the connection's last write, UnixNano; 0 for none
+	c    *conn
+}
+
+func (q *dueQueue) push(it dueItem) {
+	h := append(*q, it)
+	i := len(h) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].last <= it.last {
+			break
+		}
+		h[i] = h[p]
+		i = p
+	}
+	h[i] = it
+	*q = h
+}
+
+func (q *dueQueue) pop() dueItem {
+	h := *q
+	top := h[0]
+	n := len(h) - 1
+	last := h[n]
+	h[n] = dueItem{}
+	h = h[:n]
+	i := 0
+	for n > 0 {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		if r := l + 1; r < n && h[r].last < h[l].last {
+			l = r
+		}
+		if last.last <= h[l].last {
+			break
+		}
+		h[i] = h[l]
+		i = l
+	}
+	if n > 0 {
+		h[i] = last
+	}
+	*q = h
+	return top
 }
 
 const (
@@ -55,15 +121,20 @@ const (
 	// adaptEvery is how often a flusher reconsiders its interval.
 	adaptEvery = 100 * time.Millisecond
 	// busyHigh and busyLow bound the share of a flusher's time spent in
-	// writes: above busyHigh the interval grows by a quarter, below
-	// busyLow it shrinks by a fifth.
+	// writes, cpuHigh and cpuLow the process's CPU use as a share of the
+	// processors it may use: above busyHigh while the process uses more
+	// than cpuHigh, the interval grows by a quarter; below busyLow, or
+	// while the process uses less than cpuLow, it shrinks by a fifth.
+	// Where the process's CPU time is not known the share alone decides.
 	busyHigh = 0.55
 	busyLow  = 0.35
+	cpuHigh  = 0.85
+	cpuLow   = 0.7
 )
 
 // newFlusher returns an idle flusher at the shortest interval.
 func newFlusher() *flusher {
-	f := &flusher{raw: newRawWriter()}
+	f := &flusher{raw: newRawWriter(), wake: make(chan struct{}, 1), cpu: processCPU}
 	f.interval.Store(int64(writeCoalesce))
 	return f
 }
@@ -78,11 +149,22 @@ func (f *flusher) adapt(now time.Time) {
 		return
 	}
 	share := float64(f.busy) / float64(el)
+	grow, shrink := share > busyHigh, share < busyLow
+	if cpu, ok := f.cpu(); ok {
+		// The process's CPU over the window, as a share of the processors
+		// it may use: longer batches only when they spare processors that
+		// run short; with CPU to spare, a write as soon as allowed.
+		util := float64(cpu-f.winCPU) / float64(el) / float64(runtime.GOMAXPROCS(0))
+		if f.winStarted { // else no CPU time at winStart: the share alone decides
+			grow, shrink = grow && util > cpuHigh, shrink || util < cpuLow
+		}
+		f.winCPU, f.winStarted = cpu, true
+	}
 	iv := f.coalesce()
 	switch {
-	case share > busyHigh:
+	case grow:
 		iv = min(iv*5/4, maxCoalesce)
-	case share < busyLow:
+	case shrink:
 		// One step per window: a flusher that was idle for a while
 		// (its goroutine gone) comes back at a short interval.
 		for n := min(el/adaptEvery, 20); n > 0 && iv > writeCoalesce; n-- {
@@ -105,58 +187,77 @@ const (
 
 // push queues c; the caller holds c's writer role and passes it on (it
 // took it with wakeLocked, or it is the flusher or writeLoop handing it
-// back with frames waiting).
+// back with frames waiting). It wakes the run goroutine when c is due
+// before the connection it sleeps for.
 func (f *flusher) push(c *conn) {
+	it := dueItem{c: c}
+	if !c.lastWrite.IsZero() {
+		it.last = c.lastWrite.UnixNano()
+	}
 	f.mu.Lock()
-	f.q = append(f.q, c)
+	f.q.push(it)
 	start := !f.running
 	f.running = true
+	wake := f.waitFor != 0 && it.last+int64(f.coalesce()) < f.waitFor
+	if wake {
+		f.waitFor = 0
+	}
 	f.mu.Unlock()
 	if start {
 		go f.run()
+	} else if wake {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// run writes the queued connections until the queue is empty.
+// run writes the queued connections, each when it is due, until the queue
+// is empty.
 func (f *flusher) run() {
-	for {
+	for i := 0; ; {
 		f.mu.Lock()
-		batch := f.q
-		if len(batch) == 0 {
+		if len(f.q) == 0 {
 			f.running = false
-			f.q, f.spare, f.vec = nil, nil, nil // an idle flusher keeps nothing
+			f.q = nil // an idle flusher keeps nothing
+			f.vec = nil
 			f.mu.Unlock()
 			return
 		}
-		f.q = f.spare[:0]
-		f.mu.Unlock()
-		for i, c := range batch {
-			// Writes to one connection stay an interval apart, as with
-			// its own writer; the queue is in order of arrival, so the
-			// first one waited for is about the first one due.
-			now := time.Now()
-			if wait := f.coalesce() - now.Sub(c.lastWrite); wait > 0 {
-				time.Sleep(wait)
-				now = time.Now()
-			}
-			f.adapt(now)
-			f.write(c, now)
-			batch[i] = nil
-			if i%yieldEvery == yieldEvery-1 {
-				time.Sleep(yieldSleep)
-			}
+		// Writes to one connection stay an interval apart, as with its own
+		// writer; the queue's top is the one due first.
+		now := time.Now()
+		if due := f.q[0].last + int64(f.coalesce()); due > now.UnixNano() {
+			f.waitFor = due
+			f.mu.Unlock()
+			f.sleep(time.Duration(due - now.UnixNano()))
+			continue
 		}
-		if cap(batch) <= maxKeptFlusherQueue {
-			f.spare = batch[:0]
-		} else {
-			f.spare = nil
+		it := f.q.pop()
+		f.waitFor = 0
+		f.mu.Unlock()
+		f.adapt(now)
+		f.write(it.c, now)
+		if i++; i%yieldEvery == 0 {
+			time.Sleep(yieldSleep)
 		}
 	}
 }
 
-// maxKeptFlusherQueue bounds the emptied queue a flusher keeps for its next
-// pass.
-const maxKeptFlusherQueue = 1 << 14
+// sleep waits d, or less when a push brings a connection due sooner.
+func (f *flusher) sleep(d time.Duration) {
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		f.timer.Reset(d)
+	}
+	select {
+	case <-f.timer.C:
+	case <-f.wake:
+		f.timer.Stop()
+	}
+}
 
 // write writes c's queue without blocking, as c's writer. It gives the
 // writer role back when c has nothing more, queues c again when more came

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,10 +86,16 @@ func TestShortWriteFinishedByWriter(t *testing.T) {
 // busyLow.
 func TestFlusherInterval(t *testing.T) {
 	f := newFlusher()
+	var cpu time.Duration // the process's CPU time, as the test says
+	f.cpu = func() (time.Duration, bool) { return cpu, true }
+	procs := runtime.GOMAXPROCS(0)
 	t0 := time.Now()
 	f.winStart = t0
-	window := func(busy float64) time.Duration {
-		f.busy = time.Duration(busy * float64(adaptEvery))
+	// window ends a window in which the flusher spent share of its time in
+	// writes and the process used util of its processors.
+	window := func(share, util float64) time.Duration {
+		f.busy = time.Duration(share * float64(adaptEvery))
+		cpu += time.Duration(util * float64(adaptEvery) * float64(procs))
 		t0 = t0.Add(adaptEvery)
 		f.adapt(t0)
 		return f.coalesce()
@@ -97,9 +105,21 @@ func TestFlusherInterval(t *testing.T) {
 	if got := f.coalesce(); got != writeCoalesce {
 		t.Fatalf("after half a window: %v, want %v", got, writeCoalesce)
 	}
+	window(0.5, 0.5) // the first CPU reading
+	// Writes take most of the flusher's time, but the processors are not
+	// short: no longer batches (they would only delay).
+	for range 10 {
+		if got := window(0.8, 0.8); got != writeCoalesce {
+			t.Fatalf("busy writes, CPU to spare: interval %v, want %v", got, writeCoalesce)
+		}
+	}
+	// The CPU runs short, but not because of the writes: likewise.
+	if got := window(0.1, 0.99); got != writeCoalesce {
+		t.Fatalf("CPU short, few writes: interval %v, want %v", got, writeCoalesce)
+	}
 	prev := writeCoalesce
 	for range 30 {
-		got := window(0.9)
+		got := window(0.6, 0.95)
 		if got < prev || got > maxCoalesce {
 			t.Fatalf("busy: interval %v after %v", got, prev)
 		}
@@ -108,14 +128,19 @@ func TestFlusherInterval(t *testing.T) {
 	if prev != maxCoalesce {
 		t.Fatalf("busy for long: %v, want %v", prev, maxCoalesce)
 	}
-	if got := window((busyLow + busyHigh) / 2); got != maxCoalesce {
-		t.Fatalf("between the bounds: %v, want it kept at %v", got, maxCoalesce)
+	for _, w := range [][2]float64{{(busyLow + busyHigh) / 2, 0.95}, {0.6, (cpuLow + cpuHigh) / 2}} {
+		if got := window(w[0], w[1]); got != maxCoalesce {
+			t.Fatalf("between the bounds (share %v, CPU %v): %v, want it kept at %v", w[0], w[1], got, maxCoalesce)
+		}
 	}
-	if got := window(0.1); got != maxCoalesce*4/5 {
-		t.Fatalf("one quiet window: %v, want %v", got, maxCoalesce*4/5)
+	if got := window(0.6, 0.5); got != maxCoalesce*4/5 {
+		t.Fatalf("one window with CPU to spare: %v, want %v", got, maxCoalesce*4/5)
+	}
+	if got := window(0.2, 0.95); got != maxCoalesce*4/5*4/5 {
+		t.Fatalf("one window of few writes: %v, want %v", got, maxCoalesce*4/5*4/5)
 	}
 	for range 30 {
-		prev = window(0.1)
+		prev = window(0.1, 0.3)
 	}
 	if prev != writeCoalesce {
 		t.Fatalf("quiet for long: %v, want %v", prev, writeCoalesce)
@@ -123,13 +148,22 @@ func TestFlusherInterval(t *testing.T) {
 	// A flusher that was busy, then had nothing to write for a second
 	// (no windows ended: its goroutine was gone), starts short again.
 	for range 30 {
-		window(0.9)
+		window(0.6, 0.95)
 	}
 	f.busy = 0
 	t0 = t0.Add(2 * time.Second)
 	f.adapt(t0)
 	if got := f.coalesce(); got != writeCoalesce {
 		t.Fatalf("after an idle second: %v, want %v", got, writeCoalesce)
+	}
+	// Without the process's CPU time, the share of writes decides.
+	g := newFlusher()
+	g.cpu = func() (time.Duration, bool) { return 0, false }
+	g.winStart = time.Now()
+	g.busy = time.Duration(0.9 * float64(adaptEvery))
+	g.adapt(g.winStart.Add(adaptEvery))
+	if got := g.coalesce(); got != writeCoalesce*5/4 {
+		t.Fatalf("no CPU time, busy writes: %v, want %v", got, writeCoalesce*5/4)
 	}
 }
 
@@ -249,5 +283,101 @@ func TestPingDoesNotKeepWriters(t *testing.T) {
 	t.Logf("%d connections under a flow with pings: at most %d writer goroutines at once", k, most)
 	if most >= k/2 {
 		t.Fatalf("%d writer goroutines under the flow: pinged connections kept them", most)
+	}
+}
+
+// TestDueConnectionNotBehindBusyOne: a flusher writes the connection due
+// first, not the one that got work first. With the interval at its longest,
+// a busy connection just written and a quiet one written an interval ago
+// get a frame each, the busy one first: the quiet one's goes out at once,
+// the busy one's an interval after its last write.
+func TestDueConnectionNotBehindBusyOne(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix})
+	// Connections take the flushers in turn: the first and the last of
+	// len(flushers)+1 share one.
+	clients := make([]*client, len(ts.flushers)+1)
+	for i := range clients {
+		clients[i] = dial(t, ts.url)
+	}
+	busy, quiet := clients[0], clients[len(clients)-1]
+	busy.join("busy", "b")
+	quiet.join("quiet", "q")
+	for _, c := range []*client{busy, quiet} { // the presence after a join comes a little later
+		c.waitUntil("presence", func(fs []rx) bool { return countType(fs, protocol.TypePresence) > 0 })
+	}
+	for _, f := range ts.flushers {
+		// As on a write-bound server, and held there: the measuring window
+		// starts in an hour. Set while the flusher is idle (its run
+		// goroutine starts and ends under mu).
+		waitFor(t, 5*time.Second, "an idle flusher", func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.running {
+				return false
+			}
+			f.interval.Store(int64(maxCoalesce))
+			f.winStart = time.Now().Add(time.Hour)
+			return true
+		})
+	}
+	publish := func(room, text string) {
+		msg := `{"type":"message","room":"` + room + `","id":"` + text + `","from":"op","text":"` + text + `","ts":1,"server":"cli"}`
+		if err := b.Publish(context.Background(), protocol.RoomSubject(prefix, room), []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The quiet connection's last write ages an interval; then the busy
+	// one is written and at once gets another frame, then the quiet one.
+	time.Sleep(maxCoalesce)
+	publish("busy", "1")
+	busy.waitUntil("message 1", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) == 1 })
+	start := time.Now()
+	publish("busy", "2")
+	publish("quiet", "q")
+	quiet.waitUntil("the quiet message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) == 1 })
+	quietAfter := time.Since(start)
+	busy.waitUntil("message 2", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) == 2 })
+	busyAfter := time.Since(start)
+	t.Logf("quiet connection written after %v, busy one after %v", quietAfter, busyAfter)
+	if busyAfter < maxCoalesce*3/5 {
+		t.Fatalf("busy connection written again after %v: the interval (%v) was not held", busyAfter, maxCoalesce)
+	}
+	if quietAfter > maxCoalesce/2 {
+		t.Fatalf("quiet connection written after %v, behind the busy one (%v)", quietAfter, busyAfter)
+	}
+}
+
+// TestDueQueue: the heap gives connections back oldest last write first,
+// whatever the order they came in.
+func TestDueQueue(t *testing.T) {
+	t.Parallel()
+	var q dueQueue
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 50 {
+		n := r.IntN(200)
+		for range n {
+			q.push(dueItem{last: r.Int64N(1000)})
+		}
+		prev := int64(-1)
+		for range n - n/3 { // leave some for the next round
+			it := q.pop()
+			if it.last < prev {
+				t.Fatalf("round %d: popped %d after %d", round, it.last, prev)
+			}
+			prev = it.last
+		}
+		for len(q) > 0 && r.IntN(2) == 0 {
+			q.pop()
+		}
+	}
+	for prev := int64(-1); len(q) > 0; {
+		it := q.pop()
+		if it.last < prev {
+			t.Fatalf("popped %d after %d", it.last, prev)
+		}
+		prev = it.last
 	}
 }

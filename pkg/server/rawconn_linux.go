@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -91,3 +92,12 @@ func (w *rawWriter) write(fd uintptr) bool {
 
 // maxIOV is the most buffers one writev(2) takes (IOV_MAX on Linux).
 const maxIOV = 1024
+
+// processCPU returns the CPU time the process has used, user and system.
+func processCPU() (time.Duration, bool) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, false
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+}
