@@ -82,7 +82,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}, func() float64 { return float64(s.ownWriters.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "write_interval_seconds",
-			Help: "Least time between two writes to one connection, adapted to the write load (longest of the flushers).",
+			Help: "Least time between two writes to one connection, adapted to the write load and the CPU left (longest of the flushers).",
 		}, func() float64 { return s.writeInterval().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "rooms",
