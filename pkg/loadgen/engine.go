@@ -59,9 +59,7 @@ type conn struct {
 	sent      atomic.Uint64 // publisher only
 
 	// Owned by the reader goroutine; read by others only after done.
-	hist       histogram
-	acceptHist *histogram // a publisher's own messages: send to the server's stamp
-	sockHist   histogram  // send to the kernel's receipt at this client's socket
+	h          *histShard // its latencies, shared with other connections
 	rx         rxStamper  // the socket's receive times, nil if it gives none
 	lastSeq    []uint64   // per publisher of its room, by p / Rooms
 	gaps       uint64
@@ -78,6 +76,7 @@ type rxStamper interface{ lastRx() int64 }
 
 type bench struct {
 	cfg       Config
+	shards    [histShards]histShard
 	runPrefix []byte // "b<run>:"
 	runID     string
 	conns     []*conn
@@ -139,9 +138,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		} else {
 			c.pub = i - cfg.Clients
 			c.room = c.pub % cfg.Rooms
-			c.acceptHist = &histogram{}
 			b.pubs = append(b.pubs, c)
 		}
+		c.h = &b.shards[i%histShards]
 		// Publisher p is in room p % Rooms: the room's are its (p / Rooms)th.
 		c.lastSeq = make([]uint64, (cfg.Publishers-c.room+cfg.Rooms-1)/cfg.Rooms)
 		if len(cfg.SourceIPs) > 0 {
@@ -520,17 +519,17 @@ func (b *bench) message(c *conn, f []byte) {
 	c.lastSeq[pub/rooms] = seq
 	c.bytes += uint64(len(f))
 	c.lastRecv = now
-	c.hist.record(time.Duration(now - int64(sent)))
+	c.h.all.record(time.Duration(now - int64(sent)))
 	if c.rx != nil {
 		if rx := c.rx.lastRx(); rx > 0 {
-			c.sockHist.record(time.Duration(max(rx-int64(sent), 0)))
+			c.h.sock.record(time.Duration(max(rx-int64(sent), 0)))
 		}
 	}
-	if int(pub) == c.pub && c.acceptHist != nil {
+	if int(pub) == c.pub {
 		// Once per message, at its sender: how long until the server
 		// accepted it (its "ts", in milliseconds).
 		if ts, ok := stampOf(f); ok {
-			c.acceptHist.record(time.Duration(max(ts*int64(time.Millisecond)-int64(sent), 0)))
+			c.h.accept.record(time.Duration(max(ts*int64(time.Millisecond)-int64(sent), 0)))
 		}
 	}
 	c.delivered.Add(1)
@@ -680,15 +679,15 @@ func (b *bench) collect(res *Result) {
 		res.Duplicates += c.dupes.Load()
 		res.Gaps += c.gaps
 		nbytes += c.bytes
-		all.merge(&c.hist)
-		sock.merge(&c.sockHist)
-		if c.acceptHist != nil {
-			accept.merge(c.acceptHist)
-		}
 		last = max(last, c.lastRecv)
 	}
 	if res.Expected > res.Delivered {
 		res.Lost = res.Expected - res.Delivered
+	}
+	for i := range b.shards {
+		b.shards[i].all.addTo(all)
+		b.shards[i].sock.addTo(sock)
+		b.shards[i].accept.addTo(accept)
 	}
 	res.Latency = all.summary()
 	res.AcceptLatency = accept.summary()

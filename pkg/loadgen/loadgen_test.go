@@ -9,6 +9,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -383,7 +384,7 @@ func TestHistogram(t *testing.T) {
 func TestFrameParsing(t *testing.T) {
 	t.Parallel()
 	b := &bench{runPrefix: []byte("babcd1234:"), errorFrames: map[string]uint64{}}
-	c := &conn{lastSeq: make([]uint64, 3), joined: make(chan struct{}), acceptHist: &histogram{}} // publisher 0
+	c := &conn{lastSeq: make([]uint64, 3), joined: make(chan struct{}), h: &histShard{}} // publisher 0
 	now := time.Now().UnixNano()
 	msg := func(pub, seq int) []byte {
 		return []byte(`{"type":"message","room":"r","id":"1","from":"x","text":"babcd1234:` +
@@ -407,8 +408,11 @@ func TestFrameParsing(t *testing.T) {
 		t.Errorf("delivered %d dupes %d gaps %d acks %d errors %v joined %v", c.delivered.Load(), c.dupes.Load(),
 			c.gaps, c.acks.Load(), b.errorFrames, c.isJoined)
 	}
-	if c.acceptHist.n != 2 { // its own two messages, once each
-		t.Errorf("accept latencies recorded: %d, want 2", c.acceptHist.n)
+	if n := c.h.accept.count(); n != 2 { // its own two messages, once each
+		t.Errorf("accept latencies recorded: %d, want 2", n)
+	}
+	if n := c.h.all.count(); n != 4 {
+		t.Errorf("latencies recorded: %d, want 4 (one per delivery)", n)
 	}
 	for f, want := range map[string]int64{`{"ts":1700000000123,"x":1}`: 1700000000123, `{"a":1,"ts":7}`: 7} {
 		if got, ok := stampOf([]byte(f)); !ok || got != want {
@@ -423,3 +427,30 @@ func TestFrameParsing(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestAtomicHistMatchesHistogram: the shared histogram records what the
+// plain one does, from many goroutines at once.
+func TestAtomicHistMatchesHistogram(t *testing.T) {
+	t.Parallel()
+	var shared atomicHist
+	var want histogram
+	var wg sync.WaitGroup
+	for g := range 8 {
+		for i := range 1000 {
+			want.record(time.Duration(g*1000+i) * 37 * time.Microsecond)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 1000 {
+				shared.record(time.Duration(g*1000+i) * 37 * time.Microsecond)
+			}
+		}()
+	}
+	wg.Wait()
+	var got histogram
+	shared.addTo(&got)
+	if got != want || shared.count() != 8000 {
+		t.Fatalf("shared histogram: n %d max %d, want n %d max %d (or counts differ)", got.n, got.max, want.n, want.max)
+	}
+}
