@@ -291,7 +291,7 @@ func (f *flusher) write(c *conn, now time.Time) {
 		clear(vec)
 		f.vec = vec[:0]
 		clear(batch)
-		c.writeFailed()
+		c.writeFailed(err)
 		c.writers.Done()
 		return
 	}

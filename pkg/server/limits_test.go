@@ -298,3 +298,48 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestWriteTimeoutIsSlowClient: a client that takes nothing while its
+// queue stays under the slow-client limits is disconnected when a write
+// runs out of WriteTimeout, and counted as a slow client (once).
+func TestWriteTimeoutIsSlowClient(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, SendQueue: 1 << 16, WriteTimeout: 300 * time.Millisecond})
+	slow, _, err := dialRaw(ts.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = slow.Close() }()
+	if err := slow.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "r", Name: "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, waitTimeout, "slow joined", func() bool { return ts.Stats().Rooms == 1 })
+	text := strings.Repeat("z", 60000)
+	subject := protocol.RoomSubject(prefix, "r")
+	// 60 KB frames fill the socket buffers (a few MB on loopback) long
+	// before the queue's limits (65,536 frames, no stall check below them):
+	// 20 at a time, each lot written before the next, until a write is short.
+	out0 := ts.Stats().MsgsOut
+	for i := 0; ts.shortWrites.Load() == 0; {
+		if i >= 2000 {
+			t.Fatalf("no short write after %d messages of 60 KB", i)
+		}
+		for range 20 {
+			msg := fmt.Sprintf(`{"type":"message","room":"r","id":"w-%d","from":"op","text":"%s","ts":1,"server":"cli"}`, i, text)
+			if err := b.Publish(context.Background(), subject, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			i++
+		}
+		want := out0 + uint64(i)
+		waitFor(t, waitTimeout, "the messages written or the socket full", func() bool {
+			return ts.shortWrites.Load() > 0 || ts.Stats().MsgsOut >= want
+		})
+	}
+	waitFor(t, waitTimeout, "slow connection closed", func() bool { return ts.Stats().Connections == 0 })
+	if d := ts.Stats().SlowDrops; d != 1 {
+		t.Fatalf("%d slow-client disconnects, want 1", d)
+	}
+}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/binary"
+	"errors"
+	"os"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -165,9 +167,11 @@ func (c *conn) writeLoop() {
 			c.writers.Done()
 		}
 	}()
-	if len(c.pending) > 0 && c.writePending() != nil {
-		c.writeFailed()
-		return
+	if len(c.pending) > 0 {
+		if err := c.writePending(); err != nil {
+			c.writeFailed(err)
+			return
+		}
 	}
 	for {
 		waited := false
@@ -211,7 +215,7 @@ func (c *conn) writeLoop() {
 			c.lastFull.Store(time.Now().UnixNano())
 		}
 		if err != nil {
-			c.writeFailed()
+			c.writeFailed(err)
 			return
 		}
 		// A lone frame after a pause is not a flow: return at once rather
@@ -250,10 +254,18 @@ func (c *conn) writeLoop() {
 // writeFailed ends the connection's writes after a write error: no writer
 // starts again (running stays set) and the socket is closed, which ends the
 // reader too.
-func (c *conn) writeFailed() {
+func (c *conn) writeFailed(err error) {
 	c.mu.Lock()
 	c.over = true
+	// A write that ran out of time is a client that took nothing for
+	// WriteTimeout: a slow client, counted as one unless it was already
+	// (kicked as too slow, then its close frame timed out).
+	slow := !c.kicked && errors.Is(err, os.ErrDeadlineExceeded)
 	c.mu.Unlock()
+	if slow {
+		c.s.slowDrops.Add(1)
+		c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String(), "reason", "write timeout")
+	}
 	_ = c.ws.Close()
 }
 
