@@ -204,14 +204,7 @@ func TestSlowClient(t *testing.T) {
 	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, SendQueue: 64, WriteTimeout: 300 * time.Millisecond})
 
 	// The slow client never reads until it is disconnected.
-	slow, _, err := dialRaw(ts.url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = slow.Close() }()
-	if err := slow.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "r", Name: "slow"}); err != nil {
-		t.Fatal(err)
-	}
+	slow := joinNoRead(t, ts, "r", "slow")
 	fast := dial(t, ts.url)
 	fast.join("r", "fast")
 	fast.waitUntil("slow joined", hasMembers("r", "fast", "slow"))
@@ -307,14 +300,7 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 	b := memBroker(t)
 	prefix := testPrefix(t)
 	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, SendQueue: 1 << 16, WriteTimeout: 300 * time.Millisecond})
-	slow, _, err := dialRaw(ts.url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = slow.Close() }()
-	if err := slow.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "r", Name: "slow"}); err != nil {
-		t.Fatal(err)
-	}
+	joinNoRead(t, ts, "r", "slow")
 	waitFor(t, waitTimeout, "slow joined", func() bool { return ts.Stats().Rooms == 1 })
 	text := strings.Repeat("z", 60000)
 	subject := protocol.RoomSubject(prefix, "r")
@@ -342,4 +328,19 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 	if d := ts.Stats().SlowDrops; d != 1 {
 		t.Fatalf("%d slow-client disconnects, want 1", d)
 	}
+}
+
+// joinNoRead connects a client that joins room as name and reads nothing
+// (closed when the test ends).
+func joinNoRead(t *testing.T, ts *testServer, room, name string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := dialRaw(ts.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	if err := ws.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: room, Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	return ws
 }
