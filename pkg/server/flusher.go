@@ -25,12 +25,12 @@ import (
 // therefore adapts the least time between two writes to one connection
 // (its interval, from writeCoalesce up to maxCoalesce) every adaptEvery:
 // it lengthens the interval while writes take more than busyHigh of its
-// time and the process uses more than cpuHigh of its processors, shortens
-// it while writes take less than busyLow or the process less than cpuLow. Under a light load, or a heavy one the
-// processors still carry, a connection is written at most every
-// writeCoalesce (a quiet connection's first frame at once); when they run
-// short, batches grow, and latency stays about one interval instead of
-// growing with a backlog.
+// time and the process uses more than cpuHigh of its processors, and
+// shortens it while writes take less than busyLow or the process less than
+// cpuLow. Under a light load, or a heavy one the processors still carry, a
+// connection is written at most every writeCoalesce (a quiet connection's
+// first frame at once); when they run short, batches grow, and latency
+// stays about one interval instead of growing with a backlog.
 //
 // The flusher never blocks on a socket: a write the kernel does not take
 // whole (a slow reader's full buffer), a ping or pong to send, a kick, or a
