@@ -42,7 +42,8 @@ type Message struct {
 }
 
 // Handler receives messages of one subscription. Calls for one subscription are
-// sequential, never concurrent, from that subscription's own goroutine.
+// sequential, never concurrent, from that subscription's own goroutine (or,
+// with SubscribeInline, sometimes the publisher's).
 type Handler func(Message)
 
 // Broker publishes and subscribes. All methods are safe for concurrent use.
@@ -158,6 +159,27 @@ func Redact(rawURL string) string {
 		return "<invalid URL>"
 	}
 	return u.Redacted()
+}
+
+// inlineSubscriber is implemented by the backends that can run a handler on
+// the delivering goroutine (SubscribeInline).
+type inlineSubscriber interface {
+	subscribeInline(ctx context.Context, pattern string, h Handler) (Subscription, error)
+}
+
+// SubscribeInline subscribes h, which must be quick and never block: the
+// in-process broker calls it on the publishing goroutine, before Publish
+// returns, whenever no call of it is running and nothing waits in its
+// queue, which saves a hand-off to the subscription's goroutine per
+// message; otherwise the message is queued as with Subscribe, and calls
+// stay sequential and in order. Other backends subscribe as Subscribe
+// does (their receiving goroutine serves every subscription: a handler
+// run there would hold up all of them).
+func SubscribeInline(ctx context.Context, b Broker, pattern string, h Handler) (Subscription, error) {
+	if is, ok := b.(inlineSubscriber); ok {
+		return is.subscribeInline(ctx, pattern, h)
+	}
+	return b.Subscribe(ctx, pattern, h)
 }
 
 // SubscribeChan subscribes and sends every message to ch. The send blocks the

@@ -41,17 +41,24 @@ func (m *Memory) Publish(_ context.Context, subject string, data []byte) error {
 			return err
 		}
 	}
-	msg := Message{Subject: subject, Data: data}
+	// The subscriptions are collected first and served without the lock:
+	// an inline handler runs here, and may subscribe or unsubscribe.
+	var buf [4]*sub
+	subs := buf[:0]
 	m.mu.RLock()
 	for s := range m.exact[subject] {
-		s.deliver(msg)
+		subs = append(subs, s)
 	}
 	for s := range m.wild {
 		if s.filter.matchString(subject) {
-			s.deliver(msg)
+			subs = append(subs, s)
 		}
 	}
 	m.mu.RUnlock()
+	msg := Message{Subject: subject, Data: data}
+	for _, s := range subs {
+		s.deliver(msg)
+	}
 	return nil
 }
 
@@ -61,6 +68,16 @@ func (m *Memory) Subscribe(ctx context.Context, pattern string, h Handler) (Subs
 }
 
 func (m *Memory) subscribeDone(_ context.Context, pat string, fn deliverFunc) (Subscription, error) {
+	return m.subscribe(pat, fn, false)
+}
+
+// subscribeInline registers h to run on the publisher's goroutine when
+// the subscription is idle (SubscribeInline).
+func (m *Memory) subscribeInline(_ context.Context, pat string, h Handler) (Subscription, error) {
+	return m.subscribe(pat, handlerFunc(h), true)
+}
+
+func (m *Memory) subscribe(pat string, fn deliverFunc, inline bool) (Subscription, error) {
 	p, err := parse(pat)
 	if err != nil {
 		return nil, err
@@ -70,7 +87,7 @@ func (m *Memory) subscribeDone(_ context.Context, pat string, fn deliverFunc) (S
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
-	s := newSub(pat, p, fn, m.opts.QueueSize, &m.wg)
+	s := newSub(pat, p, fn, m.opts.QueueSize, &m.wg, inline)
 	s.remove = m.remove
 	if p.literal {
 		set := m.exact[pat]

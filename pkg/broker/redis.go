@@ -201,7 +201,7 @@ func (r *Redis) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (
 		groups[key] = g
 		r.pending[pendingKey(key, isGlob)] = append(r.pending[pendingKey(key, isGlob)], g)
 	}
-	s := newSub(pat, p, fn, r.opts.QueueSize, &r.subWG)
+	s := newSub(pat, p, fn, r.opts.QueueSize, &r.subWG, false)
 	s.remove = func(s *sub) error { return r.remove(s, key, isGlob) }
 	g.subs[s] = struct{}{}
 	r.mu.Unlock()

@@ -37,13 +37,22 @@ type sub struct {
 
 	mu    sync.Mutex
 	queue []Message // waiting, oldest first
+
+	// inline subscriptions (SubscribeInline) run the handler on the
+	// delivering goroutine when nothing is queued and no call is running;
+	// otherwise the message is queued as for any subscription. runMu is
+	// held around every handler call of an inline subscription, by that
+	// goroutine or by run, so calls stay sequential and in order.
+	inline bool
+	runMu  sync.Mutex
 }
 
 // keptQueue bounds the capacity a drained queue keeps for the next burst.
 const keptQueue = 256
 
-func newSub(pat string, filter *pattern, fn deliverFunc, queueSize int, wg *sync.WaitGroup) *sub {
+func newSub(pat string, filter *pattern, fn deliverFunc, queueSize int, wg *sync.WaitGroup, inline bool) *sub {
 	s := &sub{
+		inline:  inline,
 		pattern: pat,
 		filter:  filter,
 		fn:      fn,
@@ -60,6 +69,9 @@ func newSub(pat string, filter *pattern, fn deliverFunc, queueSize int, wg *sync
 // deliver queues m without blocking; when QueueSize messages are waiting
 // it drops m.
 func (s *sub) deliver(m Message) {
+	if s.inline && s.runInline(m) {
+		return
+	}
 	s.mu.Lock()
 	if len(s.queue) >= s.max {
 		s.mu.Unlock()
@@ -77,9 +89,36 @@ func (s *sub) deliver(m Message) {
 	}
 }
 
+// runInline calls the handler with m on this goroutine if no call is
+// running and nothing is queued (what waits in the queue came before m);
+// it reports whether m was taken.
+func (s *sub) runInline(m Message) bool {
+	if !s.runMu.TryLock() { // a call is running: m waits its turn
+		return false
+	}
+	defer s.runMu.Unlock()
+	s.mu.Lock()
+	idle := len(s.queue) == 0
+	s.mu.Unlock()
+	if !idle {
+		return false
+	}
+	select {
+	case <-s.done:
+	default:
+		s.fn(s.done, m)
+	}
+	return true
+}
+
 // run hands the queued messages to the handler in order until stop.
 func (s *sub) run() {
 	defer s.wg.Done()
+	if s.inline {
+		// Close waits for this goroutine, so it waits for a running inline
+		// call; runMu then stays held: no call starts again.
+		defer s.runMu.Lock()
+	}
 	var batch []Message
 	for {
 		select {
@@ -87,22 +126,39 @@ func (s *sub) run() {
 			return
 		case <-s.ready:
 		}
-		s.mu.Lock()
-		batch, s.queue = s.queue, batch[:0]
-		s.mu.Unlock()
-		for i := range batch {
-			select {
-			case <-s.done:
-				return
-			default:
-			}
-			s.fn(s.done, batch[i])
-			batch[i] = Message{} // let the payload go
-		}
-		if cap(batch) > keptQueue {
-			batch = nil
+		if !s.runBatch(&batch) {
+			return
 		}
 	}
+}
+
+// runBatch takes the queue and hands it to the handler; it reports false
+// when the subscription was stopped meanwhile.
+func (s *sub) runBatch(batch *[]Message) bool {
+	if s.inline {
+		s.runMu.Lock()
+		defer s.runMu.Unlock()
+	}
+	s.mu.Lock()
+	b := s.queue
+	s.queue = (*batch)[:0]
+	s.mu.Unlock()
+	defer func() {
+		if cap(b) > keptQueue {
+			b = nil
+		}
+		*batch = b[:0]
+	}()
+	for i := range b {
+		select {
+		case <-s.done:
+			return false
+		default:
+		}
+		s.fn(s.done, b[i])
+		b[i] = Message{} // let the payload go
+	}
+	return true
 }
 
 // stop ends delivery without unregistering; it reports whether this call

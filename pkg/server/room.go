@@ -244,7 +244,10 @@ func (s *Server) releaseRoom(r *room) {
 func (r *room) subscribeLocked() error {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	sub, err := r.s.b.Subscribe(ctx, r.subject, r.onMessage)
+	// Inline: with the in-process broker the sender's goroutine fans its
+	// message out, no hand-off per message (onMessage never blocks; only a
+	// gap in the seqs reads the store, under gapReadTimeout).
+	sub, err := broker.SubscribeInline(ctx, r.s.b, r.subject, r.onMessage)
 	if err != nil {
 		return fmt.Errorf("server: subscribe %s: %w", r.subject, err)
 	}

@@ -56,16 +56,37 @@ func Run(t *testing.T, newBroker NewFunc) {
 		{"ConcurrentPublishSubscribe", testConcurrent},
 		{"StateConnected", testState},
 	}
+	// The same contract holds for handlers subscribed with
+	// broker.SubscribeInline (where the suite's handlers never block).
+	inline := map[string]bool{
+		"DeliveryExactlyOncePerMatchingSubscription": true, "GlobMetacharactersAreLiteral": true,
+		"PerPublisherOrder": true, "UnsubscribeStopsDelivery": true, "UnsubscribeFromHandler": true,
+		"ConcurrentPublishSubscribe": true,
+	}
+	newInline := func(t testing.TB, o broker.Options) broker.Broker { return inlineBroker{newBroker(t, o)} }
 	t.Run("group", func(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				tc.fn(t, newBroker)
 			})
+			if inline[tc.name] {
+				t.Run("Inline"+tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.fn(t, newInline)
+				})
+			}
 		}
 	})
 	// Sequential, after the group: it counts goroutines.
 	t.Run("CloseReleasesEverything", func(t *testing.T) { testClose(t, newBroker) })
+}
+
+// inlineBroker subscribes every handler with broker.SubscribeInline.
+type inlineBroker struct{ broker.Broker }
+
+func (b inlineBroker) Subscribe(ctx context.Context, pattern string, h broker.Handler) (broker.Subscription, error) {
+	return broker.SubscribeInline(ctx, b.Broker, pattern, h)
 }
 
 // open returns a broker closed when the test ends.
