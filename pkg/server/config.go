@@ -57,7 +57,8 @@ type Config struct {
 	// WriteTimeout is the deadline of each write to a client. Default: 10s.
 	WriteTimeout time.Duration
 	// PongWait is how long a connection may stay silent (no frame, no pong)
-	// before it is closed. Default: 60s.
+	// before it is closed (up to 1/64 longer: the deadline is moved in
+	// steps). Default: 60s.
 	PongWait time.Duration
 	// PingPeriod is the interval of server pings; it must be shorter than
 	// PongWait. Default: PongWait*9/10.

@@ -136,10 +136,17 @@ func (c *conn) readLoop() {
 	defer c.finish()
 	s := c.s
 	c.ws.SetReadLimit(s.cfg.ReadLimit)
-	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
-	})
+	var extended time.Time // the last read deadline set, less PongWait+slack
+	slack := s.cfg.PongWait / readDeadlineSlack
+	extend := func(now time.Time) error {
+		if now.Sub(extended) < slack {
+			return nil // a deadline at most slack shorter than now's stands
+		}
+		extended = now
+		return c.ws.SetReadDeadline(now.Add(s.cfg.PongWait + slack))
+	}
+	_ = extend(time.Now())
+	c.ws.SetPongHandler(func(string) error { return extend(time.Now()) })
 	c.ws.SetPingHandler(c.onPing)   // answered by the writer
 	c.ws.SetCloseHandler(c.onClose) // likewise
 	for {
@@ -153,7 +160,7 @@ func (c *conn) readLoop() {
 		bp := readBufs.Get().(*[]byte)
 		data, err := readFrame(r, (*bp)[:0])
 		if err == nil {
-			err = c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
+			err = extend(time.Now())
 		}
 		ok := err == nil && c.handle(mt, data)
 		if cap(data) <= maxPooledReadBuf {
@@ -165,6 +172,12 @@ func (c *conn) readLoop() {
 		}
 	}
 }
+
+// A connection's read deadline is moved only when it is more than
+// PongWait/readDeadlineSlack old, and then to that much beyond PongWait: a
+// busy sender costs no timer update per frame, and a connection is closed
+// after between PongWait and PongWait·(1+1/readDeadlineSlack) of silence.
+const readDeadlineSlack = 64
 
 // readBufs holds the buffers inbound frames are read into.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -255,3 +255,36 @@ func goroutinesIn(fn string) int {
 		buf = make([]byte, 2*len(buf))
 	}
 }
+
+// TestFramesKeepConnectionAlive: a client that never answers pings stays
+// connected while it sends frames, and is closed no sooner than PongWait
+// after its last one (the read deadline moves in steps, never short of it).
+func TestFramesKeepConnectionAlive(t *testing.T) {
+	t.Parallel()
+	const pongWait = 640 * time.Millisecond
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), PongWait: pongWait, PingPeriod: 100 * time.Millisecond})
+	ws, _, err := dialRaw(ts.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.SetPingHandler(func(string) error { return nil }) // no pongs
+	c := newClient(t, ws)
+	c.join("alive", "quiet")
+	var last time.Time
+	for i := range 15 { // 3 PongWaits of frames, one every 130 ms
+		last = time.Now()
+		c.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "alive", Text: "still here", CID: strconv.Itoa(i)})
+		if a := c.next(protocol.TypeAck); a.CID != strconv.Itoa(i) {
+			t.Fatalf("ack %+v", a)
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("closed after %d frames: %v", i+1, c.closeErr())
+		case <-time.After(130 * time.Millisecond): // the client's pace
+		}
+	}
+	_ = c.closeErr()
+	if el := time.Since(last); el < pongWait {
+		t.Fatalf("closed %v after the last frame, before PongWait %v", el, pongWait)
+	}
+}
