@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,11 +17,13 @@ import (
 // remembers a dedup key as long as its message is held. It starts no
 // goroutine.
 //
-// A held message is one pointer-free record and one string holding all its
-// text fields and its dedup key back to back (the index maps a key's hash
-// to its seq), so that a server holding millions of messages gives the
-// garbage collector one object to mark per message (four when it held a
-// protocol.Message and the key apart: BenchmarkMemoryHeld).
+// A held message is one pointer-free record, its text fields and dedup key
+// written back to back into the room's current chunk of bytes (the index
+// maps a key's hash to its seq): the garbage collector has nothing to mark
+// per message, only a few chunks per room, and a server holding millions of
+// messages costs it no more per cycle than an empty one
+// (BenchmarkMemoryHeld). A chunk is freed once trimming dropped all its
+// messages.
 type Memory struct {
 	opts Options
 	seed maphash.Seed
@@ -38,57 +39,86 @@ type memRoom struct {
 	last  uint64
 	recs  []memRec          // ascending, consecutive seqs
 	dedup map[uint64]uint64 // dedup key hash -> seq
+	// chunks hold the records' text; chunks[i] is chunk number first+i,
+	// the last one is being filled.
+	chunks [][]byte
+	first  uint32
 }
 
-// memRec is a held message. text holds its Type, ID, From, Text, Server,
-// CID and dedup key back to back, ends[i] where field i ends.
+// memRec is a held message. Its Type, ID, From, Text, Server, CID and
+// dedup key lie back to back from off in chunk number chunk; ends[i] is
+// where field i ends, from off.
 type memRec struct {
 	seq    uint64
 	ts     int64
 	key    uint64 // hash of the dedup key, 0 for none
-	text   string
+	chunk  uint32
+	off    uint32
 	ends   [memFields]uint32
 	system bool
 }
 
 const memFields = 7 // Type, ID, From, Text, Server, CID, dedup key
 
-// field returns text field i of r.
-func (r *memRec) field(i int) string {
-	lo := uint32(0)
-	if i > 0 {
-		lo = r.ends[i-1]
-	}
-	return r.text[lo:r.ends[i]]
+// Chunk sizes: a room's first chunk holds minChunk bytes, each next one
+// twice the last up to maxChunk (a bigger message gets a chunk its size),
+// so a quiet room holds little and a busy one few chunks.
+const (
+	minChunk = 256
+	maxChunk = 32 << 10
+)
+
+// text returns r's fields and key, back to back.
+func (rm *memRoom) text(r *memRec) []byte {
+	c := rm.chunks[r.chunk-rm.first]
+	return c[r.off : r.off+r.ends[memFields-1]]
 }
 
 // dedupKey returns the dedup key r was appended with.
-func (r *memRec) dedupKey() string { return r.field(memFields - 1) }
+func (rm *memRoom) dedupKey(r *memRec) []byte {
+	return rm.text(r)[r.ends[memFields-2]:]
+}
 
-// message returns r as a message of room.
-func (r *memRec) message(room string) protocol.Message {
+// message returns r as a message of room, its strings cut from one copy.
+func (rm *memRoom) message(r *memRec, room string) protocol.Message {
+	text := string(rm.text(r)[:r.ends[memFields-2]])
+	f := func(i int) string {
+		lo := uint32(0)
+		if i > 0 {
+			lo = r.ends[i-1]
+		}
+		return text[lo:r.ends[i]]
+	}
 	return protocol.Message{
-		Type: r.field(0), Room: room, ID: r.field(1), Seq: r.seq, From: r.field(2), Text: r.field(3),
-		TS: r.ts, Server: r.field(4), CID: r.field(5), System: r.system,
+		Type: f(0), Room: room, ID: f(1), Seq: r.seq, From: f(2), Text: f(3),
+		TS: r.ts, Server: f(4), CID: f(5), System: r.system,
 	}
 }
 
-// newMemRec packs m (its Room aside) and its dedup key.
-func newMemRec(m *protocol.Message, dedupKey string, keyHash uint64) memRec {
+// add writes m (its Room aside) and its dedup key into the room's chunks
+// and appends its record.
+func (rm *memRoom) add(m *protocol.Message, dedupKey string, keyHash uint64) {
 	fields := [memFields]string{m.Type, m.ID, m.From, m.Text, m.Server, m.CID, dedupKey}
 	n := 0
 	for _, f := range fields {
 		n += len(f)
 	}
-	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, system: m.System}
-	var b strings.Builder
-	b.Grow(n)
-	for i, f := range fields {
-		b.WriteString(f)
-		rec.ends[i] = uint32(b.Len())
+	if len(rm.chunks) == 0 || cap(rm.chunks[len(rm.chunks)-1])-len(rm.chunks[len(rm.chunks)-1]) < n {
+		size := minChunk
+		if len(rm.chunks) > 0 {
+			size = min(2*cap(rm.chunks[len(rm.chunks)-1]), maxChunk)
+		}
+		rm.chunks = append(rm.chunks, make([]byte, 0, max(size, n)))
 	}
-	rec.text = b.String()
-	return rec
+	ci := len(rm.chunks) - 1
+	c := rm.chunks[ci]
+	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, chunk: rm.first + uint32(ci), off: uint32(len(c)), system: m.System}
+	for i, f := range fields {
+		c = append(c, f...)
+		rec.ends[i] = uint32(len(c)) - rec.off
+	}
+	rm.chunks[ci] = c
+	rm.recs = append(rm.recs, rec)
 }
 
 // NewMemory returns an empty in-process store.
@@ -132,8 +162,8 @@ func (s *Memory) Append(ctx context.Context, m *protocol.Message, dedupKey strin
 	indexed := false // h names another key's message (a hash collision)
 	if h != 0 {
 		if seq, ok := r.dedup[h]; ok {
-			if orig := r.get(seq); orig != nil && orig.dedupKey() == dedupKey {
-				*m = orig.message(m.Room)
+			if orig := r.get(seq); orig != nil && string(r.dedupKey(orig)) == dedupKey {
+				*m = r.message(orig, m.Room)
 				return seq, true, nil
 			}
 			indexed = true
@@ -141,7 +171,7 @@ func (s *Memory) Append(ctx context.Context, m *protocol.Message, dedupKey strin
 	}
 	r.last++
 	m.Seq = r.last
-	r.recs = append(r.recs, newMemRec(m, dedupKey, h))
+	r.add(m, dedupKey, h)
 	if h != 0 && !indexed {
 		r.dedup[h] = m.Seq
 	}
@@ -173,9 +203,13 @@ func (r *memRoom) trim(maxLen int, cutoff int64) {
 		}
 	}
 	// Reslice (amortised O(1)); the next growth of the slice copies only
-	// the live part. Zero the dropped records so their text can go.
-	clear(r.recs[:drop])
+	// the live part. The chunks before the oldest kept record's go.
 	r.recs = r.recs[drop:]
+	if k := r.recs[0].chunk - r.first; k > 0 {
+		clear(r.chunks[:k])
+		r.chunks = r.chunks[k:]
+		r.first += k
+	}
 }
 
 // read returns a copy of the held messages of room with lo <= seq <= hi,
@@ -211,7 +245,7 @@ func (s *Memory) read(ctx context.Context, room string, lo, hi uint64, n int, fr
 	}
 	msgs := make([]protocol.Message, j-i)
 	for k := range msgs {
-		msgs[k] = r.recs[i+k].message(room)
+		msgs[k] = r.message(&r.recs[i+k], room)
 	}
 	return msgs, nil
 }

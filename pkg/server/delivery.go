@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"time"
 
 	"github.com/livechat/livechat/pkg/broker"
@@ -30,11 +31,16 @@ import (
 // it. The mutex is per room and uncontended except during joins and gap
 // fills.
 
-// recentEntry is one delivered message in the ring of recent seqs.
+// recentEntry is one delivered message in the ring of recent seqs: its id
+// is held as a hash, so that the rings (a thousand entries in every busy
+// room) hold no pointer for the garbage collector to follow.
 type recentEntry struct {
-	seq uint64
-	id  string
+	seq    uint64
+	idHash uint64
 }
+
+// idSeed seeds the hashes of message ids in the recent rings.
+var idSeed = maphash.MakeSeed()
 
 // pendingMsg is a live message held back behind a gap.
 type pendingMsg struct {
@@ -148,7 +154,7 @@ func (r *room) isDuplicateLocked(seq uint64, id string) bool {
 		e = r.recent[seq%recentSeqs]
 	}
 	if e.seq == seq {
-		if e.id == id {
+		if e.idHash == maphash.String(idSeed, id) {
 			return true
 		}
 	} else if r.last-seq >= recentSeqs {
@@ -181,7 +187,7 @@ func (r *room) deliverLocked(seq uint64, id string, data []byte) {
 		// 24 KiB: not held by the many rooms that see no traffic.
 		r.recent = new([recentSeqs]recentEntry)
 	}
-	r.recent[seq%recentSeqs] = recentEntry{seq: seq, id: id}
+	r.recent[seq%recentSeqs] = recentEntry{seq: seq, idHash: maphash.String(idSeed, id)}
 }
 
 // deliverStoredLocked encodes a message read from the store (once) and
