@@ -12,6 +12,7 @@
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
+# SERVER_GOGC=N runs the servers with GOGC=N (the load generator keeps its own).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
 # (first) server during the publishing phase (6 s, from 6 s after start).
 set -euo pipefail
@@ -26,7 +27,7 @@ cleanup() {
 waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
 serve() { # port broker [extra...]
   local port=$1 br=$2; shift 2
-  taskset -c 0 "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error "$@" &
+  taskset -c 0 env ${SERVER_GOGC:+GOGC=$SERVER_GOGC} "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error "$@" &
   pids+=($!); waitport "$port"
 }
 # cpu PID...: user+system CPU seconds and runnable-but-waiting seconds
