@@ -16,27 +16,32 @@ type doneSubscriber interface {
 }
 
 // sub is the subscription shared by every backend: a bounded queue drained by
-// one goroutine that calls the handler. A full queue drops and counts.
+// a goroutine that calls the handler. A full queue drops and counts.
 //
-// The queue is a slice that grows with what is waiting and is taken whole by
-// the goroutine (double-buffered), so an idle subscription costs a few
-// hundred bytes however large QueueSize is (a preallocated channel of 8,192
-// messages would hold 320 KiB per subscription, two per room on a server),
-// and a burst is handed over with one lock.
+// The goroutine exists only while messages wait: the first message queued
+// starts it, and it ends when it finds the queue empty, so an idle
+// subscription (a quiet room holds two) costs no goroutine and no stack.
+// The queue is a slice that grows with what is waiting and is taken whole
+// by the goroutine (double-buffered), so it costs a few hundred bytes
+// however large QueueSize is (a preallocated channel of 8,192 messages would
+// hold 320 KiB per subscription), and a burst is handed over with one lock.
 type sub struct {
 	pattern string
 	filter  *pattern // compiled pattern, for backends that must re-check
 	fn      deliverFunc
-	max     int           // QueueSize: most messages waiting
-	ready   chan struct{} // signalled when the queue becomes non-empty
+	max     int // QueueSize: most messages waiting
 	done    chan struct{}
 	dropped atomic.Uint64
 	once    sync.Once
-	wg      *sync.WaitGroup  // the backend's, so Close can wait for every sub
-	remove  func(*sub) error // unregisters from the backend; called once
+	// wg is the backend's, so Close can wait for every goroutine and
+	// inline call; they are added under mu while done is open, so none is
+	// added once Close's stop of this subscription returned.
+	wg     *sync.WaitGroup
+	remove func(*sub) error // unregisters from the backend; called once
 
-	mu    sync.Mutex
-	queue []Message // waiting, oldest first
+	mu      sync.Mutex
+	queue   []Message // waiting, oldest first
+	running bool      // a run goroutine drains the queue
 
 	// inline subscriptions (SubscribeInline) run the handler on the
 	// delivering goroutine when nothing is queued and no call is running;
@@ -47,117 +52,130 @@ type sub struct {
 	runMu  sync.Mutex
 }
 
-// keptQueue bounds the capacity a drained queue keeps for the next burst.
-const keptQueue = 256
+// keptQueue bounds the capacity a queue keeps between bursts while its
+// goroutine runs; idleQueue what it keeps when the goroutine ends.
+const (
+	keptQueue = 256
+	idleQueue = 8
+)
 
 func newSub(pat string, filter *pattern, fn deliverFunc, queueSize int, wg *sync.WaitGroup, inline bool) *sub {
-	s := &sub{
+	return &sub{
 		inline:  inline,
 		pattern: pat,
 		filter:  filter,
 		fn:      fn,
 		max:     queueSize,
-		ready:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		wg:      wg,
 	}
-	wg.Add(1)
-	go s.run()
-	return s
 }
 
-// deliver queues m without blocking; when QueueSize messages are waiting
-// it drops m.
+// stopped reports whether stop was called.
+func (s *sub) stopped() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// deliver queues m without blocking, starting the goroutine when none
+// runs; when QueueSize messages are waiting it drops m. After stop it
+// drops m silently.
 func (s *sub) deliver(m Message) {
 	if s.inline && s.runInline(m) {
 		return
 	}
 	s.mu.Lock()
+	if s.stopped() {
+		s.mu.Unlock()
+		return
+	}
 	if len(s.queue) >= s.max {
 		s.mu.Unlock()
 		s.dropped.Add(1)
 		return
 	}
 	s.queue = append(s.queue, m)
-	first := len(s.queue) == 1
+	start := !s.running
+	if start {
+		s.running = true
+		s.wg.Add(1)
+	}
 	s.mu.Unlock()
-	if first {
-		select {
-		case s.ready <- struct{}{}:
-		default: // already signalled
-		}
+	if start {
+		go s.run()
 	}
 }
 
 // runInline calls the handler with m on this goroutine if no call is
 // running and nothing is queued (what waits in the queue came before m);
-// it reports whether m was taken.
+// it reports whether m was taken (also when the subscription is stopped).
 func (s *sub) runInline(m Message) bool {
 	if !s.runMu.TryLock() { // a call is running: m waits its turn
 		return false
 	}
 	defer s.runMu.Unlock()
 	s.mu.Lock()
-	idle := len(s.queue) == 0
-	s.mu.Unlock()
-	if !idle {
+	if s.stopped() {
+		s.mu.Unlock()
+		return true
+	}
+	if len(s.queue) > 0 {
+		s.mu.Unlock()
 		return false
 	}
-	select {
-	case <-s.done:
-	default:
-		s.fn(s.done, m)
-	}
+	s.wg.Add(1) // Close waits for this call
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.fn(s.done, m)
 	return true
 }
 
-// run hands the queued messages to the handler in order until stop.
+// run hands the queued messages to the handler in order until the queue
+// is empty or the subscription stopped.
 func (s *sub) run() {
 	defer s.wg.Done()
-	if s.inline {
-		// Close waits for this goroutine, so it waits for a running inline
-		// call; runMu then stays held: no call starts again.
-		defer s.runMu.Lock()
-	}
 	var batch []Message
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-s.ready:
-		}
-		if !s.runBatch(&batch) {
-			return
-		}
+	for s.runBatch(&batch) {
 	}
 }
 
-// runBatch takes the queue and hands it to the handler; it reports false
-// when the subscription was stopped meanwhile.
+// runBatch takes the queue and hands it to the handler. It reports false,
+// and marks the goroutine gone, when there was nothing to take or the
+// subscription stopped.
 func (s *sub) runBatch(batch *[]Message) bool {
 	if s.inline {
 		s.runMu.Lock()
 		defer s.runMu.Unlock()
 	}
 	s.mu.Lock()
+	if len(s.queue) == 0 || s.stopped() {
+		s.running = false
+		if cap(s.queue) > idleQueue {
+			s.queue = nil
+		}
+		clear(s.queue[:cap(s.queue)]) // a stopped queue lets its payloads go
+		s.queue = s.queue[:0]
+		s.mu.Unlock()
+		return false
+	}
 	b := s.queue
 	s.queue = (*batch)[:0]
 	s.mu.Unlock()
-	defer func() {
-		if cap(b) > keptQueue {
-			b = nil
-		}
-		*batch = b[:0]
-	}()
 	for i := range b {
-		select {
-		case <-s.done:
-			return false
-		default:
+		if s.stopped() {
+			break
 		}
 		s.fn(s.done, b[i])
-		b[i] = Message{} // let the payload go
 	}
+	clear(b) // let the payloads go
+	if cap(b) > keptQueue {
+		b = nil
+	}
+	*batch = b[:0]
 	return true
 }
 
@@ -166,7 +184,9 @@ func (s *sub) runBatch(batch *[]Message) bool {
 func (s *sub) stop() bool {
 	stopped := false
 	s.once.Do(func() {
+		s.mu.Lock()
 		close(s.done)
+		s.mu.Unlock()
 		stopped = true
 	})
 	return stopped
