@@ -68,57 +68,57 @@ const (
 	maxChunk = 32 << 10
 )
 
-// text returns r's fields and key, back to back.
-func (rm *memRoom) text(r *memRec) []byte {
-	c := rm.chunks[r.chunk-rm.first]
-	return c[r.off : r.off+r.ends[memFields-1]]
+// text returns rec's fields and key, back to back.
+func (r *memRoom) text(rec *memRec) []byte {
+	c := r.chunks[rec.chunk-r.first]
+	return c[rec.off : rec.off+rec.ends[memFields-1]]
 }
 
-// dedupKey returns the dedup key r was appended with.
-func (rm *memRoom) dedupKey(r *memRec) []byte {
-	return rm.text(r)[r.ends[memFields-2]:]
+// dedupKey returns the dedup key rec was appended with.
+func (r *memRoom) dedupKey(rec *memRec) []byte {
+	return r.text(rec)[rec.ends[memFields-2]:]
 }
 
-// message returns r as a message of room, its strings cut from one copy.
-func (rm *memRoom) message(r *memRec, room string) protocol.Message {
-	text := string(rm.text(r)[:r.ends[memFields-2]])
+// message returns rec as a message of room, its strings cut from one copy.
+func (r *memRoom) message(rec *memRec, room string) protocol.Message {
+	text := string(r.text(rec)[:rec.ends[memFields-2]])
 	f := func(i int) string {
 		lo := uint32(0)
 		if i > 0 {
-			lo = r.ends[i-1]
+			lo = rec.ends[i-1]
 		}
-		return text[lo:r.ends[i]]
+		return text[lo:rec.ends[i]]
 	}
 	return protocol.Message{
-		Type: f(0), Room: room, ID: f(1), Seq: r.seq, From: f(2), Text: f(3),
-		TS: r.ts, Server: f(4), CID: f(5), System: r.system,
+		Type: f(0), Room: room, ID: f(1), Seq: rec.seq, From: f(2), Text: f(3),
+		TS: rec.ts, Server: f(4), CID: f(5), System: rec.system,
 	}
 }
 
 // add writes m (its Room aside) and its dedup key into the room's chunks
 // and appends its record.
-func (rm *memRoom) add(m *protocol.Message, dedupKey string, keyHash uint64) {
+func (r *memRoom) add(m *protocol.Message, dedupKey string, keyHash uint64) {
 	fields := [memFields]string{m.Type, m.ID, m.From, m.Text, m.Server, m.CID, dedupKey}
 	n := 0
 	for _, f := range fields {
 		n += len(f)
 	}
-	if len(rm.chunks) == 0 || cap(rm.chunks[len(rm.chunks)-1])-len(rm.chunks[len(rm.chunks)-1]) < n {
+	if len(r.chunks) == 0 || cap(r.chunks[len(r.chunks)-1])-len(r.chunks[len(r.chunks)-1]) < n {
 		size := minChunk
-		if len(rm.chunks) > 0 {
-			size = min(2*cap(rm.chunks[len(rm.chunks)-1]), maxChunk)
+		if len(r.chunks) > 0 {
+			size = min(2*cap(r.chunks[len(r.chunks)-1]), maxChunk)
 		}
-		rm.chunks = append(rm.chunks, make([]byte, 0, max(size, n)))
+		r.chunks = append(r.chunks, make([]byte, 0, max(size, n)))
 	}
-	ci := len(rm.chunks) - 1
-	c := rm.chunks[ci]
-	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, chunk: rm.first + uint32(ci), off: uint32(len(c)), system: m.System}
+	ci := len(r.chunks) - 1
+	c := r.chunks[ci]
+	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, chunk: r.first + uint32(ci), off: uint32(len(c)), system: m.System}
 	for i, f := range fields {
 		c = append(c, f...)
 		rec.ends[i] = uint32(len(c)) - rec.off
 	}
-	rm.chunks[ci] = c
-	rm.recs = append(rm.recs, rec)
+	r.chunks[ci] = c
+	r.recs = append(r.recs, rec)
 }
 
 // NewMemory returns an empty in-process store.
