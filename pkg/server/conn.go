@@ -30,6 +30,9 @@ type conn struct {
 	selfClose  atomic.Bool   // the reader asked for the close
 	readerDone chan struct{} // closed by readLoop
 	writers    sync.WaitGroup
+	// readExtended is when readLoop last moved the read deadline (its
+	// goroutine only: extendRead).
+	readExtended time.Time
 
 	// mu guards the outbound state: the queue, what the writer owes, the
 	// kick and whether a writer runs.
@@ -136,17 +139,8 @@ func (c *conn) readLoop() {
 	defer c.finish()
 	s := c.s
 	c.ws.SetReadLimit(s.cfg.ReadLimit)
-	var extended time.Time // the last read deadline set, less PongWait+slack
-	slack := s.cfg.PongWait / readDeadlineSlack
-	extend := func(now time.Time) error {
-		if now.Sub(extended) < slack {
-			return nil // a deadline at most slack shorter than now's stands
-		}
-		extended = now
-		return c.ws.SetReadDeadline(now.Add(s.cfg.PongWait + slack))
-	}
-	_ = extend(time.Now())
-	c.ws.SetPongHandler(func(string) error { return extend(time.Now()) })
+	_ = c.extendRead(time.Now())
+	c.ws.SetPongHandler(c.onPong)
 	c.ws.SetPingHandler(c.onPing)   // answered by the writer
 	c.ws.SetCloseHandler(c.onClose) // likewise
 	for {
@@ -160,7 +154,7 @@ func (c *conn) readLoop() {
 		bp := readBufs.Get().(*[]byte)
 		data, err := readFrame(r, (*bp)[:0])
 		if err == nil {
-			err = extend(time.Now())
+			err = c.extendRead(time.Now())
 		}
 		ok := err == nil && c.handle(mt, data)
 		if cap(data) <= maxPooledReadBuf {
@@ -178,6 +172,20 @@ func (c *conn) readLoop() {
 // busy sender costs no timer update per frame, and a connection is closed
 // after between PongWait and PongWait·(1+1/readDeadlineSlack) of silence.
 const readDeadlineSlack = 64
+
+// extendRead moves the read deadline to PongWait from now, in steps (see
+// readDeadlineSlack). It runs on the reader's goroutine only.
+func (c *conn) extendRead(now time.Time) error {
+	slack := c.s.cfg.PongWait / readDeadlineSlack
+	if now.Sub(c.readExtended) < slack {
+		return nil // a deadline at most slack shorter than now's stands
+	}
+	c.readExtended = now
+	return c.ws.SetReadDeadline(now.Add(c.s.cfg.PongWait + slack))
+}
+
+// onPong is the pong handler: a pong counts as a sign of life.
+func (c *conn) onPong(string) error { return c.extendRead(time.Now()) }
 
 // readBufs holds the buffers inbound frames are read into.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
