@@ -184,7 +184,7 @@ func (r *room) deliverLocked(seq uint64, id string, data []byte) {
 	r.fanout(data)
 	r.setLastLocked(seq)
 	if r.recent == nil {
-		// 24 KiB: not held by the many rooms that see no traffic.
+		// 16 KiB: not held by the many rooms that see no traffic.
 		r.recent = new([recentSeqs]recentEntry)
 	}
 	r.recent[seq%recentSeqs] = recentEntry{seq: seq, idHash: maphash.String(idSeed, id)}
