@@ -7,7 +7,8 @@ import (
 )
 
 // Memory is the in-process broker, for a single node and for tests. Publish
-// hands the message to every matching subscription's queue before it returns.
+// hands the message to every matching subscription's queue before it returns
+// (or, for an idle SubscribeInline subscription, calls its handler).
 type Memory struct {
 	opts   Options
 	wg     sync.WaitGroup
