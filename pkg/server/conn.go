@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -68,6 +67,7 @@ type conn struct {
 	pendingFrames int
 
 	// Owned by readLoop.
+	rd      wsReader
 	limiter *rate.Limiter
 	strikes int
 	rooms   map[string]*membership
@@ -135,41 +135,83 @@ func (c *conn) selfKick(code int, reason string) {
 	c.kickAs(code, reason, true, true)
 }
 
+// readLoop is the connection's reader: it parses the client's frames itself
+// (wsReader) from the socket gorilla upgraded, which holds nothing buffered
+// then (gorilla refuses a client that sends before the handshake ends), and
+// handles each in turn.
 func (c *conn) readLoop() {
 	defer c.finish()
-	s := c.s
-	c.ws.SetReadLimit(s.cfg.ReadLimit)
+	c.rd.limit = c.s.cfg.ReadLimit
 	_ = c.extendRead(time.Now())
-	c.ws.SetPongHandler(c.onPong)
-	c.ws.SetPingHandler(c.onPing)   // answered by the writer
-	c.ws.SetCloseHandler(c.onClose) // likewise
+	if c.raw.ok() {
+		_ = c.raw.read(c.readRaw)
+	} else {
+		c.readStream()
+	}
+	c.rd.frag = nil
+	if c.rd.bp != nil {
+		c.rd.put()
+	}
+}
+
+// readStream is the reader of a connection without a file descriptor
+// (TLS, or a system without raw reads): blocking reads of the net.Conn.
+func (c *conn) readStream() {
+	nc := c.ws.NetConn()
+	rd := &c.rd
 	for {
-		mt, r, err := c.ws.NextReader()
+		space := rd.space()
+		n, err := nc.Read(space)
+		rd.w += n
+		if n > 0 && (c.extendRead(time.Now()) != nil || !c.consume()) {
+			return
+		}
 		if err != nil {
 			return
 		}
-		// The frame is read into a pooled buffer: handle keeps nothing of
-		// it (decodeInbound copies what it keeps), and an idle connection
-		// holds no read buffer.
-		bp := readBufs.Get().(*[]byte)
-		data, err := readFrame(r, (*bp)[:0])
-		if err == nil {
-			err = c.extendRead(time.Now())
+	}
+}
+
+// consume handles every whole frame the read buffer holds; it returns false
+// when the connection must stop reading: it sent a close frame, breached
+// the protocol (closed with the breach's code) or a handler stopped it.
+func (c *conn) consume() bool {
+	for {
+		f, ok, err := c.rd.next()
+		if err == nil && ok && f.op == opClose {
+			var code int
+			if code, err = closeFrame(f.payload); err == nil {
+				c.onClose(code)
+				return false
+			}
 		}
-		ok := err == nil && c.handle(mt, data)
-		if cap(data) <= maxPooledReadBuf {
-			*bp = data[:0]
-			readBufs.Put(bp)
+		if err != nil {
+			var we *wsError
+			if errors.As(err, &we) {
+				c.s.countError("protocol_error")
+				c.selfKick(we.code, we.reason)
+			}
+			return false
 		}
 		if !ok {
-			return
+			return true
+		}
+		switch f.op {
+		case opPing:
+			c.onPing(f.payload)
+		case opPong:
+			// A sign of life: the read deadline moved with the read.
+		default:
+			if !c.handle(f.op, f.payload) {
+				return false
+			}
 		}
 	}
 }
 
 // A connection's read deadline is moved only when it is more than
 // PongWait/readDeadlineSlack old, and then to that much beyond PongWait: a
-// busy sender costs no timer update per frame, and a connection is closed
+// busy sender costs no timer update per read, and a connection is closed
 // after between PongWait and PongWait·(1+1/readDeadlineSlack) of silence.
 const readDeadlineSlack = 64
 
@@ -181,33 +223,7 @@ func (c *conn) extendRead(now time.Time) error {
 		return nil // a deadline at most slack shorter than now's stands
 	}
 	c.readExtended = now
-	return c.ws.SetReadDeadline(now.Add(c.s.cfg.PongWait + slack))
-}
-
-// onPong is the pong handler: a pong counts as a sign of life.
-func (c *conn) onPong(string) error { return c.extendRead(time.Now()) }
-
-// readBufs holds the buffers inbound frames are read into.
-var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-// maxPooledReadBuf bounds the buffers kept in readBufs.
-const maxPooledReadBuf = 16 << 10
-
-// readFrame appends the rest of r, one frame's payload, to buf.
-func readFrame(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)] // grow
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
+	return c.ws.NetConn().SetReadDeadline(now.Add(c.s.cfg.PongWait + slack))
 }
 
 // finish runs when the reader stops: it ends the writer, leaves every room

@@ -344,3 +344,67 @@ func joinNoRead(t *testing.T, ts *testServer, room, name string) *websocket.Conn
 	}
 	return ws
 }
+
+// TestFramesInPieces sends a join as two fragments with a ping between
+// them, every frame written to the socket one byte at a time, so the
+// server reads partial frames; it answers the ping, joins, and closes a
+// frame with a reserved bit set with 1002.
+func TestFramesInPieces(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
+	ws, status, err := dialRaw(ts.url, nil)
+	if err != nil {
+		t.Fatalf("dial: %v (HTTP %d)", err, status)
+	}
+	pongs := make(chan string, 1)
+	ws.SetPongHandler(func(p string) error { pongs <- p; return nil })
+	c := newClient(t, ws)
+	c.next(protocol.TypeWelcome)
+
+	join := []byte(`{"type":"join","room":"pieces","name":"ann"}`)
+	var stream []byte
+	stream = append(stream, clientFrame(false, opText, join[:10])...)
+	stream = append(stream, clientFrame(true, opPing, []byte("are you there"))...)
+	stream = append(stream, clientFrame(true, opContinuation, join[10:])...)
+	nc := ws.NetConn()
+	for i := range stream {
+		if _, err := nc.Write(stream[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case p := <-pongs:
+		if p != "are you there" {
+			t.Fatalf("pong %q", p)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no pong")
+	}
+	if j := c.next(protocol.TypeJoined); j.Room != "pieces" {
+		t.Fatalf("joined %+v", j)
+	}
+	bad := clientFrame(true, opText, []byte(`{}`))
+	bad[0] |= 0x40 // RSV1, with no extension agreed
+	if _, err := nc.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
+		t.Fatalf("close code %d, want 1002", code)
+	}
+	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
+}
+
+// TestBadCloseCode answers a close frame with a code a peer may not send
+// with 1002.
+func TestBadCloseCode(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
+	c := dial(t, ts.url)
+	c.next(protocol.TypeWelcome)
+	if _, err := c.ws.NetConn().Write(clientFrame(true, opClose, []byte{0x03, 0xed})); err != nil { // 1005
+		t.Fatal(err)
+	}
+	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
+		t.Fatalf("close code %d, want 1002", code)
+	}
+}

@@ -25,8 +25,47 @@ func newRawConn(nc net.Conn) rawConn {
 	return rawConn{rc: rc}
 }
 
-// ok reports whether r can write.
+// ok reports whether r can write and read.
 func (r rawConn) ok() bool { return r.rc != nil }
+
+// read runs f on the descriptor until it returns true, waiting for the
+// socket to be readable whenever it returns false (syscall.RawConn.Read).
+func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
+
+// readRaw reads the socket's file descriptor, run once for the connection's
+// life by RawConn.Read, which waits for the socket whenever it returns
+// false. It reads what the socket holds and handles every whole frame; a
+// read that does not fill the buffer found the socket empty, so it waits
+// then without the read that would find it so (bytes that come later wake
+// the wait, as the wait's readiness is only reset when RawConn.Read starts).
+// While it waits it holds no read buffer. It returns true to stop reading:
+// at the end of the stream, on an error, or when the handler says so.
+func (c *conn) readRaw(fd uintptr) bool {
+	rd := &c.rd
+	for {
+		if rd.drained {
+			rd.drained = false
+			rd.release()
+			return false
+		}
+		space := rd.space()
+		n, err := syscall.Read(int(fd), space)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			rd.release()
+			return false
+		case err != nil || n <= 0:
+			return true
+		}
+		rd.w += n
+		rd.drained = n < len(space)
+		if c.extendRead(time.Now()) != nil || !c.consume() {
+			return true
+		}
+	}
+}
 
 // rawWriter is a flusher's writev(2) state, kept from one write to the next
 // so that a write allocates nothing.

@@ -15,6 +15,12 @@ func newRawConn(net.Conn) rawConn { return rawConn{} }
 
 func (rawConn) ok() bool { return false }
 
+func (rawConn) read(func(uintptr) bool) error {
+	panic("server: no raw reads on this system")
+}
+
+func (*conn) readRaw(uintptr) bool { panic("server: no raw reads on this system") }
+
 // rawWriter is never used here.
 type rawWriter struct{}
 

@@ -131,8 +131,11 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	_, s.inprocBroker = b.(*broker.Memory)
 	_, s.inprocHist = cfg.History.(*history.Memory)
 	s.upgrader = websocket.Upgrader{
-		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    512, // per connection, for its life: most frames are far smaller
+		HandshakeTimeout: 10 * time.Second,
+		// The connection's reader parses frames from the socket itself
+		// (wsReader): gorilla's read buffer, kept for the connection's life,
+		// is never used, and 1 asks for the least it allows.
+		ReadBufferSize:    1,
 		WriteBufferSize:   1024,
 		WriteBufferPool:   &sync.Pool{},
 		EnableCompression: false,

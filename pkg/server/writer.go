@@ -381,26 +381,24 @@ func (c *conn) writeControl(op byte, payload []byte) error {
 // onPing is the reader's ping handler: the pong goes through the writer.
 // When a pong is already waiting this ping's is dropped (one answer is
 // enough to prove the connection is alive).
-func (c *conn) onPing(payload string) error {
+func (c *conn) onPing(payload []byte) {
 	c.mu.Lock()
 	if !c.pongDue {
-		c.pongDue, c.pongData = true, []byte(payload)
+		c.pongDue, c.pongData = true, append([]byte(nil), payload...)
 	}
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
 	}
-	return nil
 }
 
 // onClose is the reader's close handler: the writer answers with the same
 // code (no code if the peer sent none) and closes, without flushing what is
 // queued; the reader then stops. When a close of ours is already under way,
 // the peer's frame is the answer to it and nothing more is sent.
-func (c *conn) onClose(code int, _ string) error {
+func (c *conn) onClose(code int) {
 	c.kickAs(code, "", false, true)
-	return nil
 }
 
 // closeHandshake writes the close frame the kick asked for (after queued,
