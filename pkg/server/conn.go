@@ -484,7 +484,7 @@ func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 		// Stored and acknowledged: the local members get it now, the other
 		// servers fill the gap from the store with their next message.
 		s.log.Warn("server: publish stored message", "room", room, "seq", seq, "err", err)
-		m.room.receive(seq, msg.ID, data)
+		m.room.receive(seq, hashID(msg.ID), data)
 	}
 }
 

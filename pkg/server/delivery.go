@@ -42,10 +42,13 @@ type recentEntry struct {
 // idSeed seeds the hashes of message ids in the recent rings.
 var idSeed = maphash.MakeSeed()
 
+// hashID is the hash a message id is known by in the delivery.
+func hashID(id string) uint64 { return maphash.String(idSeed, id) }
+
 // pendingMsg is a live message held back behind a gap.
 type pendingMsg struct {
-	id   string
-	data []byte
+	idHash uint64
+	data   []byte
 }
 
 // seqHeader is the part of a room frame the delivery needs.
@@ -53,7 +56,9 @@ type seqHeader struct {
 	Type string `json:"type"`
 	TS   int64  `json:"ts"`
 	Seq  uint64 `json:"seq"`
-	ID   string `json:"id"`
+	ID   string `json:"id"` // only where encoding/json decoded the frame
+	// IDHash is hashID of the id.
+	IDHash uint64 `json:"-"`
 }
 
 // fanout frames data once and queues that frame to every local member of
@@ -115,7 +120,7 @@ func (r *room) setLastLocked(seq uint64) {
 // receive delivers a live message with a seq in order. It is called by the
 // room's broker handler, and by a sender's connection when the publish
 // failed (the message is stored, so the local members get it anyway).
-func (r *room) receive(seq uint64, id string, data []byte) {
+func (r *room) receive(seq, idHash uint64, data []byte) {
 	r.dmu.Lock()
 	defer r.dmu.Unlock()
 	if !r.active {
@@ -127,20 +132,20 @@ func (r *room) receive(seq uint64, id string, data []byte) {
 		r.primed = true
 	}
 	if seq <= r.last {
-		if r.isDuplicateLocked(seq, id) {
+		if r.isDuplicateLocked(seq, idHash) {
 			r.s.dupsDropped.Add(1)
 			return
 		}
 		r.resetLocked()
 	}
 	if seq == r.last+1 && len(r.pending) == 0 {
-		r.deliverLocked(seq, id, data)
+		r.deliverLocked(seq, idHash, data)
 		return
 	}
 	if len(r.pending) == 0 {
 		r.pendingSince = time.Now()
 	}
-	r.pending[seq] = pendingMsg{id: id, data: data}
+	r.pending[seq] = pendingMsg{idHash: idHash, data: data}
 	r.fillLocked()
 }
 
@@ -148,13 +153,13 @@ func (r *room) receive(seq uint64, id string, data []byte) {
 // restarted (a Redis store that lost or expired the room counts from 1
 // again): a seq delivered recently with the same id is a duplicate; for
 // anything else the store decides.
-func (r *room) isDuplicateLocked(seq uint64, id string) bool {
+func (r *room) isDuplicateLocked(seq, idHash uint64) bool {
 	var e recentEntry
 	if r.recent != nil {
 		e = r.recent[seq%recentSeqs]
 	}
 	if e.seq == seq {
-		if e.idHash == maphash.String(idSeed, id) {
+		if e.idHash == idHash {
 			return true
 		}
 	} else if r.last-seq >= recentSeqs {
@@ -180,14 +185,14 @@ func (r *room) resetLocked() {
 	clear(r.pending)
 }
 
-func (r *room) deliverLocked(seq uint64, id string, data []byte) {
+func (r *room) deliverLocked(seq, idHash uint64, data []byte) {
 	r.fanout(data)
 	r.setLastLocked(seq)
 	if r.recent == nil {
 		// 16 KiB: not held by the many rooms that see no traffic.
 		r.recent = new([recentSeqs]recentEntry)
 	}
-	r.recent[seq%recentSeqs] = recentEntry{seq: seq, idHash: maphash.String(idSeed, id)}
+	r.recent[seq%recentSeqs] = recentEntry{seq: seq, idHash: idHash}
 }
 
 // deliverStoredLocked encodes a message read from the store (once) and
@@ -199,7 +204,7 @@ func (r *room) deliverStoredLocked(m *protocol.Message) {
 		r.s.log.Error("server: encode stored message", "room", r.name, "err", err)
 		return
 	}
-	r.deliverLocked(m.Seq, m.ID, data)
+	r.deliverLocked(m.Seq, hashID(m.ID), data)
 }
 
 // skipLocked gives up the seqs up to seq-1 (not in the store, or the store
@@ -236,7 +241,7 @@ func (r *room) fillLocked() {
 		if lo == r.last+1 {
 			p := r.pending[lo]
 			delete(r.pending, lo)
-			r.deliverLocked(lo, p.id, p.data)
+			r.deliverLocked(lo, p.idHash, p.data)
 			continue
 		}
 		if wait := gapWait - time.Since(r.pendingSince); wait > 0 {

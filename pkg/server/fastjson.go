@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"hash/maphash"
+	"math"
 	"strconv"
 	"unicode/utf8"
 
@@ -281,7 +283,7 @@ func internType(b string) string {
 // the fast path reads without decoding the text; anything else goes through
 // encoding/json. It reports whether the frame is a JSON object.
 func decodeSeqHeader(data []byte, h *seqHeader) bool {
-	*h = seqHeader{}
+	*h = seqHeader{IDHash: noIDHash}
 	fast := scanObject(data, func(key, val []byte, str, esc bool) bool {
 		switch string(key) {
 		case "type":
@@ -293,19 +295,26 @@ func decodeSeqHeader(data []byte, h *seqHeader) bool {
 			if !str || esc {
 				return false
 			}
-			h.ID = string(val)
+			h.IDHash = maphash.Bytes(idSeed, val)
 		case "seq":
-			n, err := strconv.ParseUint(string(val), 10, 64)
-			if str || err != nil {
+			n, ok := parseUint(val)
+			if str || !ok {
 				return false
 			}
 			h.Seq = n
 		case "ts":
-			n, err := strconv.ParseInt(string(val), 10, 64)
-			if str || err != nil {
-				return false
+			neg := len(val) > 0 && val[0] == '-'
+			if neg {
+				val = val[1:]
 			}
-			h.TS = n
+			n, ok := parseUint(val)
+			if str || !ok || n > math.MaxInt64 {
+				return false // the slow path decides
+			}
+			h.TS = int64(n)
+			if neg {
+				h.TS = -h.TS
+			}
 		default:
 			if headerKeyFold(key) {
 				return false // a case variant encoding/json would match
@@ -320,8 +329,31 @@ func decodeSeqHeader(data []byte, h *seqHeader) bool {
 	// path above is the usual one, and its caller's h stays on the stack).
 	var slow seqHeader
 	err := json.Unmarshal(data, &slow)
+	slow.IDHash = hashID(slow.ID)
 	*h = slow
 	return err == nil
+}
+
+// noIDHash is the hash of a missing id.
+var noIDHash = hashID("")
+
+// parseUint parses b, decimal digits only, into a uint64; ok is false for
+// anything else and on overflow.
+func parseUint(b []byte) (n uint64, ok bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // internFrameType returns the type of a room frame without allocating for
@@ -451,17 +483,22 @@ func appendMessage(b []byte, m *protocol.Message) []byte {
 
 // ackFrame encodes an ack directly as a WebSocket text frame: one
 // allocation, no intermediate payload.
+// ackFixedSize bounds an ack's JSON besides its strings' contents: keys,
+// quotes, the type and two numbers of up to 20 digits.
+const ackFixedSize = 96
+
 func ackFrame(a *protocol.Ack) *frame {
 	// Header is at most 4 bytes for an ack (< 64 KiB); encode the payload
 	// after room for it, then move the header in front.
-	b := make([]byte, 4, 4+64+len(a.CID)+len(a.ID)+len(a.Room))
-	b = appendAck(b, a)
+	f := newFrame(4 + ackFixedSize + len(a.CID) + len(a.ID) + len(a.Room))
+	b := appendAck(append(f.buf, 0, 0, 0, 0), a)
 	n := len(b) - 4
 	var h [4]byte
 	hdr := appendHeader(h[:0], opText, n)
 	off := 4 - len(hdr)
 	copy(b[off:], hdr)
-	return &frame{buf: b[off:], n: 1}
+	f.buf = b[off:]
+	return f
 }
 
 // msgSizeHint is the usual encoded size of m: its strings plus the keys and

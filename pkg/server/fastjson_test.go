@@ -3,10 +3,12 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -73,6 +75,11 @@ var headerCases = []string{
 	`{"type":"message","seq":7} x`,
 	`not json`,
 	`{"type":null,"seq":3}`,
+	`{"type":"message","seq":7,"ts":-1700000000000}`,
+	`{"type":"message","seq":7,"ts":-9223372036854775808}`,
+	`{"type":"message","seq":7,"ts":9223372036854775808}`,
+	`{"type":"message","seq":18446744073709551615,"ts":0}`,
+	`{"type":"message","seq":-0}`,
 }
 
 func TestDecodeSeqHeaderMatchesEncodingJSON(t *testing.T) {
@@ -84,6 +91,10 @@ func TestDecodeSeqHeaderMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("%q: ok %v, encoding/json says %v", c, gok, wok)
 			continue
 		}
+		if wok && got.IDHash != hashID(want.ID) {
+			t.Errorf("%q: id hash %x, want that of %q", c, got.IDHash, want.ID)
+		}
+		got.ID, got.IDHash, want.IDHash = want.ID, 0, 0 // the fast path keeps the hash only
 		if wok && got != want {
 			t.Errorf("%q: got %+v, want %+v", c, got, want)
 		}
@@ -110,7 +121,7 @@ func TestAppendMessageAndAckAreEncodingJSON(t *testing.T) {
 				t.Errorf("message:\n got %s\nwant %s", got, want)
 			}
 			var h seqHeader
-			if !decodeSeqHeader(want, &h) || h.Seq != m.Seq || h.ID != m.ID || h.TS != m.TS || h.Type != m.Type {
+			if !decodeSeqHeader(want, &h) || h.Seq != m.Seq || h.IDHash != hashID(m.ID) || h.TS != m.TS || h.Type != m.Type {
 				t.Errorf("header of %s: %+v", want, h)
 			}
 		}
@@ -171,4 +182,29 @@ func BenchmarkDecodeInbound(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestFrameAllocs: an ack and a message's frame are one allocation each,
+// the frame and its bytes together, in a size class they fill.
+func TestFrameAllocs(t *testing.T) {
+	a := protocol.Ack{Type: protocol.TypeAck, CID: "c-123456", ID: "s1000-lx3k2-1a2b3c", Room: "room-42", TS: math.MaxInt64, Seq: math.MaxUint64}
+	if n := testing.AllocsPerRun(100, func() { _ = ackFrame(&a) }); n != 1 {
+		t.Errorf("ackFrame: %v allocations, want 1", n)
+	}
+	payload := bytes.Repeat([]byte("x"), 300)
+	if n := testing.AllocsPerRun(100, func() { _ = textFrame(payload) }); n != 1 {
+		t.Errorf("textFrame: %v allocations, want 1", n)
+	}
+	for _, size := range []uintptr{
+		unsafe.Sizeof(smallFrame[[224]byte]{}), unsafe.Sizeof(smallFrame[[480]byte]{}), unsafe.Sizeof(smallFrame[[992]byte]{}),
+	} {
+		if size&(size-1) != 0 {
+			t.Errorf("smallFrame of %d bytes: not a power of two", size)
+		}
+	}
+	for _, n := range []int{0, 1, 224, 225, 480, 481, 992, 993, 5000} {
+		if f := newFrame(n); cap(f.buf) < n || len(f.buf) != 0 || f.n != 1 {
+			t.Errorf("newFrame(%d): len %d cap %d n %d", n, len(f.buf), cap(f.buf), f.n)
+		}
+	}
 }

@@ -330,7 +330,7 @@ func (r *room) onMessage(m broker.Message) {
 		}
 	}
 	if ok && h.Seq > 0 && s.hist != nil {
-		r.receive(h.Seq, h.ID, m.Data)
+		r.receive(h.Seq, h.IDHash, m.Data)
 		return
 	}
 	r.fanout(m.Data)

@@ -57,9 +57,39 @@ func appendHeader(b []byte, op byte, n int) []byte {
 
 // textFrame encodes payload as one text frame.
 func textFrame(payload []byte) *frame {
-	b := make([]byte, 0, maxHeader+len(payload))
-	b = appendHeader(b, opText, len(payload))
-	return &frame{buf: append(b, payload...), n: 1}
+	f := newFrame(maxHeader + len(payload))
+	f.buf = append(appendHeader(f.buf, opText, len(payload)), payload...)
+	return f
+}
+
+// newFrame returns a frame of one WebSocket frame whose buf is empty with
+// room for size bytes. Up to about a kilobyte the frame and its bytes are
+// one allocation (the hot path's messages and acks; see smallFrame).
+func newFrame(size int) *frame {
+	var f *frame
+	switch {
+	case size <= len(smallFrame[[224]byte]{}.b):
+		p := new(smallFrame[[224]byte])
+		p.f.buf, f = p.b[:0], &p.f
+	case size <= len(smallFrame[[480]byte]{}.b):
+		p := new(smallFrame[[480]byte])
+		p.f.buf, f = p.b[:0], &p.f
+	case size <= len(smallFrame[[992]byte]{}.b):
+		p := new(smallFrame[[992]byte])
+		p.f.buf, f = p.b[:0], &p.f
+	default:
+		f = &frame{buf: make([]byte, 0, size)}
+	}
+	f.n = 1
+	return f
+}
+
+// smallFrame is a frame and its bytes in one allocation; the array sizes
+// make it fill a size class (256, 512 or 1,024 bytes with the 32 of the
+// frame).
+type smallFrame[A [224]byte | [480]byte | [992]byte] struct {
+	f frame
+	b A
 }
 
 // textFrames encodes each payload as a text frame, all in one frame value
