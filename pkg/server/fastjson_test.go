@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -195,11 +196,11 @@ func TestFrameAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = textFrame(payload) }); n != 1 {
 		t.Errorf("textFrame: %v allocations, want 1", n)
 	}
-	for _, size := range []uintptr{
-		unsafe.Sizeof(smallFrame[[224]byte]{}), unsafe.Sizeof(smallFrame[[480]byte]{}), unsafe.Sizeof(smallFrame[[992]byte]{}),
-	} {
-		if size&(size-1) != 0 {
-			t.Errorf("smallFrame of %d bytes: not a power of two", size)
+	for _, n := range []int{1, 224, 225, 256, 257, 320, 384, 480, 608, 992} {
+		f := newFrame(n)
+		size := unsafe.Sizeof(*f) + uintptr(cap(f.buf))
+		if n <= 992 && !slices.Contains([]uintptr{256, 288, 352, 416, 512, 640, 1024}, size) {
+			t.Errorf("newFrame(%d): %d bytes, not a size class", n, size)
 		}
 	}
 	for _, n := range []int{0, 1, 224, 225, 480, 481, 992, 993, 5000} {

@@ -64,32 +64,59 @@ func textFrame(payload []byte) *frame {
 
 // newFrame returns a frame of one WebSocket frame whose buf is empty with
 // room for size bytes. Up to about a kilobyte the frame and its bytes are
-// one allocation (the hot path's messages and acks; see smallFrame).
+// one allocation, whose array with the frame's 32 bytes fills one of the
+// allocator's size classes (256, 288, 352, 416, 512, 640 or 1,024 bytes):
+// the hot path's messages and acks.
 func newFrame(size int) *frame {
 	var f *frame
 	switch {
-	case size <= len(smallFrame[[224]byte]{}.b):
-		p := new(smallFrame[[224]byte])
+	case size <= 224:
+		p := new(struct {
+			f frame
+			b [224]byte
+		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= len(smallFrame[[480]byte]{}.b):
-		p := new(smallFrame[[480]byte])
+	case size <= 256:
+		p := new(struct {
+			f frame
+			b [256]byte
+		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= len(smallFrame[[992]byte]{}.b):
-		p := new(smallFrame[[992]byte])
+	case size <= 320:
+		p := new(struct {
+			f frame
+			b [320]byte
+		})
+		p.f.buf, f = p.b[:0], &p.f
+	case size <= 384:
+		p := new(struct {
+			f frame
+			b [384]byte
+		})
+		p.f.buf, f = p.b[:0], &p.f
+	case size <= 480:
+		p := new(struct {
+			f frame
+			b [480]byte
+		})
+		p.f.buf, f = p.b[:0], &p.f
+	case size <= 608:
+		p := new(struct {
+			f frame
+			b [608]byte
+		})
+		p.f.buf, f = p.b[:0], &p.f
+	case size <= 992:
+		p := new(struct {
+			f frame
+			b [992]byte
+		})
 		p.f.buf, f = p.b[:0], &p.f
 	default:
 		f = &frame{buf: make([]byte, 0, size)}
 	}
 	f.n = 1
 	return f
-}
-
-// smallFrame is a frame and its bytes in one allocation; the array sizes
-// make it fill a size class (256, 512 or 1,024 bytes with the 32 of the
-// frame).
-type smallFrame[A [224]byte | [480]byte | [992]byte] struct {
-	f frame
-	b A
 }
 
 // textFrames encodes each payload as a text frame, all in one frame value
