@@ -50,7 +50,8 @@ type Handler func(Message)
 type Broker interface {
 	// Publish sends data to every subscription matching subject, which must be
 	// a literal subject (no wildcards). It returns once the backend accepted
-	// the message; it does not wait for delivery.
+	// the message; it does not wait for delivery. data must not be modified
+	// afterwards: the in-process backend hands it to the subscriptions as is.
 	Publish(ctx context.Context, subject string, data []byte) error
 	// Subscribe registers h for every message whose subject matches pattern.
 	// It returns only once the backend has confirmed the subscription, so a

@@ -64,7 +64,7 @@ type seqHeader struct {
 // fanout frames data once and queues that frame to every local member of
 // r: one non-blocking queue push per member, nothing else.
 func (r *room) fanout(data []byte) {
-	f := textFrame(data)
+	f := sharedFrame(data) // the broker's data is never modified
 	for _, c := range *r.members.Load() {
 		c.enqueue(f)
 	}

@@ -289,7 +289,7 @@ func (f *flusher) write(c *conn, now time.Time) {
 	c.lastWrite = now
 	vec := f.vec[:0]
 	for _, fr := range batch {
-		vec = append(vec, fr.buf)
+		vec = fr.appendVec(vec)
 	}
 	written, err := f.raw.writev(c.raw, vec)
 	f.busy += time.Since(now)
@@ -334,20 +334,28 @@ func (f *flusher) write(c *conn, now time.Time) {
 	c.writers.Done()
 }
 
-// remainder returns what of vec, the buffers of batch's frames, is left
-// after the first n bytes were written (nil when all were), and how many
-// WebSocket frames went out whole.
+// remainder returns what of vec, the buffers of batch's frames (appendVec),
+// is left after the first n bytes were written (nil when all were), and how
+// many WebSocket frames went out whole.
 func remainder(vec [][]byte, batch []*frame, n int) ([][]byte, int) {
-	frames := 0
-	for i, b := range vec {
-		if n < len(b) {
-			rest := make([][]byte, 0, len(vec)-i)
-			rest = append(rest, b[n:])
-			rest = append(rest, vec[i+1:]...)
-			return rest, frames
+	frames, i := 0, 0
+	for _, f := range batch {
+		if size := len(f.buf) + len(f.tail); n >= size {
+			n -= size
+			frames += f.n
+			i += f.parts()
+			continue
 		}
-		n -= len(b)
-		frames += batch[i].n
+		rest := make([][]byte, 0, len(vec)-i)
+		for _, b := range vec[i:] {
+			if n >= len(b) {
+				n -= len(b) // written whole: the frame's header
+				continue
+			}
+			rest = append(rest, b[n:])
+			n = 0
+		}
+		return rest, frames
 	}
 	return nil, frames
 }

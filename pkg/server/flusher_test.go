@@ -190,19 +190,31 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 // went out whole.
 func TestRemainder(t *testing.T) {
 	a, b, c := textFrame([]byte("aaaa")), textFrames([][]byte{[]byte("b"), []byte("bb")}), textFrame([]byte("c"))
-	batch := []*frame{a, b, c}
-	vec := [][]byte{a.buf, b.buf, c.buf} // 6, 7 and 3 bytes
+	d := sharedFrame([]byte("dddd"))
+	batch := []*frame{a, b, c, d}
+	var vec [][]byte
+	for _, f := range batch {
+		vec = f.appendVec(vec) // 6, 7, 3 and 2+4 bytes
+	}
+	if len(vec) != 5 {
+		t.Fatalf("%d buffers, want 5", len(vec))
+	}
+	dd := string(d.buf) + string(d.tail)
 	for _, tc := range []struct {
 		n      int
 		rest   string
 		frames int
 	}{
-		{0, string(a.buf) + string(b.buf) + string(c.buf), 0},
-		{4, string(a.buf[4:]) + string(b.buf) + string(c.buf), 0},
-		{6, string(b.buf) + string(c.buf), 1},
-		{8, string(b.buf[2:]) + string(c.buf), 1},
-		{13, string(c.buf), 3},
-		{16, "", 4},
+		{0, string(a.buf) + string(b.buf) + string(c.buf) + dd, 0},
+		{4, string(a.buf[4:]) + string(b.buf) + string(c.buf) + dd, 0},
+		{6, string(b.buf) + string(c.buf) + dd, 1},
+		{8, string(b.buf[2:]) + string(c.buf) + dd, 1},
+		{13, string(c.buf) + dd, 3},
+		{16, dd, 4},
+		{17, dd[1:], 4},
+		{18, "dddd", 4},
+		{20, "dd", 4},
+		{22, "", 5},
 	} {
 		rest, frames := remainder(vec, batch, tc.n)
 		if got := string(bytes.Join(rest, nil)); got != tc.rest || frames != tc.frames || (tc.rest == "") != (rest == nil) {

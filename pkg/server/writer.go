@@ -35,11 +35,42 @@ const (
 )
 
 // frame is one or more encoded WebSocket frames, headers included, ready
-// for the socket. It is never modified once queued, so one frame may sit in
-// many connections' queues at once.
+// for the socket: buf, then tail when it is not empty. It is never modified
+// once queued, so one frame may sit in many connections' queues at once.
 type frame struct {
-	buf []byte // whole frames
-	n   int    // WebSocket frames in buf (a join's replay carries many)
+	buf  []byte // whole frames, or a header whose payload is tail
+	tail []byte // the payload after buf's header, shared, not copied (sharedFrame)
+	n    int    // WebSocket frames in buf and tail (a join's replay carries many)
+}
+
+// appendVec appends f's buffers to vec.
+func (f *frame) appendVec(vec [][]byte) [][]byte {
+	vec = append(vec, f.buf)
+	if len(f.tail) > 0 {
+		vec = append(vec, f.tail)
+	}
+	return vec
+}
+
+// parts is how many buffers appendVec appends for f.
+func (f *frame) parts() int {
+	if len(f.tail) > 0 {
+		return 2
+	}
+	return 1
+}
+
+// sharedFrame frames payload as one text frame without copying it: the
+// frame (one small allocation with its header) points to payload, which
+// must not change afterwards. A room's fan-out frames what the broker
+// delivered this way.
+func sharedFrame(payload []byte) *frame {
+	p := new(struct {
+		f frame
+		h [maxHeader]byte
+	})
+	p.f.buf, p.f.tail, p.f.n = appendHeader(p.h[:0], opText, len(payload)), payload, 1
+	return &p.f
 }
 
 // appendHeader appends the header of an unmasked final frame with opcode op
@@ -64,52 +95,52 @@ func textFrame(payload []byte) *frame {
 
 // newFrame returns a frame of one WebSocket frame whose buf is empty with
 // room for size bytes. Up to about a kilobyte the frame and its bytes are
-// one allocation, whose array with the frame's 32 bytes fills one of the
+// one allocation, whose array with the frame's 56 bytes fills one of the
 // allocator's size classes (256, 288, 352, 416, 512, 640 or 1,024 bytes):
 // the hot path's messages and acks.
 func newFrame(size int) *frame {
 	var f *frame
 	switch {
-	case size <= 224:
+	case size <= 200:
 		p := new(struct {
 			f frame
-			b [224]byte
+			b [200]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= 256:
+	case size <= 232:
 		p := new(struct {
 			f frame
-			b [256]byte
+			b [232]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= 320:
+	case size <= 296:
 		p := new(struct {
 			f frame
-			b [320]byte
+			b [296]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= 384:
+	case size <= 360:
 		p := new(struct {
 			f frame
-			b [384]byte
+			b [360]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= 480:
+	case size <= 456:
 		p := new(struct {
 			f frame
-			b [480]byte
+			b [456]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= 608:
+	case size <= 584:
 		p := new(struct {
 			f frame
-			b [608]byte
+			b [584]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
-	case size <= 992:
+	case size <= 968:
 		p := new(struct {
 			f frame
-			b [992]byte
+			b [968]byte
 		})
 		p.f.buf, f = p.b[:0], &p.f
 	default:
@@ -365,7 +396,7 @@ func (c *conn) flush(batch []*frame) error {
 	vec := c.vec[:0]
 	n := 0
 	for _, f := range batch {
-		vec = append(vec, f.buf)
+		vec = f.appendVec(vec)
 		n += f.n
 	}
 	// WriteTo consumes its receiver, so write through a copy of the slice
