@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net"
 	"syscall"
 	"time"
@@ -32,38 +33,29 @@ func (r rawConn) ok() bool { return r.rc != nil }
 // socket to be readable whenever it returns false (syscall.RawConn.Read).
 func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
 
-// readRaw reads the socket's file descriptor, run once for the connection's
-// life by RawConn.Read, which waits for the socket whenever it returns
-// false. It reads what the socket holds and handles every whole frame; a
-// read that does not fill the buffer found the socket empty, so it waits
-// then without the read that would find it so (bytes that come later wake
-// the wait, as the wait's readiness is only reset when RawConn.Read starts).
-// While it waits it holds no read buffer. It returns true to stop reading:
-// at the end of the stream, on an error, or when the handler says so.
+// readRaw is one read of the socket's descriptor, run by RawConn.Read,
+// which waits for the socket whenever it returns false: it takes a read
+// buffer only to read, and gives it back when the socket was empty, so a
+// connection holds none while it waits. It reports the end of the stream or
+// an error in c.rd.err.
 func (c *conn) readRaw(fd uintptr) bool {
 	rd := &c.rd
 	for {
-		if rd.drained {
-			rd.drained = false
-			rd.release()
-			return false
-		}
-		space := rd.space()
-		n, err := syscall.Read(int(fd), space)
+		n, err := syscall.Read(int(fd), rd.space())
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
 			rd.release()
 			return false
-		case err != nil || n <= 0:
-			return true
+		case err != nil:
+			rd.err = err
+		case n <= 0:
+			rd.err = io.EOF
+		default:
+			rd.w += n
 		}
-		rd.w += n
-		rd.drained = n < len(space)
-		if c.extendRead(time.Now()) != nil || !c.consume() {
-			return true
-		}
+		return true
 	}
 }
 

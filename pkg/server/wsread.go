@@ -61,8 +61,9 @@ type wsReader struct {
 	fragOp int
 	frag   []byte
 
-	// drained is set by a read that did not fill the buffer (readRaw).
-	drained bool
+	// err is what ended a raw read (readRaw): the end of the stream or an
+	// error.
+	err error
 }
 
 // wsReadBufSize is the size of the pooled read buffers: one read takes
