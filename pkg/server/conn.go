@@ -138,42 +138,37 @@ func (c *conn) selfKick(code int, reason string) {
 // readLoop is the connection's reader: it parses the client's frames itself
 // (wsReader) from the socket gorilla upgraded, which holds nothing buffered
 // then (gorilla refuses a client that sends before the handshake ends), and
-// handles each in turn. Frames are handled between reads, not inside the raw
-// read's callback: a socket's Close waits for that callback to return, and a
-// handler may wait for the broker or the store.
+// handles each in turn.
 func (c *conn) readLoop() {
 	defer c.finish()
-	rd := &c.rd
-	rd.limit = c.s.cfg.ReadLimit
+	c.rd.limit = c.s.cfg.ReadLimit
 	_ = c.extendRead(time.Now())
-	var nc net.Conn
-	if !c.raw.ok() {
-		nc = c.ws.NetConn()
+	if c.raw.ok() {
+		_ = c.raw.read(c.readRaw)
+	} else {
+		c.readStream()
 	}
+	c.rd.frag = nil
+	if c.rd.bp != nil {
+		c.rd.put()
+	}
+}
+
+// readStream is the reader of a connection without a file descriptor
+// (TLS, or a system without raw reads): blocking reads of the net.Conn.
+func (c *conn) readStream() {
+	nc := c.ws.NetConn()
+	rd := &c.rd
 	for {
-		var err error
-		if nc == nil {
-			if err = c.raw.read(c.readRaw); err == nil {
-				err = rd.err
-			}
-		} else {
-			// No file descriptor (TLS, or a system without raw reads):
-			// blocking reads, holding the buffer while they wait.
-			var n int
-			n, err = nc.Read(rd.space())
-			rd.w += n
+		space := rd.space()
+		n, err := nc.Read(space)
+		rd.w += n
+		if n > 0 && (c.extendRead(time.Now()) != nil || !c.consume()) {
+			return
 		}
-		if rd.w > rd.r && (c.extendRead(time.Now()) != nil || !c.consume()) {
-			break
-		}
-		rd.release()
 		if err != nil {
-			break
+			return
 		}
-	}
-	rd.frag = nil
-	if rd.bp != nil {
-		rd.put()
 	}
 }
 

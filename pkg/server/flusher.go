@@ -297,8 +297,13 @@ func (f *flusher) write(c *conn, now time.Time) {
 		clear(vec)
 		f.vec = vec[:0]
 		clear(batch)
-		c.writeFailed(err)
-		c.writers.Done()
+		// Closing the socket waits for its reader to leave the descriptor,
+		// which it holds while it handles a frame (readRaw), and a handler
+		// may wait for the broker or the store: not on the flusher.
+		go func() {
+			c.writeFailed(err)
+			c.writers.Done()
+		}()
 		return
 	}
 	rest, frames := remainder(vec, batch, written)

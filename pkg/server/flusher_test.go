@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -391,5 +392,64 @@ func TestDueQueue(t *testing.T) {
 			t.Fatalf("popped %d after %d", it.last, prev)
 		}
 		prev = it.last
+	}
+}
+
+// gatedStore holds an append to one room until the test lets it go.
+type gatedStore struct {
+	*history.Memory
+	room    string
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedStore) Append(ctx context.Context, m *protocol.Message, key string) (uint64, bool, error) {
+	if m.Room == g.room {
+		g.entered <- struct{}{}
+		<-g.gate
+	}
+	return g.Memory.Append(ctx, m, key)
+}
+
+// TestFailedWriteDoesNotStallFlusher: a write to a client that is gone
+// fails while the client's reader waits in a handler (its append held by
+// the store); the socket's close waits for that handler, which must not
+// hold up the flusher: another client on the same flusher keeps getting
+// its messages.
+func TestFailedWriteDoesNotStallFlusher(t *testing.T) {
+	t.Parallel()
+	st := &gatedStore{Memory: history.NewMemory(history.Options{}), room: "gate", entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), History: st})
+	t.Cleanup(func() { close(st.gate) }) // before the server's shutdown
+	for i := range ts.flushers {
+		ts.flushers[i] = ts.flushers[0] // one flusher for both clients
+	}
+	a, b := dial(t, ts.url), dial(t, ts.url)
+	a.join("x", "ann")
+	a.join("gate", "ann")
+	b.join("x", "bob")
+
+	a.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "gate", Text: "held", CID: "h"})
+	select {
+	case <-st.entered:
+	case <-time.After(waitTimeout):
+		t.Fatal("the append was not reached")
+	}
+	tc := a.ws.NetConn().(*net.TCPConn)
+	if err := tc.SetLinger(0); err != nil { // close with a reset: writes to it fail
+		t.Fatal(err)
+	}
+	_ = tc.Close()
+	for i := range 3 {
+		text := fmt.Sprintf("m%d", i)
+		b.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "x", Text: text, CID: text})
+		b.waitUntil("message "+text, func(frames []rx) bool {
+			for _, f := range frames {
+				if f.Type == protocol.TypeMessage && f.Text == text {
+					return true
+				}
+			}
+			return false
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"io"
 	"net"
 	"syscall"
 	"time"
@@ -33,29 +32,43 @@ func (r rawConn) ok() bool { return r.rc != nil }
 // socket to be readable whenever it returns false (syscall.RawConn.Read).
 func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
 
-// readRaw is one read of the socket's descriptor, run by RawConn.Read,
-// which waits for the socket whenever it returns false: it takes a read
-// buffer only to read, and gives it back when the socket was empty, so a
-// connection holds none while it waits. It reports the end of the stream or
-// an error in c.rd.err.
+// readRaw reads the socket's file descriptor, run once for the connection's
+// life by RawConn.Read, which waits for the socket whenever it returns
+// false. It reads what the socket holds and handles every whole frame; a
+// read that does not fill the buffer found the socket empty, so it waits
+// then without the read that would find it so (bytes that come later wake
+// the wait, as the wait's readiness is only reset when RawConn.Read starts).
+// While it waits it holds no read buffer. It returns true to stop reading:
+// at the end of the stream, on an error, or when the handler says so.
+//
+// As the callback runs while frames are handled, a Close of the socket
+// from another goroutine waits for the handler to return (a Close waits
+// for the descriptor's users): the flusher, shared by many connections,
+// therefore never closes a socket itself (flusher.write).
 func (c *conn) readRaw(fd uintptr) bool {
 	rd := &c.rd
 	for {
-		n, err := syscall.Read(int(fd), rd.space())
+		if rd.drained {
+			rd.drained = false
+			rd.release()
+			return false
+		}
+		space := rd.space()
+		n, err := syscall.Read(int(fd), space)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
 			rd.release()
 			return false
-		case err != nil:
-			rd.err = err
-		case n <= 0:
-			rd.err = io.EOF
-		default:
-			rd.w += n
+		case err != nil || n <= 0:
+			return true
 		}
-		return true
+		rd.w += n
+		rd.drained = n < len(space)
+		if c.extendRead(time.Now()) != nil || !c.consume() {
+			return true
+		}
 	}
 }
 

@@ -61,9 +61,8 @@ type wsReader struct {
 	fragOp int
 	frag   []byte
 
-	// err is what ended a raw read (readRaw): the end of the stream or an
-	// error.
-	err error
+	// drained is set by a read that did not fill the buffer (readRaw).
+	drained bool
 }
 
 // wsReadBufSize is the size of the pooled read buffers: one read takes
