@@ -182,29 +182,32 @@ func fence(t *testing.T, b broker.Broker, patterns []string, recs []*recorder) {
 func testDelivery(t *testing.T, newBroker NewFunc) {
 	b := open(t, newBroker, broker.Options{})
 	p := Prefix(t)
-	target := p + ".a.b"
+	// The second token is unique too, so that the leading wildcard matches
+	// this test's subjects only, on a Redis other tests share.
+	a := "a" + p
+	target := p + "." + a + ".b"
 	cases := []struct {
 		pattern string
 		match   bool
 	}{
-		{p + ".a.b", true},
-		{p + ".a.b", true}, // a second subscription to the same subject
-		{p + ".a.*", true},
-		{p + ".a.*", true},
-		{p + ".a.>", true}, // shares a Redis glob with a.*
+		{target, true},
+		{target, true}, // a second subscription to the same subject
+		{p + "." + a + ".*", true},
+		{p + "." + a + ".*", true},
+		{p + "." + a + ".>", true}, // shares a Redis glob with a.*
 		{p + ".>", true},
 		{p + ".*.b", true},
 		{p + ".*.*", true},
-		{"*.a.b", true},
-		{p + ".a", false},
-		{p + ".a.b.c", false},
-		{p + ".a.b.>", false},
-		{p + ".a.*.*", false},
+		{"*." + a + ".b", true},
+		{p + "." + a, false},
+		{target + ".c", false},
+		{target + ".>", false},
+		{p + "." + a + ".*.*", false},
 		{p + ".*", false},
 		{p + ".x.*", false},
-		{p + ".a.c", false},
-		{p + ".a.bb", false},
-		{p + ".a.b*", false}, // invalid pattern: skipped below
+		{p + "." + a + ".c", false},
+		{p + "." + a + ".bb", false},
+		{target + "*", false}, // invalid pattern: skipped below
 	}
 	var patterns []string
 	var recs []*recorder
