@@ -102,52 +102,35 @@ func newFrame(size int) *frame {
 	var f *frame
 	switch {
 	case size <= 200:
-		p := new(struct {
-			f frame
-			b [200]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[200]byte) []byte { return a[:0] })
 	case size <= 232:
-		p := new(struct {
-			f frame
-			b [232]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[232]byte) []byte { return a[:0] })
 	case size <= 296:
-		p := new(struct {
-			f frame
-			b [296]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[296]byte) []byte { return a[:0] })
 	case size <= 360:
-		p := new(struct {
-			f frame
-			b [360]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[360]byte) []byte { return a[:0] })
 	case size <= 456:
-		p := new(struct {
-			f frame
-			b [456]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[456]byte) []byte { return a[:0] })
 	case size <= 584:
-		p := new(struct {
-			f frame
-			b [584]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[584]byte) []byte { return a[:0] })
 	case size <= 968:
-		p := new(struct {
-			f frame
-			b [968]byte
-		})
-		p.f.buf, f = p.b[:0], &p.f
+		f = framed(func(a *[968]byte) []byte { return a[:0] })
 	default:
 		f = &frame{buf: make([]byte, 0, size)}
 	}
 	f.n = 1
 	return f
+}
+
+// framed allocates a frame with its bytes, an array A, in one object; empty
+// gives A as an empty slice.
+func framed[A any](empty func(*A) []byte) *frame {
+	p := new(struct {
+		f frame
+		b A
+	})
+	p.f.buf = empty(&p.b)
+	return &p.f
 }
 
 // textFrames encodes each payload as a text frame, all in one frame value
