@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/wsframe"
 	"golang.org/x/time/rate"
 )
 
@@ -66,8 +67,10 @@ type conn struct {
 	pending       net.Buffers
 	pendingFrames int
 
-	// Owned by readLoop.
-	rd      wsReader
+	// Owned by readLoop: the frame parser, and whether the last read
+	// found the socket empty (readRaw).
+	rd      wsframe.Reader
+	drained bool
 	limiter *rate.Limiter
 	strikes int
 	rooms   map[string]*membership
@@ -136,22 +139,19 @@ func (c *conn) selfKick(code int, reason string) {
 }
 
 // readLoop is the connection's reader: it parses the client's frames itself
-// (wsReader) from the socket gorilla upgraded, which holds nothing buffered
+// (wsframe.Reader) from the socket gorilla upgraded, which holds nothing buffered
 // then (gorilla refuses a client that sends before the handshake ends), and
 // handles each in turn.
 func (c *conn) readLoop() {
 	defer c.finish()
-	c.rd.limit = c.s.cfg.ReadLimit
+	c.rd.Limit, c.rd.FromClient = c.s.cfg.ReadLimit, true
 	_ = c.extendRead(time.Now())
 	if c.raw.ok() {
 		_ = c.raw.read(c.readRaw)
 	} else {
 		c.readStream()
 	}
-	c.rd.frag = nil
-	if c.rd.bp != nil {
-		c.rd.put()
-	}
+	c.rd.Reset()
 }
 
 // readStream is the reader of a connection without a file descriptor
@@ -160,9 +160,8 @@ func (c *conn) readStream() {
 	nc := c.ws.NetConn()
 	rd := &c.rd
 	for {
-		space := rd.space()
-		n, err := nc.Read(space)
-		rd.w += n
+		n, err := nc.Read(rd.Space())
+		rd.Commit(n)
 		if n > 0 && (c.extendRead(time.Now()) != nil || !c.consume()) {
 			return
 		}
@@ -177,32 +176,32 @@ func (c *conn) readStream() {
 // the protocol (closed with the breach's code) or a handler stopped it.
 func (c *conn) consume() bool {
 	for {
-		f, ok, err := c.rd.next()
-		if err == nil && ok && f.op == opClose {
+		f, ok, err := c.rd.Next()
+		if err == nil && ok && f.Op == wsframe.OpClose {
 			var code int
-			if code, err = closeFrame(f.payload); err == nil {
+			if code, err = wsframe.CloseCode(f.Payload); err == nil {
 				c.onClose(code)
 				return false
 			}
 		}
 		if err != nil {
-			var we *wsError
+			var we *wsframe.Error
 			if errors.As(err, &we) {
 				c.s.countError("protocol_error")
-				c.selfKick(we.code, we.reason)
+				c.selfKick(we.Code, we.Reason)
 			}
 			return false
 		}
 		if !ok {
 			return true
 		}
-		switch f.op {
-		case opPing:
-			c.onPing(f.payload)
-		case opPong:
+		switch f.Op {
+		case wsframe.OpPing:
+			c.onPing(f.Payload)
+		case wsframe.OpPong:
 			// A sign of life: the read deadline moved with the read.
 		default:
-			if !c.handle(f.op, f.payload) {
+			if !c.handle(f.Op, f.Payload) {
 				return false
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // TestBadInput sends every kind of bad frame that must get an error frame
@@ -363,9 +364,9 @@ func TestFramesInPieces(t *testing.T) {
 
 	join := []byte(`{"type":"join","room":"pieces","name":"ann"}`)
 	var stream []byte
-	stream = append(stream, clientFrame(false, opText, join[:10])...)
-	stream = append(stream, clientFrame(true, opPing, []byte("are you there"))...)
-	stream = append(stream, clientFrame(true, opContinuation, join[10:])...)
+	stream = wsframe.AppendFrame(stream, false, wsframe.OpText, join[:10], maskKey)
+	stream = wsframe.AppendFrame(stream, true, wsframe.OpPing, []byte("are you there"), maskKey)
+	stream = wsframe.AppendFrame(stream, true, wsframe.OpContinuation, join[10:], maskKey)
 	nc := ws.NetConn()
 	for i := range stream {
 		if _, err := nc.Write(stream[i : i+1]); err != nil {
@@ -383,7 +384,7 @@ func TestFramesInPieces(t *testing.T) {
 	if j := c.next(protocol.TypeJoined); j.Room != "pieces" {
 		t.Fatalf("joined %+v", j)
 	}
-	bad := clientFrame(true, opText, []byte(`{}`))
+	bad := wsframe.AppendFrame(nil, true, wsframe.OpText, []byte(`{}`), maskKey)
 	bad[0] |= 0x40 // RSV1, with no extension agreed
 	if _, err := nc.Write(bad); err != nil {
 		t.Fatal(err)
@@ -394,6 +395,9 @@ func TestFramesInPieces(t *testing.T) {
 	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
 }
 
+// maskKey masks the frames the tests write as a client.
+var maskKey = []byte{0x12, 0x34, 0x56, 0x78}
+
 // TestBadCloseCode answers a close frame with a code a peer may not send
 // with 1002.
 func TestBadCloseCode(t *testing.T) {
@@ -401,7 +405,7 @@ func TestBadCloseCode(t *testing.T) {
 	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
-	if _, err := c.ws.NetConn().Write(clientFrame(true, opClose, []byte{0x03, 0xed})); err != nil { // 1005
+	if _, err := c.ws.NetConn().Write(wsframe.AppendFrame(nil, true, wsframe.OpClose, []byte{0x03, 0xed}, maskKey)); err != nil { // 1005
 		t.Fatal(err)
 	}
 	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {

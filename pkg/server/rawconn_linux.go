@@ -48,24 +48,24 @@ func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
 func (c *conn) readRaw(fd uintptr) bool {
 	rd := &c.rd
 	for {
-		if rd.drained {
-			rd.drained = false
-			rd.release()
+		if c.drained {
+			c.drained = false
+			rd.Release()
 			return false
 		}
-		space := rd.space()
+		space := rd.Space()
 		n, err := syscall.Read(int(fd), space)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			rd.release()
+			rd.Release()
 			return false
 		case err != nil || n <= 0:
 			return true
 		}
-		rd.w += n
-		rd.drained = n < len(space)
+		rd.Commit(n)
+		c.drained = n < len(space)
 		if c.extendRead(time.Now()) != nil || !c.consume() {
 			return true
 		}

@@ -133,7 +133,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// The connection's reader parses frames from the socket itself
-		// (wsReader): gorilla's read buffer, kept for the connection's life,
+		// (wsframe.Reader): gorilla's read buffer, kept for the connection's life,
 		// is never used, and 1 asks for the least it allows.
 		ReadBufferSize:    1,
 		WriteBufferSize:   1024,
