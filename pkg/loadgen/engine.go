@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,6 +48,9 @@ type conn struct {
 	url  string
 	src  net.IP
 	ws   *websocket.Conn
+	// hc is the connection under ws when the frame reader reads it itself
+	// (ws://; nil for wss://, read by gorilla).
+	hc *headerConn
 
 	joined chan struct{} // closed by the reader on "joined"
 	done   chan struct{} // closed when the reader returns
@@ -346,6 +350,10 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 		if s, ok := nc.(rxStamper); ok {
 			c.rx = s
 		}
+		if strings.HasPrefix(c.url, "ws://") {
+			c.hc = &headerConn{Conn: nc}
+			return c.hc, nil
+		}
 		return nc, nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, b.cfg.ConnectTimeout)
@@ -417,6 +425,10 @@ func (b *bench) dialFailed(c *conn, err error, resp *http.Response) {
 // buffer and looks at a few bytes of it: no JSON decoding.
 func (b *bench) read(c *conn) {
 	defer close(c.done)
+	if c.hc != nil {
+		b.readFrames(c, c.hc)
+		return
+	}
 	buf := make([]byte, 4096)
 	for {
 		_, r, err := c.ws.NextReader()

@@ -32,7 +32,8 @@ const (
 const (
 	maxControlPayload = 125
 	maxHeader         = 14 // 2 bytes, 8 of extended length, 4 of mask
-	bufSize           = 4096
+	bufSize           = 8192
+	minRead           = 1024 // less room at the buffer's end: move what waits to its start
 	lengthRefused     = 1 << 62 // a length at or above it is refused
 	finBit            = 0x80
 	rsvBits           = 0x70
@@ -97,7 +98,7 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // Space returns where the next read goes: the free end of the read buffer,
 // which it takes from the pool when none is held, after making room (the
-// unparsed bytes move to its start; a buffer too small for the frame they
+// unparsed bytes move to its start when little room is left after them; a buffer too small for the frame they
 // begin is replaced by one that fits it whole). Commit the bytes read.
 func (rd *Reader) Space() []byte {
 	if rd.bp == nil {
@@ -111,7 +112,7 @@ func (rd *Reader) Space() []byte {
 		rd.put()
 		rd.bp, rd.w = &nb, w
 		buf = nb
-	} else if rd.r > 0 && (rd.w == len(buf) || rd.r+need > len(buf)) {
+	} else if rd.r > 0 && (len(buf)-rd.w < minRead || rd.r+need > len(buf)) {
 		rd.w = copy(buf, buf[rd.r:rd.w])
 		rd.r = 0
 	}

@@ -1,0 +1,101 @@
+package loadgen
+
+import (
+	"net"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/wsframe"
+)
+
+// headerConn is a connection gorilla dials through that gives gorilla the
+// handshake's response and nothing after it: what the server sent after
+// the response's header (the welcome frame, often in the same read) is kept
+// for the frame reader, which then reads the connection itself.
+type headerConn struct {
+	net.Conn
+	matched int    // bytes of "\r\n\r\n" matched so far
+	done    bool   // the header was given whole
+	rest    []byte // read past the header
+}
+
+// Read implements net.Conn for gorilla's handshake.
+func (h *headerConn) Read(p []byte) (int, error) {
+	if h.done { // gorilla reads nothing more; if it did, it gets the rest
+		if len(h.rest) > 0 {
+			n := copy(p, h.rest)
+			h.rest = h.rest[n:]
+			return n, nil
+		}
+		return h.Conn.Read(p)
+	}
+	n, err := h.Conn.Read(p)
+	for i, ch := range p[:n] {
+		switch {
+		case ch == "\r\n\r\n"[h.matched]:
+			h.matched++
+		case ch == '\r':
+			h.matched = 1
+		default:
+			h.matched = 0
+		}
+		if h.matched == 4 {
+			h.done = true
+			h.rest = append([]byte(nil), p[i+1:n]...)
+			return i + 1, err
+		}
+	}
+	return n, err
+}
+
+// maxFrame bounds what the load generator reads as one message.
+const maxFrame = 64 << 20
+
+// readFrames is the reader of a connection dialed through a headerConn: it
+// parses the server's frames itself (wsframe), without gorilla's reader and
+// its allocation per frame, answers pings, and reads the close frame.
+func (b *bench) readFrames(c *conn, h *headerConn) {
+	rd := &wsframe.Reader{Limit: maxFrame}
+	defer rd.Reset()
+	rest := h.rest
+	h.rest = nil
+	for {
+		var n int
+		var err error
+		if len(rest) > 0 {
+			n = copy(rd.Space(), rest)
+			rest = rest[n:]
+		} else {
+			n, err = h.Conn.Read(rd.Space())
+		}
+		rd.Commit(n)
+		for {
+			f, ok, ferr := rd.Next()
+			if ferr != nil {
+				b.readEnded(c, ferr)
+				return
+			}
+			if !ok {
+				break
+			}
+			switch f.Op {
+			case wsframe.OpText, wsframe.OpBinary:
+				b.frame(c, f.Payload)
+			case wsframe.OpPing:
+				_ = c.ws.WriteControl(websocket.PongMessage, f.Payload, time.Now().Add(writeWait))
+			case wsframe.OpClose:
+				code, cerr := wsframe.CloseCode(f.Payload)
+				if cerr == nil && code != wsframe.CloseNoStatus {
+					_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeWait))
+				}
+				b.readEnded(c, &websocket.CloseError{Code: code})
+				return
+			}
+		}
+		rd.Release()
+		if err != nil {
+			b.readEnded(c, err)
+			return
+		}
+	}
+}
