@@ -31,10 +31,10 @@ func (h *headerConn) Read(p []byte) (int, error) {
 	}
 	n, err := h.Conn.Read(p)
 	for i, ch := range p[:n] {
-		switch {
-		case ch == "\r\n\r\n"[h.matched]:
+		switch ch {
+		case "\r\n\r\n"[h.matched]:
 			h.matched++
-		case ch == '\r':
+		case '\r':
 			h.matched = 1
 		default:
 			h.matched = 0

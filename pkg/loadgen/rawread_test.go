@@ -33,6 +33,7 @@ func TestHeaderConn(t *testing.T) {
 		if err != nil || r.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("%q: response %v, %v", pieces, r, err)
 		}
+		_ = r.Body.Close()
 		if br.Buffered() != 0 {
 			t.Fatalf("%q: gorilla's reader holds %d bytes past the header", pieces, br.Buffered())
 		}

@@ -33,7 +33,7 @@ const (
 	maxControlPayload = 125
 	maxHeader         = 14 // 2 bytes, 8 of extended length, 4 of mask
 	bufSize           = 8192
-	minRead           = 1024 // less room at the buffer's end: move what waits to its start
+	minRead           = 1024    // less room at the buffer's end: move what waits to its start
 	lengthRefused     = 1 << 62 // a length at or above it is refused
 	finBit            = 0x80
 	rsvBits           = 0x70
