@@ -85,7 +85,7 @@ func (b *bench) readFrames(c *conn, h *headerConn) {
 				_ = c.ws.WriteControl(websocket.PongMessage, f.Payload, time.Now().Add(writeWait))
 			case wsframe.OpClose:
 				code, cerr := wsframe.CloseCode(f.Payload)
-				if cerr == nil && code != wsframe.CloseNoStatus {
+				if cerr == nil { // answered as gorilla's reader did
 					_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeWait))
 				}
 				b.readEnded(c, &websocket.CloseError{Code: code})
