@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // This file holds the hand-written JSON of the hot path: decoding a client's
@@ -494,7 +495,7 @@ func ackFrame(a *protocol.Ack) *frame {
 	b := appendAck(append(f.buf, 0, 0, 0, 0), a)
 	n := len(b) - 4
 	var h [4]byte
-	hdr := appendHeader(h[:0], opText, n)
+	hdr := wsframe.AppendHeader(h[:0], wsframe.OpText, n)
 	off := 4 - len(hdr)
 	copy(b[off:], hdr)
 	f.buf = b[off:]

@@ -1,12 +1,12 @@
 package server
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // This file is a connection's outbound side. The server's frames are not
@@ -18,18 +18,13 @@ import (
 // (flusher.go), shared by many connections, which writes everything queued
 // with one non-blocking writev(2); the connection's own writer goroutine
 // (writeLoop) when a write may block (a short write, a socket without a file
-// descriptor) and for the pings, the pongs and the close frame. gorilla's
-// reader would answer pings and close frames itself (from the reader
-// goroutine); readLoop replaces those handlers so that they hand the answer
-// to the writer, and gorilla never writes on the socket while a writer does.
+// descriptor) and for the pings, the pongs and the close frame. The reader
+// (readLoop) hands the answers to pings and close frames to the writer, so
+// that one writer at a time writes on the socket; gorilla writes nothing
+// after the handshake.
 
-// WebSocket opcodes and header bits (RFC 6455 section 5.2).
+// The bounds of the frames the server writes (RFC 6455 section 5.2).
 const (
-	wsFin      = 0x80
-	opText     = 0x1
-	opClose    = 0x8
-	opPing     = 0x9
-	opPong     = 0xA
 	maxHeader  = 10  // FIN/opcode byte, 127, 8-byte length
 	maxControl = 125 // payload bound of a control frame
 )
@@ -69,27 +64,14 @@ func sharedFrame(payload []byte) *frame {
 		f frame
 		h [maxHeader]byte
 	})
-	p.f.buf, p.f.tail, p.f.n = appendHeader(p.h[:0], opText, len(payload)), payload, 1
+	p.f.buf, p.f.tail, p.f.n = wsframe.AppendHeader(p.h[:0], wsframe.OpText, len(payload)), payload, 1
 	return &p.f
-}
-
-// appendHeader appends the header of an unmasked final frame with opcode op
-// and an n-byte payload.
-func appendHeader(b []byte, op byte, n int) []byte {
-	switch {
-	case n < 126:
-		return append(b, wsFin|op, byte(n))
-	case n <= 0xFFFF:
-		return binary.BigEndian.AppendUint16(append(b, wsFin|op, 126), uint16(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, wsFin|op, 127), uint64(n))
-	}
 }
 
 // textFrame encodes payload as one text frame.
 func textFrame(payload []byte) *frame {
 	f := newFrame(maxHeader + len(payload))
-	f.buf = append(appendHeader(f.buf, opText, len(payload)), payload...)
+	f.buf = append(wsframe.AppendHeader(f.buf, wsframe.OpText, len(payload)), payload...)
 	return f
 }
 
@@ -142,7 +124,7 @@ func textFrames(payloads [][]byte) *frame {
 	}
 	b := make([]byte, 0, size)
 	for _, p := range payloads {
-		b = append(appendHeader(b, opText, len(p)), p...)
+		b = append(wsframe.AppendHeader(b, wsframe.OpText, len(p)), p...)
 	}
 	return &frame{buf: b, n: len(payloads)}
 }
@@ -274,10 +256,10 @@ func (c *conn) writeLoop() {
 		c.lastWrite = time.Now()
 		err := c.extendDeadline(c.lastWrite)
 		if err == nil && pong {
-			err = c.writeControl(opPong, pongData)
+			err = c.writeControl(wsframe.OpPong, pongData)
 		}
 		if err == nil && ping {
-			err = c.writeControl(opPing, nil)
+			err = c.writeControl(wsframe.OpPing, nil)
 		}
 		if err == nil && len(batch) > 0 {
 			err = c.flush(batch)
@@ -439,12 +421,12 @@ const (
 // writeControl writes one control frame (ping, pong or close) under the
 // current write deadline; payload is cut to the 125 bytes a control frame
 // may carry.
-func (c *conn) writeControl(op byte, payload []byte) error {
+func (c *conn) writeControl(op int, payload []byte) error {
 	if len(payload) > maxControl {
 		payload = payload[:maxControl]
 	}
 	var b [2 + maxControl]byte
-	buf := append(appendHeader(b[:0], op, len(payload)), payload...)
+	buf := append(wsframe.AppendHeader(b[:0], op, len(payload)), payload...)
 	_, err := c.ws.NetConn().Write(buf)
 	return err
 }
@@ -484,7 +466,7 @@ func (c *conn) closeHandshake(queued []*frame) {
 		if c.kickFlush && len(queued) > 0 {
 			_ = c.flush(queued)
 		}
-		_ = c.writeControl(opClose, websocket.FormatCloseMessage(c.kickCode, c.kickReason))
+		_ = c.writeControl(wsframe.OpClose, websocket.FormatCloseMessage(c.kickCode, c.kickReason))
 	}
 	if c.selfClose.Load() {
 		return // the reader has stopped reading and waits for us

@@ -305,26 +305,15 @@ func validCloseCode(code int) bool {
 	return code >= 3000 && code <= 4999
 }
 
+// AppendHeader appends the header of a final, unmasked frame (as a server
+// sends) with opcode op and an n-byte payload.
+func AppendHeader(b []byte, op, n int) []byte { return appendHeader(b, true, op, n, false) }
+
 // AppendFrame appends a frame with opcode op and payload to b, final when
 // fin is set and masked with key when key (4 bytes) is not nil, as a client
 // sends.
 func AppendFrame(b []byte, fin bool, op int, payload, key []byte) []byte {
-	b0 := byte(op)
-	if fin {
-		b0 |= finBit
-	}
-	var b1 byte
-	if key != nil {
-		b1 = maskBit
-	}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, b0, b1|byte(n))
-	case n <= 0xFFFF:
-		b = binary.BigEndian.AppendUint16(append(b, b0, b1|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, b0, b1|127), uint64(n))
-	}
+	b = appendHeader(b, fin, op, len(payload), key != nil)
 	if key == nil {
 		return append(b, payload...)
 	}
@@ -333,4 +322,25 @@ func AppendFrame(b []byte, fin bool, op int, payload, key []byte) []byte {
 	b = append(b, payload...)
 	maskBytes(key, b[start:])
 	return b
+}
+
+// appendHeader appends a frame's first bytes: the opcode and flags, and
+// the payload's length (the mask key, when masked, follows).
+func appendHeader(b []byte, fin bool, op, n int, masked bool) []byte {
+	b0 := byte(op)
+	if fin {
+		b0 |= finBit
+	}
+	var b1 byte
+	if masked {
+		b1 = maskBit
+	}
+	switch {
+	case n < 126:
+		return append(b, b0, b1|byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(b, b0, b1|126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, b0, b1|127), uint64(n))
+	}
 }
