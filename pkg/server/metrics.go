@@ -45,7 +45,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "errors_total",
-			Help: "Error frames sent to clients, by code.",
+			Help: "Error frames sent to clients, by code, and clients closed for breaking the rules (invalid_utf8, rate_disconnect, protocol_error).",
 		}, []string{"code"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "delivery_latency_seconds",
