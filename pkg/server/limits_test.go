@@ -411,4 +411,7 @@ func TestBadCloseCode(t *testing.T) {
 	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
 		t.Fatalf("close code %d, want 1002", code)
 	}
+	if m := scrape(t, ts); !strings.Contains(m, `livechat_errors_total{code="protocol_error"} 1`) {
+		t.Fatalf("protocol error not counted:\n%s", m)
+	}
 }
