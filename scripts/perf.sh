@@ -13,6 +13,8 @@
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
 # SERVER_GOGC=N runs the servers with GOGC=N (the load generator keeps its own).
+# BENCH_BIN=PATH runs the load generator from another binary than the servers
+# (to compare two servers under the same load generator).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
 # (first) server during the publishing phase (6 s, from 6 s after start).
 set -euo pipefail
@@ -49,7 +51,7 @@ print(json.dumps(d))
 PY
 }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
-bench() { taskset -c 1 "$BIN" bench -o json "$@"; }
+bench() { taskset -c 1 "${BENCH_BIN:-$BIN}" bench -o json "$@"; }
 profile() { # pid-port
   [ -n "${PPROF:-}" ] || return 0
   mkdir -p "$PPROF"
