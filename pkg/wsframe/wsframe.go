@@ -122,9 +122,6 @@ func (rd *Reader) Space() []byte {
 // Commit records that n bytes were read into what Space returned.
 func (rd *Reader) Commit(n int) { rd.w += n }
 
-// Buffered reports whether read bytes wait to be parsed.
-func (rd *Reader) Buffered() bool { return rd.w > rd.r }
-
 // Release gives the read buffer back when it holds nothing unparsed.
 func (rd *Reader) Release() {
 	if rd.bp != nil && rd.r == rd.w {
