@@ -13,6 +13,7 @@
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
 # SERVER_GOGC=N runs the servers with GOGC=N (the load generator keeps its own).
+# SERVER_FLAGS="..." adds flags to every `livechat serve` (e.g. --batch-writes=false).
 # BENCH_BIN=PATH runs the load generator from another binary than the servers
 # (to compare two servers under the same load generator).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
@@ -29,24 +30,35 @@ cleanup() {
 waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
 serve() { # port broker [extra...]
   local port=$1 br=$2; shift 2
-  taskset -c 0 env ${SERVER_GOGC:+GOGC=$SERVER_GOGC} "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error "$@" &
+  # shellcheck disable=SC2086 # SERVER_FLAGS is split on purpose
+  taskset -c 0 env ${SERVER_GOGC:+GOGC=$SERVER_GOGC} "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error ${SERVER_FLAGS:-} "$@" &
   pids+=($!); waitport "$port"
 }
 # cpu PID...: user+system CPU seconds and runnable-but-waiting seconds
 # (/proc schedstat) of the processes, summed over their threads.
 cpu() { for p in "$@"; do cat /proc/"$p"/task/*/schedstat; done | awk '{r+=$1; w+=$2} END {printf "%.3f %.3f", r/1e9, w/1e9}'; }
+# metric NAME: the first server's (port 18080) value of livechat_NAME, 0
+# when it cannot be read.
+# Series with labels are summed.
+metric() { curl -s --max-time 2 http://127.0.0.1:18080/metrics | awk -v m="livechat_$1" '{n = $1; sub(/\{.*/, "", n)} n == m {v += $2; f=1} END {print (f ? v : 0)}'; }
 # measured PIDS -- BENCH ARGS: runs bench and prints its JSON with the
-# servers' CPU during the run (from 5 s in: connected and joined, warming up).
+# servers' CPU during the run (from 5 s in: connected and joined, warming
+# up), and the first server's flusher writes a second and write interval
+# over the publishing phase (from 6 s to 14 s).
 measured() {
   local ps=(); while [ "$1" != -- ]; do ps+=("$1"); shift; done; shift
   bench "$@" > "$TMP/r.json" & local bp=$!
   sleep 5; read -r r0 w0 <<<"$(cpu "${ps[@]}")"
+  sleep 1; local fw0 iv0; fw0=$(metric flusher_writes_total); iv0=$(metric write_interval_seconds)
+  sleep 8; local fw1 iv1; fw1=$(metric flusher_writes_total); iv1=$(metric write_interval_seconds)
   wait $bp; read -r r1 w1 <<<"$(cpu "${ps[@]}")"
-  python3 - "$TMP/r.json" "$r0" "$r1" "$w0" "$w1" <<'PY'
+  python3 - "$TMP/r.json" "$r0" "$r1" "$w0" "$w1" "$fw0" "$fw1" "$iv0" "$iv1" <<'PY'
 import json, sys
-d = json.load(open(sys.argv[1])); r0, r1, w0, w1 = map(float, sys.argv[2:])
+d = json.load(open(sys.argv[1])); r0, r1, w0, w1, fw0, fw1, iv0, iv1 = map(float, sys.argv[2:])
 d["server_cpu_s"] = round(r1 - r0, 3); d["server_wait_s"] = round(w1 - w0, 3)
 d["server_us_per_delivery"] = round(1e6 * (r1 - r0) / max(d["delivered"], 1), 3)
+d["server_writes_per_s"] = round((fw1 - fw0) / 8)
+d["server_write_interval_ms"] = [round(1e3 * iv0, 1), round(1e3 * iv1, 1)]
 print(json.dumps(d))
 PY
 }

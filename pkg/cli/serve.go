@@ -51,6 +51,9 @@ type ServeOptions struct {
 	// Pprof is a listen address for net/http/pprof (hidden flag, for
 	// profiling); "" serves no profiles.
 	Pprof string
+	// BatchWrites lets the server write many sockets in one system call
+	// (io_uring, where the kernel allows). Default: true.
+	BatchWrites bool
 }
 
 func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -95,6 +98,7 @@ within --shutdown-timeout.`,
 	f.StringVar(&opts.History, "history", "", `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
+	f.BoolVar(&opts.BatchWrites, "batch-writes", true, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
 	f.StringVar(&opts.Pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
 	return cmd
@@ -170,6 +174,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		PresenceInterval:  opts.PresenceInterval,
 		DrainDelay:        opts.DrainDelay,
 		History:           hist,
+		NoBatchedWrites:   !opts.BatchWrites,
 		Logger:            log,
 	})
 	if err != nil {

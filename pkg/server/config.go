@@ -113,6 +113,13 @@ type Config struct {
 	// without waiting for the room's next message. A broker reconnect
 	// triggers a sweep at once. Default: 5s.
 	SweepInterval time.Duration
+	// NoBatchedWrites makes the flushers write each connection with its own
+	// writev(2). By default, where the kernel allows io_uring (Linux; a
+	// container's default seccomp profile refuses it), they hand the kernel
+	// the writes of up to 64 connections in one system call, which saves
+	// most of a small write's CPU where system calls are dear (virtual
+	// machines). Default: false.
+	NoBatchedWrites bool
 	// Logger receives connection and broker events. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Default: a new registry per

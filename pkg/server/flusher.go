@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,14 +15,18 @@ import (
 // writer); the flusher takes the connection due first — the one written
 // longest ago, as one interval applies to all — whenever it is due (a
 // connection that got work later but was written earlier does not wait
-// behind it), and writes its whole queue with one non-blocking writev(2).
+// behind it), and writes its whole queue without blocking. The connections
+// due at once (up to maxBatch) go out together: one io_uring_enter(2) for
+// all of them where the kernel allows it (batchWriter), else one writev(2)
+// each.
 // Under load every connection is written once per interval with everything
 // it got meanwhile, so the batch grows with the load and the wait stays
 // about one interval, the same for every connection.
 //
-// Each write costs a system call and, on the same host, the receiving
-// side's TCP work too, whatever its size, so a server with thousands of
-// busy sockets spends its core on writes unless they carry more. A flusher
+// Each write costs the network stack's work (and, on the same host, the
+// receiving side's too) whatever its size, and a system call unless it is
+// batched, so a server with thousands of busy sockets spends its core on
+// writes unless they carry more. A flusher
 // therefore adapts the least time between two writes to one connection
 // (its interval, from writeCoalesce up to maxCoalesce) every adaptEvery:
 // it lengthens the interval while writes take more than busyHigh of its
@@ -50,7 +55,11 @@ type flusher struct {
 
 	// Owned by run: the write time measured since winStart.
 	vec      [][]byte
+	due      []dueItem  // the connections of one pass
+	jobs     []flushJob // their writes
 	raw      *rawWriter
+	batch    *batchWriter // made at the first batch of two or more
+	noBatch  bool         // write each connection on its own
 	timer    *time.Timer
 	winStart time.Time
 	busy     time.Duration
@@ -132,9 +141,10 @@ const (
 	cpuLow   = 0.7
 )
 
-// newFlusher returns an idle flusher at the shortest interval.
-func newFlusher() *flusher {
-	f := &flusher{raw: newRawWriter(), wake: make(chan struct{}, 1), cpu: processCPU}
+// newFlusher returns an idle flusher at the shortest interval; batched
+// says whether it may write many connections in one system call.
+func newFlusher(batched bool) *flusher {
+	f := &flusher{raw: newRawWriter(), wake: make(chan struct{}, 1), cpu: processCPU, noBatch: !batched}
 	f.interval.Store(int64(writeCoalesce))
 	return f
 }
@@ -188,6 +198,8 @@ func (f *flusher) adapt(now time.Time) {
 const (
 	yieldEvery = 64
 	yieldSleep = 50 * time.Microsecond
+	// maxBatch is the most connections written in one system call.
+	maxBatch = 64
 )
 
 // push queues c; the caller holds c's writer role and passes it on (it
@@ -219,32 +231,40 @@ func (f *flusher) push(c *conn) {
 }
 
 // run writes the queued connections, each when it is due, until the queue
-// is empty.
+// is empty. It takes every connection due at once, up to maxBatch, and
+// writes them together (writeBatch).
 func (f *flusher) run() {
 	for i := 0; ; {
 		f.mu.Lock()
 		if len(f.q) == 0 {
 			f.running = false
 			f.q = nil // an idle flusher keeps nothing
-			f.vec = nil
+			f.vec, f.due, f.jobs = nil, nil, nil
 			f.mu.Unlock()
 			return
 		}
 		// Writes to one connection stay an interval apart, as with its own
 		// writer; the queue's top is the one due first.
 		now := time.Now()
-		if due := f.q[0].last + int64(f.coalesce()); due > now.UnixNano() {
+		iv := int64(f.coalesce())
+		if due := f.q[0].last + iv; due > now.UnixNano() {
 			f.waitFor = due
 			f.mu.Unlock()
 			f.sleep(time.Duration(due - now.UnixNano()))
 			continue
 		}
-		it := f.q.pop()
+		due := f.due[:0]
+		for len(f.q) > 0 && len(due) < maxBatch && f.q[0].last+iv <= now.UnixNano() {
+			due = append(due, f.q.pop())
+		}
 		f.waitFor = 0
 		f.mu.Unlock()
 		f.adapt(now)
-		f.write(it.c, now)
-		if i++; i%yieldEvery == 0 {
+		f.writeBatch(due, now)
+		clear(due)
+		f.due = due[:0]
+		if i += len(due); i >= yieldEvery {
+			i = 0
 			time.Sleep(yieldSleep)
 			runtime.Gosched()
 		}
@@ -265,37 +285,124 @@ func (f *flusher) sleep(d time.Duration) {
 	}
 }
 
-// write writes c's queue without blocking, as c's writer. It gives the
-// writer role back when c has nothing more, queues c again when more came
-// meanwhile, and hands the role to a writeLoop goroutine for anything that
-// may block or that only writeLoop does (control frames, the close).
-func (f *flusher) write(c *conn, now time.Time) {
+// flushJob is one connection's part of writeBatch: its frames, and their
+// buffers in the flusher's vec.
+type flushJob struct {
+	c        *conn
+	batch    []*frame
+	from, to int // batch's buffers: f.vec[from:to]
+	slot     int // its slot in f.batch, -1 when written on its own
+}
+
+// writeBatch writes the queues of the due connections without blocking, as
+// their writer: all in one system call where it can (batchWriter), else
+// one writev(2) each. Each connection then gives the writer role back when
+// it has nothing more, is queued again when more came meanwhile, or hands
+// the role to its writeLoop goroutine for anything that may block or that
+// only writeLoop does (control frames, the close, a short write's rest).
+func (f *flusher) writeBatch(due []dueItem, now time.Time) {
+	vec, jobs := f.vec[:0], f.jobs[:0]
+	for _, it := range due {
+		batch := f.take(it.c)
+		if batch == nil {
+			continue
+		}
+		it.c.lastWrite = now
+		from := len(vec)
+		for _, fr := range batch {
+			vec = fr.appendVec(vec)
+		}
+		jobs = append(jobs, flushJob{c: it.c, batch: batch, from: from, to: len(vec), slot: -1})
+	}
+	bw := f.batchWriter(len(jobs))
+	if bw != nil {
+		for j := range jobs {
+			if jb := &jobs[j]; jb.to-jb.from <= maxIOV {
+				jb.slot = bw.add(jb.c.raw, vec[jb.from:jb.to])
+			}
+		}
+		bw.run()
+	}
+	var batched, single uint64
+	for _, jb := range jobs {
+		var (
+			written int
+			err     error
+		)
+		if jb.slot >= 0 {
+			written, err = bw.result(jb.slot)
+			batched++
+		} else {
+			written, err = f.raw.writev(jb.c.raw, vec[jb.from:jb.to])
+			single++
+		}
+		f.finish(jb.c, jb.batch, vec[jb.from:jb.to], written, err, now)
+	}
+	if len(jobs) > 0 {
+		s := jobs[0].c.s
+		s.batchedWrites.Add(batched)
+		s.singleWrites.Add(single)
+	}
+	if bw != nil {
+		bw.reset()
+		if bw.err != nil {
+			f.batch, f.noBatch = nil, true // the ring failed: writev from now on
+		}
+	}
+	f.busy += time.Since(now)
+	clear(vec)
+	if cap(vec) > maxKeptVec*maxBatch {
+		vec = nil
+	}
+	f.vec = vec[:0]
+	clear(jobs)
+	f.jobs = jobs[:0]
+}
+
+// batchWriter returns the flusher's batch writer for n connections, made
+// the first time, or nil to write them one by one: a single connection,
+// batches turned off, or no io_uring here.
+func (f *flusher) batchWriter(n int) *batchWriter {
+	if n < 2 || f.noBatch {
+		return nil
+	}
+	if f.batch == nil {
+		bw, err := newBatchWriter()
+		if err != nil {
+			f.noBatch = true
+			return nil
+		}
+		f.batch = bw
+	}
+	return f.batch
+}
+
+// take takes c's queued frames for a write, as c's writer; it returns nil
+// when there is nothing the flusher writes: c went idle (the role is given
+// back) or writeLoop took over (control frames or a kick).
+func (f *flusher) take(c *conn) []*frame {
 	c.mu.Lock()
 	if c.kicked || c.pingDue || c.pongDue {
 		c.mu.Unlock()
 		go c.writeLoop() // the role passes on: running stays set
-		return
+		return nil
 	}
 	batch := c.q
 	if c.over || len(batch) == 0 {
 		c.idleLocked()
 		c.mu.Unlock()
 		c.writers.Done()
-		return
+		return nil
 	}
 	c.q, c.spare = c.spare, nil
 	c.mu.Unlock()
+	return batch
+}
 
-	c.lastWrite = now
-	vec := f.vec[:0]
-	for _, fr := range batch {
-		vec = fr.appendVec(vec)
-	}
-	written, err := f.raw.writev(c.raw, vec)
-	f.busy += time.Since(now)
+// finish ends the write of batch to c, whose buffers are vec: written
+// bytes went out, or err ended it.
+func (f *flusher) finish(c *conn, batch []*frame, vec [][]byte, written int, err error, now time.Time) {
 	if err != nil {
-		clear(vec)
-		f.vec = vec[:0]
 		clear(batch)
 		// Closing the socket waits for its reader to leave the descriptor,
 		// which it holds while it handles a frame (readRaw), and a handler
@@ -308,11 +415,6 @@ func (f *flusher) write(c *conn, now time.Time) {
 	}
 	rest, frames := remainder(vec, batch, written)
 	c.out.Add(uint64(frames))
-	clear(vec)
-	if cap(vec) > maxKeptVec {
-		vec = nil
-	}
-	f.vec = vec[:0]
 	if rest != nil {
 		// The socket took only part: the rest waits for it in writeLoop.
 		c.s.shortWrites.Add(1)
@@ -372,4 +474,24 @@ func countFrames(batch []*frame) int {
 		n += f.n
 	}
 	return n
+}
+
+// batchedWritesOK reports whether this process can batch writes with
+// io_uring, trying once and logging the answer.
+func batchedWritesOK(log *slog.Logger) bool {
+	batchProbe.Do(func() {
+		bw, err := newBatchWriter()
+		if err != nil {
+			log.Info("server: io_uring not available, each connection is written with its own writev", "reason", err)
+			return
+		}
+		bw.close()
+		batchProbe.ok = true
+	})
+	return batchProbe.ok
+}
+
+var batchProbe struct {
+	sync.Once
+	ok bool
 }

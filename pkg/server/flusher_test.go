@@ -86,7 +86,7 @@ func TestShortWriteFinishedByWriter(t *testing.T) {
 // maxCoalesce, and falls back to writeCoalesce once they take less than
 // busyLow.
 func TestFlusherInterval(t *testing.T) {
-	f := newFlusher()
+	f := newFlusher(true)
 	var cpu time.Duration // the process's CPU time, as the test says
 	f.cpu = func() (time.Duration, bool) { return cpu, true }
 	procs := runtime.GOMAXPROCS(0)
@@ -158,7 +158,7 @@ func TestFlusherInterval(t *testing.T) {
 		t.Fatalf("after an idle second: %v, want %v", got, writeCoalesce)
 	}
 	// Without the process's CPU time, the share of writes decides.
-	g := newFlusher()
+	g := newFlusher(true)
 	g.cpu = func() (time.Duration, bool) { return 0, false }
 	g.winStart = time.Now()
 	g.busy = time.Duration(0.9 * float64(adaptEvery))

@@ -73,6 +73,16 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Open WebSocket connections.",
 		}, func() float64 { return float64(s.nconns.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "flusher_writes_total",
+			Help:        "Writes of queued frames to a client's socket by the flushers, one per connection; batched=\"true\": many connections in one system call (io_uring).",
+			ConstLabels: prometheus.Labels{"batched": "true"},
+		}, func() float64 { return float64(s.batchedWrites.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "flusher_writes_total",
+			Help:        "Writes of queued frames to a client's socket by the flushers, one per connection; batched=\"true\": many connections in one system call (io_uring).",
+			ConstLabels: prometheus.Labels{"batched": "false"},
+		}, func() float64 { return float64(s.singleWrites.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "short_writes_total",
 			Help: "Writes a client's socket did not take whole (a slow reader), finished by the connection's own writer.",
 		}, func() float64 { return float64(s.shortWrites.Load()) }),

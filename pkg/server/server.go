@@ -73,6 +73,10 @@ type Server struct {
 	msgsIn    atomic.Uint64
 	brokerIn  atomic.Uint64
 	slowDrops atomic.Uint64
+	// batchedWrites and singleWrites count the flushers' writes to
+	// sockets, one per connection: sent in a batch (one io_uring_enter for
+	// many connections) or with a writev of their own.
+	batchedWrites, singleWrites atomic.Uint64
 	// shortWrites counts flusher writes the socket did not take whole,
 	// finished by the connection's own writer.
 	shortWrites atomic.Uint64
@@ -124,9 +128,10 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		perIP:        make(map[string]int),
 		rooms:        make(map[string]*room),
 	}
+	batched := !cfg.NoBatchedWrites && batchedWritesOK(s.log)
 	s.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
 	for i := range s.flushers {
-		s.flushers[i] = newFlusher()
+		s.flushers[i] = newFlusher(batched)
 	}
 	_, s.inprocBroker = b.(*broker.Memory)
 	_, s.inprocHist = cfg.History.(*history.Memory)

@@ -196,7 +196,7 @@ func (r *Ring) Submit(res []int32) error {
 	res = res[:n]
 	toSubmit, done := n, 0
 	for done < n {
-		_, _, errno := syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(n-done), enterGetEvents, 0, 0)
+		_, _, errno := syscall.RawSyscall6(sysEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(n-done), enterGetEvents, 0, 0)
 		switch errno {
 		case 0:
 		case syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:

@@ -2,10 +2,7 @@
 
 package uring
 
-import (
-	"errors"
-	"golang.org/x/sys/unix"
-)
+import "errors"
 
 // Ring is not available on this system: New always fails.
 type Ring struct{}
@@ -18,9 +15,6 @@ func New(int) (*Ring, error) { return nil, ErrUnsupported }
 
 // Entries is 0.
 func (*Ring) Entries() int { return 0 }
-
-// Sendmsg queues nothing.
-func (*Ring) Sendmsg(int, *unix.Msghdr) bool { return false }
 
 // Submit does nothing.
 func (*Ring) Submit([]int32) error { return nil }
