@@ -186,6 +186,12 @@ func (r *Ring) Sendmsg(fd int, msg *unix.Msghdr) bool {
 // full), or the negated errno (-EPIPE, -ECONNRESET, ...). res must hold one
 // slot per queued send. An error means the ring itself failed: the sends'
 // results are then unknown and the ring must not be used again.
+//
+// The calling goroutine keeps its processor (a raw system call): the sends
+// never wait, so a batch is CPU work like as many writes, and handing the
+// processor to another thread for it only cost a thread switch and, on a
+// busy processor, the caller's turn (its goroutine queued again behind
+// every runnable one when the call returned).
 func (r *Ring) Submit(res []int32) error {
 	n := r.queued
 	r.queued = 0
