@@ -53,49 +53,73 @@ const maxFrame = 64 << 20
 
 // readFrames is the reader of a connection dialed through a headerConn: it
 // parses the server's frames itself (wsframe), without gorilla's reader and
-// its allocation per frame, answers pings, and reads the close frame.
+// its allocation per frame, answers pings, and reads the close frame. A
+// socket with receive timestamps is read inside one raw read for the
+// connection's life (eachReader), without the read per wake-up
+// that finds it empty.
 func (b *bench) readFrames(c *conn, h *headerConn) {
 	rd := &wsframe.Reader{Limit: maxFrame}
 	defer rd.Reset()
 	rest := h.rest
 	h.rest = nil
-	for {
-		var n int
-		var err error
-		if len(rest) > 0 {
-			n = copy(rd.Space(), rest)
-			rest = rest[n:]
-		} else {
-			n, err = h.Conn.Read(rd.Space())
-		}
+	for len(rest) > 0 {
+		n := copy(rd.Space(), rest)
+		rest = rest[n:]
 		rd.Commit(n)
-		for {
-			f, ok, ferr := rd.Next()
-			if ferr != nil {
-				b.readEnded(c, ferr)
-				return
-			}
-			if !ok {
-				break
-			}
-			switch f.Op {
-			case wsframe.OpText, wsframe.OpBinary:
-				b.frame(c, f.Payload)
-			case wsframe.OpPing:
-				_ = c.ws.WriteControl(websocket.PongMessage, f.Payload, time.Now().Add(writeWait))
-			case wsframe.OpClose:
-				code, cerr := wsframe.CloseCode(f.Payload)
-				if cerr == nil { // answered as gorilla's reader did
-					_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeWait))
-				}
-				b.readEnded(c, &websocket.CloseError{Code: code})
-				return
-			}
+		if err := b.handleFrames(c, rd); err != nil {
+			b.readEnded(c, err)
+			return
+		}
+	}
+	rd.Release()
+	if sc, ok := h.Conn.(eachReader); ok {
+		b.readEnded(c, sc.readEach(rd, func() error { return b.handleFrames(c, rd) }))
+		return
+	}
+	for {
+		n, err := h.Conn.Read(rd.Space())
+		rd.Commit(n)
+		if herr := b.handleFrames(c, rd); herr != nil {
+			b.readEnded(c, herr)
+			return
 		}
 		rd.Release()
 		if err != nil {
 			b.readEnded(c, err)
 			return
+		}
+	}
+}
+
+// eachReader is a connection that reads itself into a frame reader for its
+// whole life (stampConn, Linux).
+type eachReader interface {
+	readEach(rd *wsframe.Reader, got func() error) error
+}
+
+// handleFrames handles the whole frames rd holds. It returns what ends the
+// reading: a close frame (as a *websocket.CloseError) or a broken frame;
+// nil to read on.
+func (b *bench) handleFrames(c *conn, rd *wsframe.Reader) error {
+	for {
+		f, ok, err := rd.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		switch f.Op {
+		case wsframe.OpText, wsframe.OpBinary:
+			b.frame(c, f.Payload)
+		case wsframe.OpPing:
+			_ = c.ws.WriteControl(websocket.PongMessage, f.Payload, time.Now().Add(writeWait))
+		case wsframe.OpClose:
+			code, cerr := wsframe.CloseCode(f.Payload)
+			if cerr == nil { // answered as gorilla's reader did
+				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeWait))
+			}
+			return &websocket.CloseError{Code: code}
 		}
 	}
 }

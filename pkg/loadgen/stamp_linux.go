@@ -6,6 +6,8 @@ import (
 	"net"
 	"syscall"
 	"unsafe"
+
+	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // stampConn reads a TCP connection with recvmsg(2) and SO_TIMESTAMPNS, so
@@ -60,6 +62,54 @@ func (c *stampConn) Read(p []byte) (int, error) {
 	}
 	c.last = rxStamp(c.oob[:oobn])
 	return n, nil
+}
+
+// readEach reads the socket into rd inside one RawConn.Read for the
+// connection's life and calls got after every read; it returns what ended
+// the reading (got's error, the end of the stream, a read error or the
+// read deadline). After a read that did not fill rd's space the socket is
+// taken to be empty: it waits for the socket instead of reading again to
+// find so (bytes that come meanwhile wake that wait at once: the
+// readiness is reset only when RawConn.Read starts), as the server's
+// reader does. got must not close the connection (Close waits for this
+// read to return).
+func (c *stampConn) readEach(rd *wsframe.Reader, got func() error) error {
+	var rerr error
+	drained := false
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			if drained {
+				drained = false
+				rd.Release()
+				return false
+			}
+			space := rd.Space()
+			n, oobn, _, _, err := syscall.Recvmsg(int(fd), space, c.oob, 0)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				rd.Release()
+				return false
+			case err != nil:
+				rerr = err
+				return true
+			case n == 0:
+				rerr = io.EOF
+				return true
+			}
+			c.last = rxStamp(c.oob[:oobn])
+			rd.Commit(n)
+			drained = n < len(space)
+			if rerr = got(); rerr != nil {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return rerr
 }
 
 // lastRx returns when the kernel received the newest data of the last
