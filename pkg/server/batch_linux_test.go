@@ -165,3 +165,64 @@ func TestFanoutBatched(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSocketWrites is the flushers' write of 250 bytes to each of 64
+// loopback sockets: one writev(2) each, or all in one io_uring_enter(2)
+// (batchWriter). Readers on other goroutines drain the sockets. One op is
+// one socket written; the kernel's network work is in both.
+func BenchmarkSocketWrites(b *testing.B) {
+	const conns = maxBatch
+	var raws []rawConn
+	for range conns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := ln.Accept()
+		_ = ln.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.Close(); _ = s.Close() })
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		raws = append(raws, newRawConn(s))
+	}
+	frame := benchMessage()
+	bufs := [][]byte{frame}
+	b.Run("writev", func(b *testing.B) {
+		w := newRawWriter()
+		b.SetBytes(int64(len(frame)))
+		for i := 0; b.Loop(); i++ {
+			if _, err := w.writev(raws[i%conns], bufs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("batched", func(b *testing.B) {
+		bw, err := newBatchWriter()
+		if err != nil {
+			b.Skip(err)
+		}
+		defer bw.close()
+		b.SetBytes(int64(len(frame)))
+		b.ResetTimer()
+		for i := 0; i < b.N; {
+			n := min(conns, b.N-i)
+			for k := range n {
+				bw.add(raws[k], bufs)
+			}
+			bw.run()
+			for k := range n {
+				if _, err := bw.result(k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			bw.reset()
+			i += n
+		}
+	})
+}
