@@ -125,6 +125,17 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 	if s.hist != nil {
 		replay, rerr = r.replayLocked(&j, since)
 	}
+	// c is a member before its joined frame can reach the client: a message
+	// published once the client has seen "joined" is delivered to it (the
+	// fan-out reads the member list without a lock). A message without a
+	// seq published during the join may come just before the joined frame;
+	// messages with a seq wait for r.dmu, held here, so the replay goes
+	// first.
+	old := *r.members.Load()
+	next := make([]*conn, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, c)
+	r.members.Store(&next)
 	c.sendJSON(j)
 	if len(replay) > 0 {
 		c.enqueue(textFrames(replay))
@@ -134,11 +145,6 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 		s.historyError("replay", name, rerr)
 		c.sendError(protocol.CodeUnavailable, "history unavailable: missed messages could not be replayed; live messages follow", "", name)
 	}
-	old := *r.members.Load()
-	next := make([]*conn, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, c)
-	r.members.Store(&next)
 	s.kickPresence()
 	return r, nil
 }

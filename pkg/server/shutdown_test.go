@@ -194,3 +194,29 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("New(nil) = %v", err)
 	}
 }
+
+// TestJoinedThenDelivered: a message published once a client has read its
+// joined frame reaches that client (the member is in the room's list before
+// the joined frame is queued). The window was a few instructions wide: it
+// showed as TestShutdown losing a client's messages under parallel load
+// (4 test processes at once), rarely here; the check repeats.
+func TestJoinedThenDelivered(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix})
+	first := dial(t, ts.url)
+	first.join("r", "first") // the room is subscribed from here on
+	for i := range 30 {
+		c := dial(t, ts.url)
+		c.join("r", fmt.Sprint("late", i))
+		msg := fmt.Sprintf(`{"type":"message","room":"r","id":"j-%d","from":"op","text":"after join %d","ts":%d,"server":"cli"}`, i, i, time.Now().UnixMilli())
+		if err := b.Publish(context.Background(), protocol.RoomSubject(prefix, "r"), []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if f := c.next(protocol.TypeMessage); f.Text != fmt.Sprint("after join ", i) {
+			t.Fatalf("joiner %d got %q", i, f.Text)
+		}
+		_ = c.ws.Close()
+	}
+}
