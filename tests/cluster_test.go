@@ -5,6 +5,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/uring"
 )
 
 // dialN connects n clients through HAProxy, named c00, c01, ...
@@ -75,6 +77,26 @@ func TestClusterFanout(t *testing.T) {
 		}
 		if n := len(cl.find(func(f frame) bool { return f.Type == "message" })); n != 2*len(clients)+1 {
 			t.Errorf("client %s got %d messages, want %d", cl.name, n, 2*len(clients)+1)
+		}
+	}
+
+	// The servers batch their writes (io_uring) where this machine allows
+	// it, as it must under CI.
+	var batched, single float64
+	for _, s := range c.servers {
+		m := scrape(s.addr)
+		batched += m[`livechat_flusher_writes_total{batched="true"}`]
+		single += m[`livechat_flusher_writes_total{batched="false"}`]
+	}
+	if r, err := uring.New(2); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("io_uring not available under CI: %v", err)
+		}
+		t.Logf("io_uring not available here (%v): %v writes, none batched", err, single)
+	} else {
+		_ = r.Close()
+		if batched == 0 {
+			t.Errorf("no write was batched (%v single writes)", single)
 		}
 	}
 
