@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/livechat/livechat/pkg/uring"
 )
 
 // A flusher writes the queued frames of many connections from one
@@ -17,7 +19,7 @@ import (
 // connection that got work later but was written earlier does not wait
 // behind it), and writes its whole queue without blocking. The connections
 // due at once (up to maxBatch) go out together: one io_uring_enter(2) for
-// all of them where the kernel allows it (batchWriter), else one writev(2)
+// all of them where the kernel allows it (uring.Batch), else one writev(2)
 // each.
 // Under load every connection is written once per interval with everything
 // it got meanwhile, so the batch grows with the load and the wait stays
@@ -58,7 +60,7 @@ type flusher struct {
 	due      []dueItem  // the connections of one pass
 	jobs     []flushJob // their writes
 	raw      *rawWriter
-	batch    *batchWriter // made at the first batch of two or more
+	batch    *uring.Batch // made at the first batch of two or more
 	noBatch  bool         // write each connection on its own
 	timer    *time.Timer
 	winStart time.Time
@@ -295,7 +297,7 @@ type flushJob struct {
 }
 
 // writeBatch writes the queues of the due connections without blocking, as
-// their writer: all in one system call where it can (batchWriter), else
+// their writer: all in one system call where it can (uring.Batch), else
 // one writev(2) each. Each connection then gives the writer role back when
 // it has nothing more, is queued again when more came meanwhile, or hands
 // the role to its writeLoop goroutine for anything that may block or that
@@ -317,11 +319,11 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 	bw := f.batchWriter(len(jobs))
 	if bw != nil {
 		for j := range jobs {
-			if jb := &jobs[j]; jb.to-jb.from <= maxIOV {
-				jb.slot = bw.add(jb.c.raw, vec[jb.from:jb.to])
+			if jb := &jobs[j]; jb.to-jb.from <= uring.MaxIOV {
+				jb.slot = bw.Add(jb.c.raw.syscallConn(), vec[jb.from:jb.to])
 			}
 		}
-		bw.run()
+		bw.Run()
 	}
 	var batched, single uint64
 	for _, jb := range jobs {
@@ -330,7 +332,7 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 			err     error
 		)
 		if jb.slot >= 0 {
-			written, err = bw.result(jb.slot)
+			written, err = bw.Result(jb.slot)
 			batched++
 		} else {
 			written, err = f.raw.writev(jb.c.raw, vec[jb.from:jb.to])
@@ -344,8 +346,8 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 		s.singleWrites.Add(single)
 	}
 	if bw != nil {
-		bw.reset()
-		if bw.err != nil {
+		bw.Reset()
+		if bw.Err() != nil {
 			f.batch, f.noBatch = nil, true // the ring failed: writev from now on
 		}
 	}
@@ -362,12 +364,12 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 // batchWriter returns the flusher's batch writer for n connections, made
 // the first time, or nil to write them one by one: a single connection,
 // batches turned off, or no io_uring here.
-func (f *flusher) batchWriter(n int) *batchWriter {
+func (f *flusher) batchWriter(n int) *uring.Batch {
 	if n < 2 || f.noBatch {
 		return nil
 	}
 	if f.batch == nil {
-		bw, err := newBatchWriter()
+		bw, err := uring.NewBatch(maxBatch)
 		if err != nil {
 			f.noBatch = true
 			return nil
@@ -480,12 +482,12 @@ func countFrames(batch []*frame) int {
 // io_uring, trying once and logging the answer.
 func batchedWritesOK(log *slog.Logger) bool {
 	batchProbe.Do(func() {
-		bw, err := newBatchWriter()
+		bw, err := uring.NewBatch(maxBatch)
 		if err != nil {
 			log.Info("server: io_uring not available, each connection is written with its own writev", "reason", err)
 			return
 		}
-		bw.close()
+		bw.Close()
 		batchProbe.ok = true
 	})
 	return batchProbe.ok

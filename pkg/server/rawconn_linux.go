@@ -1,15 +1,10 @@
 package server
 
 import (
-	"errors"
 	"net"
-	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
-
-	"github.com/livechat/livechat/pkg/uring"
-	"golang.org/x/sys/unix"
 )
 
 // rawConn writes to a socket's file descriptor without waiting.
@@ -32,6 +27,9 @@ func newRawConn(nc net.Conn) rawConn {
 
 // ok reports whether r can write and read.
 func (r rawConn) ok() bool { return r.rc != nil }
+
+// syscallConn is the socket's syscall.RawConn, nil when there is none.
+func (r rawConn) syscallConn() syscall.RawConn { return r.rc }
 
 // read runs f on the descriptor until it returns true, waiting for the
 // socket to be readable whenever it returns false (syscall.RawConn.Read).
@@ -150,174 +148,3 @@ func processCPU() (time.Duration, bool) {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
 }
-
-// batchWriter writes the frames of many connections with one
-// io_uring_enter(2) (uring.Ring), each send non-blocking like writev above.
-// On a host where a system call's entry and exit cost as much as a small
-// write's network work (a virtual machine), that halves the CPU of a pass
-// over thousands of sockets. While the kernel sends, the batch holds every
-// socket's descriptor (RawConn.Write, nested, one per connection), so a
-// concurrent Close waits for the batch, as it waits for a writev; the
-// batch itself waits for nothing.
-type batchWriter struct {
-	ring  *uring.Ring
-	slots []batchSlot
-	n     int     // slots in use
-	res   []int32 // the ring's results
-	order []int   // the slot of each send queued to the ring
-	err   error   // the ring failed: it is not used again
-}
-
-// batchSlot is one connection's part of a batch.
-type batchSlot struct {
-	w    *batchWriter
-	i    int
-	rc   syscall.RawConn
-	bufs [][]byte
-	held bool // its descriptor is held (the send is queued)
-	fd   int
-	n    int // bytes the socket took
-	err  error
-	iov  []unix.Iovec
-	msg  unix.Msghdr
-	fn   func(uintptr) bool // the slot's enter, made once
-}
-
-// newBatchWriter returns a batch writer over a new ring, or the reason
-// there is none (no io_uring on this kernel, or refused by a sandbox).
-func newBatchWriter() (*batchWriter, error) {
-	ring, err := uring.New(maxBatch)
-	if err != nil {
-		return nil, err
-	}
-	w := &batchWriter{
-		ring:  ring,
-		slots: make([]batchSlot, ring.Entries()),
-		res:   make([]int32, ring.Entries()),
-		order: make([]int, 0, ring.Entries()),
-	}
-	for i := range w.slots {
-		s := &w.slots[i]
-		s.w, s.i = w, i
-		s.fn = s.enter
-	}
-	// The ring's descriptor and memory go with the writer.
-	runtime.AddCleanup(w, func(r *uring.Ring) { _ = r.Close() }, ring)
-	return w, nil
-}
-
-// add puts bufs for r in the batch and returns its slot; bufs may hold at
-// most maxIOV buffers. Each slot must be a different socket: run holds
-// every socket's write lock at once.
-func (w *batchWriter) add(r rawConn, bufs [][]byte) int {
-	s := &w.slots[w.n]
-	s.rc, s.bufs, s.held, s.n, s.err = r.rc, bufs, false, 0, nil
-	w.n++
-	return s.i
-}
-
-// close releases the ring at once.
-func (w *batchWriter) close() { _ = w.ring.Close() }
-
-// run sends every slot's buffers, at most one sendmsg(2) each.
-func (w *batchWriter) run() { w.hold(0) }
-
-// result is slot i's outcome: the bytes its socket took (fewer than asked
-// when it was full) or the error that ended it.
-func (w *batchWriter) result(i int) (int, error) {
-	s := &w.slots[i]
-	return s.n, s.err
-}
-
-// reset empties the batch, dropping its references to the frames.
-func (w *batchWriter) reset() {
-	for i := range w.n {
-		s := &w.slots[i]
-		s.rc, s.bufs = nil, nil
-		clear(s.iov)
-		s.msg = unix.Msghdr{}
-	}
-	w.n = 0
-}
-
-// hold takes slot i's descriptor and, inside, the next slot's; with the
-// last one held it submits the batch.
-func (w *batchWriter) hold(i int) {
-	if i == w.n {
-		w.submit()
-		return
-	}
-	s := &w.slots[i]
-	err := s.rc.Write(s.fn)
-	if !s.held {
-		// Closed, or its write deadline passed: not sent; the rest goes on.
-		s.err = err
-		w.hold(i + 1)
-	}
-}
-
-// enter is slot's RawConn.Write callback: with the descriptor held, it goes
-// on to the next slot.
-func (s *batchSlot) enter(fd uintptr) bool {
-	s.held, s.fd = true, int(fd)
-	s.w.hold(s.i + 1)
-	return true
-}
-
-// submit queues a sendmsg for every held slot and runs them.
-func (w *batchWriter) submit() {
-	w.order = w.order[:0]
-	for i := range w.n {
-		s := &w.slots[i]
-		if !s.held {
-			continue
-		}
-		iov := s.iov[:0]
-		for _, b := range s.bufs {
-			v := unix.Iovec{Base: &b[0]}
-			v.SetLen(len(b))
-			iov = append(iov, v)
-		}
-		s.iov = iov
-		s.msg = unix.Msghdr{Iov: &iov[0]}
-		s.msg.SetIovlen(len(iov))
-		if w.err == nil && w.ring.Sendmsg(s.fd, &s.msg) {
-			w.order = append(w.order, i)
-		} else {
-			s.err = w.errOr(errBatchFull)
-		}
-	}
-	if len(w.order) == 0 {
-		return
-	}
-	if err := w.ring.Submit(w.res); err != nil {
-		// The sends' outcome is unknown, so their connections must end
-		// (their clients resume from the history when they come back).
-		w.err = err
-		for _, i := range w.order {
-			w.slots[i].err = err
-		}
-		return
-	}
-	for k, i := range w.order {
-		s := &w.slots[i]
-		switch r := w.res[k]; {
-		case r >= 0:
-			s.n = int(r)
-		case r == -int32(syscall.EINTR):
-			// Nothing taken: the short count hands it to writeLoop.
-		default:
-			s.err = syscall.Errno(-r)
-		}
-	}
-}
-
-func (w *batchWriter) errOr(err error) error {
-	if w.err != nil {
-		return w.err
-	}
-	return err
-}
-
-// errBatchFull is a slot the ring had no room for; add's bound prevents it.
-var errBatchFull = errors.New("server: write batch larger than its ring")

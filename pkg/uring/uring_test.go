@@ -4,9 +4,11 @@ package uring
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -178,4 +180,102 @@ func TestSizes(t *testing.T) {
 	if unsafe.Sizeof(sqe{}) != 64 || unsafe.Sizeof(cqe{}) != 16 || unsafe.Sizeof(params{}) != 120 {
 		t.Fatalf("sizes: sqe %d cqe %d params %d, want 64 16 120", unsafe.Sizeof(sqe{}), unsafe.Sizeof(cqe{}), unsafe.Sizeof(params{}))
 	}
+}
+
+// tcpPair returns a connected loopback TCP pair: the side a batch writes
+// and the side that reads.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	_, s, c := pair(t)
+	return s, c
+}
+
+// rawConn returns c's syscall.RawConn.
+func rawConn(t *testing.T, c net.Conn) syscall.RawConn {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// TestBatch: one batch writes several sockets; a closed socket fails
+// alone, a full one takes part without an error, and the batch is reused
+// up to its size.
+func TestBatch(t *testing.T) {
+	newRing(t) // io_uring is there (or the test skips outside CI)
+	bw, err := NewBatch(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bw.Close()
+	var peers []net.Conn
+	var slots []int
+	for i := range 3 {
+		s, c := tcpPair(t)
+		peers = append(peers, c)
+		slots = append(slots, bw.Add(rawConn(t, s), [][]byte{[]byte("frame "), []byte(strconv.Itoa(i))}))
+	}
+	closed, _ := tcpPair(t)
+	closedRC := rawConn(t, closed)
+	_ = closed.Close()
+	closedSlot := bw.Add(closedRC, [][]byte{[]byte("lost")})
+	// A socket with small buffers whose reader reads nothing: 1 MiB does
+	// not fit.
+	full, fullPeer := tcpPair(t)
+	_ = full.(*net.TCPConn).SetWriteBuffer(4096)
+	_ = fullPeer.(*net.TCPConn).SetReadBuffer(4096)
+	big := bytes.Repeat([]byte("y"), 1<<20)
+	fullSlot := bw.Add(rawConn(t, full), [][]byte{big})
+	bw.Run()
+
+	for i, c := range peers {
+		n, err := bw.Result(slots[i])
+		if err != nil || n != 7 {
+			t.Fatalf("socket %d: %d bytes, %v; want 7, nil", i, n, err)
+		}
+		got := make([]byte, 7)
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatal(err)
+		}
+		if want := "frame " + strconv.Itoa(i); string(got) != want {
+			t.Fatalf("socket %d read %q, want %q", i, got, want)
+		}
+	}
+	if _, err := bw.Result(closedSlot); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("closed socket: %v, want net.ErrClosed", err)
+	}
+	n, err := bw.Result(fullSlot)
+	if err != nil || n <= 0 || n >= len(big) {
+		t.Fatalf("full socket: %d bytes, %v; want part of %d and no error", n, err, len(big))
+	}
+	bw.Reset()
+	for i := range bw.slots {
+		if bw.slots[i].bufs != nil || bw.slots[i].rc != nil {
+			t.Fatalf("slot %d keeps its buffers after reset", i)
+		}
+	}
+
+	// Reused, as many connections as the ring takes.
+	peers = peers[:0]
+	for i := range bw.Size() {
+		s, c := tcpPair(t)
+		peers = append(peers, c)
+		bw.Add(rawConn(t, s), [][]byte{{byte('a' + i%26)}})
+	}
+	bw.Run()
+	for i, c := range peers {
+		if n, err := bw.Result(i); n != 1 || err != nil {
+			t.Fatalf("send %d: %d bytes, %v", i, n, err)
+		}
+		got := make([]byte, 1)
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != byte('a'+i%26) {
+			t.Fatalf("socket %d read %q, want %q", i, got, byte('a'+i%26))
+		}
+	}
+	bw.Reset()
 }
