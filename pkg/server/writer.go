@@ -245,6 +245,7 @@ func (c *conn) writeLoop() {
 		}
 		batch, ping, pong, pongData := c.q, c.pingDue, c.pongDue, c.pongData
 		if c.over || (len(batch) == 0 && !ping && !pong) {
+			c.dropDeadlineLocked()
 			c.idleLocked()
 			c.mu.Unlock()
 			return
@@ -281,6 +282,7 @@ func (c *conn) writeLoop() {
 			// What only this goroutine does is done: the flusher takes
 			// the role back (or nobody, when nothing waits), so that a
 			// busy connection does not keep a goroutine after a ping.
+			c.dropDeadlineLocked()
 			more := len(c.q) > 0 || c.pingDue || c.pongDue
 			if !more {
 				c.idleLocked()
@@ -388,6 +390,19 @@ func (c *conn) extendDeadline(now time.Time) error {
 		return c.setDeadline(now.Add(wt))
 	}
 	return nil
+}
+
+// dropDeadlineLocked clears the socket's write deadline before writeLoop
+// gives up the writer role on a socket the flusher writes: the flusher's
+// writes never block, and a deadline left behind (by a ping, a pong or a
+// short write's rest) would fail its next write once passed, closing a
+// healthy connection as a slow one. It runs under c.mu while the role is
+// still held, so a writer that starts next sets its own deadline after it.
+func (c *conn) dropDeadlineLocked() {
+	if !c.raw.ok() || c.deadline.IsZero() {
+		return
+	}
+	_ = c.setDeadline(time.Time{})
 }
 
 // setDeadline sets the socket's write deadline to d.
