@@ -254,6 +254,9 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 	stop := pubStart.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) * float64(cfg.Publishers) / cfg.Rate)
+	if b.publishBatched(ctx, pubStart, stop, interval) {
+		goto published
+	}
 	for _, c := range b.pubs {
 		if c.ws == nil || c.excluded.Load() {
 			continue
@@ -266,6 +269,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 		}()
 	}
 	wg.Wait()
+published:
 	pubEnd := time.Now()
 	res.PublishSeconds = pubEnd.Sub(pubStart).Seconds()
 
@@ -603,27 +607,34 @@ func (b *bench) publish(ctx context.Context, c *conn, first, stop time.Time, int
 				return
 			}
 		}
-		frame = append(frame[:0], head...)
-		frame = strconv.AppendUint(frame, seq, 10)
-		frame = append(frame, `","text":"`...)
-		textStart := len(frame)
-		frame = append(frame, b.runPrefix...)
-		frame = strconv.AppendInt(frame, int64(c.pub), 10)
-		frame = append(frame, ':')
-		frame = strconv.AppendUint(frame, seq, 10)
-		frame = append(frame, ':')
-		frame = strconv.AppendInt(frame, time.Now().UnixNano(), 10)
-		frame = append(frame, ':')
-		for len(frame)-textStart < b.cfg.Size {
-			frame = append(frame, 'x')
-		}
-		frame = append(frame, `"}`...)
+		frame = b.appendSend(frame[:0], head, c, seq)
 		_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
 			return // the reader records the disconnect
 		}
 		c.sent.Add(1)
 	}
+}
+
+// appendSend appends publisher c's send number seq to frame: head (the
+// frame's start up to the cid), the cid, and a text that carries the run,
+// the publisher, seq and the send time, padded to the configured size.
+func (b *bench) appendSend(frame, head []byte, c *conn, seq uint64) []byte {
+	frame = append(frame, head...)
+	frame = strconv.AppendUint(frame, seq, 10)
+	frame = append(frame, `","text":"`...)
+	textStart := len(frame)
+	frame = append(frame, b.runPrefix...)
+	frame = strconv.AppendInt(frame, int64(c.pub), 10)
+	frame = append(frame, ':')
+	frame = strconv.AppendUint(frame, seq, 10)
+	frame = append(frame, ':')
+	frame = strconv.AppendInt(frame, time.Now().UnixNano(), 10)
+	frame = append(frame, ':')
+	for len(frame)-textStart < b.cfg.Size {
+		frame = append(frame, 'x')
+	}
+	return append(frame, `"}`...)
 }
 
 // drained reports whether every message sent was answered (ack or error)
