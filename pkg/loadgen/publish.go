@@ -53,7 +53,7 @@ func (b *bench) publishBatched(ctx context.Context, start, stop time.Time, inter
 		}
 		// The sends never block: no deadline (gorilla leaves its last
 		// one on the socket, and once passed it fails a raw write).
-		_ = c.hc.Conn.SetWriteDeadline(time.Time{})
+		_ = c.hc.SetWriteDeadline(time.Time{})
 		room := b.cfg.RoomName(c.room)
 		pubs = append(pubs, &pub{c: c, rc: rc, head: []byte(`{"type":"send","room":"` + room + `","cid":"`)})
 	}
@@ -124,7 +124,7 @@ func (b *bench) publishBatched(ctx context.Context, start, stop time.Time, inter
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				// A pong's deadline (the reader's WriteControl) passed:
 				// not sent; clear it and send this seq next time.
-				_ = p.c.hc.Conn.SetWriteDeadline(time.Time{})
+				_ = p.c.hc.SetWriteDeadline(time.Time{})
 				p.seq--
 			case err == nil:
 				// Cut short: end the connection rather than risk a frame
