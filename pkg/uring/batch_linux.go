@@ -23,7 +23,7 @@ type Batch struct {
 	err   error   // the ring failed: it is not used again
 }
 
-// batchSlot is one connection's part of a batch.
+// batchSlot is one socket's part of a batch.
 type batchSlot struct {
 	w    *Batch
 	i    int
@@ -57,12 +57,12 @@ func NewBatch(size int) (*Batch, error) {
 		s.w, s.i = w, i
 		s.fn = s.enter
 	}
-	// The ring's descriptor and memory go with the writer.
+	// The ring's descriptor and memory go with the batch.
 	runtime.AddCleanup(w, func(r *Ring) { _ = r.Close() }, ring)
 	return w, nil
 }
 
-// Add puts bufs (non-empty buffers, at most MaxIOV) for the socket rc in
+// Add puts bufs (at most MaxIOV buffers) for the socket rc in
 // the batch and returns its number, or -1 when the batch is full. Each
 // socket may be added once per batch: Run holds all their write locks at
 // once.
@@ -146,11 +146,17 @@ func (w *Batch) submit() {
 		}
 		iov := s.iov[:0]
 		for _, b := range s.bufs {
+			if len(b) == 0 {
+				continue
+			}
 			v := unix.Iovec{Base: &b[0]}
 			v.SetLen(len(b))
 			iov = append(iov, v)
 		}
 		s.iov = iov
+		if len(iov) == 0 {
+			continue // nothing to send: 0 bytes, no error
+		}
 		s.msg = unix.Msghdr{Iov: &iov[0]}
 		s.msg.SetIovlen(len(iov))
 		if w.err == nil && w.ring.Sendmsg(s.fd, &s.msg) {
@@ -163,8 +169,8 @@ func (w *Batch) submit() {
 		return
 	}
 	if err := w.ring.Submit(w.res); err != nil {
-		// The sends' outcome is unknown, so their connections must end
-		// (their clients resume from the history when they come back).
+		// The sends' outcome is unknown: the caller must give their
+		// sockets up (Err tells).
 		w.err = err
 		for _, i := range w.order {
 			w.slots[i].err = err
@@ -177,7 +183,7 @@ func (w *Batch) submit() {
 		case r >= 0:
 			s.n = int(r)
 		case r == -int32(syscall.EINTR):
-			// Nothing taken: the short count hands it to writeLoop.
+			// Nothing taken: reported as a socket that took nothing.
 		default:
 			s.err = syscall.Errno(-r)
 		}
