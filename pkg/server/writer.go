@@ -16,7 +16,8 @@ import (
 // writes to a socket, and only while there is something to write (an idle
 // connection costs no goroutine): usually the connection's flusher
 // (flusher.go), shared by many connections, which writes everything queued
-// with one non-blocking writev(2); the connection's own writer goroutine
+// without blocking, many connections in one io_uring_enter(2) where the
+// kernel allows it, else one writev(2) each; the connection's own writer goroutine
 // (writeLoop) when a write may block (a short write, a socket without a file
 // descriptor) and for the pings, the pongs and the close frame. The reader
 // (readLoop) hands the answers to pings and close frames to the writer, so
