@@ -110,6 +110,10 @@ type Config struct {
 	Progress func(Progress)
 	// ProgressInterval defaults to 500ms.
 	ProgressInterval time.Duration
+
+	// writeWait bounds one frame write, a pong's included: 0 means
+	// defaultWriteWait. The tests shorten it.
+	writeWait time.Duration
 }
 
 // Validate fills the defaults and checks the configuration. Its errors wrap

@@ -22,10 +22,10 @@ import (
 
 // Timing and buffer constants of the connections.
 const (
-	writeWait      = 10 * time.Second // bound on one frame write
-	closeWait      = time.Second      // bound on writing our close frame
-	readBufferSize = 8 << 10          // per connection; a backlog is read in big chunks
-	drainPoll      = 10 * time.Millisecond
+	defaultWriteWait = 10 * time.Second // bound on one frame write (Config.writeWait)
+	closeWait        = time.Second      // bound on writing our close frame
+	readBufferSize   = 8 << 10          // per connection; a backlog is read in big chunks
+	drainPoll        = 10 * time.Millisecond
 )
 
 // writeBufferPool shares write buffers: subscribers write only their join.
@@ -99,12 +99,24 @@ type bench struct {
 	connected atomic.Int64
 	joinedN   atomic.Int64
 	closing   atomic.Bool
+	// retried counts the batched publisher's sends that found a control
+	// frame's write deadline passed and went out at the publisher's next
+	// turn instead (publishBatched).
+	retried atomic.Uint64
 
 	mu          sync.Mutex
 	errorFrames map[string]uint64
 	disconnects map[string]uint64
 	dialErrors  map[string]int
 	firstErr    string
+}
+
+// writeWait bounds one frame write: Config.writeWait, else defaultWriteWait.
+func (b *bench) writeWait() time.Duration {
+	if b.cfg.writeWait > 0 {
+		return b.cfg.writeWait
+	}
+	return defaultWriteWait
 }
 
 // Run executes one benchmark as cfg describes (see the package comment) and
@@ -376,7 +388,7 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 	b.connected.Add(1)
 	go b.read(c)
 	join := []byte(`{"type":"join","room":"` + b.cfg.RoomName(c.room) + `","name":"` + c.name() + `"}`)
-	_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
+	_ = ws.SetWriteDeadline(time.Now().Add(b.writeWait()))
 	if err := ws.WriteMessage(websocket.TextMessage, join); err != nil {
 		// The reader sees the broken connection and records it; the
 		// connection never joins and is left out.
@@ -608,7 +620,7 @@ func (b *bench) publish(ctx context.Context, c *conn, first, stop time.Time, int
 			}
 		}
 		frame = b.appendSend(frame[:0], head, c, seq)
-		_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		_ = c.ws.SetWriteDeadline(time.Now().Add(b.writeWait()))
 		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
 			return // the reader records the disconnect
 		}
@@ -681,6 +693,7 @@ func (b *bench) collect(res *Result) {
 	res.Connect.Errors = b.dialErrors
 	res.ErrorFrames = b.errorFrames
 	res.Disconnects = b.disconnects
+	res.retried = b.retried.Load()
 	acked := make([]uint64, b.cfg.Rooms)
 	for _, c := range b.pubs {
 		res.Sent += c.sent.Load()

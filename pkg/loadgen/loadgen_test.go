@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/livechat/livechat/pkg/uring"
 )
 
 // runTagged calls Run with every goroutine it starts labelled with the test's
@@ -452,5 +455,47 @@ func TestAtomicHistMatchesHistogram(t *testing.T) {
 	shared.addTo(&got)
 	if got != want || shared.count() != 8000 {
 		t.Fatalf("shared histogram: n %d max %d, want n %d max %d (or counts differ)", got.n, got.max, want.n, want.max)
+	}
+}
+
+// TestPublishRetriesAfterPongDeadline runs the batched publisher while the
+// server pings every 200 ms and a pong's write deadline is 5 ms: a
+// publisher's first send after a pong (it sends every 50 ms) finds the
+// deadline the pong left on the socket passed. That send must clear it and
+// go out at the publisher's next turn, with nothing lost, no publisher
+// silenced and no connection dropped.
+func TestPublishRetriesAfterPongDeadline(t *testing.T) {
+	t.Parallel()
+	if b, err := uring.NewBatch(1); err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skipf("io_uring refused here (%v): the batched publisher is not used", err)
+		}
+		t.Fatalf("io_uring refused under CI: %v", err)
+	} else {
+		b.Close()
+	}
+	rs := newRoomServer(t, &roomServer{pingEvery: 200 * time.Millisecond})
+	cfg := quick(rs.url())
+	cfg.Duration = time.Second
+	cfg.writeWait = 5 * time.Millisecond
+	res := run(t, cfg)
+	t.Logf("sent %d, retried %d", res.Sent, res.retried)
+	if res.retried == 0 {
+		t.Fatalf("no send was retried (sent %d): the test did not reach a passed deadline", res.Sent)
+	}
+	// A retried send takes its publisher's turn: sent and retried together
+	// are about 200 (200 msg/s for 1 s), and with the deadline cleared at
+	// most one turn in 4 is lost to a pong (left in place, it would fail
+	// every send until the next pong).
+	if res.Sent+res.retried < 180 || res.Sent < 120 || res.Acked != res.Sent {
+		t.Errorf("sent %d retried %d acked %d; want sent+retried about 200, sent 150 or more, all acked",
+			res.Sent, res.retried, res.Acked)
+	}
+	if res.Delivered != res.Expected || res.Lost != 0 || res.Duplicates != 0 || res.Gaps != 0 {
+		t.Errorf("expected %d delivered %d lost %d dupes %d gaps %d; want every acked message delivered once",
+			res.Expected, res.Delivered, res.Lost, res.Duplicates, res.Gaps)
+	}
+	if len(res.Disconnects) != 0 || len(res.ErrorFrames) != 0 {
+		t.Errorf("disconnects %v error frames %v, want none", res.Disconnects, res.ErrorFrames)
 	}
 }

@@ -126,6 +126,7 @@ func (b *bench) publishBatched(ctx context.Context, start, stop time.Time, inter
 				// not sent; clear it and send this seq next time.
 				_ = p.c.hc.SetWriteDeadline(time.Time{})
 				p.seq--
+				b.retried.Add(1)
 			case err == nil:
 				// Cut short: end the connection rather than risk a frame
 				// between the two parts.

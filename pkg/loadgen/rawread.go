@@ -113,11 +113,11 @@ func (b *bench) handleFrames(c *conn, rd *wsframe.Reader) error {
 		case wsframe.OpText, wsframe.OpBinary:
 			b.frame(c, f.Payload)
 		case wsframe.OpPing:
-			_ = c.ws.WriteControl(websocket.PongMessage, f.Payload, time.Now().Add(writeWait))
+			_ = c.ws.WriteControl(websocket.PongMessage, f.Payload, time.Now().Add(b.writeWait()))
 		case wsframe.OpClose:
 			code, cerr := wsframe.CloseCode(f.Payload)
 			if cerr == nil { // answered as gorilla's reader did
-				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeWait))
+				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(b.writeWait()))
 			}
 			return &websocket.CloseError{Code: code}
 		}

@@ -77,6 +77,9 @@ type Result struct {
 	// Interrupted is set when the context was cancelled during publishing or
 	// draining; the figures cover what happened until then.
 	Interrupted bool `json:"interrupted,omitempty"`
+
+	// retried is bench.retried at the end (for the tests).
+	retried uint64
 }
 
 // Connect describes the connection phase.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -34,6 +35,8 @@ type roomServer struct {
 	kickAfter int
 	// joinNever makes the server ignore joins from names with this prefix.
 	joinNever string
+	// pingEvery, when set, pings every connection that often.
+	pingEvery time.Duration
 
 	dropped atomic.Int64
 	duped   atomic.Int64
@@ -97,8 +100,19 @@ func (rs *roomServer) serveWS(w http.ResponseWriter, r *http.Request) {
 	rs.wg.Add(1)
 	go func() { // the writer
 		defer rs.wg.Done()
+		var ping <-chan time.Time
+		if rs.pingEvery > 0 {
+			t := time.NewTicker(rs.pingEvery)
+			defer t.Stop()
+			ping = t.C
+		}
 		for {
 			select {
+			case <-ping:
+				if err := ws.WriteMessage(websocket.PingMessage, []byte("p")); err != nil {
+					_ = ws.Close()
+					return
+				}
 			case f := <-c.out:
 				if f == nil { // kick
 					_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "kicked"))
