@@ -44,17 +44,21 @@ metric() { curl -s --max-time 2 http://127.0.0.1:18080/metrics | awk -v m="livec
 # measured PIDS -- BENCH ARGS: runs bench and prints its JSON with the
 # servers' CPU during the run (from 5 s in: connected and joined, warming
 # up), and the first server's flusher writes a second and write interval
-# over the publishing phase (from 6 s to 14 s).
+# over the publishing phase (from 6 s to 14 s); "window" holds the servers'
+# CPU, the first server's messages in and flusher writes over that window.
 measured() {
   local ps=(); while [ "$1" != -- ]; do ps+=("$1"); shift; done; shift
   bench "$@" > "$TMP/r.json" & local bp=$!
   sleep 5; read -r r0 w0 <<<"$(cpu "${ps[@]}")"
-  sleep 1; local fw0 iv0; fw0=$(metric flusher_writes_total); iv0=$(metric write_interval_seconds)
-  sleep 8; local fw1 iv1; fw1=$(metric flusher_writes_total); iv1=$(metric write_interval_seconds)
+  sleep 1; local fw0 iv0 m0 c0; fw0=$(metric flusher_writes_total); iv0=$(metric write_interval_seconds)
+  m0=$(metric messages_in_total); read -r c0 _ <<<"$(cpu "${ps[@]}")"
+  sleep 8; local fw1 iv1 m1 c1; fw1=$(metric flusher_writes_total); iv1=$(metric write_interval_seconds)
+  m1=$(metric messages_in_total); read -r c1 _ <<<"$(cpu "${ps[@]}")"
   wait $bp; read -r r1 w1 <<<"$(cpu "${ps[@]}")"
-  python3 - "$TMP/r.json" "$r0" "$r1" "$w0" "$w1" "$fw0" "$fw1" "$iv0" "$iv1" <<'PY'
+  python3 - "$TMP/r.json" "$r0" "$r1" "$w0" "$w1" "$fw0" "$fw1" "$iv0" "$iv1" "$m0" "$m1" "$c0" "$c1" <<'PY'
 import json, sys
-d = json.load(open(sys.argv[1])); r0, r1, w0, w1, fw0, fw1, iv0, iv1 = map(float, sys.argv[2:])
+d = json.load(open(sys.argv[1])); r0, r1, w0, w1, fw0, fw1, iv0, iv1, m0, m1, c0, c1 = map(float, sys.argv[2:])
+d["window"] = {"seconds": 8, "cpu_s": round(c1 - c0, 3), "messages": round(m1 - m0), "writes": round(fw1 - fw0)}
 d["server_cpu_s"] = round(r1 - r0, 3); d["server_wait_s"] = round(w1 - w0, 3)
 d["server_us_per_delivery"] = round(1e6 * (r1 - r0) / max(d["delivered"], 1), 3)
 d["server_writes_per_s"] = round((fw1 - fw0) / 8)
