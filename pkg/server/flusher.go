@@ -139,8 +139,8 @@ const (
 	// Where the process's CPU time is not known the share alone decides.
 	busyHigh = 0.55
 	busyLow  = 0.35
-	cpuHigh  = 0.85
-	cpuLow   = 0.7
+	cpuHigh  = 0.95
+	cpuLow   = 0.85
 )
 
 // newFlusher returns an idle flusher at the shortest interval; batched

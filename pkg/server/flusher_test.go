@@ -120,7 +120,7 @@ func TestFlusherInterval(t *testing.T) {
 	}
 	prev := writeCoalesce
 	for range 30 {
-		got := window(0.6, 0.95)
+		got := window(0.6, 0.98)
 		if got < prev || got > maxCoalesce {
 			t.Fatalf("busy: interval %v after %v", got, prev)
 		}
@@ -129,7 +129,7 @@ func TestFlusherInterval(t *testing.T) {
 	if prev != maxCoalesce {
 		t.Fatalf("busy for long: %v, want %v", prev, maxCoalesce)
 	}
-	for _, w := range [][2]float64{{(busyLow + busyHigh) / 2, 0.95}, {0.6, (cpuLow + cpuHigh) / 2}} {
+	for _, w := range [][2]float64{{(busyLow + busyHigh) / 2, 0.98}, {0.6, (cpuLow + cpuHigh) / 2}} {
 		if got := window(w[0], w[1]); got != maxCoalesce {
 			t.Fatalf("between the bounds (share %v, CPU %v): %v, want it kept at %v", w[0], w[1], got, maxCoalesce)
 		}
@@ -137,7 +137,7 @@ func TestFlusherInterval(t *testing.T) {
 	if got := window(0.6, 0.5); got != maxCoalesce*4/5 {
 		t.Fatalf("one window with CPU to spare: %v, want %v", got, maxCoalesce*4/5)
 	}
-	if got := window(0.2, 0.95); got != maxCoalesce*4/5*4/5 {
+	if got := window(0.2, 0.98); got != maxCoalesce*4/5*4/5 {
 		t.Fatalf("one window of few writes: %v, want %v", got, maxCoalesce*4/5*4/5)
 	}
 	for range 30 {
@@ -149,7 +149,7 @@ func TestFlusherInterval(t *testing.T) {
 	// A flusher that was busy, then had nothing to write for a second
 	// (no windows ended: its goroutine was gone), starts short again.
 	for range 30 {
-		window(0.6, 0.95)
+		window(0.6, 0.98)
 	}
 	f.busy = 0
 	t0 = t0.Add(2 * time.Second)
