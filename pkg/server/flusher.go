@@ -189,14 +189,14 @@ func (f *flusher) adapt(now time.Time) {
 
 // A flusher sleeps yieldSleep once it has written yieldEvery connections
 // (after the batch that reaches them: a batch of up to maxBatch goes out
-// whole), then yields, so that a long pass does not hold off the other goroutines (the
-// readers, above all). The sleep lets the scheduler poll the network,
-// which it does only when nothing else is runnable (a goroutine that only
-// yields never lets that happen); the yield after it puts the flusher
-// behind the readers the poll made runnable, which the sleep's wake-up
-// alone would not: a goroutine woken by its timer runs next. Inbound
-// messages are thus read within about one such step, whatever the
-// flusher's backlog; at 500 rooms on one core, the time from a client's
+// whole), then yields, so that a long pass does not hold off the other
+// goroutines (the readers, above all). The sleep lets the scheduler poll
+// the network, which it does only when nothing else is runnable (a
+// goroutine that only yields never lets that happen); the yield after it
+// puts the flusher behind the readers the poll made runnable, which the
+// sleep's wake-up alone would not: a goroutine woken by its timer runs
+// next. Inbound messages are thus read within about one such step,
+// whatever the flusher's backlog; at 500 rooms on one core, the time from a client's
 // send to the server's read fell from p99 ~120 to ~50 ms, and to ~30 ms
 // with yieldEvery 16 rather than 64 (docs/BENCHMARKS.md, round 9).
 const (
