@@ -28,8 +28,7 @@ import (
 // Each write costs the network stack's work (and, on the same host, the
 // receiving side's too) whatever its size, and a system call unless it is
 // batched, so a server with thousands of busy sockets spends its core on
-// writes unless they carry more. A flusher
-// therefore adapts the least time between two writes to one connection
+// writes unless they carry more. A flusher therefore adapts the least time between two writes to one connection
 // (its interval, from writeCoalesce up to maxCoalesce) every adaptEvery:
 // it lengthens the interval while writes take more than busyHigh of its
 // time and the process uses more than cpuHigh of its processors, and
@@ -196,9 +195,10 @@ func (f *flusher) adapt(now time.Time) {
 // puts the flusher behind the readers the poll made runnable, which the
 // sleep's wake-up alone would not: a goroutine woken by its timer runs
 // next. Inbound messages are thus read within about one such step,
-// whatever the flusher's backlog; at 500 rooms on one core, the time from a client's
-// send to the server's read fell from p99 ~120 to ~50 ms, and to ~30 ms
-// with yieldEvery 16 rather than 64 (docs/BENCHMARKS.md, round 9).
+// whatever the flusher's backlog; at 500 rooms on one core, the time from
+// a client's send to the server's read fell from p99 ~120 to ~50 ms, and
+// to ~30 ms with yieldEvery 16 rather than 64 (docs/BENCHMARKS.md, round
+// 9).
 const (
 	yieldEvery = 16
 	yieldSleep = 50 * time.Microsecond
