@@ -28,8 +28,9 @@ import (
 // Each write costs the network stack's work (and, on the same host, the
 // receiving side's too) whatever its size, and a system call unless it is
 // batched, so a server with thousands of busy sockets spends its core on
-// writes unless they carry more. A flusher therefore adapts the least time between two writes to one connection
-// (its interval, from writeCoalesce up to maxCoalesce) every adaptEvery:
+// writes unless they carry more. A flusher therefore adapts the least
+// time between two writes to one connection (its interval, from
+// writeCoalesce up to maxCoalesce) every adaptEvery:
 // it lengthens the interval while writes take more than busyHigh of its
 // time and the process uses more than cpuHigh of its processors, and
 // shortens it while writes take less than busyLow or the process less than
