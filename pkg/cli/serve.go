@@ -54,6 +54,9 @@ type ServeOptions struct {
 	// BatchWrites lets the server write many sockets in one system call
 	// (io_uring, where the kernel allows). Default: true.
 	BatchWrites bool
+	// ReadPoller watches idle connections' sockets in one epoll set instead
+	// of a reader goroutine each (Linux).
+	ReadPoller bool
 }
 
 func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -99,6 +102,7 @@ within --shutdown-timeout.`,
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&opts.BatchWrites, "batch-writes", true, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
+	f.BoolVar(&opts.ReadPoller, "read-poller", true, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
 	f.StringVar(&opts.Pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
 	return cmd
@@ -175,6 +179,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		DrainDelay:        opts.DrainDelay,
 		History:           hist,
 		NoBatchedWrites:   !opts.BatchWrites,
+		NoReadPoller:      !opts.ReadPoller,
 		Logger:            log,
 	})
 	if err != nil {

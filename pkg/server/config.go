@@ -120,6 +120,12 @@ type Config struct {
 	// most of a small write's CPU where system calls are dear (virtual
 	// machines). Default: false.
 	NoBatchedWrites bool
+	// NoReadPoller gives every connection a reader goroutine for its whole
+	// life. By default (Linux), the server watches its connections'
+	// sockets in one epoll(7) set and a connection has a reader goroutine
+	// only while its client's bytes are read and handled, so an idle
+	// connection holds no goroutine stack. Default: false.
+	NoReadPoller bool
 	// Logger receives connection and broker events. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Default: a new registry per

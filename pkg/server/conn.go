@@ -17,10 +17,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// conn is one WebSocket client. Its reader goroutine (readLoop) owns the
-// inbound side and the rooms map; its writer (writeLoop), which runs only
-// while there is something to write, owns every write to the socket (data
-// frames, pings, the close frame).
+// conn is one WebSocket client. Its reader owns the inbound side and the
+// rooms map: a goroutine that runs only while the client's bytes are read
+// and handled (readPolled, started by the server's poller) or, where there
+// is no poller, a goroutine for the connection's life (readLoop). Its
+// writer (writeLoop), which runs only while there is something to write,
+// owns every write to the socket (data frames, pings, the close frame).
 type conn struct {
 	s          *Server
 	ws         *websocket.Conn
@@ -28,11 +30,22 @@ type conn struct {
 	out        atomic.Uint64 // frames written
 	lastFull   atomic.Int64  // UnixNano of the last write that left nothing behind (or the start)
 	selfClose  atomic.Bool   // the reader asked for the close
-	readerDone chan struct{} // closed by readLoop
+	readerDone chan struct{} // closed by the reader when it stops
 	writers    sync.WaitGroup
-	// readExtended is when readLoop last moved the read deadline (its
+	// readExtended is when the reader last moved the read deadline (its
 	// goroutine only: extendRead).
 	readExtended time.Time
+	// cutReq is set by cut: the reader stops at its next read.
+	cutReq atomic.Bool
+
+	// With the poller (poller.go): the read state (readIdle...), the
+	// connection's epoll set and slot, and the timer that cuts it after
+	// PongWait of silence (the read deadline of a polled socket, which
+	// no goroutine waits on).
+	rstate    atomic.Int32
+	pset      *epollSet
+	pslot     uint32
+	readTimer *time.Timer
 
 	// mu guards the outbound state: the queue, what the writer owes, the
 	// kick and whether a writer runs.
@@ -103,7 +116,34 @@ func (c *conn) start() {
 	c.pinger = time.AfterFunc(c.s.cfg.PingPeriod, c.pingTick)
 	c.mu.Unlock()
 	c.enqueue(c.s.welcome)
+	if c.s.poller != nil && c.raw.ok() {
+		c.rd.Limit, c.rd.FromClient = c.s.cfg.ReadLimit, true
+		c.readExtended = time.Now()
+		c.readTimer = time.AfterFunc(c.readWait(), c.cut)
+		if c.s.poller.add(c) == nil {
+			return
+		}
+		c.readTimer.Stop()
+		c.readTimer = nil
+	}
 	go c.readLoop()
+}
+
+// cut ends the connection from outside its reader (a failed write, the end
+// of a close handshake, the read deadline of a polled socket, a forced
+// shutdown). It shuts the socket down both ways, so that a blocked write
+// fails and the reader sees the end of the stream; a polled connection's
+// reader is also started, as the socket may report nothing more (a reset
+// one). The reader then finishes the connection, which closes the socket.
+// Where the socket cannot be shut down (no file descriptor, or reset) and
+// no polled reader will finish it, cut closes it: a reader goroutine
+// waiting on it returns.
+func (c *conn) cut() {
+	c.cutReq.Store(true) // before readable: see poller.add
+	shut := c.raw.ok() && c.raw.shutdown() == nil
+	if !c.readable() && !shut {
+		_ = c.ws.Close()
+	}
 }
 
 // kick asks the writer to close the connection with code and reason, after
@@ -215,14 +255,23 @@ func (c *conn) consume() bool {
 const readDeadlineSlack = 64
 
 // extendRead moves the read deadline to PongWait from now, in steps (see
-// readDeadlineSlack). It runs on the reader's goroutine only.
+// readDeadlineSlack): the socket's, or a polled connection's timer. It runs
+// on the reader only.
 func (c *conn) extendRead(now time.Time) error {
-	slack := c.s.cfg.PongWait / readDeadlineSlack
-	if now.Sub(c.readExtended) < slack {
+	if now.Sub(c.readExtended) < c.s.cfg.PongWait/readDeadlineSlack {
 		return nil // a deadline at most slack shorter than now's stands
 	}
 	c.readExtended = now
-	return c.ws.NetConn().SetReadDeadline(now.Add(c.s.cfg.PongWait + slack))
+	if c.readTimer != nil {
+		c.readTimer.Reset(c.readWait())
+		return nil
+	}
+	return c.ws.NetConn().SetReadDeadline(now.Add(c.readWait()))
+}
+
+// readWait is how long the read deadline lies ahead when it is moved.
+func (c *conn) readWait() time.Duration {
+	return c.s.cfg.PongWait + c.s.cfg.PongWait/readDeadlineSlack
 }
 
 // finish runs when the reader stops: it ends the writer, leaves every room

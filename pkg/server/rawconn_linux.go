@@ -51,6 +51,9 @@ func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
 func (c *conn) readRaw(fd uintptr) bool {
 	rd := &c.rd
 	for {
+		if c.cutReq.Load() {
+			return true
+		}
 		if c.drained {
 			c.drained = false
 			rd.Release()

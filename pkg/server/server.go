@@ -52,6 +52,7 @@ type Server struct {
 	welcome  *frame // encoded once
 
 	flushers []*flusher    // one per processor; connections take turns
+	poller   *poller       // watches the sockets of idle connections; nil: a reader goroutine each
 	connSeq  atomic.Uint64 // picks a new connection's flusher
 	// inprocBroker and inprocHist are set when the broker or the history
 	// store is the in-process memory backend, whose calls never block: the
@@ -132,6 +133,9 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	s.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
 	for i := range s.flushers {
 		s.flushers[i] = newFlusher(batched)
+	}
+	if !cfg.NoReadPoller {
+		s.poller = newPoller()
 	}
 	_, s.inprocBroker = b.(*broker.Memory)
 	_, s.inprocHist = cfg.History.(*history.Memory)
@@ -247,9 +251,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if werr := s.waitConns(ctx); werr != nil {
 		err = werr
 		for _, c := range s.snapshotConns() {
-			_ = c.ws.Close()
+			c.cut()
 		}
-		s.connWG.Wait() // closed sockets end both goroutines promptly
+		s.connWG.Wait() // cut sockets end their readers and writers promptly
 	}
 	s.stopLoops()
 	return err
@@ -265,7 +269,7 @@ func (s *Server) kill() {
 	s.mu.Unlock()
 	s.stopLoops()
 	for _, c := range s.snapshotConns() {
-		_ = c.ws.Close()
+		c.cut()
 	}
 	s.connWG.Wait()
 }

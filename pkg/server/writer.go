@@ -322,7 +322,7 @@ func (c *conn) writeFailed(err error) {
 		c.s.slowDrops.Add(1)
 		c.s.log.Info("server: slow client disconnected", "remote", c.ws.RemoteAddr().String(), "reason", "write timeout")
 	}
-	_ = c.ws.Close()
+	c.cut()
 }
 
 // writePending writes, blocking under the write deadline, what a flusher's
@@ -493,5 +493,5 @@ func (c *conn) closeHandshake(queued []*frame) {
 	case <-t.C:
 	}
 	t.Stop()
-	_ = c.ws.Close()
+	c.cut()
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"slices"
@@ -163,13 +164,24 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 	})
 }
 
-// TestIdleConnectionsHaveNoWriter: joined, idle connections cost one
-// goroutine each (the reader); no writer waits on an idle connection, and a
-// message after the idleness is delivered. Not parallel: it counts the
-// process's goroutines.
+// TestIdleConnectionsHaveNoWriter: joined, idle connections hold no
+// goroutine with the read poller (and one each, the reader, without it); no
+// writer waits on an idle connection, and a message after the idleness is
+// delivered. Not parallel: it counts the process's goroutines.
 func TestIdleConnectionsHaveNoWriter(t *testing.T) {
+	for _, polled := range []bool{true, false} {
+		t.Run(fmt.Sprintf("poller=%v", polled), func(t *testing.T) {
+			if polled && newPoller() == nil {
+				t.Skip("no read poller on this system")
+			}
+			idleConnections(t, polled)
+		})
+	}
+}
+
+func idleConnections(t *testing.T, polled bool) {
 	const n = 200
-	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), MaxConnsPerIP: n + 10})
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), MaxConnsPerIP: n + 10, NoReadPoller: !polled})
 	base := runtime.NumGoroutine()
 	wss := make([]*websocket.Conn, n)
 	for i := range wss {
@@ -185,18 +197,26 @@ func TestIdleConnectionsHaveNoWriter(t *testing.T) {
 		}
 		readType(t, ws, protocol.TypeJoined)
 	}
-	waitFor(t, 10*time.Second, "no writer goroutine", func() bool { return goroutinesIn("(*conn).writeLoop") == 0 })
-	if r := goroutinesIn("(*conn).readLoop"); r != n {
-		t.Fatalf("%d reader goroutines, want %d", r, n)
+	readers, perConn := n, n
+	if polled {
+		readers, perConn = 0, 0
 	}
-	if g := runtime.NumGoroutine() - base; g > n+10 {
-		t.Fatalf("%d idle connections added %d goroutines, want about one each", n, g)
+	waitFor(t, 10*time.Second, "no writer goroutine and the readers settled", func() bool {
+		return goroutinesIn("(*conn).writeLoop") == 0 && goroutinesIn("(*conn).readPolled") == 0
+	})
+	if r := goroutinesIn("(*conn).readLoop"); r != readers {
+		t.Fatalf("%d reader goroutines, want %d", r, readers)
+	}
+	if g := runtime.NumGoroutine() - base; g > perConn+10 {
+		t.Fatalf("%d idle connections added %d goroutines, want about %d", n, g, perConn)
 	}
 	if err := wss[0].WriteJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "idle", Text: "after a pause", CID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
-	if f := readType(t, wss[n-1], protocol.TypeMessage); f.Text != "after a pause" {
-		t.Fatalf("got %q", f.Text)
+	for _, ws := range []*websocket.Conn{wss[0], wss[n-1]} {
+		if f := readType(t, ws, protocol.TypeMessage); f.Text != "after a pause" {
+			t.Fatalf("got %q", f.Text)
+		}
 	}
 }
 

@@ -1,0 +1,268 @@
+package server
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A poller watches the sockets of a server's connections in one epoll(7)
+// set, so that a connection holds a reader goroutine only while its client's
+// bytes are being read and handled (readPolled): an idle connection costs no
+// goroutine stack (memory, and a stack for the garbage collector to scan in
+// every cycle), whatever the number of connections.
+//
+// The set is edge-triggered: the kernel reports a socket when bytes (or the
+// end of the stream) arrive. A connection's read state (conn.rstate) makes
+// sure that one goroutine at a time reads it: a report while it is read
+// asks the reader for one more pass instead of starting another.
+//
+// The epoll descriptor is itself watched by the runtime's network poller
+// (os.NewFile of a non-blocking descriptor), so the poller's goroutine waits
+// like any reader and takes no thread. It exists only while connections
+// are registered: the set is made at the first and closed after the last.
+type poller struct {
+	mu    sync.Mutex
+	set   *epollSet // the set new connections join; nil when none
+	slots []*conn   // registered connections by slot; nil for a free slot
+	gens  []uint32  // each slot's generation, bumped when it is freed
+	free  []uint32
+}
+
+// epollSet is one epoll descriptor and the connections registered in it.
+type epollSet struct {
+	fd   int
+	file *os.File // fd, for the runtime's poller
+	n    int      // connections registered, under poller.mu
+}
+
+// The read states of a connection (conn.rstate).
+const (
+	readOff     = iota // not polled (not yet, or never: readLoop reads it)
+	readIdle           // polled, no reader runs; the next report starts one
+	readRunning        // a reader runs
+	readAgain          // a reader runs and a report came meanwhile
+	readDone           // the reader stopped for good
+)
+
+// pollBatch is the most events one epoll_wait(2) returns.
+const pollBatch = 128
+
+// newPoller returns an empty poller; it opens nothing until a connection is
+// added.
+func newPoller() *poller { return &poller{} }
+
+// add registers c's socket; c's reader runs (readPolled) whenever bytes
+// arrive. An error leaves c unregistered: it then needs a reader goroutine
+// of its own.
+func (p *poller) add(c *conn) error {
+	p.mu.Lock()
+	set := p.set
+	if set == nil {
+		var err error
+		if set, err = newEpollSet(); err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		p.set = set
+		go p.run(set)
+	}
+	set.n++
+	slot := p.alloc(c)
+	gen := p.gens[slot]
+	p.mu.Unlock()
+	c.pset, c.pslot = set, slot
+	c.rstate.Store(readIdle)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(slot), Pad: int32(gen)}
+	var cerr error
+	err := c.raw.rc.Control(func(fd uintptr) {
+		// Bytes already waiting are reported at once.
+		cerr = unix.EpollCtl(set.fd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		c.rstate.Store(readOff)
+		p.remove(c)
+		return err
+	}
+	if c.cutReq.Load() {
+		c.readable() // cut while being added: see cut
+	}
+	return nil
+}
+
+// alloc gives c a slot; p.mu is held.
+func (p *poller) alloc(c *conn) uint32 {
+	if n := len(p.free); n > 0 {
+		slot := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.slots[slot] = c
+		return slot
+	}
+	p.slots = append(p.slots, c)
+	p.gens = append(p.gens, 0)
+	return uint32(len(p.slots) - 1)
+}
+
+// remove forgets c (its reader has stopped): a report still on its way for
+// c's slot is ignored. The socket leaves the epoll set when it is closed.
+// The last connection of a set closes it.
+func (p *poller) remove(c *conn) {
+	p.mu.Lock()
+	p.slots[c.pslot] = nil
+	p.gens[c.pslot]++
+	p.free = append(p.free, c.pslot)
+	set := c.pset
+	set.n--
+	last := set.n == 0
+	if last && p.set == set {
+		p.set = nil
+	}
+	p.mu.Unlock()
+	if last {
+		_ = set.file.Close() // ends its run goroutine
+	}
+}
+
+func newEpollSet() (*epollSet, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	return &epollSet{fd: fd, file: os.NewFile(uintptr(fd), "livechat-poller")}, nil
+}
+
+// run waits for reports from set and starts or prods the readers, until
+// set is closed.
+func (p *poller) run(set *epollSet) {
+	rc, err := set.file.SyscallConn()
+	if err != nil {
+		return
+	}
+	evs := make([]unix.EpollEvent, pollBatch)
+	ready := make([]*conn, 0, pollBatch)
+	_ = rc.Read(func(fd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(fd), evs, 0)
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			if err != nil || n == 0 {
+				// Empty: wait for the runtime's poller to report the set
+				// readable (an error: the set was closed).
+				return err != nil
+			}
+			p.mu.Lock()
+			for _, ev := range evs[:n] {
+				slot := uint32(ev.Fd)
+				if int(slot) < len(p.slots) && p.gens[slot] == uint32(ev.Pad) && p.slots[slot] != nil {
+					ready = append(ready, p.slots[slot])
+				}
+			}
+			p.mu.Unlock()
+			for i, c := range ready {
+				c.readable()
+				ready[i] = nil
+			}
+			ready = ready[:0]
+			if n < len(evs) {
+				return false
+			}
+		}
+	})
+}
+
+// readable is a report of bytes for c: it starts c's reader, or asks the
+// running one for another pass. It returns false when c is not polled.
+func (c *conn) readable() bool {
+	for {
+		switch c.rstate.Load() {
+		case readOff:
+			return false
+		case readIdle:
+			if c.rstate.CompareAndSwap(readIdle, readRunning) {
+				go c.readPolled()
+				return true
+			}
+		case readRunning:
+			if c.rstate.CompareAndSwap(readRunning, readAgain) {
+				return true
+			}
+		default: // readAgain, readDone
+			return true
+		}
+	}
+}
+
+// readPolled is a polled connection's reader for one report: it reads
+// and handles what the socket holds, then returns, holding nothing, unless
+// the connection ends (then it finishes it, as readLoop does).
+func (c *conn) readPolled() {
+	for {
+		stop := true
+		err := c.raw.rc.Control(func(fd uintptr) { stop = c.readReport(fd) })
+		if err != nil || stop || c.cutReq.Load() {
+			c.rstate.Store(readDone)
+			c.readTimer.Stop()
+			c.s.poller.remove(c)
+			c.rd.Reset()
+			c.finish()
+			return
+		}
+		if c.rstate.CompareAndSwap(readRunning, readIdle) {
+			return
+		}
+		c.rstate.Store(readRunning) // readAgain: bytes came meanwhile
+	}
+}
+
+// readReport reads the socket until it is empty and handles every whole
+// frame, like readRaw; it returns true to stop reading. A read that does
+// not fill the buffer found the socket empty: bytes that come later bring
+// another report.
+func (c *conn) readReport(fd uintptr) bool {
+	rd := &c.rd
+	for !c.cutReq.Load() {
+		space := rd.Space()
+		n, err := syscall.Read(int(fd), space)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			rd.Release()
+			return false
+		case err != nil || n <= 0:
+			return true
+		}
+		rd.Commit(n)
+		if c.extendRead(time.Now()) != nil || !c.consume() {
+			return true
+		}
+		if n < len(space) {
+			rd.Release()
+			return false
+		}
+	}
+	return true
+}
+
+// shutdown shuts both directions of the socket down: its reader sees the
+// end of the stream, a write fails.
+func (r rawConn) shutdown() error {
+	var serr error
+	err := r.rc.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	if err != nil {
+		return err
+	}
+	return serr
+}
