@@ -18,9 +18,10 @@ import (
 )
 
 // conn is one WebSocket client. Its reader owns the inbound side and the
-// rooms map: a goroutine that runs only while the client's bytes are read
-// and handled (readPolled, started by the server's poller) or, where there
-// is no poller, a goroutine for the connection's life (readLoop). Its
+// rooms map: run by the server's poller while the client's bytes are read
+// and handled (readPolled, on the poller's goroutine or one of its own) or,
+// where there is no poller, a goroutine for the connection's life
+// (readLoop). Its
 // writer (writeLoop), which runs only while there is something to write,
 // owns every write to the socket (data frames, pings, the close frame).
 type conn struct {
@@ -43,6 +44,7 @@ type conn struct {
 	// PongWait of silence (the read deadline of a polled socket, which
 	// no goroutine waits on).
 	rstate    atomic.Int32
+	pl        *poller
 	pset      *epollSet
 	pslot     uint32
 	readTimer *time.Timer
@@ -116,11 +118,11 @@ func (c *conn) start() {
 	c.pinger = time.AfterFunc(c.s.cfg.PingPeriod, c.pingTick)
 	c.mu.Unlock()
 	c.enqueue(c.s.welcome)
-	if c.s.poller != nil && c.raw.ok() {
+	if pl := c.s.pollerFor(); pl != nil && c.raw.ok() {
 		c.rd.Limit, c.rd.FromClient = c.s.cfg.ReadLimit, true
 		c.readExtended = time.Now()
 		c.readTimer = time.AfterFunc(c.readWait(), c.cut)
-		if c.s.poller.add(c) == nil {
+		if pl.add(c) == nil {
 			return
 		}
 		c.readTimer.Stop()
@@ -141,7 +143,7 @@ func (c *conn) start() {
 func (c *conn) cut() {
 	c.cutReq.Store(true) // before readable: see poller.add
 	shut := c.raw.ok() && c.raw.shutdown() == nil
-	if !c.readable() && !shut {
+	if !c.readable(false) && !shut {
 		_ = c.ws.Close()
 	}
 }

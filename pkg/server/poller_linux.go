@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -10,22 +11,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A poller watches the sockets of a server's connections in one epoll(7)
-// set, so that a connection holds a reader goroutine only while its client's
-// bytes are being read and handled (readPolled): an idle connection costs no
+// A poller watches the sockets of some of a server's connections (one
+// poller per processor, connections take turns) in one epoll(7) set, so
+// that no goroutine waits on a connection: an idle connection costs no
 // goroutine stack (memory, and a stack for the garbage collector to scan in
 // every cycle), whatever the number of connections.
 //
 // The set is edge-triggered: the kernel reports a socket when bytes (or the
-// end of the stream) arrive. A connection's read state (conn.rstate) makes
-// sure that one goroutine at a time reads it: a report while it is read
-// asks the reader for one more pass instead of starting another.
+// end of the stream) arrive, and the connection's reader (readPolled) reads
+// and handles them. With in-process backends, whose calls never wait on the
+// network, the reader runs on the poller's goroutine: an event loop, with no
+// goroutine start or wake-up per message, and one goroutine stack that
+// stays grown (a fresh goroutine per report grew its stack, copying it, at
+// every message). Otherwise (Redis, PostgreSQL: a handler may wait) each
+// report starts a goroutine that lives while the bytes are handled. A
+// connection's read state (conn.rstate) makes sure that one reader at a
+// time reads it: a report while it is read asks the reader for one more
+// pass instead of starting another.
 //
 // The epoll descriptor is itself watched by the runtime's network poller
 // (os.NewFile of a non-blocking descriptor), so the poller's goroutine waits
 // like any reader and takes no thread. It exists only while connections
 // are registered: the set is made at the first and closed after the last.
 type poller struct {
+	inline bool // the readers run on the poller's goroutine
+
 	mu    sync.Mutex
 	set   *epollSet // the set new connections join; nil when none
 	slots []*conn   // registered connections by slot; nil for a free slot
@@ -53,8 +63,9 @@ const (
 const pollBatch = 128
 
 // newPoller returns an empty poller; it opens nothing until a connection is
-// added.
-func newPoller() *poller { return &poller{} }
+// added. inline runs the readers on the poller's goroutine: only for
+// handlers that never wait long.
+func newPoller(inline bool) *poller { return &poller{inline: inline} }
 
 // add registers c's socket; c's reader runs (readPolled) whenever bytes
 // arrive. An error leaves c unregistered: it then needs a reader goroutine
@@ -75,7 +86,7 @@ func (p *poller) add(c *conn) error {
 	slot := p.alloc(c)
 	gen := p.gens[slot]
 	p.mu.Unlock()
-	c.pset, c.pslot = set, slot
+	c.pl, c.pset, c.pslot = p, set, slot
 	c.rstate.Store(readIdle)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(slot), Pad: int32(gen)}
 	var cerr error
@@ -92,7 +103,7 @@ func (p *poller) add(c *conn) error {
 		return err
 	}
 	if c.cutReq.Load() {
-		c.readable() // cut while being added: see cut
+		c.readable(false) // cut while being added: see cut
 	}
 	return nil
 }
@@ -171,27 +182,37 @@ func (p *poller) run(set *epollSet) {
 			}
 			p.mu.Unlock()
 			for i, c := range ready {
-				c.readable()
+				c.readable(p.inline)
 				ready[i] = nil
 			}
 			ready = ready[:0]
 			if n < len(evs) {
 				return false
 			}
+			if p.inline {
+				// More reports wait: let the flusher and the timers run
+				// first, as readers woken one by one would.
+				runtime.Gosched()
+			}
 		}
 	})
 }
 
-// readable is a report of bytes for c: it starts c's reader, or asks the
-// running one for another pass. It returns false when c is not polled.
-func (c *conn) readable() bool {
+// readable is a report of bytes for c: it runs c's reader (on this
+// goroutine when inline, else on one of its own), or asks the running one
+// for another pass. It returns false when c is not polled.
+func (c *conn) readable(inline bool) bool {
 	for {
 		switch c.rstate.Load() {
 		case readOff:
 			return false
 		case readIdle:
 			if c.rstate.CompareAndSwap(readIdle, readRunning) {
-				go c.readPolled()
+				if inline {
+					c.readPolled(true)
+				} else {
+					go c.readPolled(false)
+				}
 				return true
 			}
 		case readRunning:
@@ -205,18 +226,21 @@ func (c *conn) readable() bool {
 }
 
 // readPolled is a polled connection's reader for one report: it reads
-// and handles what the socket holds, then returns, holding nothing, unless
-// the connection ends (then it finishes it, as readLoop does).
-func (c *conn) readPolled() {
+// and handles what the socket holds, then returns, holding nothing. When
+// the connection ends it finishes it, as readLoop does: on a goroutine of
+// its own when inline (on the poller's), as finishing may wait for the
+// writer.
+func (c *conn) readPolled(inline bool) {
 	for {
 		stop := true
 		err := c.raw.rc.Control(func(fd uintptr) { stop = c.readReport(fd) })
 		if err != nil || stop || c.cutReq.Load() {
 			c.rstate.Store(readDone)
-			c.readTimer.Stop()
-			c.s.poller.remove(c)
-			c.rd.Reset()
-			c.finish()
+			if inline {
+				go c.endPolled()
+			} else {
+				c.endPolled()
+			}
 			return
 		}
 		if c.rstate.CompareAndSwap(readRunning, readIdle) {
@@ -224,6 +248,14 @@ func (c *conn) readPolled() {
 		}
 		c.rstate.Store(readRunning) // readAgain: bytes came meanwhile
 	}
+}
+
+// endPolled ends a polled connection whose reader stopped.
+func (c *conn) endPolled() {
+	c.readTimer.Stop()
+	c.pl.remove(c)
+	c.rd.Reset()
+	c.finish()
 }
 
 // readReport reads the socket until it is empty and handles every whole

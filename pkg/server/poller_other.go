@@ -11,11 +11,11 @@ type poller struct{}
 // epollSet is Linux only.
 type epollSet struct{}
 
-func newPoller() *poller { return nil }
+func newPoller(bool) *poller { return nil }
 
 func (*poller) add(*conn) error { return errors.ErrUnsupported }
 
 func (rawConn) shutdown() error { return errors.ErrUnsupported }
 
 // readable is never true here: no connection is polled.
-func (*conn) readable() bool { return false }
+func (*conn) readable(bool) bool { return false }

@@ -52,7 +52,8 @@ type Server struct {
 	welcome  *frame // encoded once
 
 	flushers []*flusher    // one per processor; connections take turns
-	poller   *poller       // watches the sockets of idle connections; nil: a reader goroutine each
+	pollers  []*poller     // one per processor, watch the connections' sockets; none: a reader goroutine each
+	pollSeq  atomic.Uint64 // picks a new connection's poller
 	connSeq  atomic.Uint64 // picks a new connection's flusher
 	// inprocBroker and inprocHist are set when the broker or the history
 	// store is the in-process memory backend, whose calls never block: the
@@ -134,11 +135,18 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	for i := range s.flushers {
 		s.flushers[i] = newFlusher(batched)
 	}
-	if !cfg.NoReadPoller {
-		s.poller = newPoller()
-	}
 	_, s.inprocBroker = b.(*broker.Memory)
 	_, s.inprocHist = cfg.History.(*history.Memory)
+	if !cfg.NoReadPoller {
+		// With in-process backends no handler waits on the network, so
+		// the pollers run the readers themselves.
+		inline := s.inprocBroker && (s.hist == nil || s.inprocHist)
+		for range runtime.GOMAXPROCS(0) {
+			if p := newPoller(inline); p != nil {
+				s.pollers = append(s.pollers, p)
+			}
+		}
+	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// The connection's reader parses frames from the socket itself
@@ -501,6 +509,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.nconns.Add(1)
 	c.start()
+}
+
+// pollerFor returns the poller of a new connection, nil when there is none.
+func (s *Server) pollerFor() *poller {
+	if len(s.pollers) == 0 {
+		return nil
+	}
+	return s.pollers[s.pollSeq.Add(1)%uint64(len(s.pollers))]
 }
 
 // flusherFor returns the flusher of a new connection.
