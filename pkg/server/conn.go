@@ -82,10 +82,8 @@ type conn struct {
 	pending       net.Buffers
 	pendingFrames int
 
-	// Owned by readLoop: the frame parser, and whether the last read
-	// found the socket empty (readRaw).
+	// Owned by the reader: the frame parser.
 	rd      wsframe.Reader
-	drained bool
 	limiter *rate.Limiter
 	strikes int
 	rooms   map[string]*membership
@@ -189,7 +187,7 @@ func (c *conn) readLoop() {
 	c.rd.Limit, c.rd.FromClient = c.s.cfg.ReadLimit, true
 	_ = c.extendRead(time.Now())
 	if c.raw.ok() {
-		_ = c.raw.read(c.readRaw)
+		_ = c.raw.read(c.readReport)
 	} else {
 		c.readStream()
 	}

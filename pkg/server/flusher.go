@@ -410,7 +410,7 @@ func (f *flusher) finish(c *conn, batch []*frame, vec [][]byte, written int, err
 	if err != nil {
 		clear(batch)
 		// Closing the socket waits for its reader to leave the descriptor,
-		// which it holds while it handles a frame (readRaw), and a handler
+		// which it holds while it handles a frame (readReport), and a handler
 		// may wait for the broker or the store: not on the flusher.
 		go func() {
 			c.writeFailed(err)

@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -256,36 +255,6 @@ func (c *conn) endPolled() {
 	c.pl.remove(c)
 	c.rd.Reset()
 	c.finish()
-}
-
-// readReport reads the socket until it is empty and handles every whole
-// frame, like readRaw; it returns true to stop reading. A read that does
-// not fill the buffer found the socket empty: bytes that come later bring
-// another report.
-func (c *conn) readReport(fd uintptr) bool {
-	rd := &c.rd
-	for !c.cutReq.Load() {
-		space := rd.Space()
-		n, err := syscall.Read(int(fd), space)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			rd.Release()
-			return false
-		case err != nil || n <= 0:
-			return true
-		}
-		rd.Commit(n)
-		if c.extendRead(time.Now()) != nil || !c.consume() {
-			return true
-		}
-		if n < len(space) {
-			rd.Release()
-			return false
-		}
-	}
-	return true
 }
 
 // shutdown shuts both directions of the socket down: its reader sees the

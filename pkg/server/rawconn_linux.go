@@ -35,30 +35,23 @@ func (r rawConn) syscallConn() syscall.RawConn { return r.rc }
 // socket to be readable whenever it returns false (syscall.RawConn.Read).
 func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
 
-// readRaw reads the socket's file descriptor, run once for the connection's
-// life by RawConn.Read, which waits for the socket whenever it returns
-// false. It reads what the socket holds and handles every whole frame; a
-// read that does not fill the buffer found the socket empty, so it waits
-// then without the read that would find it so (bytes that come later wake
-// the wait, as the wait's readiness is only reset when RawConn.Read starts).
-// While it waits it holds no read buffer. It returns true to stop reading:
-// at the end of the stream, on an error, or when the handler says so.
+// readReport reads the socket's file descriptor until it is empty and
+// handles every whole frame; it returns true to stop reading: at the end of
+// the stream, on an error, when the handler says so, or once the connection
+// is cut. A read that does not fill the buffer found the socket empty, so
+// it returns false then without the read that would find it so: a polled
+// connection gets another report when bytes come, and readLoop, which runs
+// it inside RawConn.Read for the connection's life, waits for the socket
+// (bytes that came meanwhile wake the wait, as the wait's readiness is only
+// reset when RawConn.Read starts). Between reads it holds no read buffer.
 //
-// As the callback runs while frames are handled, a Close of the socket
-// from another goroutine waits for the handler to return (a Close waits
-// for the descriptor's users): the flusher, shared by many connections,
-// therefore never closes a socket itself (flusher.write).
-func (c *conn) readRaw(fd uintptr) bool {
+// As it runs while frames are handled, inside the descriptor's callback, a
+// Close of the socket from another goroutine waits for the handler to
+// return (a Close waits for the descriptor's users): the flusher, shared by
+// many connections, therefore never closes a socket itself (flusher.write).
+func (c *conn) readReport(fd uintptr) bool {
 	rd := &c.rd
-	for {
-		if c.cutReq.Load() {
-			return true
-		}
-		if c.drained {
-			c.drained = false
-			rd.Release()
-			return false
-		}
+	for !c.cutReq.Load() {
 		space := rd.Space()
 		n, err := syscall.Read(int(fd), space)
 		switch {
@@ -71,11 +64,15 @@ func (c *conn) readRaw(fd uintptr) bool {
 			return true
 		}
 		rd.Commit(n)
-		c.drained = n < len(space)
 		if c.extendRead(time.Now()) != nil || !c.consume() {
 			return true
 		}
+		if n < len(space) {
+			rd.Release()
+			return false
+		}
 	}
+	return true
 }
 
 // rawWriter is a flusher's writev(2) state, kept from one write to the next

@@ -23,7 +23,7 @@ func (rawConn) read(func(uintptr) bool) error {
 	panic("server: no raw reads on this system")
 }
 
-func (*conn) readRaw(uintptr) bool { panic("server: no raw reads on this system") }
+func (*conn) readReport(uintptr) bool { panic("server: no raw reads on this system") }
 
 // rawWriter is never used here.
 type rawWriter struct{}
