@@ -21,9 +21,9 @@ import (
 // rooms map: run by the server's poller while the client's bytes are read
 // and handled (readPolled, on the poller's goroutine or one of its own) or,
 // where there is no poller, a goroutine for the connection's life
-// (readLoop). Its
-// writer (writeLoop), which runs only while there is something to write,
-// owns every write to the socket (data frames, pings, the close frame).
+// (readLoop). Its writer (writeLoop), which runs only while there is
+// something to write, owns every write to the socket (data frames, pings,
+// the close frame).
 type conn struct {
 	s          *Server
 	ws         *websocket.Conn
@@ -39,7 +39,7 @@ type conn struct {
 	// cutReq is set by cut: the reader stops at its next read.
 	cutReq atomic.Bool
 
-	// With the poller (poller.go): the read state (readIdle...), the
+	// With a poller (poller_linux.go): the read state (readIdle...), the
 	// connection's epoll set and slot, and the timer that cuts it after
 	// PongWait of silence (the read deadline of a polled socket, which
 	// no goroutine waits on).
