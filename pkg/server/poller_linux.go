@@ -97,7 +97,11 @@ func (p *poller) add(c *conn) error {
 		err = cerr
 	}
 	if err != nil {
-		c.rstate.Store(readOff)
+		if !c.rstate.CompareAndSwap(readIdle, readOff) {
+			// A cut started the reader meanwhile (readable): it ends
+			// the connection and removes it.
+			return nil
+		}
 		p.remove(c)
 		return err
 	}
