@@ -11,13 +11,26 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 all: build
 
-## build: the livechat binary in bin/
-build:
+# The binary depends on every source file and on the version it embeds, so
+# `make build`, `make run` and `make cluster` rebuild it only when one of those
+# changed (and all three build it with the same flags).
+SOURCES  := $(shell find cmd pkg web -type f \( -name '*.go' -o -name '*.js' -o -name '*.html' -o -name '*.css' \) -not -name '*_test.go' 2>/dev/null) go.mod go.sum
+
+## build: the livechat binary in bin/ (a minute or two the first time, then only when sources change)
+build: bin/livechat
+
+bin/livechat: $(SOURCES) bin/.version
+	@echo "building bin/livechat $(VERSION) (the first build takes a minute or two; later ones are quick)"
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/livechat ./cmd/livechat
 
-## run: one node with the in-process broker on :8080
-run:
-	$(GO) run ./cmd/livechat serve --broker memory://
+# bin/.version holds the version and commit the binary embeds; it is rewritten
+# (so the binary is rebuilt) only when they change. Done as make reads this
+# file, so that `make -n` tells the truth too.
+$(shell mkdir -p bin && (echo '$(VERSION) $(COMMIT)' | cmp -s - bin/.version || echo '$(VERSION) $(COMMIT)' > bin/.version))
+
+## run: one node with the in-process broker on :8080 (builds bin/livechat first when needed)
+run: bin/livechat
+	bin/livechat serve --broker memory://
 
 ## deps: install and start what the tests need (apt packages, golangci-lint, Redis)
 deps:
@@ -42,8 +55,8 @@ fmt:
 
 ## cluster: the reference topology without Docker: 4 servers (8081-8084), HAProxy :8080, nginx :1007
 .PHONY: cluster cluster-stop cluster-status
-cluster:
-	./scripts/cluster.sh start
+cluster: bin/livechat
+	LIVECHAT_BIN=bin/livechat ./scripts/cluster.sh start
 
 ## cluster-stop: stop everything `make cluster` started
 cluster-stop:

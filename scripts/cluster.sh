@@ -15,7 +15,8 @@
 #   LIVECHAT_LB_PORT      HAProxy port (its listener for nginx: port+10)   default 8080
 #   LIVECHAT_STATS_PORT   HAProxy stats page port                          default 8404
 #   LIVECHAT_SERVER_PORTS the servers' ports, space-separated              default "8081 8082 8083 8084"
-#   LIVECHAT_BIN          run this livechat binary instead of building bin/livechat
+#   LIVECHAT_BIN          run this livechat binary instead of bin/livechat, which is built
+#                         (or brought up to date) with `make build` when this is unset
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -85,8 +86,10 @@ start() {
   if [ -n "${LIVECHAT_BIN:-}" ]; then
     [ -x "$BIN" ] || die "LIVECHAT_BIN=$BIN is not an executable"
   else
-    log "building $BIN"
-    go build -trimpath -o "$BIN" ./cmd/livechat
+    # The same build as `make build` (version flags included); make rebuilds
+    # only when a source file changed.
+    command -v make >/dev/null || die "make is not installed (apt-get install make), or set LIVECHAT_BIN"
+    make -s build || die "make build failed"
   fi
 
   local i=0 port

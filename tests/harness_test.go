@@ -43,18 +43,14 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	repoRoot = filepath.Dir(wd)
-	dir, err := os.MkdirTemp("", "livechat-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	livechatBin = filepath.Join(dir, "livechat")
-	build := exec.Command("go", "build", "-o", livechatBin, "./cmd/livechat")
+	// The binary a user runs: `make build` (same flags as `make cluster`),
+	// rebuilt only when a source changed.
+	livechatBin = filepath.Join(repoRoot, "bin", "livechat")
+	build := exec.Command("make", "-s", "build")
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "tests: go build ./cmd/livechat: %v\n", err)
+		fmt.Fprintf(os.Stderr, "tests: make build: %v\n", err)
 		return 1
 	}
 	base := runtime.NumGoroutine()
