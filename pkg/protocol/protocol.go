@@ -175,6 +175,11 @@ type Ack struct {
 	Room string `json:"room"`
 	TS   int64  `json:"ts"`
 	Seq  uint64 `json:"seq,omitempty"`
+	// Dup says that the send was a retry: the history already held a
+	// message with the same sender and cid in the room, so nothing was
+	// stored or delivered again, and CID, ID, TS and Seq are the original
+	// message's. Only with history.
+	Dup bool `json:"dup,omitempty"`
 }
 
 // Typing tells a room that someone is typing. It is also published on the
