@@ -118,8 +118,8 @@ type Config struct {
 	// ProgressInterval defaults to 500ms.
 	ProgressInterval time.Duration
 
-	// writeWait bounds one frame write, a pong's included: 0 means
-	// defaultWriteWait. The tests shorten it.
+	// writeWait bounds one frame write after the join (sends, pongs, the
+	// answer to a close): 0 means defaultWriteWait. The tests shorten it.
 	writeWait time.Duration
 }
 
