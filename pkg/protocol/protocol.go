@@ -175,10 +175,11 @@ type Ack struct {
 	Room string `json:"room"`
 	TS   int64  `json:"ts"`
 	Seq  uint64 `json:"seq,omitempty"`
-	// Dup says that the send was a retry: the history already held a
-	// message with the same sender and cid in the room, so nothing was
-	// stored or delivered again, and CID, ID, TS and Seq are the original
-	// message's. Only with history.
+	// Dup says that the send was taken for a retry: the history already
+	// held a message of the same sender name and cid in the room, so
+	// nothing was stored or delivered again, and ID, TS and Seq are the
+	// original message's (only Seq when the original was trimmed). Only
+	// with history; docs/PROTOCOL.md says how long each store remembers.
 	Dup bool `json:"dup,omitempty"`
 }
 
