@@ -16,6 +16,13 @@
 // sequence number and send time: "b<run>:<publisher>:<seq>:<unixnano>:"
 // padded to Size bytes. Latencies go into per-connection histograms merged at
 // the end, so recording takes no lock.
+//
+// Names and cids are unique per run: connections join as
+// "bench-<run>-p<n>" (publishers) and "bench-<run>-s<i>", and publishers'
+// cids are "<run>-<seq>". A history de-duplicates sends on sender name and
+// cid, so a run reusing an earlier run's would have its sends answered as
+// retries ("dup":true in the ack, counted in Result.DupAcks) and delivered
+// to nobody.
 package loadgen
 
 import (
@@ -111,8 +118,8 @@ type Config struct {
 	// ProgressInterval defaults to 500ms.
 	ProgressInterval time.Duration
 
-	// writeWait bounds one frame write, a pong's included: 0 means
-	// defaultWriteWait. The tests shorten it.
+	// writeWait bounds one frame write after the join (sends, pongs, the
+	// answer to a close): 0 means defaultWriteWait. The tests shorten it.
 	writeWait time.Duration
 }
 

@@ -38,6 +38,7 @@ var (
 	keyText = []byte(`"text":"`)
 	keyCode = []byte(`"code":"`)
 	keyTS   = []byte(`"ts":`)
+	keyDup  = []byte(`"dup":true`)
 )
 
 // conn is one WebSocket connection: a subscriber (pub < 0) or a publisher.
@@ -59,6 +60,7 @@ type conn struct {
 	delivered atomic.Uint64
 	dupes     atomic.Uint64
 	acks      atomic.Uint64
+	dupAcks   atomic.Uint64 // acks with "dup":true, counted in acks too
 	errFrames atomic.Uint64
 	sent      atomic.Uint64 // publisher only
 
@@ -387,8 +389,11 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 	c.ws = ws
 	b.connected.Add(1)
 	go b.read(c)
-	join := []byte(`{"type":"join","room":"` + b.cfg.RoomName(c.room) + `","name":"` + c.name() + `"}`)
-	_ = ws.SetWriteDeadline(time.Now().Add(b.writeWait()))
+	join := []byte(`{"type":"join","room":"` + b.cfg.RoomName(c.room) + `","name":"` + b.name(c) + `"}`)
+	// The default bound, not writeWait: the tests shorten that one for
+	// the publishing phase's writes, and a join cut short by it (a loaded
+	// machine) would count as a disconnect.
+	_ = ws.SetWriteDeadline(time.Now().Add(defaultWriteWait))
 	if err := ws.WriteMessage(websocket.TextMessage, join); err != nil {
 		// The reader sees the broken connection and records it; the
 		// connection never joins and is left out.
@@ -396,12 +401,23 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 	}
 }
 
-// name is the display name a connection joins with.
-func (c *conn) name() string {
+// name is the display name a connection joins with: "bench-<run>-p<n>"
+// for publisher n, "bench-<run>-s<i>" for subscriber i (at most 32
+// characters up to 10^16 connections). The run id makes it unique per run,
+// so that a history's de-duplication (on sender name and cid) never takes
+// a send for a retry of an earlier run's.
+func (b *bench) name(c *conn) string {
 	if c.pub >= 0 {
-		return "bench-p" + strconv.Itoa(c.pub)
+		return "bench-" + b.runID + "-p" + strconv.Itoa(c.pub)
 	}
-	return "bench-s" + strconv.Itoa(c.idx)
+	return "bench-" + b.runID + "-s" + strconv.Itoa(c.idx)
+}
+
+// sendHead returns the start of publisher c's send frames, up to and
+// including the run's part of the cid ("<run>-"): appendSend appends the
+// send's number, so cids are unique per run and cost one append each.
+func (b *bench) sendHead(c *conn) []byte {
+	return []byte(`{"type":"send","room":"` + b.cfg.RoomName(c.room) + `","cid":"` + b.runID + `-`)
 }
 
 func (b *bench) dialFailed(c *conn, err error, resp *http.Response) {
@@ -497,6 +513,9 @@ func (b *bench) frame(c *conn, f []byte) {
 		b.message(c, f)
 	case bytes.HasPrefix(t, []byte(`ack"`)):
 		c.acks.Add(1)
+		if bytes.Contains(f, keyDup) {
+			c.dupAcks.Add(1)
+		}
 	case bytes.HasPrefix(t, []byte(`error"`)):
 		code := "unknown"
 		if j := bytes.Index(f, keyCode); j >= 0 {
@@ -598,8 +617,7 @@ func parseField(b []byte) (v uint64, rest []byte, ok bool) {
 
 // publish sends c's messages, one every interval from first until stop.
 func (b *bench) publish(ctx context.Context, c *conn, first, stop time.Time, interval time.Duration) {
-	room := b.cfg.RoomName(c.room)
-	head := []byte(`{"type":"send","room":"` + room + `","cid":"`)
+	head := b.sendHead(c)
 	frame := make([]byte, 0, len(head)+b.cfg.Size+64)
 	timer := time.NewTimer(0)
 	<-timer.C
@@ -629,7 +647,8 @@ func (b *bench) publish(ctx context.Context, c *conn, first, stop time.Time, int
 }
 
 // appendSend appends publisher c's send number seq to frame: head (the
-// frame's start up to the cid), the cid, and a text that carries the run,
+// frame's start up to the cid's run part, sendHead), seq to end the cid,
+// and a text that carries the run,
 // the publisher, seq and the send time, padded to the configured size.
 func (b *bench) appendSend(frame, head []byte, c *conn, seq uint64) []byte {
 	frame = append(frame, head...)
@@ -699,6 +718,7 @@ func (b *bench) collect(res *Result) {
 		res.Sent += c.sent.Load()
 		a := c.acks.Load()
 		res.Acked += a
+		res.DupAcks += c.dupAcks.Load()
 		acked[c.room] += a
 	}
 	for r, a := range acked {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livechat/livechat/pkg/protocol"
 	"github.com/livechat/livechat/pkg/uring"
 )
 
@@ -154,7 +155,7 @@ func TestRunRooms(t *testing.T) {
 
 func TestRunReportsLoss(t *testing.T) {
 	t.Parallel()
-	rs := newRoomServer(t, &roomServer{dropTo: "bench-s3", dropEvery: 7})
+	rs := newRoomServer(t, &roomServer{dropTo: "s3", dropEvery: 7})
 	cfg := quick(rs.url())
 	cfg.Drain = 300 * time.Millisecond // the lost ones never come
 	res := run(t, cfg)
@@ -169,7 +170,7 @@ func TestRunReportsLoss(t *testing.T) {
 
 func TestRunReportsDuplicates(t *testing.T) {
 	t.Parallel()
-	rs := newRoomServer(t, &roomServer{dupTo: "bench-s1", dupEvery: 4})
+	rs := newRoomServer(t, &roomServer{dupTo: "s1", dupEvery: 4})
 	res := run(t, quick(rs.url()))
 	if res.Duplicates == 0 || res.Duplicates != uint64(rs.duped.Load()) || res.Lost != 0 {
 		t.Errorf("dupes = %d (server duplicated %d), lost %d", res.Duplicates, rs.duped.Load(), res.Lost)
@@ -191,7 +192,7 @@ func TestRunCountsErrorFrames(t *testing.T) {
 
 func TestRunServerDisconnect(t *testing.T) {
 	t.Parallel()
-	rs := newRoomServer(t, &roomServer{kickName: "bench-s2", kickAfter: 3})
+	rs := newRoomServer(t, &roomServer{kickName: "s2", kickAfter: 3})
 	cfg := quick(rs.url())
 	cfg.Drain = 300 * time.Millisecond
 	res := run(t, cfg)
@@ -205,7 +206,7 @@ func TestRunServerDisconnect(t *testing.T) {
 
 func TestRunNotJoined(t *testing.T) {
 	t.Parallel()
-	rs := newRoomServer(t, &roomServer{joinNever: "bench-s1"}) // s1, s10..s19
+	rs := newRoomServer(t, &roomServer{joinNever: "s1"}) // s1, s10..s19
 	cfg := quick(rs.url())
 	cfg.JoinTimeout = 200 * time.Millisecond
 	res := run(t, cfg)
@@ -214,6 +215,44 @@ func TestRunNotJoined(t *testing.T) {
 	}
 	if len(res.Disconnects) != 0 {
 		t.Errorf("disconnects %v: closing a connection that did not join is not a server disconnect", res.Disconnects)
+	}
+}
+
+// TestRunNamesAndCIDsPerRun: every name and cid is valid for the protocol
+// and belongs to its run: two runs share no name and no sender+cid pair (a
+// history would take the second run's sends for retries of the first's).
+func TestRunNamesAndCIDsPerRun(t *testing.T) {
+	t.Parallel()
+	rs := newRoomServer(t, &roomServer{})
+	seen := map[string]string{} // name or name/cid -> run id
+	for range 2 {
+		cfg := quick(rs.url())
+		cfg.Clients, cfg.Rate, cfg.Duration = 5, 40, 200*time.Millisecond
+		res := run(t, cfg)
+		rs.mu.Lock()
+		names, sends := rs.names, rs.sends
+		rs.names, rs.sends = nil, nil
+		rs.mu.Unlock()
+		if len(names) != res.Clients+res.Publishers || len(sends) != int(res.Sent) || res.Sent == 0 {
+			t.Fatalf("%d names, %d sends; want %d and %d", len(names), len(sends), res.Clients+res.Publishers, res.Sent)
+		}
+		for _, n := range names {
+			if err := protocol.ValidName(n); err != nil || !strings.HasPrefix(n, "bench-"+res.RunID+"-") {
+				t.Errorf("name %q: %v; want a valid name starting bench-%s-", n, err, res.RunID)
+			}
+		}
+		for _, s := range sends {
+			_, cid, _ := strings.Cut(s, "/")
+			if err := protocol.ValidCID(cid); err != nil || !strings.HasPrefix(cid, res.RunID+"-") {
+				t.Errorf("cid %q: %v; want a valid cid starting %s-", cid, err, res.RunID)
+			}
+		}
+		for _, k := range append(names, sends...) {
+			if run, ok := seen[k]; ok {
+				t.Fatalf("%q used twice (runs %s and %s)", k, run, res.RunID)
+			}
+			seen[k] = res.RunID
+		}
 	}
 }
 
@@ -399,6 +438,7 @@ func TestFrameParsing(t *testing.T) {
 		[]byte(`{"type":"message","text":"bffff0000:0:9:1:x"}`), // another run
 		[]byte(`{"type":"message","text":"babcd1234:0:x:1:x"}`), // malformed
 		[]byte(`{"type":"ack","cid":"1","id":"2"}`),
+		[]byte(`{"type":"ack","cid":"1","id":"2","room":"r","ts":1,"seq":3,"dup":true}`),
 		[]byte(`{"type":"error","code":"rate_limited","message":"m"}`),
 		[]byte(`{"type":"joined","room":"r","members":["a"]}`),
 		[]byte(`{"type":"presence","room":"r","members":["type"]}`),
@@ -406,10 +446,10 @@ func TestFrameParsing(t *testing.T) {
 	} {
 		b.frame(c, f)
 	}
-	if c.delivered.Load() != 4 || c.dupes.Load() != 2 || c.gaps != 2 || c.acks.Load() != 1 ||
+	if c.delivered.Load() != 4 || c.dupes.Load() != 2 || c.gaps != 2 || c.acks.Load() != 2 || c.dupAcks.Load() != 1 ||
 		b.errorFrames["rate_limited"] != 1 || !c.isJoined {
-		t.Errorf("delivered %d dupes %d gaps %d acks %d errors %v joined %v", c.delivered.Load(), c.dupes.Load(),
-			c.gaps, c.acks.Load(), b.errorFrames, c.isJoined)
+		t.Errorf("delivered %d dupes %d gaps %d acks %d (%d dup) errors %v joined %v", c.delivered.Load(), c.dupes.Load(),
+			c.gaps, c.acks.Load(), c.dupAcks.Load(), b.errorFrames, c.isJoined)
 	}
 	if n := c.h.accept.count(); n != 2 { // its own two messages, once each
 		t.Errorf("accept latencies recorded: %d, want 2", n)

@@ -54,8 +54,7 @@ func (b *bench) publishBatched(ctx context.Context, start, stop time.Time, inter
 		// The sends never block: no deadline (gorilla leaves its last
 		// one on the socket, and once passed it fails a raw write).
 		_ = c.hc.SetWriteDeadline(time.Time{})
-		room := b.cfg.RoomName(c.room)
-		pubs = append(pubs, &pub{c: c, rc: rc, head: []byte(`{"type":"send","room":"` + room + `","cid":"`)})
+		pubs = append(pubs, &pub{c: c, rc: rc, head: b.sendHead(c)})
 	}
 	if len(pubs) == 0 {
 		return false

@@ -28,6 +28,12 @@ type Result struct {
 
 	Sent  uint64 `json:"sent"`  // messages written by publishers
 	Acked uint64 `json:"acked"` // acks received for them
+	// DupAcks counts the acks (in Acked) with "dup":true: the server took
+	// the send for a retry of a message it already held with the same
+	// sender name and cid, and delivered nothing. A run's names and cids
+	// are its own, so any means another client used them; their
+	// deliveries count as lost.
+	DupAcks uint64 `json:"dup_acks"`
 	// ErrorFrames counts error frames received, by code.
 	ErrorFrames map[string]uint64 `json:"error_frames"`
 	// Disconnects counts connections the server (or the network) ended

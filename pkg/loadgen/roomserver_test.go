@@ -19,6 +19,9 @@ import (
 // the protocol the load generator uses and broadcasts every message to every
 // member of its room, the sender included, like pkg/server. Its knobs inject
 // faults.
+//
+// The knobs name members by role: the name without "bench-<run>-", such
+// as "s3" for subscriber 3 or "p0" for publisher 0.
 type roomServer struct {
 	// dropTo drops every dropEvery-th message delivery to the member named
 	// dropTo.
@@ -33,7 +36,7 @@ type roomServer struct {
 	// kickName is closed with code 1008 on its kickAfter-th delivery.
 	kickName  string
 	kickAfter int
-	// joinNever makes the server ignore joins from names with this prefix.
+	// joinNever makes the server ignore joins from roles with this prefix.
 	joinNever string
 	// pingEvery, when set, pings every connection that often.
 	pingEvery time.Duration
@@ -43,6 +46,8 @@ type roomServer struct {
 	nextID  atomic.Int64
 
 	mu    sync.Mutex
+	names []string // every join's name
+	sends []string // every send's sender name and cid, "name/cid"
 	rooms map[string]map[*rsConn]struct{}
 	ips   map[string]int // remote IPs seen
 	conns map[*rsConn]struct{}
@@ -57,6 +62,7 @@ type rsConn struct {
 	quit      chan struct{}
 	quitOnce  sync.Once
 	name      string // set by the reader before joining a room
+	role      string // name without "bench-<run>-"
 	delivered int    // guarded by roomServer.mu
 	sends     int    // reader-owned
 }
@@ -82,6 +88,19 @@ func newRoomServer(t *testing.T, rs *roomServer) *roomServer {
 		rs.wg.Wait()
 	})
 	return rs
+}
+
+// role returns a load generator name without "bench-<run>-": "s3" for
+// "bench-0badcafe-s3".
+func role(name string) string {
+	rest, ok := strings.CutPrefix(name, "bench-")
+	if !ok {
+		return name
+	}
+	if _, r, ok := strings.Cut(rest, "-"); ok {
+		return r
+	}
+	return name
 }
 
 func (rs *roomServer) url() string { return "ws" + strings.TrimPrefix(rs.ts.URL, "http") + "/ws" }
@@ -150,11 +169,13 @@ func (rs *roomServer) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		switch in.Type {
 		case "join":
-			if rs.joinNever != "" && strings.HasPrefix(in.Name, rs.joinNever) {
+			if rs.joinNever != "" && strings.HasPrefix(role(in.Name), rs.joinNever) {
 				continue
 			}
 			c.name = in.Name
+			c.role = role(in.Name)
 			rs.mu.Lock()
+			rs.names = append(rs.names, in.Name)
 			m := rs.rooms[in.Room]
 			if m == nil {
 				m = map[*rsConn]struct{}{}
@@ -170,6 +191,9 @@ func (rs *roomServer) serveWS(w http.ResponseWriter, r *http.Request) {
 			c.out <- []byte(`{"type":"joined","room":"` + in.Room + `","name":"` + in.Name + `","members":` + string(members) + `}`)
 		case "send":
 			c.sends++
+			rs.mu.Lock()
+			rs.sends = append(rs.sends, c.name+"/"+in.CID)
+			rs.mu.Unlock()
 			if rs.refuseEvery > 0 && c.sends%rs.refuseEvery == 0 {
 				c.out <- []byte(`{"type":"error","code":"rate_limited","message":"slow down","cid":"` + in.CID + `"}`)
 				continue
@@ -191,16 +215,16 @@ func (rs *roomServer) broadcast(room string, msg []byte) {
 	defer rs.mu.Unlock()
 	for m := range rs.rooms[room] {
 		m.delivered++
-		if m.name == rs.dropTo && rs.dropEvery > 0 && m.delivered%rs.dropEvery == 0 {
+		if m.role == rs.dropTo && rs.dropEvery > 0 && m.delivered%rs.dropEvery == 0 {
 			rs.dropped.Add(1)
 			continue
 		}
 		m.out <- msg
-		if m.name == rs.dupTo && rs.dupEvery > 0 && m.delivered%rs.dupEvery == 0 {
+		if m.role == rs.dupTo && rs.dupEvery > 0 && m.delivered%rs.dupEvery == 0 {
 			rs.duped.Add(1)
 			m.out <- msg
 		}
-		if m.name == rs.kickName && m.delivered == rs.kickAfter {
+		if m.role == rs.kickName && m.delivered == rs.kickAfter {
 			m.out <- nil
 			delete(rs.rooms[room], m)
 		}

@@ -175,6 +175,12 @@ type Ack struct {
 	Room string `json:"room"`
 	TS   int64  `json:"ts"`
 	Seq  uint64 `json:"seq,omitempty"`
+	// Dup says that the send was taken for a retry: the history already
+	// held a message of the same sender name and cid in the room, so
+	// nothing was stored or delivered again, and ID, TS and Seq are the
+	// original message's (only Seq when the original was trimmed). Only
+	// with history; docs/PROTOCOL.md says how long each store remembers.
+	Dup bool `json:"dup,omitempty"`
 }
 
 // Typing tells a room that someone is typing. It is also published on the

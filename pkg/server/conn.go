@@ -496,9 +496,9 @@ func (c *conn) typing(in *protocol.Inbound) {
 // assigns the seq and de-duplicates on the sender's cid), then acknowledge,
 // then publish. A store error gets an "unavailable" error and no ack, and
 // nothing is published. A retried cid whose append succeeded before is
-// acknowledged with the original id and seq and published again, which
-// receivers drop as a duplicate (it covers a crash between append and
-// publish).
+// acknowledged with the original id, ts and seq and "dup":true, and
+// published again, which receivers drop as a duplicate (it covers a crash
+// between append and publish).
 func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 	s := c.s
 	key := ""
@@ -524,7 +524,7 @@ func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 	if !dup {
 		s.msgsIn.Add(1)
 	}
-	c.enqueue(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq}))
+	c.enqueue(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq, Dup: dup}))
 	ctx, cancel = s.publishCtx()
 	err = s.b.Publish(ctx, m.room.subject, data)
 	cancel()

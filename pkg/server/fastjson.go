@@ -447,6 +447,9 @@ func appendAck(b []byte, a *protocol.Ack) []byte {
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendUint(b, a.Seq, 10)
 	}
+	if a.Dup {
+		b = append(b, `,"dup":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -485,8 +488,8 @@ func appendMessage(b []byte, m *protocol.Message) []byte {
 // ackFrame encodes an ack directly as a WebSocket text frame: one
 // allocation, no intermediate payload.
 // ackFixedSize bounds an ack's JSON besides its strings' contents: keys,
-// quotes, the type and two numbers of up to 20 digits.
-const ackFixedSize = 96
+// quotes, the type, two numbers of up to 20 digits and the dup flag.
+const ackFixedSize = 112
 
 func ackFrame(a *protocol.Ack) *frame {
 	// Header is at most 4 bytes for an ack (< 64 KiB); encode the payload

@@ -129,6 +129,7 @@ func TestAppendMessageAndAckAreEncodingJSON(t *testing.T) {
 		for _, a := range []protocol.Ack{
 			{Type: protocol.TypeAck, CID: text, ID: "s1-x-1", Room: "general", TS: 5},
 			{Type: protocol.TypeAck, CID: "c", ID: "i", Room: "r", TS: 5, Seq: 12},
+			{Type: protocol.TypeAck, CID: text, ID: "i", Room: "r", TS: -1, Seq: 12, Dup: true},
 		} {
 			want, err := json.Marshal(a)
 			if err != nil {
@@ -189,7 +190,7 @@ func BenchmarkDecodeInbound(b *testing.B) {
 // the frame and its bytes together, in a size class they fill; a room's
 // frame of the broker's data points to that data.
 func TestFrameAllocs(t *testing.T) {
-	a := protocol.Ack{Type: protocol.TypeAck, CID: "c-123456", ID: "s1000-lx3k2-1a2b3c", Room: "room-42", TS: math.MaxInt64, Seq: math.MaxUint64}
+	a := protocol.Ack{Type: protocol.TypeAck, CID: "c-123456", ID: "s1000-lx3k2-1a2b3c", Room: "room-42", TS: math.MinInt64, Seq: math.MaxUint64, Dup: true}
 	if n := testing.AllocsPerRun(100, func() { _ = ackFrame(&a) }); n != 1 {
 		t.Errorf("ackFrame: %v allocations, want 1", n)
 	}

@@ -174,6 +174,7 @@ type rx struct {
 	Reset      bool               `json:"reset"`
 	Messages   []protocol.Message `json:"messages"`
 	More       bool               `json:"more"`
+	Dup        *bool              `json:"dup"` // ack; nil when absent
 }
 
 // client is a test WebSocket client with a background reader that records

@@ -15,6 +15,7 @@ import (
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/history"
+	"github.com/livechat/livechat/pkg/history/historytest"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -90,6 +91,21 @@ func redisStore(t testing.TB, prefix string) history.Store {
 			_ = rc.Del(ctx, iter.Val()).Err()
 		}
 	})
+	return s
+}
+
+// postgresStore opens a history store in a PostgreSQL schema of its own
+// (historytest.PostgresURL), dropped when the test ends.
+func postgresStore(t testing.TB) history.Store {
+	t.Helper()
+	url := historytest.PostgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := history.Open(ctx, url, history.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("postgres history: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -249,35 +265,66 @@ func TestHistoryStoreDown(t *testing.T) {
 }
 
 // TestHistoryDedup: resending a cid whose append succeeded (its ack was
-// lost) gets the original id and seq, and members see the message once.
+// lost) gets an ack with "dup":true and the original id, ts and seq, and
+// members see the message once; a first send's ack has no dup field. The
+// same against the memory and the Redis history.
 func TestHistoryDedup(t *testing.T) {
 	t.Parallel()
-	prefix := testPrefix(t)
-	ts := startServer(t, memBroker(t), histConfig("1000", prefix, memStore(t, history.Options{})))
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T, prefix string) history.Store
+	}{
+		{"memory", func(t *testing.T, _ string) history.Store { return memStore(t, history.Options{}) }},
+		{"redis", func(t *testing.T, prefix string) history.Store { return redisStore(t, prefix) }},
+		{"postgres", func(t *testing.T, _ string) history.Store { return postgresStore(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			prefix := testPrefix(t)
+			ts := startServer(t, memBroker(t), histConfig("1000", prefix, tc.store(t, prefix)))
+			testHistoryDedup(t, ts)
+		})
+	}
+}
+
+func testHistoryDedup(t *testing.T, ts *testServer) {
 	alice, bob := dial(t, ts.url), dial(t, ts.url)
 	alice.join("r", "alice")
 	bob.join("r", "bob")
-	for range 3 {
-		alice.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "once", CID: "same"})
+	alice.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "once", CID: "same"})
+	first := alice.next(protocol.TypeAck)
+	if first.Seq != 1 || first.CID != "same" || first.ID == "" || first.Dup != nil {
+		t.Fatalf("first ack = %+v (dup %v), want seq 1 and no dup field", first, first.Dup)
+	}
+	// The retries come later than the original: their TS would differ.
+	bob.waitSeq("r", 1)
+	for range 2 {
+		alice.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "once again", CID: "same"})
 	}
 	alice.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "after", CID: "other"})
-	first := alice.next(protocol.TypeAck)
 	for range 2 {
-		if a := alice.next(protocol.TypeAck); a.ID != first.ID || a.Seq != first.Seq || a.Seq != 1 {
-			t.Fatalf("retry ack %+v, first %+v", a, first)
+		a := alice.next(protocol.TypeAck)
+		if a.Dup == nil || !*a.Dup || a.CID != "same" || a.ID != first.ID || a.Seq != first.Seq || a.TS != first.TS {
+			t.Fatalf("retry ack %+v (dup %v), want dup:true and the first's id, ts and seq: %+v", a, a.Dup, first)
 		}
 	}
-	if a := alice.next(protocol.TypeAck); a.Seq != 2 {
-		t.Fatalf("ack after = %+v", a)
+	if a := alice.next(protocol.TypeAck); a.Seq != 2 || a.Dup != nil {
+		t.Fatalf("ack after = %+v (dup %v), want seq 2, no dup", a, a.Dup)
 	}
 	// Another sender may use the same cid: it is a different message.
 	bob.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "bob's", CID: "same"})
-	if a := bob.next(protocol.TypeAck); a.Seq != 3 {
-		t.Fatalf("bob's ack = %+v", a)
+	if a := bob.next(protocol.TypeAck); a.Seq != 3 || a.Dup != nil {
+		t.Fatalf("bob's ack = %+v (dup %v), want seq 3, no dup", a, a.Dup)
 	}
+	// The retries were published before "after" and bob's (one connection
+	// publishes in order): once seq 3 is in, a second copy would be too.
 	for _, c := range []*client{alice, bob} {
 		c.waitSeq("r", 3)
-		checkSeqs(t, "member", c.messages("r"), 1, 3)
+		msgs := c.messages("r")
+		checkSeqs(t, "member", msgs, 1, 3)
+		if msgs[0].Text != "once" || msgs[0].ID != first.ID || msgs[1].Text != "after" {
+			t.Fatalf("member got %+v", msgs)
+		}
 	}
 	if ts.dupsDropped.Load() < 2 {
 		t.Fatalf("duplicates dropped = %d, want >= 2", ts.dupsDropped.Load())
