@@ -344,6 +344,7 @@ func TestPresenceArrivalsAndDepartures(t *testing.T) {
 		b1 := dial(t, sb.url)
 		b1.join("r", "b1")
 		b1.waitUntil("a1 on the list", hasMembers("r", "a1", "b1"))
+		a1.waitUntil("b1 on the list", hasMembers("r", "a1", "b1"))
 		// From here on sa and sb learn arrivals, not members all along.
 		waitDiscovered(t, sa, "r")
 		waitDiscovered(t, sb, "r")
