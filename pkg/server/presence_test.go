@@ -280,6 +280,59 @@ func TestPresenceFailover(t *testing.T) {
 	})
 }
 
+// TestPresenceRestart: a server shuts down and starts again with the same
+// APPID; its clients re-join it one after the other. Members on another
+// server see none of them leave and come back, while a real newcomer is
+// announced.
+func TestPresenceRestart(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	cfg := Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Minute}
+	sa := startServer(t, b, cfg)
+	sb := startServer(t, b, Config{AppID: "2000", Prefix: prefix, PresenceInterval: time.Minute})
+	x := dial(t, sa.url)
+	x.join("r", "x")
+	a1 := dial(t, sa.url)
+	a1.join("r", "a1")
+	b1 := dial(t, sb.url)
+	b1.join("r", "b1")
+	b1.waitUntil("everyone", hasMembers("r", "a1", "b1", "x"))
+	waitDiscovered(t, sb, "r") // sb is told of arrivals now
+	before := len(b1.frameList(protocol.TypePresence))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sa.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	sa2 := startServer(t, b, cfg)
+	x2 := dial(t, sa2.url)
+	x2.join("r", "x")
+	// sb has the restarted server's first list, without a1.
+	waitFor(t, waitTimeout, "sb to get sa2's first list", func() bool {
+		sb.mu.Lock()
+		r := sb.rooms["r"]
+		sb.mu.Unlock()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return slices.Equal(r.remote["1000"].names, []string{"x"})
+	})
+	a2 := dial(t, sa2.url)
+	a2.join("r", "a1")
+	n1 := dial(t, sa2.url)
+	n1.join("r", "n1")
+	b1.waitUntil("n1 joined", presenceWith(func(f rx) bool { return slices.Contains(f.Joined, "n1") }))
+	for _, f := range b1.frameList(protocol.TypePresence)[before:] {
+		if len(f.Left) > 0 || !slices.Equal(f.Joined, []string{"n1"}) {
+			t.Fatalf("b1 saw the restart: %+v", f)
+		}
+	}
+	if joined, left := noticed(x2, "r"); len(left) > 0 || slices.Contains(joined, "b1") {
+		t.Fatalf("after the restart, x was told %v joined and %v left", joined, left)
+	}
+}
+
 func testPresenceFailover(t *testing.T, stop string, ba, bb, bc broker.Broker) {
 	prefix := testPrefix(t)
 	// A second's interval: the stopped server's last snapshot lives 3 s,

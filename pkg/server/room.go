@@ -35,7 +35,7 @@ type room struct {
 	sub    broker.Subscription
 	psub   broker.Subscription
 	local  map[string]int          // display names of local members, counted
-	remote map[string]remoteMember // other servers' snapshots, by AppID
+	remote map[string]remoteMember // other servers' snapshots, by AppID (and earlierList)
 	union  []string                // member list last sent to local members
 	dirty  bool                    // local change not yet in a published snapshot
 	// lastPresence is when the last presence frame went to the local
@@ -403,6 +403,13 @@ func (r *room) onPresence(m broker.Message) {
 		if ttl <= 0 {
 			ttl = presenceTTLPeriods * r.s.cfg.PresenceInterval
 		}
+		if old, ok := r.remote[ps.Server]; ok && ps.First {
+			// The server entered the room again without a "bye" (it
+			// restarted, or handed its members over when it shut down):
+			// its earlier list stays until it expires, so that members
+			// still re-joining are not seen to leave and come back.
+			r.remote[ps.Server+earlierList] = old
+		}
 		r.remote[ps.Server] = remoteMember{names: ps.Members, expires: now.Add(ttl)}
 		r.list = nil
 		_, known := r.heard[ps.Server]
@@ -553,6 +560,10 @@ func (r *room) unionLocked(now time.Time) []string {
 	r.list = union
 	return union
 }
+
+// earlierList suffixes a server's AppID in room.remote to keep the list it
+// had before it entered the room again without a "bye".
+const earlierList = "\x00earlier"
 
 // presenceDiscovery is how long after subscribing to a room a server
 // treats every name it learns as a member all along (no "joined" notice):
