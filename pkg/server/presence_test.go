@@ -246,8 +246,7 @@ func TestPresenceLateJoinerBigRoom(t *testing.T) {
 // or a crash) re-joins on a server that did not have the room. It is not
 // told that anybody joined; the members on the other servers see it
 // neither leave nor join; a member of the stopped server that does not
-// come back is seen to leave. A client that was its server's only member
-// of the room and re-joins there is not told anybody joined either.
+// come back is seen to leave.
 func TestPresenceFailover(t *testing.T) {
 	t.Parallel()
 	for _, stop := range []string{"shutdown", "kill"} {
@@ -257,79 +256,6 @@ func TestPresenceFailover(t *testing.T) {
 				testPresenceFailover(t, stop, ba, bb, bc)
 			})
 		})
-	}
-	t.Run("same server", func(t *testing.T) {
-		t.Parallel()
-		b := memBroker(t)
-		prefix := testPrefix(t)
-		sa := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Minute})
-		sb := startServer(t, b, Config{AppID: "2000", Prefix: prefix, PresenceInterval: time.Minute})
-		b1 := dial(t, sb.url)
-		b1.join("r", "b1")
-		x := dial(t, sa.url)
-		x.join("r", "x")
-		x.waitUntil("b1 on the list", hasMembers("r", "b1", "x"))
-		_ = x.ws.Close()
-		b1.waitUntil("x gone", hasMembers("r", "b1"))
-		x2 := dial(t, sa.url)
-		x2.join("r", "x")
-		x2.waitUntil("b1 on the list", hasMembers("r", "b1", "x"))
-		if joined, left := noticed(x2, "r"); len(joined) > 0 || len(left) > 0 {
-			t.Fatalf("after re-joining, x was told %v joined and %v left", joined, left)
-		}
-	})
-}
-
-// TestPresenceRestart: a server shuts down and starts again with the same
-// APPID; its clients re-join it one after the other. Members on another
-// server see none of them leave and come back, while a real newcomer is
-// announced.
-func TestPresenceRestart(t *testing.T) {
-	t.Parallel()
-	b := memBroker(t)
-	prefix := testPrefix(t)
-	cfg := Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Minute}
-	sa := startServer(t, b, cfg)
-	sb := startServer(t, b, Config{AppID: "2000", Prefix: prefix, PresenceInterval: time.Minute})
-	x := dial(t, sa.url)
-	x.join("r", "x")
-	a1 := dial(t, sa.url)
-	a1.join("r", "a1")
-	b1 := dial(t, sb.url)
-	b1.join("r", "b1")
-	b1.waitUntil("everyone", hasMembers("r", "a1", "b1", "x"))
-	waitDiscovered(t, sb, "r") // sb is told of arrivals now
-	before := len(b1.frameList(protocol.TypePresence))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := sa.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	sa2 := startServer(t, b, cfg)
-	x2 := dial(t, sa2.url)
-	x2.join("r", "x")
-	// sb has the restarted server's first list, without a1.
-	waitFor(t, waitTimeout, "sb to get sa2's first list", func() bool {
-		sb.mu.Lock()
-		r := sb.rooms["r"]
-		sb.mu.Unlock()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return slices.Equal(r.remote["1000"].names, []string{"x"})
-	})
-	a2 := dial(t, sa2.url)
-	a2.join("r", "a1")
-	n1 := dial(t, sa2.url)
-	n1.join("r", "n1")
-	b1.waitUntil("n1 joined", presenceWith(func(f rx) bool { return slices.Contains(f.Joined, "n1") }))
-	for _, f := range b1.frameList(protocol.TypePresence)[before:] {
-		if len(f.Left) > 0 || !slices.Equal(f.Joined, []string{"n1"}) {
-			t.Fatalf("b1 saw the restart: %+v", f)
-		}
-	}
-	if joined, left := noticed(x2, "r"); len(left) > 0 || slices.Contains(joined, "b1") {
-		t.Fatalf("after the restart, x was told %v joined and %v left", joined, left)
 	}
 }
 
@@ -384,14 +310,20 @@ func testPresenceFailover(t *testing.T, stop string, ba, bb, bc broker.Broker) {
 
 // TestPresenceArrivalsAndDepartures: real arrivals and departures are
 // announced, on the members' server and on others, including an arrival
-// on a server that newly enters the room.
+// on a server that newly enters the room, and the departure of a client
+// whose connection ended and that did not come back.
 func TestPresenceArrivalsAndDepartures(t *testing.T) {
 	t.Parallel()
 	onBrokers(t, func(t *testing.T, ba, bb, bc broker.Broker) {
 		prefix := testPrefix(t)
-		sa := startServer(t, ba, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Minute})
-		sb := startServer(t, bb, Config{AppID: "2000", Prefix: prefix, PresenceInterval: time.Minute})
-		sc := startServer(t, bc, Config{AppID: "3000", Prefix: prefix, PresenceInterval: time.Minute})
+		// A second's interval: a name whose connection ended lingers
+		// that long.
+		cfg := func(id string) Config {
+			return Config{AppID: id, Prefix: prefix, PresenceInterval: time.Second}
+		}
+		sa := startServer(t, ba, cfg("1000"))
+		sb := startServer(t, bb, cfg("2000"))
+		sc := startServer(t, bc, cfg("3000"))
 		a1 := dial(t, sa.url)
 		a1.join("r", "a1")
 		b1 := dial(t, sb.url)
@@ -422,9 +354,83 @@ func TestPresenceArrivalsAndDepartures(t *testing.T) {
 		announced(a1, "a2 left (same server)", nil, []string{"a2"})
 		announced(b1, "a2 left (other server)", nil, []string{"a2"})
 
-		_ = c1.ws.Close() // the last member on sc: "bye"
+		_ = c1.ws.Close() // sc's last member: its name lingers, then goes
 		announced(a1, "c1 left", nil, []string{"c1"})
 		announced(b1, "c1 left", nil, []string{"c1"})
 		b1.waitUntil("a1 and b1", hasMembers("r", "a1", "b1"))
 	})
+}
+
+// TestPresenceReconnect: a client whose connection ends and that re-joins
+// at once, on its server or another, is not seen to leave and come back,
+// and is not told that anybody joined; one that does not come back is seen
+// to leave after its linger (one presence interval).
+func TestPresenceReconnect(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		alone bool // x is its server's only member of the room
+		other bool // x re-joins on the other server
+	}{
+		{"same server", false, false},
+		{"same server, alone", true, false},
+		{"other server", false, true},
+		{"other server, alone", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := memBroker(t)
+			prefix := testPrefix(t)
+			sa := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Minute})
+			sb := startServer(t, b, Config{AppID: "2000", Prefix: prefix, PresenceInterval: time.Minute})
+			b1 := dial(t, sb.url)
+			b1.join("r", "b1")
+			x := dial(t, sa.url)
+			x.join("r", "x")
+			want := []string{"b1", "x"}
+			if !tc.alone {
+				a1 := dial(t, sa.url)
+				a1.join("r", "a1")
+				want = []string{"a1", "b1", "x"}
+			}
+			b1.waitUntil("everyone", hasMembers("r", want...))
+			x.waitUntil("everyone", hasMembers("r", want...))
+			waitDiscovered(t, sb, "r") // sb is told of arrivals now
+			before := len(b1.frameList(protocol.TypePresence))
+
+			_ = x.ws.Close()
+			// sa has dealt with the end of x's connection and told sb.
+			waitFor(t, waitTimeout, "sa to publish after x's end", func() bool {
+				sa.mu.Lock()
+				r := sa.rooms["r"]
+				sa.mu.Unlock()
+				if r == nil {
+					return tc.alone
+				}
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				return len(*r.members.Load()) == len(want)-2 && !r.dirty
+			})
+			url := sa.url
+			if tc.other {
+				url = sb.url
+			}
+			x2 := dial(t, url)
+			x2.join("r", "x")
+			x2.waitUntil("everyone", hasMembers("r", want...))
+			// A real newcomer on sa, after x: once b1 is told of it, sa's
+			// snapshots about x have reached sb.
+			n1 := dial(t, sa.url)
+			n1.join("r", "n1")
+			b1.waitUntil("n1 joined", presenceWith(func(f rx) bool { return slices.Contains(f.Joined, "n1") }))
+			for _, f := range b1.frameList(protocol.TypePresence)[before:] {
+				if len(f.Left) > 0 || !slices.Equal(f.Joined, []string{"n1"}) {
+					t.Fatalf("b1 saw x reconnect: %+v", f)
+				}
+			}
+			if joined, left := noticed(x2, "r"); len(left) > 0 || slices.ContainsFunc(joined, func(n string) bool { return n != "x" && n != "n1" }) {
+				t.Fatalf("after reconnecting, x was told %v joined and %v left", joined, left)
+			}
+		})
+	}
 }

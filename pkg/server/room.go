@@ -60,6 +60,13 @@ type room struct {
 	// sentFirst is set once the first snapshot since the subscription
 	// (protocol.PresenceSync.First) was published.
 	sentFirst bool
+	// linger holds the local names whose last connection ended without a
+	// leave frame, with when they drop off the list (one PresenceInterval
+	// later): a client that reloads or reconnects meanwhile is not seen
+	// to leave and come back. lingerTimer drops them (armed: lingerDue).
+	linger      map[string]time.Time
+	lingerTimer *time.Timer
+	lingerDue   bool
 
 	// lastSeen mirrors last for readers outside dmu (history requests).
 	lastSeen atomic.Uint64
@@ -93,6 +100,7 @@ func newRoom(s *Server, name string) *room {
 		remote:   make(map[string]remoteMember),
 		heard:    make(map[string]struct{}),
 		quiet:    make(map[string]struct{}),
+		linger:   make(map[string]time.Time),
 	}
 	r.members.Store(&[]*conn{})
 	return r
@@ -131,7 +139,11 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 			r.activateLocked()
 		}
 	}
-	r.addNameLocked(user)
+	if _, ok := r.linger[user]; ok {
+		delete(r.linger, user) // back within its linger: it never left
+	} else {
+		r.addNameLocked(user)
+	}
 	now := time.Now()
 	if now.Before(r.discoverUntil) {
 		// Just subscribed: most likely a client failing over from another
@@ -197,10 +209,12 @@ func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
 }
 
 // leaveRoom removes c (joined as user) from r, unsubscribing and saying
-// presence "bye" when it was the last local member. While the server drains
-// (Shutdown) the name stays in the room's snapshots, the last of which
-// other servers keep for its lifetime (a handover): its clients re-join
-// elsewhere meanwhile, and their members see nobody leave and come back.
+// presence "bye" when it was the last local member. When c's connection
+// ended (no leave frame) and it was the name's last one, the name lingers
+// on the list for a PresenceInterval: a client that reloads or reconnects
+// meanwhile, here or elsewhere, is not seen to leave and come back. While
+// the server drains (Shutdown) every name stays in the room's snapshots,
+// the last of which other servers keep for its lifetime (a handover).
 func (s *Server) leaveRoom(c *conn, r *room, user string) {
 	r.mu.Lock()
 	old := *r.members.Load()
@@ -211,7 +225,12 @@ func (s *Server) leaveRoom(c *conn, r *room, user string) {
 		}
 	}
 	r.members.Store(&next)
-	if !s.draining.Load() {
+	switch {
+	case s.draining.Load():
+		// A handover: the name stays (unsubscribeLocked).
+	case r.local[user] == 1 && c.ended():
+		r.lingerLocked(user, time.Now())
+	default:
 		r.removeNameLocked(user)
 	}
 	if len(next) == 0 {
@@ -262,6 +281,70 @@ func (r *room) removeNameLocked(user string) {
 	}
 }
 
+// ended reports whether c's reader has stopped: c leaves its rooms because
+// its connection ended, not with a leave frame.
+func (c *conn) ended() bool {
+	select {
+	case <-c.readerDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// lingerLocked keeps user, whose last local connection ended, on the list
+// until one PresenceInterval from now.
+func (r *room) lingerLocked(user string, now time.Time) {
+	r.linger[user] = now.Add(r.s.cfg.PresenceInterval)
+	// A timer already armed fires no later than this deadline.
+	if !r.lingerDue {
+		r.armLingerLocked(now)
+	}
+}
+
+// armLingerLocked arms the linger timer for the earliest deadline, at
+// least presenceDebounce ahead: a wave of ended connections costs a scan
+// of the names per fire, not per name.
+func (r *room) armLingerLocked(now time.Time) {
+	if len(r.linger) == 0 {
+		return
+	}
+	var next time.Time
+	for _, until := range r.linger {
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	d := max(next.Sub(now), presenceDebounce)
+	r.lingerDue = true
+	if r.lingerTimer == nil {
+		r.lingerTimer = time.AfterFunc(d, r.endLinger)
+	} else {
+		r.lingerTimer.Reset(d)
+	}
+}
+
+// endLinger drops the names whose linger ended.
+func (r *room) endLinger() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lingerDue = false
+	now := time.Now()
+	gone := false
+	for n, until := range r.linger {
+		if !now.Before(until) {
+			delete(r.linger, n)
+			r.removeNameLocked(n)
+			gone = true
+		}
+	}
+	if gone {
+		r.dirty = true
+		r.s.kickPresence()
+	}
+	r.armLingerLocked(now)
+}
+
 // releaseRoom drops a reference and forgets the room at zero.
 func (s *Server) releaseRoom(r *room) {
 	s.mu.Lock()
@@ -307,16 +390,26 @@ func (r *room) unsubscribeLocked() {
 	r.sub, r.psub = nil, nil
 	if !r.s.silent.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		if r.s.draining.Load() && len(r.local) > 0 {
+		switch {
+		case r.s.draining.Load() && len(r.local) > 0:
 			// Shutting down: a last snapshot of the members it had
 			// (leaveRoom kept them) instead of "bye", a handover.
-			r.snapshotLocked(ctx)
-		} else {
+			r.snapshotLocked(ctx, presenceTTLPeriods*r.s.cfg.PresenceInterval)
+		case len(r.linger) > 0:
+			// The names of connections that ended lately, for the
+			// rest of their linger.
+			r.snapshotLocked(ctx, r.s.cfg.PresenceInterval)
+		default:
 			r.publishLocked(ctx, protocol.PresenceSync{Op: "bye", Server: r.s.cfg.AppID, Room: r.name})
 		}
 		cancel()
 	}
 	clear(r.local)
+	clear(r.linger)
+	if r.lingerTimer != nil {
+		r.lingerTimer.Stop()
+	}
+	r.lingerDue = false
 	clear(r.remote)
 	clear(r.heard)
 	clear(r.quiet)
@@ -347,8 +440,9 @@ func (r *room) publishLocked(ctx context.Context, ps protocol.PresenceSync) bool
 	return true
 }
 
-// snapshotLocked publishes this server's member names for the room.
-func (r *room) snapshotLocked(ctx context.Context) {
+// snapshotLocked publishes this server's member names for the room, valid
+// for ttl.
+func (r *room) snapshotLocked(ctx context.Context, ttl time.Duration) {
 	names := make([]string, 0, len(r.local))
 	for n := range r.local {
 		names = append(names, n)
@@ -357,7 +451,7 @@ func (r *room) snapshotLocked(ctx context.Context) {
 	r.dirty = false
 	if r.publishLocked(ctx, protocol.PresenceSync{
 		Op: "snapshot", Server: r.s.cfg.AppID, Room: r.name, Members: names,
-		TTLMillis: (presenceTTLPeriods * r.s.cfg.PresenceInterval).Milliseconds(),
+		TTLMillis: ttl.Milliseconds(),
 		First:     !r.sentFirst,
 	}) {
 		r.sentFirst = true
@@ -624,7 +718,7 @@ func (s *Server) publishSnapshots(ctx context.Context, onlyDirty bool) {
 	for _, r := range s.roomList() {
 		r.mu.Lock()
 		if r.sub != nil && (!onlyDirty || r.dirty) {
-			r.snapshotLocked(ctx)
+			r.snapshotLocked(ctx, presenceTTLPeriods*s.cfg.PresenceInterval)
 			r.refreshLocked(now)
 		}
 		r.mu.Unlock()
