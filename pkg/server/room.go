@@ -334,11 +334,14 @@ func (r *room) endLinger() {
 	for n, until := range r.linger {
 		if !now.Before(until) {
 			delete(r.linger, n)
-			r.removeNameLocked(n)
+			if r.local[n]--; r.local[n] <= 0 {
+				delete(r.local, n)
+			}
 			gone = true
 		}
 	}
 	if gone {
+		r.list = nil // rebuilt once, not edited per name
 		r.dirty = true
 		r.s.kickPresence()
 	}
