@@ -251,13 +251,19 @@ func StatsSubject(prefix, appID string) string { return prefix + ".stats." + app
 // PresenceSync is exchanged between servers on a room's presence subject.
 // Op "snapshot" replaces Server's member list for the room and is valid for
 // TTLMillis; op "sync" asks every server to send its snapshot now; op "bye"
-// removes Server's list (it left the room or is shutting down).
+// removes Server's list (its last member left the room).
 type PresenceSync struct {
 	Op        string   `json:"op"`
 	Server    string   `json:"server"`
 	Room      string   `json:"room"`
 	Members   []string `json:"members,omitempty"`
 	TTLMillis int64    `json:"ttl_ms,omitempty"`
+	// First marks a server's first snapshot since it entered the room
+	// (subscribed): its names arrived after that, so a server hearing of
+	// it for the first time announces them as joined. A first-heard
+	// snapshot without it lists members that were already there. Added
+	// after v1; older servers never set it.
+	First bool `json:"first,omitempty"`
 }
 
 // Heartbeat is what a server publishes on its stats subject every few

@@ -35,7 +35,7 @@ type room struct {
 	sub    broker.Subscription
 	psub   broker.Subscription
 	local  map[string]int          // display names of local members, counted
-	remote map[string]remoteMember // other servers' snapshots, by AppID
+	remote map[string]remoteMember // other servers' snapshots, by AppID (and earlierList)
 	union  []string                // member list last sent to local members
 	dirty  bool                    // local change not yet in a published snapshot
 	// lastPresence is when the last presence frame went to the local
@@ -48,6 +48,25 @@ type room struct {
 	// list caches the sorted member list (unionLocked); nil when it must be
 	// rebuilt. It is replaced, never modified, so callers may keep it.
 	list []string
+	// Quiet arrivals (refreshLocked): names that were in the room before
+	// this server learnt of them reach the local members' list without a
+	// "joined" notice. discoverUntil ends the discovery period that
+	// follows the subscription (presenceDiscovery); heard holds the
+	// servers heard from since the subscription; quiet the names that the
+	// next presence frame adds without a notice.
+	discoverUntil time.Time
+	heard         map[string]struct{}
+	quiet         map[string]struct{}
+	// sentFirst is set once the first snapshot since the subscription
+	// (protocol.PresenceSync.First) was published.
+	sentFirst bool
+	// linger holds the local names whose last connection ended without a
+	// leave frame, with when they drop off the list (one PresenceInterval
+	// later): a client that reloads or reconnects meanwhile is not seen
+	// to leave and come back. lingerTimer drops them (armed: lingerDue).
+	linger      map[string]time.Time
+	lingerTimer *time.Timer
+	lingerDue   bool
 
 	// lastSeen mirrors last for readers outside dmu (history requests).
 	lastSeen atomic.Uint64
@@ -79,6 +98,9 @@ func newRoom(s *Server, name string) *room {
 		psubject: protocol.PresenceSubject(s.cfg.Prefix, name),
 		local:    make(map[string]int),
 		remote:   make(map[string]remoteMember),
+		heard:    make(map[string]struct{}),
+		quiet:    make(map[string]struct{}),
+		linger:   make(map[string]time.Time),
 	}
 	r.members.Store(&[]*conn{})
 	return r
@@ -117,9 +139,19 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 			r.activateLocked()
 		}
 	}
-	r.addNameLocked(user)
+	if _, ok := r.linger[user]; ok {
+		delete(r.linger, user) // back within its linger: it never left
+	} else {
+		r.addNameLocked(user)
+	}
+	now := time.Now()
+	if now.Before(r.discoverUntil) {
+		// Just subscribed: most likely a client failing over from another
+		// server with others of its room, members all along.
+		r.quiet[user] = struct{}{}
+	}
 	r.dirty = true // the presence loop tells the others (debounced)
-	j := r.joinedLocked(user, time.Now())
+	j := r.joinedLocked(user, now)
 	var replay [][]byte
 	var rerr error
 	if s.hist != nil {
@@ -177,7 +209,12 @@ func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
 }
 
 // leaveRoom removes c (joined as user) from r, unsubscribing and saying
-// presence "bye" when it was the last local member.
+// presence "bye" when it was the last local member. When c's connection
+// ended (no leave frame) and it was the name's last one, the name lingers
+// on the list for a PresenceInterval: a client that reloads or reconnects
+// meanwhile, here or elsewhere, is not seen to leave and come back. While
+// the server drains (Shutdown) every name stays in the room's snapshots,
+// the last of which other servers keep for its lifetime (a handover).
 func (s *Server) leaveRoom(c *conn, r *room, user string) {
 	r.mu.Lock()
 	old := *r.members.Load()
@@ -188,7 +225,14 @@ func (s *Server) leaveRoom(c *conn, r *room, user string) {
 		}
 	}
 	r.members.Store(&next)
-	r.removeNameLocked(user)
+	switch {
+	case s.draining.Load():
+		// A handover: the name stays (unsubscribeLocked).
+	case r.local[user] == 1 && c.ended():
+		r.lingerLocked(user, time.Now())
+	default:
+		r.removeNameLocked(user)
+	}
 	if len(next) == 0 {
 		r.unsubscribeLocked()
 		if s.hist != nil {
@@ -237,6 +281,73 @@ func (r *room) removeNameLocked(user string) {
 	}
 }
 
+// ended reports whether c's reader has stopped: c leaves its rooms because
+// its connection ended, not with a leave frame.
+func (c *conn) ended() bool {
+	select {
+	case <-c.readerDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// lingerLocked keeps user, whose last local connection ended, on the list
+// until one PresenceInterval from now.
+func (r *room) lingerLocked(user string, now time.Time) {
+	r.linger[user] = now.Add(r.s.cfg.PresenceInterval)
+	// A timer already armed fires no later than this deadline.
+	if !r.lingerDue {
+		r.armLingerLocked(now)
+	}
+}
+
+// armLingerLocked arms the linger timer for the earliest deadline, at
+// least presenceDebounce ahead: a wave of ended connections costs a scan
+// of the names per fire, not per name.
+func (r *room) armLingerLocked(now time.Time) {
+	if len(r.linger) == 0 {
+		return
+	}
+	var next time.Time
+	for _, until := range r.linger {
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	d := max(next.Sub(now), presenceDebounce)
+	r.lingerDue = true
+	if r.lingerTimer == nil {
+		r.lingerTimer = time.AfterFunc(d, r.endLinger)
+	} else {
+		r.lingerTimer.Reset(d)
+	}
+}
+
+// endLinger drops the names whose linger ended.
+func (r *room) endLinger() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lingerDue = false
+	now := time.Now()
+	gone := false
+	for n, until := range r.linger {
+		if !now.Before(until) {
+			delete(r.linger, n)
+			if r.local[n]--; r.local[n] <= 0 {
+				delete(r.local, n)
+			}
+			gone = true
+		}
+	}
+	if gone {
+		r.list = nil // rebuilt once, not edited per name
+		r.dirty = true
+		r.s.kickPresence()
+	}
+	r.armLingerLocked(now)
+}
+
 // releaseRoom drops a reference and forgets the room at zero.
 func (s *Server) releaseRoom(r *room) {
 	s.mu.Lock()
@@ -263,6 +374,7 @@ func (r *room) subscribeLocked() error {
 		return fmt.Errorf("server: subscribe %s: %w", r.psubject, err)
 	}
 	r.sub, r.psub = sub, psub
+	r.discoverUntil = time.Now().Add(presenceDiscovery)
 	// Ask the other servers for their snapshots now.
 	r.publishLocked(ctx, protocol.PresenceSync{Op: "sync", Server: r.s.cfg.AppID, Room: r.name})
 	return nil
@@ -281,10 +393,30 @@ func (r *room) unsubscribeLocked() {
 	r.sub, r.psub = nil, nil
 	if !r.s.silent.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		r.publishLocked(ctx, protocol.PresenceSync{Op: "bye", Server: r.s.cfg.AppID, Room: r.name})
+		switch {
+		case r.s.draining.Load() && len(r.local) > 0:
+			// Shutting down: a last snapshot of the members it had
+			// (leaveRoom kept them) instead of "bye", a handover.
+			r.snapshotLocked(ctx, presenceTTLPeriods*r.s.cfg.PresenceInterval)
+		case len(r.linger) > 0:
+			// The names of connections that ended lately, for the
+			// rest of their linger.
+			r.snapshotLocked(ctx, r.s.cfg.PresenceInterval)
+		default:
+			r.publishLocked(ctx, protocol.PresenceSync{Op: "bye", Server: r.s.cfg.AppID, Room: r.name})
+		}
 		cancel()
 	}
+	clear(r.local)
+	clear(r.linger)
+	if r.lingerTimer != nil {
+		r.lingerTimer.Stop()
+	}
+	r.lingerDue = false
 	clear(r.remote)
+	clear(r.heard)
+	clear(r.quiet)
+	r.sentFirst = false
 	if r.presenceLater != nil {
 		r.presenceLater.Stop()
 	}
@@ -294,31 +426,39 @@ func (r *room) unsubscribeLocked() {
 	r.dirty = false
 }
 
-func (r *room) publishLocked(ctx context.Context, ps protocol.PresenceSync) {
+// publishLocked publishes ps on the room's presence subject and reports
+// whether the broker took it.
+func (r *room) publishLocked(ctx context.Context, ps protocol.PresenceSync) bool {
 	if r.s.silent.Load() {
-		return
+		return false
 	}
 	data, err := json.Marshal(ps)
 	if err != nil {
-		return
+		return false
 	}
 	if err := r.s.b.Publish(ctx, r.psubject, data); err != nil {
 		r.s.log.Debug("server: publish presence", "room", r.name, "op", ps.Op, "err", err)
+		return false
 	}
+	return true
 }
 
-// snapshotLocked publishes this server's member names for the room.
-func (r *room) snapshotLocked(ctx context.Context) {
+// snapshotLocked publishes this server's member names for the room, valid
+// for ttl.
+func (r *room) snapshotLocked(ctx context.Context, ttl time.Duration) {
 	names := make([]string, 0, len(r.local))
 	for n := range r.local {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	r.dirty = false
-	r.publishLocked(ctx, protocol.PresenceSync{
+	if r.publishLocked(ctx, protocol.PresenceSync{
 		Op: "snapshot", Server: r.s.cfg.AppID, Room: r.name, Members: names,
-		TTLMillis: (presenceTTLPeriods * r.s.cfg.PresenceInterval).Milliseconds(),
-	})
+		TTLMillis: ttl.Milliseconds(),
+		First:     !r.sentFirst,
+	}) {
+		r.sentFirst = true
+	}
 }
 
 // onMessage fans a room frame from the broker out to the local members: one
@@ -360,8 +500,27 @@ func (r *room) onPresence(m broker.Message) {
 		if ttl <= 0 {
 			ttl = presenceTTLPeriods * r.s.cfg.PresenceInterval
 		}
+		if old, ok := r.remote[ps.Server]; ok && ps.First {
+			// The server entered the room again without a "bye" (it
+			// restarted, or handed its members over when it shut down):
+			// its earlier list stays until it expires, so that members
+			// still re-joining are not seen to leave and come back.
+			r.remote[ps.Server+earlierList] = old
+		}
 		r.remote[ps.Server] = remoteMember{names: ps.Members, expires: now.Add(ttl)}
 		r.list = nil
+		_, known := r.heard[ps.Server]
+		r.heard[ps.Server] = struct{}{}
+		if (!known && !ps.First) || now.Before(r.discoverUntil) {
+			// Names this server learns while it discovers the room, or
+			// from a server it had not heard of that was in the room
+			// before (not its first snapshot): members all along.
+			for _, n := range ps.Members {
+				if _, found := slices.BinarySearch(r.union, n); !found {
+					r.quiet[n] = struct{}{}
+				}
+			}
+		}
 	case "sync":
 		r.dirty = true
 		r.s.kickPresence()
@@ -385,9 +544,17 @@ func (r *room) onPresence(m broker.Message) {
 // changed meanwhile. Local joins and leaves
 // reach it through the debounced presence loop, so a burst of them costs each
 // member one frame, not one per change.
+//
+// Names in r.quiet were in the room before this server learnt of them (it
+// just entered the room, or first heard of their server): they are added
+// without being named in joined, so a late joiner or a client that failed
+// over is not told that everyone "joined". Such a frame carries members
+// (in a big room the first protocol.PresenceListMax names, which replace
+// the client's list: it cannot learn the added names from the deltas).
 func (r *room) refreshLocked(now time.Time) {
 	union := r.unionLocked(now)
 	if slices.Equal(union, r.union) {
+		clear(r.quiet)
 		return
 	}
 	if wait := bigPresenceEvery - now.Sub(r.lastPresence); wait > 0 && max(len(union), len(r.union)) > protocol.PresenceListMax {
@@ -404,11 +571,17 @@ func (r *room) refreshLocked(now time.Time) {
 	}
 	r.lastPresence = now
 	var joined, left []string
+	quiet := 0
 	for _, n := range union {
 		if _, found := slices.BinarySearch(r.union, n); !found {
-			joined = append(joined, n)
+			if _, ok := r.quiet[n]; ok {
+				quiet++
+			} else {
+				joined = append(joined, n)
+			}
 		}
 	}
+	clear(r.quiet)
 	for _, n := range r.union {
 		if _, found := slices.BinarySearch(union, n); !found {
 			left = append(left, n)
@@ -425,10 +598,11 @@ func (r *room) refreshLocked(now time.Time) {
 		// the first names of the list, which replace the client's: left
 		// out, those who left would stay on its list.
 		p.Joined, p.Left, p.NamesOmitted = nil, nil, true
-		if len(left) > 0 {
-			p.Members = union[:min(len(union), protocol.PresenceListMax)]
-			p.MembersTruncated = len(union) > protocol.PresenceListMax
+		if len(left) > 0 || quiet > 0 {
+			p.Members, p.MembersTruncated = union[:protocol.PresenceListMax], true
 		}
+	case quiet > 0:
+		p.Members, p.MembersTruncated = union[:protocol.PresenceListMax], true
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -484,6 +658,17 @@ func (r *room) unionLocked(now time.Time) []string {
 	return union
 }
 
+// earlierList suffixes a server's AppID in room.remote to keep the list it
+// had before it entered the room again without a "bye".
+const earlierList = "\x00earlier"
+
+// presenceDiscovery is how long after subscribing to a room a server
+// treats every name it learns as a member all along (no "joined" notice):
+// the other servers answer its sync within presenceDebounce plus the
+// broker's latency, and clients failing over from a dead server re-join
+// within about a second (the web client's first retry waits under 0.5 s).
+const presenceDiscovery = time.Second
+
 // kickPresence asks the presence loop for an early snapshot; it never blocks.
 func (s *Server) kickPresence() {
 	select {
@@ -536,7 +721,7 @@ func (s *Server) publishSnapshots(ctx context.Context, onlyDirty bool) {
 	for _, r := range s.roomList() {
 		r.mu.Lock()
 		if r.sub != nil && (!onlyDirty || r.dirty) {
-			r.snapshotLocked(ctx)
+			r.snapshotLocked(ctx, presenceTTLPeriods*s.cfg.PresenceInterval)
 			r.refreshLocked(now)
 		}
 		r.mu.Unlock()

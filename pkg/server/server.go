@@ -235,7 +235,8 @@ func (s *Server) stopLoops() {
 // Shutdown drains the server: /readyz turns 503 and new WebSockets are
 // refused, it waits Config.DrainDelay, then tells every client "going away"
 // (close 1001) after its queued frames, waits for the connections to end,
-// publishes presence "bye" for its rooms and stops the loops. When ctx ends
+// publishes a last presence snapshot of its rooms' members (a handover: the
+// others keep it for its lifetime, see leaveRoom) and stops the loops. When ctx ends
 // first the remaining connections are cut and ctx's error is returned. It
 // does not close the broker. A second call skips the drain delay.
 func (s *Server) Shutdown(ctx context.Context) error {
