@@ -1,0 +1,259 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/protocol"
+)
+
+// arrival is a frame a client read and when.
+type arrival struct {
+	typ string
+	at  time.Time
+	raw []byte
+}
+
+// readArrivals reads ws's frames until it has read `beats` heartbeats (or
+// fails), recording when each came. Pings are answered by gorilla's default
+// handler while it reads.
+func readArrivals(ws *websocket.Conn, beats int) ([]arrival, error) {
+	var got []arrival
+	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	for n := 0; n < beats; {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return got, err
+		}
+		var f rx
+		if err := json.Unmarshal(data, &f); err != nil {
+			return got, fmt.Errorf("frame %q: %w", data, err)
+		}
+		got = append(got, arrival{typ: f.Type, at: time.Now(), raw: data})
+		if f.Type == protocol.TypeHeartbeat {
+			n++
+		}
+	}
+	return got, nil
+}
+
+// TestHeartbeatsReachIdleConnections: an idle connection gets heartbeat
+// frames after its welcome, never more than ClientHeartbeat apart (with the
+// slack below), and not much more often than needed (no flood); pings,
+// which a page never sees, do not count as frames; heartbeats are counted
+// apart from messages_out. In every way a connection is read (its poller's
+// goroutine, a goroutine per report, a reader goroutine for its life) and
+// with batched writes on and off.
+func TestHeartbeatsReachIdleConnections(t *testing.T) {
+	for _, mode := range []string{"inline", "spawned", "goroutines"} {
+		for _, batched := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/batched=%v", mode, batched), func(t *testing.T) {
+				if mode != "goroutines" && newPoller(false) == nil {
+					t.Skip("no read poller on this system")
+				}
+				t.Parallel()
+				idleHeartbeats(t, mode, batched)
+			})
+		}
+	}
+}
+
+func idleHeartbeats(t *testing.T, mode string, batched bool) {
+	const (
+		interval = 200 * time.Millisecond
+		// slack is what the test allows above interval: the server's own
+		// quarter-interval margin (heartbeat.go) covers the scan, flusher
+		// and loopback delays of a normal machine; a test box running
+		// other test processes under the race detector delays the server's
+		// goroutines and this reader by tens of milliseconds more.
+		slack = 100 * time.Millisecond
+		n     = 4 // connections: their heartbeats fall due together (a batch)
+		beats = 8
+	)
+	ts := startServer(t, memBroker(t), Config{
+		AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: interval,
+		PingPeriod:   70 * time.Millisecond, // pings come between the heartbeats
+		NoReadPoller: mode == "goroutines", NoBatchedWrites: !batched,
+	})
+	for _, p := range ts.pollers {
+		p.inline = mode == "inline" // before any connection
+	}
+	type result struct {
+		got []arrival
+		err error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		ws, _, err := dialRaw(ts.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ws.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].got, results[i].err = readArrivals(ws, beats)
+		}()
+	}
+	wg.Wait()
+	var maxGap, minGap time.Duration
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("connection %d after %d frames: %v", i, len(r.got), r.err)
+		}
+		if r.got[0].typ != protocol.TypeWelcome {
+			t.Fatalf("connection %d: first frame %s, want welcome", i, r.got[0].raw)
+		}
+		var w struct {
+			HeartbeatMS int64 `json:"heartbeat_ms"`
+		}
+		if err := json.Unmarshal(r.got[0].raw, &w); err != nil || w.HeartbeatMS != interval.Milliseconds() {
+			t.Fatalf("welcome %s: want heartbeat_ms %d", r.got[0].raw, interval.Milliseconds())
+		}
+		for k, a := range r.got[1:] {
+			if a.typ != protocol.TypeHeartbeat || string(a.raw) != `{"type":"heartbeat"}` {
+				t.Fatalf("connection %d: frame %d is %s, want only heartbeats", i, k+1, a.raw)
+			}
+			gap := a.at.Sub(r.got[k].at)
+			if gap > interval+slack {
+				t.Errorf("connection %d: %v without a frame before heartbeat %d, want at most %v (+%v slack)", i, gap, k+1, interval, slack)
+			}
+			maxGap = max(maxGap, gap)
+			if minGap == 0 || gap < minGap {
+				minGap = gap
+			}
+		}
+		// No flood: a heartbeat is queued only after 5/8 of the interval
+		// without a frame; each gap alone may shrink by a late read.
+		if mean := r.got[beats].at.Sub(r.got[0].at) / beats; mean < interval/2 {
+			t.Errorf("connection %d: a frame every %v on average, want at least %v", i, mean, interval/2)
+		}
+	}
+	t.Logf("gaps between frames: %v to %v (interval %v)", minGap, maxGap, interval)
+	if got := ts.heartbeatsSent.Load(); got < n*beats {
+		t.Errorf("heartbeats_sent %d, want at least %d", got, n*beats)
+	}
+	if out := ts.framesOut(); out != n {
+		t.Errorf("messages_out %d, want %d (the welcomes; heartbeats are not messages)", out, n)
+	}
+}
+
+// TestBusyConnectionGetsNoHeartbeat: connections that get a frame more often
+// than the interval (a member of a room with steady traffic, and the
+// sender, which gets its acks) get no heartbeat; once the traffic stops
+// they do, no sooner than the idle time that earns one.
+func TestBusyConnectionGetsNoHeartbeat(t *testing.T) {
+	t.Parallel()
+	const (
+		interval = time.Second
+		pace     = 50 * time.Millisecond
+		sends    = 50 // 2.5 intervals of traffic
+	)
+	ts := startServer(t, memBroker(t), Config{
+		AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: interval,
+		RatePerSec: 1000, RateBurst: 1000,
+	})
+	sender, member := dial(t, ts.url), dial(t, ts.url)
+	sender.join("busy", "sender")
+	member.join("busy", "member")
+	tick := time.NewTicker(pace) // the sender's pace, not a synchronisation
+	defer tick.Stop()
+	for i := range sends {
+		sender.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "busy", Text: "m" + strconv.Itoa(i), CID: strconv.Itoa(i)})
+		<-tick.C
+	}
+	lastText := "m" + strconv.Itoa(sends-1)
+	for _, c := range []*client{sender, member} {
+		c.waitUntil("the last message", func(frames []rx) bool {
+			for _, f := range frames {
+				if f.Type == protocol.TypeMessage && f.Text == lastText {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	last := time.Now()
+	for _, c := range []*client{sender, member} {
+		if hb := c.frameList(protocol.TypeHeartbeat); len(hb) > 0 {
+			t.Fatalf("a busy connection got %d heartbeats", len(hb))
+		}
+	}
+	for _, c := range []*client{sender, member} {
+		c.next(protocol.TypeHeartbeat)
+	}
+	// A heartbeat is queued after heartbeatAfter of heartbeatScans quiet
+	// intervals; the last message left the server before last.
+	if el, least := time.Since(last), interval*heartbeatAfter/heartbeatScans-2*pace; el < least {
+		t.Fatalf("heartbeats came %v after the traffic stopped, before %v of quiet", el, least)
+	}
+}
+
+// TestHeartbeatWelcome: the welcome frame announces the interval, the
+// default is 10s, and a negative interval turns heartbeats off: no
+// heartbeat_ms, no heartbeat frame. An interval too short for the server is
+// refused.
+func TestHeartbeatWelcome(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg  time.Duration
+		want string // the welcome's heartbeat_ms field, "" for none
+	}{
+		{0, `"heartbeat_ms":10000`},
+		{1500 * time.Millisecond, `"heartbeat_ms":1500`},
+		{-1, ""},
+	} {
+		ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: tc.cfg})
+		ws, _, err := dialRaw(ts.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(data, []byte(`{"type":"welcome"`)) {
+			t.Fatalf("first frame %s", data)
+		}
+		if tc.want == "" && bytes.Contains(data, []byte("heartbeat_ms")) || tc.want != "" && !bytes.Contains(data, []byte(tc.want)) {
+			t.Errorf("ClientHeartbeat %v: welcome %s, want %q", tc.cfg, data, tc.want)
+		}
+		_ = ws.Close()
+	}
+	if _, err := New(memBroker(t), Config{AppID: "1", ClientHeartbeat: time.Millisecond}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("New with ClientHeartbeat 1ms = %v, want ErrConfig", err)
+	}
+}
+
+// TestHeartbeatsOff: with heartbeats off an idle connection gets nothing
+// after its welcome (not even at the shortest interval the server allows)
+// and no heartbeat is counted.
+func TestHeartbeatsOff(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: -1})
+	ws, _, err := dialRaw(ts.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ws.Close() }()
+	readType(t, ws, protocol.TypeWelcome)
+	_ = ws.SetReadDeadline(time.Now().Add(30 * minClientHeartbeat))
+	_, data, err := ws.ReadMessage()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read ended with %v (frame %s), want a timeout", err, data)
+	}
+	if n := ts.heartbeatsSent.Load(); n != 0 {
+		t.Fatalf("%d heartbeats counted with heartbeats off", n)
+	}
+}
