@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -68,15 +69,17 @@ func TestHeartbeatsReachIdleConnections(t *testing.T) {
 
 func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	const (
-		interval = 200 * time.Millisecond
-		// slack is what the test allows above interval: the server's own
-		// quarter-interval margin (heartbeat.go) covers the scan, flusher
-		// and loopback delays of a normal machine; a test box running
-		// other test processes under the race detector delays the server's
-		// goroutines and this reader by tens of milliseconds more.
-		slack = 100 * time.Millisecond
+		interval = 400 * time.Millisecond
+		// slack is what the test allows above interval for one gap. The
+		// server's quarter-interval margin (heartbeat.go) covers the scan,
+		// the flusher and loopback on a machine that has processors to
+		// spare, but a 2-core box running several test processes under the
+		// race detector (load average 20) has been seen to delay the
+		// server's goroutines or this reader by up to 150 ms. The median
+		// gap shows whether the server keeps to its schedule.
+		slack = interval / 2
 		n     = 4 // connections: their heartbeats fall due together (a batch)
-		beats = 8
+		beats = 6
 	)
 	ts := startServer(t, memBroker(t), Config{
 		AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: interval,
@@ -105,7 +108,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 		}()
 	}
 	wg.Wait()
-	var maxGap, minGap time.Duration
+	var gaps []time.Duration
 	for i, r := range results {
 		if r.err != nil {
 			t.Fatalf("connection %d after %d frames: %v", i, len(r.got), r.err)
@@ -127,10 +130,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 			if gap > interval+slack {
 				t.Errorf("connection %d: %v without a frame before heartbeat %d, want at most %v (+%v slack)", i, gap, k+1, interval, slack)
 			}
-			maxGap = max(maxGap, gap)
-			if minGap == 0 || gap < minGap {
-				minGap = gap
-			}
+			gaps = append(gaps, gap)
 		}
 		// No flood: a heartbeat is queued only after 5/8 of the interval
 		// without a frame; each gap alone may shrink by a late read.
@@ -138,7 +138,14 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 			t.Errorf("connection %d: a frame every %v on average, want at least %v", i, mean, interval/2)
 		}
 	}
-	t.Logf("gaps between frames: %v to %v (interval %v)", minGap, maxGap, interval)
+	// A heartbeat is queued 5/8 to 6/8 of the interval after the last
+	// frame: most gaps are well below the interval, whatever the load.
+	slices.Sort(gaps)
+	median := gaps[len(gaps)/2]
+	t.Logf("gaps between frames: %v to %v, median %v (interval %v)", gaps[0], gaps[len(gaps)-1], median, interval)
+	if median > interval {
+		t.Errorf("median gap %v, want below the interval %v", median, interval)
+	}
 	if got := ts.heartbeatsSent.Load(); got < n*beats {
 		t.Errorf("heartbeats_sent %d, want at least %d", got, n*beats)
 	}
