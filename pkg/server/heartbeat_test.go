@@ -46,6 +46,43 @@ func readArrivals(ws *websocket.Conn, beats int) ([]arrival, error) {
 	return got, nil
 }
 
+// lateness measures how late this process runs a goroutine that a timer
+// wakes: what a loaded machine adds to each step of a heartbeat's way (the
+// server's scan, its flusher, the test's reader).
+type lateness struct {
+	stop, done chan struct{}
+	most       time.Duration // read after stopping
+}
+
+func watchLateness() *lateness {
+	const every = 5 * time.Millisecond
+	l := &lateness{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		prev := time.Now()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+			}
+			now := time.Now()
+			l.most = max(l.most, now.Sub(prev)-every)
+			prev = now
+		}
+	}()
+	return l
+}
+
+// end stops the watch and returns the longest delay it saw.
+func (l *lateness) end() time.Duration {
+	close(l.stop)
+	<-l.done
+	return l.most
+}
+
 // TestHeartbeatsReachIdleConnections: an idle connection gets heartbeat
 // frames after its welcome, never more than ClientHeartbeat apart (with the
 // slack below), and not much more often than needed (no flood); pings,
@@ -70,12 +107,14 @@ func TestHeartbeatsReachIdleConnections(t *testing.T) {
 func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	const (
 		interval = 400 * time.Millisecond
-		// slack is what the test allows above interval for one gap. The
-		// server's quarter-interval margin (heartbeat.go) covers the scan,
-		// the flusher and loopback on a machine that has processors to
-		// spare, but a 2-core box running several test processes under the
-		// race detector (load average 20) has been seen to delay the
-		// server's goroutines or this reader by up to 150 ms. The median
+		// slack is what the test allows above interval for one gap, besides
+		// three times the longest delay in running a goroutine this process
+		// saw meanwhile (lateness: the scan, the flusher and this reader
+		// each wait that long for a processor). The server's quarter-interval
+		// margin (heartbeat.go) covers the rest on a machine with processors
+		// to spare; under the race detector on a 2-core box shared with
+		// other test processes, the gaps have been seen 150 ms above the
+		// server's schedule without starving goroutines for long. The median
 		// gap shows whether the server keeps to its schedule.
 		slack = interval / 2
 		n     = 4 // connections: their heartbeats fall due together (a batch)
@@ -95,6 +134,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	}
 	results := make([]result, n)
 	var wg sync.WaitGroup
+	late := watchLateness()
 	for i := range n {
 		ws, _, err := dialRaw(ts.url, nil)
 		if err != nil {
@@ -108,6 +148,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 		}()
 	}
 	wg.Wait()
+	allowed := interval + slack + 3*late.end()
 	var gaps []time.Duration
 	for i, r := range results {
 		if r.err != nil {
@@ -127,8 +168,8 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 				t.Fatalf("connection %d: frame %d is %s, want only heartbeats", i, k+1, a.raw)
 			}
 			gap := a.at.Sub(r.got[k].at)
-			if gap > interval+slack {
-				t.Errorf("connection %d: %v without a frame before heartbeat %d, want at most %v (+%v slack)", i, gap, k+1, interval, slack)
+			if gap > allowed {
+				t.Errorf("connection %d: %v without a frame before heartbeat %d, want at most %v (+%v slack for this machine)", i, gap, k+1, interval, allowed-interval)
 			}
 			gaps = append(gaps, gap)
 		}
@@ -142,7 +183,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	// frame: most gaps are well below the interval, whatever the load.
 	slices.Sort(gaps)
 	median := gaps[len(gaps)/2]
-	t.Logf("gaps between frames: %v to %v, median %v (interval %v)", gaps[0], gaps[len(gaps)-1], median, interval)
+	t.Logf("gaps between frames: %v to %v, median %v (interval %v, allowed %v)", gaps[0], gaps[len(gaps)-1], median, interval, allowed)
 	if median > interval {
 		t.Errorf("median gap %v, want below the interval %v", median, interval)
 	}
@@ -174,7 +215,9 @@ func TestBusyConnectionGetsNoHeartbeat(t *testing.T) {
 	member.join("busy", "member")
 	tick := time.NewTicker(pace) // the sender's pace, not a synchronisation
 	defer tick.Stop()
+	var lastSend time.Time
 	for i := range sends {
+		lastSend = time.Now()
 		sender.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "busy", Text: "m" + strconv.Itoa(i), CID: strconv.Itoa(i)})
 		<-tick.C
 	}
@@ -189,7 +232,6 @@ func TestBusyConnectionGetsNoHeartbeat(t *testing.T) {
 			return false
 		})
 	}
-	last := time.Now()
 	for _, c := range []*client{sender, member} {
 		if hb := c.frameList(protocol.TypeHeartbeat); len(hb) > 0 {
 			t.Fatalf("a busy connection got %d heartbeats", len(hb))
@@ -199,9 +241,10 @@ func TestBusyConnectionGetsNoHeartbeat(t *testing.T) {
 		c.next(protocol.TypeHeartbeat)
 	}
 	// A heartbeat is queued after heartbeatAfter of heartbeatScans quiet
-	// intervals; the last message left the server before last.
-	if el, least := time.Since(last), interval*heartbeatAfter/heartbeatScans-2*pace; el < least {
-		t.Fatalf("heartbeats came %v after the traffic stopped, before %v of quiet", el, least)
+	// intervals; the last frames (the last message and its ack) were
+	// written after lastSend.
+	if el, least := time.Since(lastSend), interval*heartbeatAfter/heartbeatScans; el < least {
+		t.Fatalf("heartbeats came %v after the last send, before %v of quiet", el, least)
 	}
 }
 
