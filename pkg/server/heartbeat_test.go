@@ -2,12 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,10 +96,13 @@ func (l *lateness) end() time.Duration {
 // goroutine, a goroutine per report, a reader goroutine for its life) and
 // with batched writes on and off.
 func TestHeartbeatsReachIdleConnections(t *testing.T) {
-	for _, mode := range []string{"inline", "spawned", "goroutines"} {
+	for _, mode := range []string{"inline", "spawned", "goroutines", "tls"} {
 		for _, batched := range []bool{true, false} {
+			if mode == "tls" && !batched {
+				continue // a TLS socket has its own writer: no flusher
+			}
 			t.Run(fmt.Sprintf("%s/batched=%v", mode, batched), func(t *testing.T) {
-				if mode != "goroutines" && newPoller(false) == nil {
+				if (mode == "inline" || mode == "spawned") && newPoller(false) == nil {
 					t.Skip("no read poller on this system")
 				}
 				t.Parallel()
@@ -102,6 +110,34 @@ func TestHeartbeatsReachIdleConnections(t *testing.T) {
 			})
 		}
 	}
+}
+
+// startTLSServer starts a Server behind a TLS listener, whose sockets give
+// the server no file descriptor: they are written by the connections' own
+// writer goroutines, not by a flusher. It returns the server, its wss://
+// URL and the client's TLS config; cleanup shuts it down.
+func startTLSServer(t *testing.T, cfg Config) (*Server, string, *tls.Config) {
+	t.Helper()
+	cfg.Logger = quietLogger()
+	s, err := New(memBroker(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewTLSServer(s.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		hs.Close()
+	})
+	pool := x509.NewCertPool()
+	pool.AddCert(hs.Certificate())
+	return s, "wss" + strings.TrimPrefix(hs.URL, "https") + "/ws", &tls.Config{RootCAs: pool}
 }
 
 func idleHeartbeats(t *testing.T, mode string, batched bool) {
@@ -120,11 +156,22 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 		n     = 4 // connections: their heartbeats fall due together (a batch)
 		beats = 6
 	)
-	ts := startServer(t, memBroker(t), Config{
+	cfg := Config{
 		AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: interval,
 		PingPeriod:   70 * time.Millisecond, // pings come between the heartbeats
 		NoReadPoller: mode == "goroutines", NoBatchedWrites: !batched,
-	})
+	}
+	var (
+		ts  *Server
+		url string
+		d   = &websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	)
+	if mode == "tls" {
+		ts, url, d.TLSClientConfig = startTLSServer(t, cfg)
+	} else {
+		s := startServer(t, memBroker(t), cfg)
+		ts, url = s.Server, s.url
+	}
 	for _, p := range ts.pollers {
 		p.inline = mode == "inline" // before any connection
 	}
@@ -136,7 +183,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	var wg sync.WaitGroup
 	late := watchLateness()
 	for i := range n {
-		ws, _, err := dialRaw(ts.url, nil)
+		ws, _, err := dialWith(d, url, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
