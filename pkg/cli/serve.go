@@ -43,6 +43,10 @@ type ServeOptions struct {
 	DrainDelay time.Duration
 	// HeartbeatInterval and PresenceInterval, see server.Config.
 	HeartbeatInterval, PresenceInterval time.Duration
+	// ClientHeartbeat is the longest a client's connection goes without a
+	// frame (server.Config.ClientHeartbeat); 0 turns heartbeats off.
+	// Default: 10s.
+	ClientHeartbeat time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel, LogFormat string
 	// History is the history store URL: "" means the broker's own backend
@@ -97,6 +101,7 @@ within --shutdown-timeout.`,
 	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "longest graceful shutdown")
 	f.DurationVar(&opts.DrainDelay, "drain-delay", 0, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
 	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "period of the stats heartbeat")
+	f.DurationVar(&opts.ClientHeartbeat, "heartbeat", 10*time.Second, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else 1s to 5m")
 	f.DurationVar(&opts.PresenceInterval, "presence-interval", 3*time.Second, "period of presence snapshots; a dead server's members expire after three")
 	f.StringVar(&opts.History, "history", "", `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -133,6 +138,10 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		return usageErrorf("--shutdown-timeout must be positive")
+	}
+	clientHeartbeat, err := clientHeartbeat(opts.ClientHeartbeat)
+	if err != nil {
+		return err
 	}
 	b, err := openBroker(ctx, opts.Global, broker.Options{
 		Logger: log,
@@ -175,6 +184,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		RatePerSec:        opts.RatePerSec,
 		RateBurst:         opts.RateBurst,
 		HeartbeatInterval: opts.HeartbeatInterval,
+		ClientHeartbeat:   clientHeartbeat,
 		PresenceInterval:  opts.PresenceInterval,
 		DrainDelay:        opts.DrainDelay,
 		History:           hist,
@@ -227,6 +237,20 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// clientHeartbeat checks --heartbeat and returns server.Config's
+// ClientHeartbeat for it: 0 (off) becomes negative, as server.Config's zero
+// is its default.
+func clientHeartbeat(d time.Duration) (time.Duration, error) {
+	const least, most = time.Second, 5 * time.Minute
+	switch {
+	case d == 0:
+		return -1, nil
+	case d < least || d > most:
+		return 0, usageErrorf("--heartbeat %v: must be 0 (off) or between %v and %v", d, least, most)
+	}
+	return d, nil
 }
 
 // openHistory opens the history store named by raw ("" derives it from the

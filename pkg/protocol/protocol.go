@@ -34,6 +34,12 @@ const (
 	TypeAck      = "ack"
 	TypePresence = "presence"
 	TypeError    = "error"
+	// TypeHeartbeat is the frame {"type":"heartbeat"}, sent to a connection
+	// that has been sent nothing for a while, so that no connection goes
+	// more than Welcome.HeartbeatMillis without a frame: a client that hears
+	// nothing for twice that knows its server or the path to it is dead.
+	// It carries nothing and is not a message of any room.
+	TypeHeartbeat = "heartbeat"
 )
 
 // Error codes carried by error frames.
@@ -88,6 +94,10 @@ type Welcome struct {
 	Version  string `json:"version"`
 	Protocol int    `json:"protocol"`
 	Limits   Limits `json:"limits"`
+	// HeartbeatMillis is the longest the server lets the connection go
+	// without a frame, in milliseconds: when nothing else is sent it sends
+	// a heartbeat frame (TypeHeartbeat). Omitted when heartbeats are off.
+	HeartbeatMillis int64 `json:"heartbeat_ms,omitempty"`
 }
 
 // Limits tells a client the bounds the server enforces.

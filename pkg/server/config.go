@@ -73,7 +73,17 @@ type Config struct {
 	// it is closed with 1008. Default: 20.
 	RateStrikes int
 	// HeartbeatInterval is the period of the stats heartbeat. Default: 2s.
+	// (The clients' heartbeat frames are ClientHeartbeat.)
 	HeartbeatInterval time.Duration
+	// ClientHeartbeat is the longest a connection goes without a frame from
+	// the server, announced in the welcome frame (heartbeat_ms): a
+	// connection that has been sent nothing for a while gets the frame
+	// {"type":"heartbeat"}, so that a client that hears nothing for twice
+	// this knows the server froze or the path to it died (browsers never
+	// show WebSocket pings to the page). A busy connection gets none. It
+	// must be at least 10ms; negative turns heartbeats off.
+	// Default: 10s.
+	ClientHeartbeat time.Duration
 	// PresenceInterval is the period of presence snapshots; a server's
 	// snapshot expires after 3 periods. Default: 3s.
 	PresenceInterval time.Duration
@@ -148,6 +158,7 @@ const (
 	defaultRateBurst         = 40
 	defaultRateStrikes       = 20
 	defaultHeartbeatInterval = 2 * time.Second
+	defaultClientHeartbeat   = 10 * time.Second
 	defaultPresenceInterval  = 3 * time.Second
 	// presenceDebounce delays a snapshot after a local change so that a burst
 	// of joins costs one publish.
@@ -240,6 +251,12 @@ func (c *Config) fill() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = defaultHeartbeatInterval
+	}
+	if c.ClientHeartbeat == 0 {
+		c.ClientHeartbeat = defaultClientHeartbeat
+	}
+	if c.ClientHeartbeat > 0 && c.ClientHeartbeat < minClientHeartbeat {
+		return fmt.Errorf("%w: ClientHeartbeat %v must be at least %v (or negative: off)", ErrConfig, c.ClientHeartbeat, minClientHeartbeat)
 	}
 	if c.PresenceInterval <= 0 {
 		c.PresenceInterval = defaultPresenceInterval

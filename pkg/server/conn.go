@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,11 @@ type conn struct {
 	readExtended time.Time
 	// cutReq is set by cut: the reader stops at its next read.
 	cutReq atomic.Bool
+	// lastSent is when the last write that put data frames (not pings)
+	// whole on the socket started, UnixNano; math.MaxInt64 until the
+	// welcome is written. It is the clock of the client heartbeat
+	// (heartbeat.go): a connection silent for long enough gets one.
+	lastSent atomic.Int64
 
 	// With a poller (poller_linux.go): the read state (readIdle...), the
 	// connection's epoll set and slot, and the timer that cuts it after
@@ -97,7 +103,7 @@ type membership struct {
 }
 
 func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
-	return &conn{
+	c := &conn{
 		s:          s,
 		ws:         ws,
 		ip:         ip,
@@ -107,6 +113,8 @@ func newConn(s *Server, ws *websocket.Conn, ip string) *conn {
 		limiter:    rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.RateBurst),
 		rooms:      make(map[string]*membership),
 	}
+	c.lastSent.Store(math.MaxInt64) // no heartbeat before the welcome
+	return c
 }
 
 // start queues the welcome, arms the ping timer and starts the reader.

@@ -430,6 +430,7 @@ func (f *flusher) finish(c *conn, batch []*frame, vec [][]byte, written int, err
 	}
 	clear(batch)
 	c.lastFull.Store(now.UnixNano())
+	c.lastSent.Store(now.UnixNano())
 	c.mu.Lock()
 	if cap(batch) <= maxKeptQueue && c.spare == nil {
 		c.spare = batch[:0]

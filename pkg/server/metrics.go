@@ -68,6 +68,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		counter("duplicates_dropped_total", "Live messages dropped because their seq was already delivered.", &s.dupsDropped),
 		counter("history_resets_total", "Rooms whose history restarted its seqs (the store forgot the room).", &s.resets),
 		counter("replayed_messages_total", "Messages replayed to joining clients from the history store.", &s.replayed),
+		counter("heartbeats_sent_total", "Heartbeat frames queued to clients that had been sent nothing for a while.", &s.heartbeatsSent),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "connections",
 			Help: "Open WebSocket connections.",
@@ -104,7 +105,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}, func() float64 { return float64(s.msgsIn.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "messages_out_total",
-			Help: "Frames written to clients.",
+			Help: "Frames written to clients (heartbeats are counted by heartbeats_sent_total).",
 		}, func() float64 { return float64(s.framesOut()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "broker_messages_total",

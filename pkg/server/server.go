@@ -85,6 +85,9 @@ type Server struct {
 	// ownWriters counts the connections' own writer goroutines running.
 	ownWriters atomic.Int64
 	outClosed  atomic.Uint64 // frames written by connections already closed
+	// heartbeatsSent counts the heartbeat frames queued to clients
+	// (heartbeat.go).
+	heartbeatsSent atomic.Uint64
 
 	// history counters
 	dupsDropped atomic.Uint64 // live messages dropped as already delivered
@@ -163,7 +166,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
-	welcome, err := json.Marshal(protocol.Welcome{
+	hello := protocol.Welcome{
 		Type:     protocol.TypeWelcome,
 		Server:   cfg.AppID,
 		Version:  cfg.Version,
@@ -176,7 +179,11 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 			RateBurst:   cfg.RateBurst,
 			MaxNameRune: protocol.MaxNameLen,
 		},
-	})
+	}
+	if cfg.ClientHeartbeat > 0 {
+		hello.HeartbeatMillis = cfg.ClientHeartbeat.Milliseconds()
+	}
+	welcome, err := json.Marshal(hello)
 	if err != nil {
 		return nil, fmt.Errorf("server: encode welcome: %w", err)
 	}
@@ -197,8 +204,10 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 // is set), "/ws", "/healthz", "/readyz" and "/metrics".
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Start runs the heartbeat and presence loops until ctx is done or Shutdown
-// is called. It does not block. Calling it twice is an error.
+// Start runs the background loops until ctx is done or Shutdown is called:
+// the stats heartbeat, presence, the history sweep (with a store) and the
+// clients' heartbeat frames (unless Config.ClientHeartbeat is off). It does
+// not block. Calling it twice is an error.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,6 +226,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.hist != nil {
 		s.loopWG.Add(1)
 		go s.recoveryLoop(ctx)
+	}
+	if s.cfg.ClientHeartbeat > 0 {
+		s.loopWG.Add(1)
+		go s.clientHeartbeatLoop(ctx)
 	}
 	return nil
 }

@@ -36,7 +36,9 @@ const (
 type frame struct {
 	buf  []byte // whole frames, or a header whose payload is tail
 	tail []byte // the payload after buf's header, shared, not copied (sharedFrame)
-	n    int    // WebSocket frames in buf and tail (a join's replay carries many)
+	// n is how many WebSocket frames buf and tail hold (a join's replay
+	// carries many), as messages_out counts them: 0 for the heartbeat.
+	n int
 }
 
 // appendVec appends f's buffers to vec.
@@ -160,11 +162,18 @@ func (c *conn) enqueue(f *frame) {
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
-		if c.raw.ok() {
-			c.fl.push(c)
-		} else {
-			go c.writeLoop()
-		}
+		c.startWriter()
+	}
+}
+
+// startWriter starts the writer a wakeLocked that returned true asked for:
+// the flusher, or the connection's own goroutine for a socket without a
+// file descriptor.
+func (c *conn) startWriter() {
+	if c.raw.ok() {
+		c.fl.push(c)
+	} else {
+		go c.writeLoop()
 	}
 }
 
@@ -226,6 +235,7 @@ func (c *conn) writeLoop() {
 			c.writeFailed(err)
 			return
 		}
+		c.lastSent.Store(c.lastWrite.UnixNano()) // when the flusher began it
 	}
 	for {
 		waited := false
@@ -268,6 +278,9 @@ func (c *conn) writeLoop() {
 		}
 		if err == nil {
 			c.lastFull.Store(time.Now().UnixNano())
+			if len(batch) > 0 {
+				c.lastSent.Store(c.lastWrite.UnixNano())
+			}
 		}
 		if err != nil {
 			c.writeFailed(err)
