@@ -84,7 +84,7 @@ delivery was lost or duplicated.`,
 
   # 500 rooms of 10 clients, through HAProxy in front of four servers
   livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rooms 500 --rate 1000`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd.Context(), opts, ios)
 		},
@@ -106,6 +106,7 @@ delivery was lost or duplicated.`,
 	f.DurationVar(&opts.Drain, "drain", loadgen.DefaultDrain, "wait after the last message for deliveries still under way (ends early when all arrived)")
 	f.StringVar(&opts.SourceIPs, "source-ips", "auto", `local addresses to bind, round-robin: "auto" (127.0.0.1-127.0.0.254 for loopback URLs), "none", A-B or A,B,...`)
 	f.BoolVar(&opts.FailOnLoss, "fail-on-loss", false, "exit 1 when any delivery was lost or duplicated")
+	addOutputFlag(cmd, g)
 	return cmd
 }
 

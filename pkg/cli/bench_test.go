@@ -168,7 +168,7 @@ func TestBenchErrors(t *testing.T) {
 		{"bad url", []string{"--url", "http://x/ws"}, ExitUsage, `--url "http://x/ws"`},
 		{"bad source ips", []string{"--source-ips", "10.0.0.9-10.0.0.1"}, ExitUsage, "--source-ips"},
 		{"bad duration", []string{"--duration", "0s"}, ExitUsage, "--duration must be positive"},
-		{"argument", []string{"extra"}, ExitError, "unknown command"},
+		{"argument", []string{"extra"}, ExitUsage, `unexpected argument "extra"`},
 		{"unreachable", []string{"--url", dead, "--clients", "2", "--connect-timeout", "2s"}, ExitError,
 			"no connection to " + dead + " succeeded"},
 	} {
@@ -177,8 +177,8 @@ func TestBenchErrors(t *testing.T) {
 			if code != tc.code || !strings.Contains(errOut, tc.stderr) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", code, errOut, tc.code, tc.stderr)
 			}
-			if tc.code == ExitUsage && !strings.Contains(errOut, "Usage:") {
-				t.Errorf("usage error without usage:\n%s", errOut)
+			if tc.code == ExitUsage && !strings.HasSuffix(errOut, "\nRun 'livechat bench --help' for usage.\n") {
+				t.Errorf("usage error without the line pointing to --help:\n%s", errOut)
 			}
 		})
 	}

@@ -78,7 +78,7 @@ within --shutdown-timeout.`,
 
   # cluster node behind HAProxy
   APPID=1000 livechat serve --addr :8081 --broker redis://redis:6379 --trust-proxy --drain-delay 3s`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), opts, ios)
 		},
@@ -105,6 +105,7 @@ within --shutdown-timeout.`,
 	f.BoolVar(&opts.ReadPoller, "read-poller", true, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
 	f.StringVar(&opts.Pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
+	addBrokerFlags(cmd, g)
 	return cmd
 }
 

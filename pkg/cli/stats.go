@@ -42,13 +42,15 @@ heartbeats, so a dead server is still listed while its peers remember it.`,
 		Example: `  livechat stats
   livechat stats --watch --interval 2s
   livechat stats --output json | jq '.servers[].connections'`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStats(cmd.Context(), opts, ios)
 		},
 	}
 	cmd.Flags().DurationVarP(&opts.Interval, "interval", "i", 3*time.Second, "how long to listen for heartbeats (and the refresh period with --watch)")
 	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "refresh the table every interval until interrupted")
+	addBrokerFlags(cmd, g)
+	addOutputFlag(cmd, g)
 	return cmd
 }
 
