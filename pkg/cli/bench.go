@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/livechat/livechat/pkg/loadgen"
+	"github.com/livechat/livechat/pkg/protocol"
 )
 
 // BenchOptions are the inputs of `livechat bench`.
@@ -110,23 +111,33 @@ delivery was lost or duplicated.`,
 	return cmd
 }
 
+// validate checks every numeric, duration and address flag of bench, one
+// line per flag, before anything starts; loadgen checks how they combine.
+func (o *BenchOptions) validate() error {
+	err := firstError(
+		between("clients", o.Clients, 1, 1_000_000),
+		between("publishers", o.Publishers, 0, 999_999),
+		between("rate", o.Rate, 0.1, 1_000_000),
+		between("max-rate-per-conn", o.MaxRatePerConn, 0.1, 10_000),
+		between("size", o.Size, loadgen.MinSize, protocol.MaxTextLen),
+		between("duration", o.Duration, 10*time.Millisecond, 24*time.Hour),
+		between("rooms", o.Rooms, 1, 100_000),
+		between("connect-concurrency", o.ConnectConcurrency, 1, 10_000),
+		between("connect-timeout", o.ConnectTimeout, 10*time.Millisecond, 10*time.Minute),
+		between("join-timeout", o.JoinTimeout, 10*time.Millisecond, time.Hour),
+		between("warmup", o.Warmup, 0, 10*time.Minute),
+		between("drain", o.Drain, 0, 10*time.Minute),
+	)
+	for _, u := range o.URLs {
+		err = firstError(err, wsURLPort("url", u))
+	}
+	return err
+}
+
 // benchConfig checks opts and turns them into the engine's configuration.
 func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
-	switch {
-	case opts.Clients < 1:
-		return loadgen.Config{}, usageErrorf("--clients must be at least 1, not %d", opts.Clients)
-	case opts.Rate <= 0:
-		return loadgen.Config{}, usageErrorf("--rate must be above 0 messages per second, not %v", opts.Rate)
-	case opts.Size < loadgen.MinSize:
-		return loadgen.Config{}, usageErrorf("--size must be at least %d bytes to hold the message header, not %d", loadgen.MinSize, opts.Size)
-	case opts.Duration <= 0:
-		return loadgen.Config{}, usageErrorf("--duration must be positive, not %v", opts.Duration)
-	case opts.Rooms < 1:
-		return loadgen.Config{}, usageErrorf("--rooms must be at least 1, not %d", opts.Rooms)
-	case opts.ConnectTimeout <= 0 || opts.JoinTimeout <= 0:
-		return loadgen.Config{}, usageErrorf("--connect-timeout and --join-timeout must be positive")
-	case opts.Warmup < 0 || opts.Drain < 0:
-		return loadgen.Config{}, usageErrorf("--warmup and --drain must not be negative")
+	if err := opts.validate(); err != nil {
+		return loadgen.Config{}, err
 	}
 	ips, err := loadgen.ParseSourceIPs(opts.SourceIPs, opts.URLs)
 	if err != nil {

@@ -71,12 +71,12 @@ func TestErrors(t *testing.T) {
 		{"tail bad room", []string{"tail", "--room", "a.b"}, "", ExitUsage, `--room "a.b"`, ""},
 		{"tail bad subject", []string{"tail", "--subject", "a..b"}, "", ExitUsage, "invalid subject", ""},
 		{"tail unreachable", []string{"tail", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},
-		{"stats bad interval", []string{"stats", "--interval", "0s"}, "", ExitUsage, "--interval must be positive", ""},
+		{"stats bad interval", []string{"stats", "--interval", "0s"}, "", ExitUsage, "error: --interval 0s: must be between 10ms and 1h\n", ""},
 		{"stats unreachable", []string{"stats", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},
 		{"stats nobody", []string{"stats", "--broker", "memory://", "--interval", "50ms"}, "", ExitError, "no server heartbeat", ""},
 		{"serve unreachable", []string{"serve", "--broker", "redis://127.0.0.1:1", "--addr", "127.0.0.1:0"}, "", ExitError, "127.0.0.1:1", ""},
 		{"serve bad log level", []string{"serve", "--log-level", "loud"}, "", ExitUsage, "--log-level", ""},
-		{"serve bad addr", []string{"serve", "--broker", "memory://", "--addr", "256.0.0.1:99999"}, "", ExitError, "listen on 256.0.0.1:99999", ""},
+		{"serve bad addr", []string{"serve", "--broker", "memory://", "--addr", "256.0.0.1:99999"}, "", ExitUsage, "--addr 256.0.0.1:99999: port must be", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

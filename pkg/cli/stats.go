@@ -80,8 +80,8 @@ type Totals struct {
 }
 
 func runStats(ctx context.Context, opts *StatsOptions, ios *IOStreams) error {
-	if opts.Interval <= 0 {
-		return usageErrorf("--interval must be positive, not %s", opts.Interval)
+	if err := between("interval", opts.Interval, 10*time.Millisecond, time.Hour); err != nil {
+		return err
 	}
 	if opts.now == nil {
 		opts.now = time.Now
