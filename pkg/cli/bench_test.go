@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +71,7 @@ func TestBenchAgainstServerReportsZeroLoss(t *testing.T) {
 		}
 	})
 	code, out, errOut := benchRun(t, "bench", "--url", wsURL(ts), "--clients", "30", "--rooms", "2", "--rate", "100",
-		"--duration", "700ms", "--warmup", "100ms", "--size", "200", "--fail-on-loss", "-o", "json")
+		"--duration", "700ms", "--warmup", "100ms", "--size", "200", "-o", "json")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
@@ -129,17 +131,52 @@ func lossyServer(t *testing.T) *httptest.Server {
 	return ts
 }
 
-func TestBenchFailOnLoss(t *testing.T) {
+// TestBenchFailsOnLoss runs bench against a server that loses deliveries:
+// exit 1 and one line under the table saying how many, without any flag.
+func TestBenchFailsOnLoss(t *testing.T) {
 	ts := lossyServer(t)
 	args := []string{"bench", "--url", wsURL(ts), "--clients", "3", "--rate", "20", "--duration", "300ms",
 		"--warmup", "0", "--drain", "100ms", "--source-ips", "none"}
-	code, out, errOut := benchRun(t, args...)
-	if code != ExitOK || !strings.Contains(out, "deliveries\t") || !strings.Contains(out, "lost") {
-		t.Fatalf("without --fail-on-loss: exit %d\n%s\n%s", code, out, errOut)
+	code, out, errOut := benchRun(t, append(args, "-o", "json")...)
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
 	}
-	code, out, errOut = benchRun(t, append(args, "--fail-on-loss")...)
-	if code != ExitError || !strings.Contains(errOut, "lost and 0 duplicated (--fail-on-loss)") {
-		t.Fatalf("with --fail-on-loss: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	want := fmt.Sprintf("error: %d of %d deliveries lost, 0 duplicated\n", res.Lost, res.Expected)
+	if code != ExitError || res.Lost == 0 || errOut != want {
+		t.Fatalf("exit %d, lost %d, stderr:\n%s\nwant exit 1 and stderr:\n%s", code, res.Lost, errOut, want)
+	}
+
+	code, out, errOut = benchRun(t, args...)
+	lines := strings.Split(errOut, "\n")
+	if code != ExitError || !strings.Contains(out, "deliveries\t") || len(lines) != 2 ||
+		!regexp.MustCompile(`^error: [1-9][0-9]* of [0-9]+ deliveries lost, 0 duplicated$`).MatchString(lines[0]) {
+		t.Fatalf("table: exit %d\nstdout: %s\nstderr: %q", code, out, errOut)
+	}
+
+	// The flag that asked for it before is accepted and says it is not needed.
+	code, _, errOut = benchRun(t, append(args, "--fail-on-loss")...)
+	if code != ExitError || !strings.HasPrefix(errOut, "warning: --fail-on-loss has no effect: bench always exits 1 "+
+		"when a delivery was lost or duplicated\nerror: ") {
+		t.Fatalf("--fail-on-loss: exit %d, stderr: %q", code, errOut)
+	}
+}
+
+func TestBenchLossError(t *testing.T) {
+	for _, tc := range []struct {
+		lost, dup   uint64
+		interrupted bool
+		want        string
+	}{
+		{0, 0, false, ""},
+		{12, 0, false, "12 of 4000 deliveries lost, 0 duplicated"},
+		{0, 3, false, "0 of 4000 deliveries lost, 3 duplicated"},
+		{12, 3, true, ""},
+	} {
+		err := lossError(&loadgen.Result{Expected: 4000, Lost: tc.lost, Duplicates: tc.dup, Interrupted: tc.interrupted})
+		if got := fmt.Sprint(err); (err == nil) != (tc.want == "") || (err != nil && got != tc.want) {
+			t.Errorf("lost %d dup %d interrupted %v: %v, want %q", tc.lost, tc.dup, tc.interrupted, err, tc.want)
+		}
 	}
 }
 
