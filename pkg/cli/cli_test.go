@@ -187,7 +187,7 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 	flagName := regexp.MustCompile(`^\s+(?:-\w, )?--([a-z-]+)`)
 	for cmd, want := range map[string]string{
 		"version": "help output",
-		"bench": "clients connect-concurrency connect-timeout drain duration fail-on-loss help join-timeout " +
+		"bench": "clients connect-concurrency connect-timeout drain duration help join-timeout " +
 			"max-rate-per-conn output publishers rate room rooms size source-ips url warmup",
 		"publish": "broker from help history output prefix room",
 		"tail":    "broker help history output prefix room since subject typing",
