@@ -99,8 +99,8 @@ func (o *ServeOptions) validate() error {
 		between("drain-delay", o.DrainDelay, 0, 10*time.Minute),
 		between("heartbeat-interval", o.HeartbeatInterval, 100*time.Millisecond, time.Minute),
 		between("presence-interval", o.PresenceInterval, 100*time.Millisecond, time.Minute),
-		// A server->client keepalive flag takes one line here, e.g.
-		// offOrBetween("heartbeat", o.Heartbeat, time.Second, 5*time.Minute).
+		// The client keepalive flag (--heartbeat, 0 turns it off) takes one line:
+		// offOrBetween("heartbeat", o.ClientHeartbeat, time.Second, 5*time.Minute),
 	)
 	if err == nil && o.Pprof != "" {
 		err = listenAddr("pprof", o.Pprof)
