@@ -67,7 +67,8 @@ print(json.dumps(d))
 PY
 }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
-bench() { taskset -c 1 "${BENCH_BIN:-$BIN}" bench -o json "$@"; }
+# Exit 1 (a delivery lost or duplicated) still gives the JSON, which counts them.
+bench() { taskset -c 1 "${BENCH_BIN:-$BIN}" bench -o json "$@" || [ $? -eq 1 ]; }
 profile() { # pid-port
   [ -n "${PPROF:-}" ] || return 0
   mkdir -p "$PPROF"

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/livechat/livechat/pkg/loadgen"
+	"github.com/livechat/livechat/pkg/protocol"
 )
 
 // BenchOptions are the inputs of `livechat bench`.
@@ -44,8 +45,6 @@ type BenchOptions struct {
 	Drain              time.Duration
 	// SourceIPs is "auto", "none", a range A-B or a list A,B.
 	SourceIPs string
-	// FailOnLoss makes lost or duplicated deliveries an error.
-	FailOnLoss bool
 }
 
 func newBenchCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -74,8 +73,9 @@ connections bind to source addresses 127.0.0.1-127.0.0.254 in turn, so the
 server's per-IP connection cap does not refuse them (--source-ips none turns
 that off). Traffic goes only to the --url endpoints.
 
-Exit code 1 when no connection could be made, or with --fail-on-loss when any
-delivery was lost or duplicated.`,
+Exit code 1 when no connection could be made, or when any delivery was lost or
+duplicated: one line under the table says how many (an interrupted run reports
+its figures and exits 0).`,
 		Example: `  # 100 clients, 100 msg/s for 10 s against a local server
   livechat bench --url ws://127.0.0.1:8080/ws
 
@@ -84,8 +84,11 @@ delivery was lost or duplicated.`,
 
   # 500 rooms of 10 clients, through HAProxy in front of four servers
   livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rooms 500 --rate 1000`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("fail-on-loss") {
+				fmt.Fprintln(ios.ErrOut, "warning: --fail-on-loss has no effect: bench always exits 1 when a delivery was lost or duplicated")
+			}
 			return runBench(cmd.Context(), opts, ios)
 		},
 	}
@@ -105,27 +108,41 @@ delivery was lost or duplicated.`,
 	f.DurationVar(&opts.Warmup, "warmup", loadgen.DefaultWarmup, "pause between everyone joined and the first message")
 	f.DurationVar(&opts.Drain, "drain", loadgen.DefaultDrain, "wait after the last message for deliveries still under way (ends early when all arrived)")
 	f.StringVar(&opts.SourceIPs, "source-ips", "auto", `local addresses to bind, round-robin: "auto" (127.0.0.1-127.0.0.254 for loopback URLs), "none", A-B or A,B,...`)
-	f.BoolVar(&opts.FailOnLoss, "fail-on-loss", false, "exit 1 when any delivery was lost or duplicated")
+	// Before bench failed on loss by default it took --fail-on-loss: still
+	// accepted, so that scripts keep working, and hidden.
+	f.Bool("fail-on-loss", true, "no effect: bench always exits 1 when a delivery was lost or duplicated")
+	_ = f.MarkHidden("fail-on-loss")
+	addOutputFlag(cmd, g)
 	return cmd
+}
+
+// validate checks every numeric, duration and address flag of bench, one
+// line per flag, before anything starts; loadgen checks how they combine.
+func (o *BenchOptions) validate() error {
+	err := firstError(
+		between("clients", o.Clients, 1, 1_000_000),
+		between("publishers", o.Publishers, 0, 999_999),
+		between("rate", o.Rate, 0.1, 1_000_000),
+		between("max-rate-per-conn", o.MaxRatePerConn, 0.1, 10_000),
+		between("size", o.Size, loadgen.MinSize, protocol.MaxTextLen),
+		between("duration", o.Duration, 10*time.Millisecond, 24*time.Hour),
+		between("rooms", o.Rooms, 1, 100_000),
+		between("connect-concurrency", o.ConnectConcurrency, 1, 10_000),
+		between("connect-timeout", o.ConnectTimeout, 10*time.Millisecond, 10*time.Minute),
+		between("join-timeout", o.JoinTimeout, 10*time.Millisecond, time.Hour),
+		between("warmup", o.Warmup, 0, 10*time.Minute),
+		between("drain", o.Drain, 0, 10*time.Minute),
+	)
+	for _, u := range o.URLs {
+		err = firstError(err, wsURLPort("url", u))
+	}
+	return err
 }
 
 // benchConfig checks opts and turns them into the engine's configuration.
 func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
-	switch {
-	case opts.Clients < 1:
-		return loadgen.Config{}, usageErrorf("--clients must be at least 1, not %d", opts.Clients)
-	case opts.Rate <= 0:
-		return loadgen.Config{}, usageErrorf("--rate must be above 0 messages per second, not %v", opts.Rate)
-	case opts.Size < loadgen.MinSize:
-		return loadgen.Config{}, usageErrorf("--size must be at least %d bytes to hold the message header, not %d", loadgen.MinSize, opts.Size)
-	case opts.Duration <= 0:
-		return loadgen.Config{}, usageErrorf("--duration must be positive, not %v", opts.Duration)
-	case opts.Rooms < 1:
-		return loadgen.Config{}, usageErrorf("--rooms must be at least 1, not %d", opts.Rooms)
-	case opts.ConnectTimeout <= 0 || opts.JoinTimeout <= 0:
-		return loadgen.Config{}, usageErrorf("--connect-timeout and --join-timeout must be positive")
-	case opts.Warmup < 0 || opts.Drain < 0:
-		return loadgen.Config{}, usageErrorf("--warmup and --drain must not be negative")
+	if err := opts.validate(); err != nil {
+		return loadgen.Config{}, err
 	}
 	ips, err := loadgen.ParseSourceIPs(opts.SourceIPs, opts.URLs)
 	if err != nil {
@@ -178,11 +195,16 @@ func runBench(ctx context.Context, opts *BenchOptions, ios *IOStreams) error {
 	if err := writeBench(ios.Out, res, opts.Global.Output, ios.IsTerminal); err != nil {
 		return err
 	}
-	if opts.FailOnLoss && (res.Lost > 0 || res.Duplicates > 0) {
-		return fmt.Errorf("bench: %d of %d expected deliveries lost and %d duplicated (--fail-on-loss)",
-			res.Lost, res.Expected, res.Duplicates)
+	return lossError(res)
+}
+
+// lossError is the failure of a run that lost or duplicated a delivery,
+// printed as one line under the table; nil for a clean or interrupted run.
+func lossError(res *loadgen.Result) error {
+	if res.Interrupted || (res.Lost == 0 && res.Duplicates == 0) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%d of %d deliveries lost, %d duplicated", res.Lost, res.Expected, res.Duplicates)
 }
 
 // progressLine returns a Progress callback drawing one \r-refreshed line.

@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +71,7 @@ func TestBenchAgainstServerReportsZeroLoss(t *testing.T) {
 		}
 	})
 	code, out, errOut := benchRun(t, "bench", "--url", wsURL(ts), "--clients", "30", "--rooms", "2", "--rate", "100",
-		"--duration", "700ms", "--warmup", "100ms", "--size", "200", "--fail-on-loss", "-o", "json")
+		"--duration", "700ms", "--warmup", "100ms", "--size", "200", "-o", "json")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
@@ -129,17 +131,52 @@ func lossyServer(t *testing.T) *httptest.Server {
 	return ts
 }
 
-func TestBenchFailOnLoss(t *testing.T) {
+// TestBenchFailsOnLoss runs bench against a server that loses deliveries:
+// exit 1 and one line under the table saying how many, without any flag.
+func TestBenchFailsOnLoss(t *testing.T) {
 	ts := lossyServer(t)
 	args := []string{"bench", "--url", wsURL(ts), "--clients", "3", "--rate", "20", "--duration", "300ms",
 		"--warmup", "0", "--drain", "100ms", "--source-ips", "none"}
-	code, out, errOut := benchRun(t, args...)
-	if code != ExitOK || !strings.Contains(out, "deliveries\t") || !strings.Contains(out, "lost") {
-		t.Fatalf("without --fail-on-loss: exit %d\n%s\n%s", code, out, errOut)
+	code, out, errOut := benchRun(t, append(args, "-o", "json")...)
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
 	}
-	code, out, errOut = benchRun(t, append(args, "--fail-on-loss")...)
-	if code != ExitError || !strings.Contains(errOut, "lost and 0 duplicated (--fail-on-loss)") {
-		t.Fatalf("with --fail-on-loss: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	want := fmt.Sprintf("error: %d of %d deliveries lost, 0 duplicated\n", res.Lost, res.Expected)
+	if code != ExitError || res.Lost == 0 || errOut != want {
+		t.Fatalf("exit %d, lost %d, stderr:\n%s\nwant exit 1 and stderr:\n%s", code, res.Lost, errOut, want)
+	}
+
+	code, out, errOut = benchRun(t, args...)
+	lines := strings.Split(errOut, "\n")
+	if code != ExitError || !strings.Contains(out, "deliveries\t") || len(lines) != 2 ||
+		!regexp.MustCompile(`^error: [1-9][0-9]* of [0-9]+ deliveries lost, 0 duplicated$`).MatchString(lines[0]) {
+		t.Fatalf("table: exit %d\nstdout: %s\nstderr: %q", code, out, errOut)
+	}
+
+	// The flag that asked for it before is accepted and says it is not needed.
+	code, _, errOut = benchRun(t, append(args, "--fail-on-loss")...)
+	if code != ExitError || !strings.HasPrefix(errOut, "warning: --fail-on-loss has no effect: bench always exits 1 "+
+		"when a delivery was lost or duplicated\nerror: ") {
+		t.Fatalf("--fail-on-loss: exit %d, stderr: %q", code, errOut)
+	}
+}
+
+func TestBenchLossError(t *testing.T) {
+	for _, tc := range []struct {
+		lost, dup   uint64
+		interrupted bool
+		want        string
+	}{
+		{0, 0, false, ""},
+		{12, 0, false, "12 of 4000 deliveries lost, 0 duplicated"},
+		{0, 3, false, "0 of 4000 deliveries lost, 3 duplicated"},
+		{12, 3, true, ""},
+	} {
+		err := lossError(&loadgen.Result{Expected: 4000, Lost: tc.lost, Duplicates: tc.dup, Interrupted: tc.interrupted})
+		if got := fmt.Sprint(err); (err == nil) != (tc.want == "") || (err != nil && got != tc.want) {
+			t.Errorf("lost %d dup %d interrupted %v: %v, want %q", tc.lost, tc.dup, tc.interrupted, err, tc.want)
+		}
 	}
 }
 
@@ -158,17 +195,20 @@ func TestBenchErrors(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"rate zero", []string{"--rate", "0"}, ExitUsage, "--rate must be above 0"},
-		{"rate negative", []string{"--rate", "-5"}, ExitUsage, "--rate must be above 0"},
-		{"size too small", []string{"--size", "20"}, ExitUsage, "--size must be at least 48 bytes"},
-		{"size too big", []string{"--size", "5000"}, ExitUsage, "--size must be 48..4000"},
-		{"no clients", []string{"--clients", "0"}, ExitUsage, "--clients must be at least 1"},
+		{"rate zero", []string{"--rate", "0"}, ExitUsage, "error: --rate 0: must be between 0.1 and 1000000\n"},
+		{"rate negative", []string{"--rate", "-5"}, ExitUsage, "error: --rate -5: must be between 0.1 and 1000000\n"},
+		{"size too small", []string{"--size", "20"}, ExitUsage, "error: --size 20: must be between 48 and 4000\n"},
+		{"size too big", []string{"--size", "5000"}, ExitUsage, "error: --size 5000: must be between 48 and 4000\n"},
+		{"no clients", []string{"--clients", "0"}, ExitUsage, "error: --clients 0: must be between 1 and 1000000\n"},
+		{"negative warmup", []string{"--warmup", "-1s"}, ExitUsage, "error: --warmup -1s: must be between 0s and 10m\n"},
+		{"url port", []string{"--url", "ws://127.0.0.1:99999/ws"}, ExitUsage,
+			"error: --url ws://127.0.0.1:99999/ws: port must be a number between 1 and 65535\n"},
 		{"rooms over clients", []string{"--clients", "2", "--rooms", "3"}, ExitUsage, "--rooms 3 is more than --clients 2"},
 		{"too fast per publisher", []string{"--rate", "100", "--publishers", "2"}, ExitUsage, "use --publishers 5 or more"},
 		{"bad url", []string{"--url", "http://x/ws"}, ExitUsage, `--url "http://x/ws"`},
 		{"bad source ips", []string{"--source-ips", "10.0.0.9-10.0.0.1"}, ExitUsage, "--source-ips"},
-		{"bad duration", []string{"--duration", "0s"}, ExitUsage, "--duration must be positive"},
-		{"argument", []string{"extra"}, ExitError, "unknown command"},
+		{"bad duration", []string{"--duration", "0s"}, ExitUsage, "error: --duration 0s: must be between 10ms and 24h\n"},
+		{"argument", []string{"extra"}, ExitUsage, `unexpected argument "extra"`},
 		{"unreachable", []string{"--url", dead, "--clients", "2", "--connect-timeout", "2s"}, ExitError,
 			"no connection to " + dead + " succeeded"},
 	} {
@@ -177,8 +217,8 @@ func TestBenchErrors(t *testing.T) {
 			if code != tc.code || !strings.Contains(errOut, tc.stderr) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", code, errOut, tc.code, tc.stderr)
 			}
-			if tc.code == ExitUsage && !strings.Contains(errOut, "Usage:") {
-				t.Errorf("usage error without usage:\n%s", errOut)
+			if tc.code == ExitUsage && !strings.HasSuffix(errOut, "\nRun 'livechat bench --help' for usage.\n") {
+				t.Errorf("usage error without the line pointing to --help:\n%s", errOut)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -22,6 +23,9 @@ func openBroker(ctx context.Context, g *GlobalOptions, opts broker.Options) (bro
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	b, err := broker.Open(ctx, g.Broker, opts)
+	if errors.Is(err, broker.ErrUnsupportedURL) {
+		return nil, usageErrorf("--broker: %v", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (set --broker or LIVECHAT_BROKER)", err)
 	}

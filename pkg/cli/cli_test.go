@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -53,29 +54,30 @@ func TestErrors(t *testing.T) {
 		stderr string // must appear
 		notIn  string // must not appear
 	}{
-		{"unknown command", []string{"frobnicate"}, "", ExitError, "unknown command", ""},
+		{"unknown command", []string{"frobnicate"}, "", ExitUsage, "unknown command", ""},
 		{"unknown flag", []string{"publish", "--nope"}, "", ExitUsage, "unknown flag: --nope", ""},
 		{"bad output", []string{"--output", "yaml", "version"}, "", ExitUsage, "--output must be table or json", ""},
-		{"bad prefix", []string{"--prefix", "a.b", "version"}, "", ExitUsage, "--prefix", ""},
+		{"bad prefix", []string{"--prefix", "a.b", "stats"}, "", ExitUsage, `--prefix "a.b": must be 1-64 characters`, ""},
 		{"publish without room", []string{"publish", "hi"}, "", ExitUsage, "--room is required", ""},
 		{"publish bad room", []string{"publish", "--room", "no spaces", "hi"}, "", ExitUsage, `--room "no spaces"`, ""},
 		{"publish bad from", []string{"publish", "--room", "g", "--from", " ", "hi"}, "", ExitUsage, "--from", ""},
 		{"publish blank text", []string{"publish", "--room", "g", "  "}, "", ExitUsage, "text is empty", ""},
 		{"publish no stdin", []string{"publish", "--room", "g"}, "\n\n", ExitUsage, "no text", ""},
 		{"publish long text", []string{"publish", "--room", "g", strings.Repeat("x", 4001)}, "", ExitUsage, "longer than 4000", ""},
-		{"publish unknown scheme", []string{"publish", "--broker", "kafka://x:1", "--room", "g", "hi"}, "", ExitError, "kafka://x:1", ""},
+		{"publish unknown scheme", []string{"publish", "--broker", "kafka://x:1", "--room", "g", "hi"}, "", ExitUsage,
+			"error: --broker: broker: unsupported URL \"kafka://x:1\": scheme must be memory:// or redis:// (rediss://)\nRun 'livechat publish --help' for usage.\n", ""},
 		{"publish unreachable", []string{"publish", "--broker", "redis://:s3cret@127.0.0.1:1/0", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", "s3cret"},
 		{"publish unreachable history", []string{"publish", "--broker", "memory://", "--history", "redis://127.0.0.1:1", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", ""},
 		{"publish bad history scheme", []string{"publish", "--broker", "memory://", "--history", "mongo://x", "--room", "g", "hi"}, "", ExitUsage, "--history", ""},
 		{"tail bad room", []string{"tail", "--room", "a.b"}, "", ExitUsage, `--room "a.b"`, ""},
 		{"tail bad subject", []string{"tail", "--subject", "a..b"}, "", ExitUsage, "invalid subject", ""},
 		{"tail unreachable", []string{"tail", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},
-		{"stats bad interval", []string{"stats", "--interval", "0s"}, "", ExitUsage, "--interval must be positive", ""},
+		{"stats bad interval", []string{"stats", "--interval", "0s"}, "", ExitUsage, "error: --interval 0s: must be between 10ms and 1h\n", ""},
 		{"stats unreachable", []string{"stats", "--broker", "redis://127.0.0.1:1"}, "", ExitError, "127.0.0.1:1", ""},
 		{"stats nobody", []string{"stats", "--broker", "memory://", "--interval", "50ms"}, "", ExitError, "no server heartbeat", ""},
 		{"serve unreachable", []string{"serve", "--broker", "redis://127.0.0.1:1", "--addr", "127.0.0.1:0"}, "", ExitError, "127.0.0.1:1", ""},
 		{"serve bad log level", []string{"serve", "--log-level", "loud"}, "", ExitUsage, "--log-level", ""},
-		{"serve bad addr", []string{"serve", "--broker", "memory://", "--addr", "256.0.0.1:99999"}, "", ExitError, "listen on 256.0.0.1:99999", ""},
+		{"serve bad addr", []string{"serve", "--broker", "memory://", "--addr", "256.0.0.1:99999"}, "", ExitUsage, "--addr 256.0.0.1:99999: port must be", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,6 +92,60 @@ func TestErrors(t *testing.T) {
 				t.Errorf("stderr contains %q:\n%s", tt.notIn, stderr)
 			}
 		})
+	}
+}
+
+// TestUsageErrorOutput checks the whole output of a usage mistake (the error
+// and one line naming the command's --help, exit 2) and of a failure (the
+// error alone, exit 1).
+func TestUsageErrorOutput(t *testing.T) {
+	t.Setenv("LIVECHAT_BROKER", "")
+	t.Setenv("LIVECHAT_PREFIX", "")
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+		stdout string
+	}{
+		{"unknown flag", []string{"publish", "--nope"}, ExitUsage,
+			"error: unknown flag: --nope\nRun 'livechat publish --help' for usage.\n", ""},
+		{"missing flag value", []string{"publish", "--room"}, ExitUsage,
+			"error: flag needs an argument: --room\nRun 'livechat publish --help' for usage.\n", ""},
+		{"missing required flag", []string{"publish", "hello"}, ExitUsage,
+			"error: --room is required\nRun 'livechat publish --help' for usage.\n", ""},
+		{"extra argument", []string{"version", "now"}, ExitUsage,
+			"error: unexpected argument \"now\": livechat version takes no arguments\nRun 'livechat version --help' for usage.\n", ""},
+		{"unknown command", []string{"frobnicate"}, ExitUsage,
+			"error: unknown command \"frobnicate\" for \"livechat\"\nRun 'livechat --help' for usage.\n", ""},
+		{"misspelt command", []string{"serv", "--addr", ":1"}, ExitUsage,
+			"error: unknown command \"serv\" for \"livechat\"; did you mean \"serve\"?\nRun 'livechat --help' for usage.\n", ""},
+		{"not a number", []string{"serve", "--rate", "fast"}, ExitUsage,
+			"error: --rate \"fast\": must be a number\nRun 'livechat serve --help' for usage.\n", ""},
+		{"duration without unit", []string{"stats", "--interval", "5"}, ExitUsage,
+			"error: --interval \"5\": must be a duration with a unit, such as 500ms, 10s or 2m\nRun 'livechat stats --help' for usage.\n", ""},
+		{"run failure", []string{"stats", "--broker", "memory://", "--interval", "50ms"}, ExitError,
+			"error: no server heartbeat on livechat.stats.* within 50ms: no server is running with --prefix livechat on this broker\n",
+			"APPID\tADDRESS\tVERSION\tUPTIME\tCONNS\tROOMS\tIN/S\tOUT/S\tDROPS\tBROKER\tLAST SEEN\tSTATUS\n" +
+				"TOTAL 0\t\t\t\t0\t\t0.0\t0.0\t0\t\t\t0 stale\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, "", tc.args...)
+			if code != tc.code || stderr != tc.stderr || stdout != tc.stdout {
+				t.Errorf("livechat %s: exit %d, stdout %q, stderr:\n%s\nwant exit %d, stdout %q, stderr:\n%s",
+					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdout, tc.stderr)
+			}
+		})
+	}
+}
+
+// TestRootHelpDocumentsExitCodes checks that `livechat --help` states the
+// exit codes.
+func TestRootHelpDocumentsExitCodes(t *testing.T) {
+	code, out, _ := run(t, "", "--help")
+	if code != ExitOK || !strings.Contains(out, "Exit status: 0 on success; 1 when the command failed") ||
+		!strings.Contains(out, "2 for a\nusage mistake") {
+		t.Errorf("livechat --help: exit %d, no exit status paragraph:\n%s", code, out)
 	}
 }
 
@@ -112,15 +168,50 @@ func TestEnvLayering(t *testing.T) {
 func TestHelpHasExamplesAndEnv(t *testing.T) {
 	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench", "version"} {
 		code, out, _ := run(t, "", cmd, "--help")
-		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "(env LIVECHAT_BROKER)") {
+		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "(env LIVECHAT_") {
 			t.Errorf("%s --help: code %d, want examples and env names:\n%s", cmd, code, out)
 		}
 	}
 	if code, out, _ := run(t, "", "--help"); code != 0 || !strings.Contains(out, "Examples:") {
 		t.Errorf("livechat --help has no examples:\n%s", out)
 	}
-	if code, out, _ := run(t, "", "serve", "--help"); code != 0 || !strings.Contains(out, "also env APPID") {
-		t.Errorf("serve --help does not mention APPID:\n%s", out)
+	if code, out, _ := run(t, "", "serve", "--help"); code != 0 || !strings.Contains(out, "also env APPID") ||
+		!strings.Contains(out, "(env LIVECHAT_BROKER)") {
+		t.Errorf("serve --help does not mention APPID and LIVECHAT_BROKER:\n%s", out)
+	}
+}
+
+// TestHelpListsOnlyFlagsThatApply checks every command's help lists exactly
+// the flags the command uses: no --broker or --prefix where nothing talks to
+// the broker, no --output where nothing is printed as JSON.
+func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
+	flagName := regexp.MustCompile(`^\s+(?:-\w, )?--([a-z-]+)`)
+	for cmd, want := range map[string]string{
+		"version": "help output",
+		"bench": "clients connect-concurrency connect-timeout drain duration help join-timeout " +
+			"max-rate-per-conn output publishers rate room rooms size source-ips url warmup",
+		"publish": "broker from help history output prefix room",
+		"tail":    "broker help history output prefix room since subject typing",
+		"stats":   "broker help interval output prefix watch",
+		"serve": "addr allowed-origins app-id batch-writes broker drain-delay heartbeat heartbeat-interval help history " +
+			"log-format log-level max-conns-per-ip max-rooms-per-conn prefix presence-interval rate rate-burst " +
+			"read-limit read-poller send-queue shutdown-timeout trust-proxy",
+	} {
+		code, out, _ := run(t, "", cmd, "--help")
+		var got []string
+		for _, line := range strings.Split(out[strings.Index(out, "\nFlags:\n"):], "\n") {
+			if m := flagName.FindStringSubmatch(line); m != nil {
+				got = append(got, m[1])
+			}
+		}
+		if code != ExitOK || strings.Join(got, " ") != want {
+			t.Errorf("%s --help: exit %d, flags\n  %s\nwant\n  %s", cmd, code, strings.Join(got, " "), want)
+		}
+	}
+	// A flag another command has is refused, with the pointer to --help.
+	code, _, stderr := run(t, "", "bench", "--broker", "memory://")
+	if code != ExitUsage || stderr != "error: unknown flag: --broker\nRun 'livechat bench --help' for usage.\n" {
+		t.Errorf("bench --broker: exit %d, stderr %q", code, stderr)
 	}
 }
 

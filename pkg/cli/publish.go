@@ -49,6 +49,8 @@ non-empty line of standard input is published as its own announcement.`,
 	cmd.Flags().StringVarP(&opts.Room, "room", "r", "", "room to publish into (required)")
 	cmd.Flags().StringVar(&opts.From, "from", "ops", "sender name shown to clients")
 	cmd.Flags().StringVar(&opts.History, "history", "", `the servers' history store, as for serve (empty: the broker's Redis; "none": live only, not replayed)`)
+	addBrokerFlags(cmd, g)
+	addOutputFlag(cmd, g)
 	return cmd
 }
 

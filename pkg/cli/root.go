@@ -11,9 +11,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -45,8 +48,10 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// UsageError is a mistake in flags or arguments: usage is printed and the
-// exit code is ExitUsage.
+// UsageError is a mistake in the command line (an unknown command or flag, a
+// missing, extra or bad value): Run prints the error and a pointer to the
+// command's --help, and the exit code is ExitUsage. Any other error is a
+// failure: ExitError.
 type UsageError struct{ Err error }
 
 func (e *UsageError) Error() string { return e.Err.Error() }
@@ -56,7 +61,9 @@ func usageErrorf(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
-// GlobalOptions are the persistent flags shared by every subcommand.
+// GlobalOptions are the flags that several commands share. Each command
+// registers only those it uses (addBrokerFlags, addOutputFlag), so its help
+// lists only flags that apply to it.
 type GlobalOptions struct {
 	// Broker is the broker URL. Default: $LIVECHAT_BROKER or redis://127.0.0.1:6379.
 	Broker string
@@ -64,6 +71,18 @@ type GlobalOptions struct {
 	Prefix string
 	// Output is "table" or "json" where a command supports it. Default: table.
 	Output string
+}
+
+// addBrokerFlags registers --broker and --prefix on a command that talks to
+// the broker.
+func addBrokerFlags(cmd *cobra.Command, g *GlobalOptions) {
+	cmd.Flags().StringVar(&g.Broker, "broker", DefaultBroker, "broker URL: redis://host:port/db, rediss://..., or memory://")
+	cmd.Flags().StringVar(&g.Prefix, "prefix", protocol.DefaultPrefix, "subject namespace, so deployments can share a broker")
+}
+
+// addOutputFlag registers --output on a command that can print JSON.
+func addOutputFlag(cmd *cobra.Command, g *GlobalOptions) {
+	cmd.Flags().StringVarP(&g.Output, "output", "o", "table", "output format: table or json")
 }
 
 // DefaultBroker is the broker URL used when neither flag nor env sets one.
@@ -88,29 +107,78 @@ func Main() int {
 
 // Run executes the command line args with ios and returns the exit code.
 // Cancelling ctx interrupts long-running commands (serve, tail, stats --watch).
+// An error is printed as one "error: ..." line on ios.ErrOut; a UsageError
+// adds one line naming the command's --help, never the whole usage.
 func Run(ctx context.Context, args []string, ios *IOStreams) int {
 	root := NewRootCmd(ios)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(ios.ErrOut, "error: %v\n\n%s", err, usageOf(root, args))
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(ios.ErrOut, "error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
 		return ExitUsage
 	}
 	fmt.Fprintf(ios.ErrOut, "error: %v\n", err)
 	return ExitError
 }
 
-// usageOf returns the usage text of the subcommand args names.
-func usageOf(root *cobra.Command, args []string) string {
-	cmd, _, err := root.Find(args)
-	if err != nil || cmd == nil {
-		cmd = root
+// flagError turns pflag's parse errors into UsageErrors, and a value that
+// does not parse into a message that names the flag, the value and what is
+// expected.
+func flagError(cmd *cobra.Command, err error) error {
+	if !cmd.HasParent() {
+		// "livechat serv --addr :1": the root parsed the flags of a command
+		// it does not know; the command is the mistake.
+		if uerr := unknownCommand(cmd, cmd.Flags().Args()); uerr != nil {
+			return uerr
+		}
 	}
-	return cmd.UsageString()
+	var bad *pflag.InvalidValueError
+	if !errors.As(err, &bad) {
+		return &UsageError{Err: err}
+	}
+	want := bad.Unwrap().Error()
+	switch bad.GetFlag().Value.Type() {
+	case "int", "int64", "uint64":
+		want = "must be a whole number"
+	case "float64":
+		want = "must be a number"
+	case "duration":
+		want = "must be a duration with a unit, such as 500ms, 10s or 2m"
+	case "bool":
+		want = "must be true or false"
+	}
+	if errors.Is(err, strconv.ErrRange) {
+		want = "out of range"
+	}
+	return usageErrorf("--%s %q: %s", bad.GetFlag().Name, bad.GetValue(), want)
+}
+
+// noArgs is cobra.NoArgs with a UsageError.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("unexpected argument %q: %s takes no arguments", args[0], cmd.CommandPath())
+	}
+	return nil
+}
+
+// unknownCommand refuses arguments to the root command: they name no
+// command. It replaces Cobra's own check so that the error is a UsageError.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return &UsageError{Err: errors.New(msg)}
 }
 
 // NewRootCmd builds the command tree.
@@ -124,7 +192,11 @@ func NewRootCmd(ios *IOStreams) *cobra.Command {
 or an in-process broker for a single node). The other commands work next to the
 running servers over the same broker.
 
-Settings layer as flag > LIVECHAT_* environment variable > default.`,
+Settings layer as flag > LIVECHAT_* environment variable > default.
+
+Exit status: 0 on success; 1 when the command failed (the broker cannot be
+reached, the port is taken, bench lost or duplicated a delivery, ...); 2 for a
+usage mistake: an unknown command or flag, a missing, extra or bad value.`,
 		Example: `  # one node, no Redis needed
   livechat serve --broker memory://
 
@@ -137,15 +209,19 @@ Settings layer as flag > LIVECHAT_* environment variable > default.`,
   livechat stats --watch`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          unknownCommand,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags(), envAliases); err != nil {
 				return err
 			}
-			if g.Output != "table" && g.Output != "json" {
+			if cmd.Flags().Lookup("output") != nil && g.Output != "table" && g.Output != "json" {
 				return usageErrorf("--output must be table or json, not %q", g.Output)
 			}
-			if err := validPrefix(g.Prefix); err != nil {
-				return &UsageError{Err: err}
+			if cmd.Flags().Lookup("prefix") != nil {
+				if err := validPrefix(g.Prefix); err != nil {
+					return &UsageError{Err: err}
+				}
 			}
 			return nil
 		},
@@ -153,15 +229,13 @@ Settings layer as flag > LIVECHAT_* environment variable > default.`,
 	root.SetIn(ios.In)
 	root.SetOut(ios.Out)
 	root.SetErr(ios.ErrOut)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
-
-	pf := root.PersistentFlags()
-	pf.StringVar(&g.Broker, "broker", DefaultBroker, "broker URL: redis://host:port/db, rediss://..., or memory://")
-	pf.StringVar(&g.Prefix, "prefix", protocol.DefaultPrefix, "subject namespace, so deployments can share a broker")
-	pf.StringVarP(&g.Output, "output", "o", "table", "output format where it applies: table or json")
+	root.SetFlagErrorFunc(flagError)
+	// The root runs only to refuse unknown commands (unknownCommand): its
+	// usage shows "livechat [command]", not a "livechat [flags]" line.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
 
 	root.AddCommand(
-		newVersionCmd(ios),
+		newVersionCmd(ios, g),
 		newServeCmd(ios, g),
 		newPublishCmd(ios, g),
 		newTailCmd(ios, g),

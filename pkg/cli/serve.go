@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -63,9 +64,62 @@ type ServeOptions struct {
 	ReadPoller bool
 }
 
-func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
-	opts := &ServeOptions{Global: g}
+// newServeOptions returns serve's options with their defaults, which the
+// flags show and read from here.
+func newServeOptions(g *GlobalOptions) *ServeOptions {
 	host, _ := os.Hostname()
+	return &ServeOptions{
+		Global:            g,
+		Addr:              ":8080",
+		AppID:             host,
+		MaxConnsPerIP:     200,
+		MaxRoomsPerConn:   20,
+		ReadLimit:         16 << 10,
+		SendQueue:         256,
+		RatePerSec:        20,
+		RateBurst:         40,
+		ShutdownTimeout:   15 * time.Second,
+		HeartbeatInterval: 2 * time.Second,
+		ClientHeartbeat:   10 * time.Second,
+		PresenceInterval:  3 * time.Second,
+		LogLevel:          "info",
+		LogFormat:         "text",
+		BatchWrites:       true,
+		ReadPoller:        true,
+	}
+}
+
+// validate checks every numeric, duration and address flag of serve, one
+// line per flag, before anything starts.
+func (o *ServeOptions) validate() error {
+	err := firstError(
+		listenAddr("addr", o.Addr),
+		between("max-conns-per-ip", o.MaxConnsPerIP, 1, 1_000_000),
+		between("max-rooms-per-conn", o.MaxRoomsPerConn, 1, 10_000),
+		between("read-limit", o.ReadLimit, 1<<10, 16<<20),
+		between("send-queue", o.SendQueue, 1, 100_000),
+		between("rate", o.RatePerSec, 0.1, 10_000),
+		between("rate-burst", o.RateBurst, 1, 100_000),
+		between("shutdown-timeout", o.ShutdownTimeout, time.Second, time.Hour),
+		between("drain-delay", o.DrainDelay, 0, 10*time.Minute),
+		between("heartbeat-interval", o.HeartbeatInterval, 100*time.Millisecond, time.Minute),
+		between("presence-interval", o.PresenceInterval, 100*time.Millisecond, time.Minute),
+		offOrBetween("heartbeat", o.ClientHeartbeat, time.Second, 5*time.Minute),
+	)
+	if err == nil && o.Pprof != "" {
+		err = listenAddr("pprof", o.Pprof)
+	}
+	if err == nil && o.DrainDelay >= o.ShutdownTimeout {
+		err = usageErrorf("--drain-delay %s: must be shorter than --shutdown-timeout %s", show(o.DrainDelay), show(o.ShutdownTimeout))
+	}
+	if err == nil && strings.TrimSpace(o.AppID) == "" {
+		err = usageErrorf("--app-id must not be empty")
+	}
+	return err
+}
+
+func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
+	opts := newServeOptions(g)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a chat server: the web client, the WebSocket endpoint, health and metrics",
@@ -82,34 +136,35 @@ within --shutdown-timeout.`,
 
   # cluster node behind HAProxy
   APPID=1000 livechat serve --addr :8081 --broker redis://redis:6379 --trust-proxy --drain-delay 3s`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), opts, ios)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Addr, "addr", ":8080", "listen address")
-	f.StringVar(&opts.AppID, "app-id", host, "server id shown to clients and in stats (also env APPID)")
-	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origins", nil, `Origins allowed at the WebSocket handshake besides the page's own host (comma-separated, e.g. "https://chat.example.com"; "*" allows any)`)
-	f.BoolVar(&opts.TrustProxy, "trust-proxy", false, "take the client address from X-Forwarded-For (only behind a proxy you run)")
-	f.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 200, "WebSocket connections allowed from one client address")
-	f.IntVar(&opts.MaxRoomsPerConn, "max-rooms-per-conn", 20, "rooms one connection may join")
-	f.Int64Var(&opts.ReadLimit, "read-limit", 16<<10, "largest frame a client may send, in bytes (larger: close 1009)")
-	f.IntVar(&opts.SendQueue, "send-queue", 256, "frames queued per connection before a slow client is disconnected (close 1013)")
-	f.Float64Var(&opts.RatePerSec, "rate", 20, "messages per second allowed per connection")
-	f.IntVar(&opts.RateBurst, "rate-burst", 40, "burst above --rate allowed per connection")
-	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "longest graceful shutdown")
-	f.DurationVar(&opts.DrainDelay, "drain-delay", 0, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
-	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "period of the stats heartbeat")
-	f.DurationVar(&opts.ClientHeartbeat, "heartbeat", 10*time.Second, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else 1s to 5m")
-	f.DurationVar(&opts.PresenceInterval, "presence-interval", 3*time.Second, "period of presence snapshots; a dead server's members expire after three")
-	f.StringVar(&opts.History, "history", "", `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
-	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
-	f.BoolVar(&opts.BatchWrites, "batch-writes", true, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
-	f.BoolVar(&opts.ReadPoller, "read-poller", true, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
-	f.StringVar(&opts.Pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
+	f.StringVar(&opts.Addr, "addr", opts.Addr, "listen address")
+	f.StringVar(&opts.AppID, "app-id", opts.AppID, "server id shown to clients and in stats (also env APPID)")
+	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origins", opts.AllowedOrigins, `Origins allowed at the WebSocket handshake besides the page's own host (comma-separated, e.g. "https://chat.example.com"; "*" allows any)`)
+	f.BoolVar(&opts.TrustProxy, "trust-proxy", opts.TrustProxy, "take the client address from X-Forwarded-For (only behind a proxy you run)")
+	f.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", opts.MaxConnsPerIP, "WebSocket connections allowed from one client address")
+	f.IntVar(&opts.MaxRoomsPerConn, "max-rooms-per-conn", opts.MaxRoomsPerConn, "rooms one connection may join")
+	f.Int64Var(&opts.ReadLimit, "read-limit", opts.ReadLimit, "largest frame a client may send, in bytes (larger: close 1009)")
+	f.IntVar(&opts.SendQueue, "send-queue", opts.SendQueue, "frames queued per connection before a slow client is disconnected (close 1013)")
+	f.Float64Var(&opts.RatePerSec, "rate", opts.RatePerSec, "messages per second allowed per connection")
+	f.IntVar(&opts.RateBurst, "rate-burst", opts.RateBurst, "burst above --rate allowed per connection")
+	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", opts.ShutdownTimeout, "longest graceful shutdown")
+	f.DurationVar(&opts.DrainDelay, "drain-delay", opts.DrainDelay, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
+	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", opts.HeartbeatInterval, "period of the stats heartbeat between servers (livechat stats); not the clients' --heartbeat")
+	f.DurationVar(&opts.ClientHeartbeat, "heartbeat", opts.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else 1s to 5m")
+	f.DurationVar(&opts.PresenceInterval, "presence-interval", opts.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
+	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
+	f.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "log level: debug, info, warn, error")
+	f.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "log format: text or json")
+	f.BoolVar(&opts.BatchWrites, "batch-writes", opts.BatchWrites, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
+	f.BoolVar(&opts.ReadPoller, "read-poller", opts.ReadPoller, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
+	f.StringVar(&opts.Pprof, "pprof", opts.Pprof, "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
+	addBrokerFlags(cmd, g)
 	return cmd
 }
 
@@ -129,20 +184,22 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(ios.ErrOut, opts.LogLevel, opts.LogFormat)
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(opts.AppID) == "" {
-		return usageErrorf("--app-id must not be empty")
-	}
-	if opts.ShutdownTimeout <= 0 {
-		return usageErrorf("--shutdown-timeout must be positive")
-	}
-	clientHeartbeat, err := clientHeartbeat(opts.ClientHeartbeat)
+	// The port first: a taken one fails at once, before any connection.
+	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return err
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: %w (is another server using the port? set --addr)", opts.Addr, err)
+		}
+		return fmt.Errorf("listen on %s: %w (set --addr)", opts.Addr, err)
 	}
+	defer ln.Close() // after hs.Serve took it: already closed, harmless
 	b, err := openBroker(ctx, opts.Global, broker.Options{
 		Logger: log,
 		OnStateChange: func(s broker.State) {
@@ -165,10 +222,6 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		}()
 	}
 
-	ln, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another server using the port? set --addr)", opts.Addr, err)
-	}
 	srv, err := server.New(b, server.Config{
 		AppID:             opts.AppID,
 		Addr:              ln.Addr().String(),
@@ -184,7 +237,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		RatePerSec:        opts.RatePerSec,
 		RateBurst:         opts.RateBurst,
 		HeartbeatInterval: opts.HeartbeatInterval,
-		ClientHeartbeat:   clientHeartbeat,
+		ClientHeartbeat:   clientHeartbeat(opts.ClientHeartbeat),
 		PresenceInterval:  opts.PresenceInterval,
 		DrainDelay:        opts.DrainDelay,
 		History:           hist,
@@ -193,13 +246,11 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		Logger:            log,
 	})
 	if err != nil {
-		ln.Close()
 		return usageErrorf("%v", err)
 	}
 	// The loops (heartbeat, presence) outlive the signal: Shutdown stops them
 	// after the drain, so stats still shows this server as draining.
 	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
-		ln.Close()
 		return err
 	}
 	hs := &http.Server{
@@ -239,18 +290,14 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	return nil
 }
 
-// clientHeartbeat checks --heartbeat and returns server.Config's
-// ClientHeartbeat for it: 0 (off) becomes negative, as server.Config's zero
-// is its default.
-func clientHeartbeat(d time.Duration) (time.Duration, error) {
-	const least, most = time.Second, 5 * time.Minute
-	switch {
-	case d == 0:
-		return -1, nil
-	case d < least || d > most:
-		return 0, usageErrorf("--heartbeat %v: must be 0 (off) or between %v and %v", d, least, most)
+// clientHeartbeat is server.Config's ClientHeartbeat for --heartbeat d
+// (validated): 0 (off) becomes negative, as server.Config's zero is its
+// default.
+func clientHeartbeat(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
 	}
-	return d, nil
+	return d
 }
 
 // openHistory opens the history store named by raw ("" derives it from the

@@ -34,21 +34,31 @@ func newStatsCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stats [--watch] [--interval D]",
 		Short: "Show a table of every live server, from their heartbeats",
-		Long: `Every server publishes a heartbeat on <prefix>.stats.<appid> every few seconds.
-stats listens for one interval and prints one row per server and a totals row.
-A server not heard from within three of its heartbeat intervals (for example
-one that was killed) is marked stale; servers learn of each other from the
-heartbeats, so a dead server is still listed while its peers remember it.`,
+		Long: `Every server publishes a heartbeat on <prefix>.stats.<appid> every few seconds
+(--heartbeat-interval, 2s by default). stats listens for one interval and prints
+one row per server and a totals row.
+
+STATUS is "ok", "draining" while the server shuts down, "late" as soon as a
+heartbeat is overdue (nothing for 1.5 heartbeat intervals: 3s by default) and
+"stale" after 5 intervals of silence (10s): a killed, frozen or cut-off server.
+For a late or stale server LAST SEEN says how long it has been silent
+("silent 3.2s"), ADDRESS and VERSION are those of its last heartbeat that stats
+heard, the live figures are "-" and TOTAL leaves it out. Servers learn of each
+other from the heartbeats, so a dead server is listed while its peers remember
+it (10 minutes), even when stats never heard it itself: its address and version
+are then "-".`,
 		Example: `  livechat stats
   livechat stats --watch --interval 2s
   livechat stats --output json | jq '.servers[].connections'`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStats(cmd.Context(), opts, ios)
 		},
 	}
 	cmd.Flags().DurationVarP(&opts.Interval, "interval", "i", 3*time.Second, "how long to listen for heartbeats (and the refresh period with --watch)")
 	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "refresh the table every interval until interrupted")
+	addBrokerFlags(cmd, g)
+	addOutputFlag(cmd, g)
 	return cmd
 }
 
@@ -57,9 +67,22 @@ type ServerRow struct {
 	protocol.Heartbeat
 	// LastSeenMS is when its last heartbeat was sent (Unix ms).
 	LastSeenMS int64 `json:"last_seen_ms"`
-	// Status is "ok", "draining" or "stale".
+	// SilentMS is how long ago that was, in milliseconds.
+	SilentMS int64 `json:"silent_ms"`
+	// Status is "ok", "draining", "late" (a heartbeat is overdue) or
+	// "stale" (silent for long: gone).
 	Status string `json:"status"`
 }
+
+// Statuses of a server in stats, by the time since its last heartbeat in
+// heartbeat intervals: late after lateBeats, stale after staleBeats.
+const (
+	lateBeats  = 1.5
+	staleBeats = 5
+	// defaultBeatMS is the heartbeat interval assumed for a server whose
+	// own heartbeat stats has not heard (server.Config's default).
+	defaultBeatMS = 2000
+)
 
 // StatsReport is the JSON output of `livechat stats`.
 type StatsReport struct {
@@ -67,9 +90,10 @@ type StatsReport struct {
 	Totals  Totals      `json:"totals"`
 }
 
-// Totals sums the live (not stale) servers.
+// Totals sums the live servers (ok or draining) and counts the others.
 type Totals struct {
 	Servers     int     `json:"servers"`
+	Late        int     `json:"late"`
 	Stale       int     `json:"stale"`
 	Connections int64   `json:"connections"`
 	InPerSec    float64 `json:"in_per_sec"`
@@ -78,8 +102,8 @@ type Totals struct {
 }
 
 func runStats(ctx context.Context, opts *StatsOptions, ios *IOStreams) error {
-	if opts.Interval <= 0 {
-		return usageErrorf("--interval must be positive, not %s", opts.Interval)
+	if err := between("interval", opts.Interval, 10*time.Millisecond, time.Hour); err != nil {
+		return err
 	}
 	if opts.now == nil {
 		opts.now = time.Now
@@ -151,18 +175,22 @@ func buildReport(seen map[string]protocol.Heartbeat, now time.Time) StatsReport 
 	for _, r := range rows {
 		interval := r.IntervalMS
 		if interval <= 0 {
-			interval = 2000
+			interval = defaultBeatMS
 		}
-		switch {
-		case now.UnixMilli()-r.LastSeenMS > 3*interval:
+		r.SilentMS = max(now.UnixMilli()-r.LastSeenMS, 0)
+		switch silent := float64(r.SilentMS) / float64(interval); {
+		case silent > staleBeats:
 			r.Status = "stale"
 			rep.Totals.Stale++
+		case silent > lateBeats:
+			r.Status = "late"
+			rep.Totals.Late++
 		case r.Draining:
 			r.Status = "draining"
 		default:
 			r.Status = "ok"
 		}
-		if r.Status != "stale" {
+		if r.live() {
 			rep.Totals.Servers++
 			rep.Totals.Connections += r.Connections
 			rep.Totals.InPerSec += r.InPerSec
@@ -174,6 +202,10 @@ func buildReport(seen map[string]protocol.Heartbeat, now time.Time) StatsReport 
 	sort.Slice(rep.Servers, func(i, j int) bool { return rep.Servers[i].AppID < rep.Servers[j].AppID })
 	return rep
 }
+
+// live reports whether the row's server is heard from on time (ok or
+// draining): its figures are current and count in the totals.
+func (r ServerRow) live() bool { return r.Status == "ok" || r.Status == "draining" }
 
 var (
 	statsHeader = []string{"APPID", "ADDRESS", "VERSION", "UPTIME", "CONNS", "ROOMS", "IN/S", "OUT/S", "DROPS", "BROKER", "LAST SEEN", "STATUS"}
@@ -192,12 +224,20 @@ func writeStats(w io.Writer, rep StatsReport, output string, terminal bool, now 
 	}
 	rows := make([][]string, 0, len(rep.Servers))
 	for _, r := range rep.Servers {
-		if r.Status == "stale" && r.StartedMS == 0 {
-			rows = append(rows, []string{r.AppID, "-", "-", "-", "-", "-", "-", "-", "-", "-", ago(now, r.LastSeenMS), r.Status})
+		addr, ver := r.Addr, r.Version
+		if r.StartedMS == 0 { // known only from its peers' heartbeats
+			addr, ver = "-", "-"
+		}
+		if !r.live() || r.StartedMS == 0 { // no current figures
+			seen := ago(now, r.LastSeenMS)
+			if !r.live() {
+				seen = "silent " + (time.Duration(r.SilentMS) * time.Millisecond).Truncate(100*time.Millisecond).String()
+			}
+			rows = append(rows, []string{r.AppID, addr, ver, "-", "-", "-", "-", "-", "-", "-", seen, r.Status})
 			continue
 		}
 		rows = append(rows, []string{
-			r.AppID, r.Addr, r.Version,
+			r.AppID, addr, ver,
 			uptime(time.Duration(r.TS-r.StartedMS) * time.Millisecond),
 			strconv.FormatInt(r.Connections, 10), strconv.FormatInt(r.Rooms, 10),
 			rate(r.InPerSec), rate(r.OutPerSec),
@@ -205,8 +245,12 @@ func writeStats(w io.Writer, rep StatsReport, output string, terminal bool, now 
 		})
 	}
 	t := rep.Totals
+	others := fmt.Sprintf("%d stale", t.Stale)
+	if t.Late > 0 {
+		others = fmt.Sprintf("%d late, %s", t.Late, others)
+	}
 	total := []string{fmt.Sprintf("TOTAL %d", t.Servers), "", "", "", strconv.FormatInt(t.Connections, 10), "",
-		rate(t.InPerSec), rate(t.OutPerSec), strconv.FormatUint(t.SlowDrops, 10), "", "", fmt.Sprintf("%d stale", t.Stale)}
+		rate(t.InPerSec), rate(t.OutPerSec), strconv.FormatUint(t.SlowDrops, 10), "", "", others}
 	if !terminal {
 		for _, line := range append(append([][]string{statsHeader}, rows...), total) {
 			if _, err := fmt.Fprintln(w, strings.Join(line, "\t")); err != nil {

@@ -45,7 +45,7 @@ reconnects are reported on standard error.`,
   livechat tail --room general --room ops
   livechat tail --room general --since 120
   livechat tail --subject 'livechat.>' --output json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.SinceSet = cmd.Flags().Changed("since")
 			return runTail(cmd.Context(), opts, ios)
@@ -56,6 +56,8 @@ reconnects are reported on standard error.`,
 	cmd.Flags().StringArrayVarP(&opts.Rooms, "room", "r", nil, "room to watch (repeatable)")
 	cmd.Flags().StringArrayVar(&opts.Subjects, "subject", nil, "raw subject pattern to watch, with * and > wildcards (repeatable)")
 	cmd.Flags().BoolVar(&opts.Typing, "typing", false, "also print typing notices")
+	addBrokerFlags(cmd, g)
+	addOutputFlag(cmd, g)
 	return cmd
 }
 
