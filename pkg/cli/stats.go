@@ -45,8 +45,8 @@ For a late or stale server LAST SEEN says how long it has been silent
 ("silent 3.2s"), ADDRESS and VERSION are those of its last heartbeat that stats
 heard, the live figures are "-" and TOTAL leaves it out. Servers learn of each
 other from the heartbeats, so a dead server is listed while its peers remember
-it (10 minutes), even when stats never heard it itself: its address and version
-are then "-".`,
+it (10 minutes), with its address and version, even when stats never heard it
+itself.`,
 		Example: `  livechat stats
   livechat stats --watch --interval 2s
   livechat stats --output json | jq '.servers[].connections'`,
@@ -164,7 +164,8 @@ func buildReport(seen map[string]protocol.Heartbeat, now time.Time) StatsReport 
 		for peer, last := range hb.Peers {
 			if r, ok := rows[peer]; !ok || r.LastSeenMS < last {
 				if !ok {
-					r = ServerRow{Heartbeat: protocol.Heartbeat{AppID: peer}}
+					info := hb.PeerInfo[peer]
+					r = ServerRow{Heartbeat: protocol.Heartbeat{AppID: peer, Addr: info.Addr, Version: info.Version}}
 				}
 				r.LastSeenMS = last
 				rows[peer] = r
@@ -225,8 +226,11 @@ func writeStats(w io.Writer, rep StatsReport, output string, terminal bool, now 
 	rows := make([][]string, 0, len(rep.Servers))
 	for _, r := range rep.Servers {
 		addr, ver := r.Addr, r.Version
-		if r.StartedMS == 0 { // known only from its peers' heartbeats
-			addr, ver = "-", "-"
+		if addr == "" { // known only from the heartbeats of peers older than PeerInfo
+			addr = "-"
+		}
+		if ver == "" {
+			ver = "-"
 		}
 		if !r.live() || r.StartedMS == 0 { // no current figures
 			seen := ago(now, r.LastSeenMS)

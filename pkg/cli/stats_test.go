@@ -21,7 +21,8 @@ func sampleBeats() map[string]protocol.Heartbeat {
 	return map[string]protocol.Heartbeat{
 		"1000": {AppID: "1000", Addr: "10.0.0.1:8081", Version: "v1.0.0", StartedMS: now - 3_723_000, TS: now - 500, IntervalMS: 2000,
 			Connections: 120, Rooms: 4, MsgsIn: 10, MsgsOut: 100, InPerSec: 12.5, OutPerSec: 1500, SlowDrops: 2, Broker: "connected",
-			Peers: map[string]int64{"2000": now - 700, "3000": now - 60_000}},
+			Peers:    map[string]int64{"2000": now - 700, "3000": now - 60_000, "5000": now - 12_000},
+			PeerInfo: map[string]protocol.PeerInfo{"5000": {Addr: "10.0.0.5:8085", Version: "v1.0.0"}}},
 		"2000": {AppID: "2000", Addr: "10.0.0.2:8082", Version: "v1.0.0", StartedMS: now - 61_000, TS: now - 700, IntervalMS: 2000,
 			Connections: 80, Rooms: 3, InPerSec: 7.5, OutPerSec: 900.25, Broker: "reconnecting", Draining: true},
 		// Killed 3.2 s ago: one heartbeat missed.
@@ -42,8 +43,9 @@ func TestStatsTableTerminal(t *testing.T) {
 │ 2000    │ 10.0.0.2:8082 │ v1.0.0  │   1m0s │    80 │     3 │  7.5 │  900.2 │     0 │ reconnecting │   700ms ago │ draining        │
 │ 3000    │ -             │ -       │      - │     - │     - │    - │      - │     - │ -            │ silent 1m0s │ stale           │
 │ 4000    │ 10.0.0.4:8084 │ v0.9.0  │      - │     - │     - │    - │      - │     - │ -            │ silent 3.2s │ late            │
+│ 5000    │ 10.0.0.5:8085 │ v1.0.0  │      - │     - │     - │    - │      - │     - │ -            │  silent 12s │ stale           │
 ├─────────┼───────────────┼─────────┼────────┼───────┼───────┼──────┼────────┼───────┼──────────────┼─────────────┼─────────────────┤
-│ TOTAL 2 │               │         │        │   200 │       │ 20.0 │ 2400.2 │     2 │              │             │ 1 late, 1 stale │
+│ TOTAL 2 │               │         │        │   200 │       │ 20.0 │ 2400.2 │     2 │              │             │ 1 late, 2 stale │
 └─────────┴───────────────┴─────────┴────────┴───────┴───────┴──────┴────────┴───────┴──────────────┴─────────────┴─────────────────┘
 `
 	if got := buf.String(); got != want {
@@ -61,7 +63,8 @@ func TestStatsTablePipe(t *testing.T) {
 		"2000\t10.0.0.2:8082\tv1.0.0\t1m0s\t80\t3\t7.5\t900.2\t0\treconnecting\t700ms ago\tdraining\n" +
 		"3000\t-\t-\t-\t-\t-\t-\t-\t-\t-\tsilent 1m0s\tstale\n" +
 		"4000\t10.0.0.4:8084\tv0.9.0\t-\t-\t-\t-\t-\t-\t-\tsilent 3.2s\tlate\n" +
-		"TOTAL 2\t\t\t\t200\t\t20.0\t2400.2\t2\t\t\t1 late, 1 stale\n"
+		"5000\t10.0.0.5:8085\tv1.0.0\t-\t-\t-\t-\t-\t-\t-\tsilent 12s\tstale\n" +
+		"TOTAL 2\t\t\t\t200\t\t20.0\t2400.2\t2\t\t\t1 late, 2 stale\n"
 	if got := buf.String(); got != want {
 		t.Errorf("pipe output:\n%q\nwant:\n%q", got, want)
 	}
@@ -76,11 +79,12 @@ func TestStatsJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, buf.String())
 	}
-	if len(rep.Servers) != 4 || rep.Servers[2].AppID != "3000" || rep.Servers[2].Status != "stale" ||
-		rep.Servers[3].Status != "late" || rep.Servers[3].SilentMS != 3200 || rep.Servers[3].Addr != "10.0.0.4:8084" {
+	if len(rep.Servers) != 5 || rep.Servers[2].AppID != "3000" || rep.Servers[2].Status != "stale" ||
+		rep.Servers[3].Status != "late" || rep.Servers[3].SilentMS != 3200 || rep.Servers[3].Addr != "10.0.0.4:8084" ||
+		rep.Servers[4].Addr != "10.0.0.5:8085" || rep.Servers[4].Version != "v1.0.0" {
 		t.Errorf("servers = %+v", rep.Servers)
 	}
-	want := Totals{Servers: 2, Late: 1, Stale: 1, Connections: 200, InPerSec: 20, OutPerSec: 2400.25, SlowDrops: 2}
+	want := Totals{Servers: 2, Late: 1, Stale: 2, Connections: 200, InPerSec: 20, OutPerSec: 2400.25, SlowDrops: 2}
 	if rep.Totals != want {
 		t.Errorf("totals = %+v, want %+v", rep.Totals, want)
 	}

@@ -298,6 +298,17 @@ type Heartbeat struct {
 	// from recently to when it last did (Unix ms), so `livechat stats` can
 	// show a server that died as stale.
 	Peers map[string]int64 `json:"peers,omitempty"`
+	// PeerInfo holds the address and version of the servers in Peers, from
+	// their last heartbeat, so `livechat stats` can name a server that died
+	// before it started listening. Added after v1: may be absent.
+	PeerInfo map[string]PeerInfo `json:"peer_info,omitempty"`
+}
+
+// PeerInfo is what a heartbeat says of another server besides when it was
+// last heard.
+type PeerInfo struct {
+	Addr    string `json:"addr"`
+	Version string `json:"version"`
 }
 
 // Validation errors.

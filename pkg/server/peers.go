@@ -19,15 +19,18 @@ type peers struct {
 	self string
 
 	mu   sync.Mutex
-	last map[string]int64 // APPID -> Unix ms
+	last map[string]int64             // APPID -> Unix ms
+	info map[string]protocol.PeerInfo // APPID -> its last heartbeat's address and version
 }
 
 // watch subscribes to every server's heartbeat; the subscription ends with ctx.
 func (p *peers) watch(ctx context.Context, b broker.Broker, prefix string) (broker.Subscription, error) {
 	return b.Subscribe(ctx, protocol.StatsSubject(prefix, "*"), func(m broker.Message) {
 		var hb struct {
-			AppID string `json:"app_id"`
-			TS    int64  `json:"ts"`
+			AppID   string `json:"app_id"`
+			TS      int64  `json:"ts"`
+			Addr    string `json:"addr"`
+			Version string `json:"version"`
 		}
 		if json.Unmarshal(m.Data, &hb) != nil || hb.AppID == "" || hb.AppID == p.self {
 			return
@@ -35,25 +38,33 @@ func (p *peers) watch(ctx context.Context, b broker.Broker, prefix string) (brok
 		p.mu.Lock()
 		if hb.TS > p.last[hb.AppID] {
 			p.last[hb.AppID] = hb.TS
+			if p.info == nil {
+				p.info = make(map[string]protocol.PeerInfo)
+			}
+			p.info[hb.AppID] = protocol.PeerInfo{Addr: hb.Addr, Version: hb.Version}
 		}
 		p.mu.Unlock()
 	})
 }
 
-// snapshot returns the peers heard within peerMemory, forgetting older ones.
-func (p *peers) snapshot(now time.Time) map[string]int64 {
+// snapshot returns the peers heard within peerMemory (when each was last
+// heard, and its address and version), forgetting older ones.
+func (p *peers) snapshot(now time.Time) (map[string]int64, map[string]protocol.PeerInfo) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.last) == 0 {
-		return nil
+		return nil, nil
 	}
-	out := make(map[string]int64, len(p.last))
+	last := make(map[string]int64, len(p.last))
+	info := make(map[string]protocol.PeerInfo, len(p.last))
 	for id, ts := range p.last {
 		if now.Sub(time.UnixMilli(ts)) > peerMemory {
 			delete(p.last, id)
+			delete(p.info, id)
 			continue
 		}
-		out[id] = ts
+		last[id] = ts
+		info[id] = p.info[id]
 	}
-	return out
+	return last, info
 }

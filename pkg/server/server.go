@@ -381,7 +381,7 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 			}
 		}
 		hb := s.Stats()
-		hb.Peers = known.snapshot(time.Now())
+		hb.Peers, hb.PeerInfo = known.snapshot(time.Now())
 		if dt := float64(hb.TS-prev.TS) / 1000; dt > 0 {
 			hb.InPerSec = float64(hb.MsgsIn-prev.MsgsIn) / dt
 			hb.OutPerSec = float64(hb.MsgsOut-prev.MsgsOut) / dt

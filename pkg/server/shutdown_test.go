@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -179,6 +180,45 @@ func TestHeartbeat(t *testing.T) {
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("no heartbeat")
+	}
+}
+
+// TestHeartbeatNamesPeers: a server's heartbeat names the other servers it
+// hears, with when and their address and version, so `livechat stats` can
+// show a server that died before stats started.
+func TestHeartbeatNamesPeers(t *testing.T) {
+	t.Parallel()
+	b := memBroker(t)
+	prefix := testPrefix(t)
+	got := make(chan protocol.Heartbeat, 10)
+	sub, err := b.Subscribe(context.Background(), protocol.StatsSubject(prefix, "1"), func(m broker.Message) {
+		var hb protocol.Heartbeat
+		if json.Unmarshal(m.Data, &hb) == nil {
+			select {
+			case got <- hb:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	startServer(t, b, Config{AppID: "1", Prefix: prefix, Addr: "host:1", Version: "v1", HeartbeatInterval: 20 * time.Millisecond})
+	startServer(t, b, Config{AppID: "2", Prefix: prefix, Addr: "host:2", Version: "v2", HeartbeatInterval: 20 * time.Millisecond})
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case hb := <-got:
+			if hb.Peers["2"] > 0 {
+				if info := hb.PeerInfo["2"]; info != (protocol.PeerInfo{Addr: "host:2", Version: "v2"}) {
+					t.Fatalf("heartbeat of 1 names peer 2 as %+v", info)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no heartbeat of 1 names peer 2")
+		}
 	}
 }
 
