@@ -198,8 +198,8 @@ func (f *flusher) adapt(now time.Time) {
 // next. Inbound messages are thus read within about one such step,
 // whatever the flusher's backlog; at 500 rooms on one core, the time from
 // a client's send to the server's read fell from p99 ~120 to ~50 ms, and
-// to ~30 ms with yieldEvery 16 rather than 64 (docs/BENCHMARKS.md, round
-// 9).
+// to ~30 ms with yieldEvery 16 rather than 64 (measured 2026-11-27; the
+// rounds are in git log -p docs/BENCHMARKS.md).
 const (
 	yieldEvery = 16
 	yieldSleep = 50 * time.Microsecond
