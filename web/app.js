@@ -17,20 +17,22 @@
   const ACK_TIMEOUT_MS = 15000;    // a send without ack this long is shown as failed
   const HISTORY_PAGE = 50;         // messages asked per history request (server cap: 100)
   const SCROLL_LOAD_PX = 60;       // scrolled this close to the top: load older messages
+  const GROUP_GAP_MS = 5 * 60 * 1000; // a sender's messages this close in time share one header
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const NAME_CHAR_RE = /^[\p{L}\p{Nd} _.'-]$/u;
   const LS_NAME = 'livechat.name';
   const LS_ROOM = 'livechat.room';
 
+  // Close codes in words a user knows (docs/PROTOCOL.md, "Close codes").
   const CLOSE_REASONS = {
-    1000: 'closed',
-    1001: 'server going away',
+    1000: 'connection closed',
+    1001: 'the server is restarting',
     1006: 'connection lost',
-    1007: 'invalid text sent',
-    1008: 'policy violation (rate limit)',
-    1009: 'message too big',
-    1011: 'server error',
-    1013: 'server busy, try again later',
+    1007: 'the page sent text the server could not read',
+    1008: 'too many messages too fast',
+    1009: 'a message was too big',
+    1011: 'the server had a problem',
+    1013: 'the connection was too slow to keep up',
   };
 
   // ---- small helpers ----------------------------------------------------
@@ -170,6 +172,7 @@
     state.conn = conn;
     ui.state.dataset.state = conn;
     ui.state.textContent = text;
+    ui.state.title = conn === 'connected' ? 'Connected to server ' + state.serverID : 'Connection';
     document.body.dataset.conn = conn;
     updateComposer();
   }
@@ -184,15 +187,15 @@
     try {
       url = wsURL();
     } catch (e) {
-      setConn('offline', 'offline: bad ws URL');
+      setConn('offline', 'Offline: the chat address in this page is wrong');
       return;
     }
-    setConn('connecting', state.attempt > 0 ? 'reconnecting…' : 'connecting…');
+    setConn('connecting', state.attempt > 0 ? 'Reconnecting…' : 'Connecting…');
     let ws;
     try {
       ws = new WebSocket(url);
     } catch (e) {
-      scheduleReconnect('cannot connect');
+      scheduleReconnect('cannot reach the server');
       return;
     }
     state.ws = ws;
@@ -211,7 +214,7 @@
   function onWelcome(f) {
     state.serverID = String(f.server || '?');
     state.limits = f.limits || null;
-    setConn('connected', 'connected to server ' + state.serverID);
+    setConn('connected', 'Connected');
     clearTimeout(state.stableTimer);
     state.stableTimer = setTimeout(() => { state.attempt = 0; }, STABLE_MS);
     for (const r of state.rooms.values()) joinFrame(r);
@@ -235,12 +238,12 @@
     }
     renderTyping();
     if (state.userClosed || state.rooms.size === 0) {
-      setConn('offline', 'offline');
+      setConn('offline', 'Offline');
       return;
     }
-    const why = CLOSE_REASONS[ev.code] || ('closed (' + ev.code + ')');
+    const why = CLOSE_REASONS[ev.code] || 'connection closed';
     if (ev.code === 1008 || ev.code === 1009 || ev.code === 1007 || ev.code === 1013) {
-      toast('Disconnected: ' + (ev.reason || why), 'warn');
+      toast('Disconnected: ' + why + '.', 'warn');
     }
     scheduleReconnect(why);
   }
@@ -255,12 +258,12 @@
     clearTimeout(state.retryTimer);
     clearInterval(state.countdownTimer);
     if (navigator.onLine === false) {
-      setConn('offline', 'offline (no network)');
+      setConn('offline', 'Offline (no network)');
       return; // the "online" event reconnects
     }
     const tick = () => {
       const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-      setConn('reconnecting', 'reconnecting in ' + s + 's' + (why ? ' (' + why + ')' : ''));
+      setConn('reconnecting', 'Reconnecting in ' + s + ' s' + (why ? ' (' + why + ')' : ''));
     };
     tick();
     state.countdownTimer = setInterval(tick, 250);
@@ -321,17 +324,17 @@
     if (f.reset) {
       r.seqIDs.clear();
       r.lastSeq = 0;
-      addNotice(r, 'The server\'s history of #' + r.name + ' was reset: messages before now could not be recovered.');
+      addNotice(r, 'The older messages of #' + r.name + ' are no longer available.');
     } else if (since !== null && f.truncated) {
       const first = f.first_seq || 0;
       const replayFrom = f.replay_from || (f.last_seq + 1);
       const lostTo = Math.min(first > 0 ? first - 1 : f.last_seq, replayFrom - 1);
       const lost = Math.max(0, lostTo - since);
-      if (lost > 0) addNotice(r, lost + (lost === 1 ? ' message' : ' messages') + ' could not be recovered.');
+      if (lost > 0) addNotice(r, lost + (lost === 1 ? ' message you missed is' : ' messages you missed are') + ' no longer available.');
       const low = Math.max(since + 1, first);
       if (low < replayFrom) {
         r.hole = { low: low, before: replayFrom };
-        addNotice(r, 'Loading ' + (replayFrom - low) + ' older missed messages…');
+        addNotice(r, 'Loading ' + (replayFrom - low) + ' more messages you missed…');
       }
     }
     if (since !== null && !f.reset && f.last_seq > since) {
@@ -397,10 +400,13 @@
     for (const other of list.querySelectorAll('li.msg[data-seq]')) {
       if (Number(other.dataset.seq) > seq) {
         list.insertBefore(li, other);
+        regroup(li);
+        regroup(other);
         return;
       }
     }
     list.appendChild(li);
+    regroup(li);
   }
 
   function onPresence(f) {
@@ -440,7 +446,7 @@
         if (f.seq >= rec.upTo) {
           r.recovering = null;
           // After this message is shown.
-          if (rec.count > 0) setTimeout(() => addNotice(r, 'Recovered ' + rec.count + ' missed ' + (rec.count === 1 ? 'message.' : 'messages.')), 0);
+          if (rec.count > 0) setTimeout(() => addNotice(r, rec.count + (rec.count === 1 ? ' message' : ' messages') + ' came in while you were away.'), 0);
         }
       }
     }
@@ -489,7 +495,7 @@
     r.pending.delete(f.cid);
     if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id);
     if (r.seen.has(f.id)) { // the message itself was already shown separately
-      p.li.remove();
+      removeMessage(p.li);
       return;
     }
     r.seen.add(f.id);
@@ -499,15 +505,38 @@
     setStatus(p.li, 'done');
   }
 
+  // sendErrors says in a few words why a message was not sent, by error code.
+  const sendErrors = {
+    rate_limited: 'you are sending too fast',
+    invalid_text: 'it is empty or too long',
+    unavailable: 'the chat is having trouble, try again',
+    not_joined: 'you are not in this room',
+  };
+
+  // plainError says what an error frame means for the user. The server's
+  // own message is written for developers and only goes to the console.
+  function plainError(f) {
+    switch (f.code) {
+      case 'rate_limited': return 'You are sending too fast: wait a moment.';
+      case 'invalid_text': return 'This message cannot be sent: it is empty or too long.';
+      case 'invalid_name': return 'This name cannot be used: use letters, digits, spaces and - _ . \' (up to 32).';
+      case 'invalid_room': return 'This room name cannot be used: use letters, digits, - and _ (up to 64).';
+      case 'too_many_rooms': return 'You are in too many rooms: leave one first.';
+      case 'unavailable': return 'The chat is having trouble right now. Try again in a moment.';
+      default: return 'Something went wrong. Reloading the page may help.';
+    }
+  }
+
   function onError(f) {
-    const msg = f.message || f.code || 'error';
+    const msg = plainError(f);
+    if (window.console && f.message) console.warn('livechat: server error', f.code, f.message);
     if (f.cid) {
       const r = state.rooms.get(f.room) || findRoomByCID(f.cid);
       const p = r && r.pending.get(f.cid);
       if (p) {
         clearTimeout(p.timer);
         p.status = 'failed';
-        setStatus(p.li, 'failed', msg);
+        setStatus(p.li, 'failed', sendErrors[f.code] || 'something went wrong');
         return;
       }
     }
@@ -545,41 +574,81 @@
 
   // ---- rendering ----------------------------------------------------------
 
-  // renderMessage builds a message element: li.msg[data-id] with .from,
-  // .time, .server and .text children. Text goes in with textContent only.
+  // renderMessage builds a message element: li.msg[data-id][data-from] with
+  // a .meta header (.from and .time, hidden on a group's later messages),
+  // .text and .status. The full time and the server that took the message
+  // are in the bubble's tooltip. Text goes in with textContent only.
   function renderMessage(f) {
     const li = el('li', 'msg');
     if (f.id) li.dataset.id = f.id;
     if (typeof f.seq === 'number' && f.seq > 0) li.dataset.seq = String(f.seq);
+    li.dataset.from = typeof f.from === 'string' ? f.from : '';
     const own = !f.system && f.from === state.name;
     if (own) li.classList.add('own');
     if (f.system) li.classList.add('system');
     const meta = el('div', 'meta');
     const from = el('span', 'from', f.system ? (f.from ? 'Announcement · ' + f.from : 'Announcement') : f.from);
     const time = el('time', 'time');
-    const server = el('span', 'server');
-    const status = el('span', 'status');
-    meta.append(from, time, server, status);
+    meta.append(from, time);
     const text = el('div', 'text', f.text);
-    li.append(meta, text);
+    const status = el('div', 'status');
+    li.append(meta, text, status);
     fillMessage(li, f);
     return li;
   }
 
   function fillMessage(li, f) {
-    if (typeof f.ts === 'number') setTime(li, f.ts);
     if (typeof f.seq === 'number' && f.seq > 0) li.dataset.seq = String(f.seq);
-    const server = li.querySelector('.server');
-    if (server && f.server) server.textContent = 'via server ' + f.server;
+    if (typeof f.server === 'string' && f.server) li.dataset.server = f.server;
+    if (typeof f.ts === 'number') setTime(li, f.ts);
+    else setTitle(li);
   }
 
   function setTime(li, ts) {
+    li.dataset.ts = String(ts);
     const t = li.querySelector('.time');
-    if (!t) return;
-    const d = new Date(ts);
-    t.dateTime = d.toISOString();
-    t.textContent = timeFmt.format(d);
-    t.title = fullFmt.format(d);
+    if (t) {
+      const d = new Date(ts);
+      t.dateTime = d.toISOString();
+      t.textContent = timeFmt.format(d);
+    }
+    setTitle(li);
+    if (li.parentNode) {
+      regroup(li);
+      regroup(li.nextElementSibling);
+    }
+  }
+
+  // setTitle writes the bubble's tooltip: the full date and time, and the
+  // server that took the message (for whoever runs the chat).
+  function setTitle(li) {
+    const parts = [];
+    const ts = Number(li.dataset.ts);
+    if (ts) parts.push(fullFmt.format(new Date(ts)));
+    const server = li.dataset.server;
+    if (server && server !== 'cli') parts.push('server ' + server);
+    li.title = parts.join(' · ');
+  }
+
+  // regroup marks a message as the continuation of the one above it (same
+  // sender, less than GROUP_GAP_MS later: its name and time are hidden) or
+  // as the head of a new group. Notices and announcements break groups.
+  function regroup(li) {
+    if (!li || !li.classList.contains('msg')) return;
+    const prev = li.previousElementSibling;
+    const cont = !!prev && prev.classList.contains('msg') &&
+      !li.classList.contains('system') && !prev.classList.contains('system') &&
+      prev.dataset.from === li.dataset.from &&
+      Math.abs(Number(li.dataset.ts || 0) - Number(prev.dataset.ts || 0)) < GROUP_GAP_MS;
+    li.classList.toggle('cont', cont);
+  }
+
+  // removeMessage takes a message out of its list; the one below it may
+  // now start a group.
+  function removeMessage(li) {
+    const next = li.nextElementSibling;
+    li.remove();
+    regroup(next);
   }
 
   function setStatus(li, status, why) {
@@ -588,10 +657,10 @@
     clear(s);
     if (status === 'pending' || status === 'queued') {
       li.classList.add('pending');
-      s.textContent = status === 'queued' ? 'queued' : 'sending…';
+      s.textContent = status === 'queued' ? 'Waiting for the connection…' : 'Sending…';
     } else if (status === 'failed') {
       li.classList.add('failed');
-      s.appendChild(el('span', 'why', 'not sent: ' + (why || 'error')));
+      s.appendChild(el('span', 'why', 'Not sent: ' + (why || 'something went wrong')));
       const b = el('button', 'retry', 'Retry');
       b.type = 'button';
       b.addEventListener('click', () => retry(li));
@@ -609,7 +678,11 @@
     const list = r.list;
     const stick = !visible || nearBottom();
     list.appendChild(li);
-    while (list.children.length > MAX_MESSAGES) list.removeChild(list.firstChild);
+    regroup(li);
+    if (list.children.length > MAX_MESSAGES) {
+      while (list.children.length > MAX_MESSAGES) list.removeChild(list.firstChild);
+      regroup(list.firstElementChild);
+    }
     if (visible) {
       if (stick) scrollToBottom();
       else if (li.classList.contains('msg')) ui.jump.hidden = false;
@@ -739,12 +812,12 @@
     if (!ui.text) return;
     const r = state.rooms.get(state.active);
     let note = '';
-    if (r && state.conn !== 'connected') note = 'Not connected: messages are queued and sent when the connection is back.';
+    if (r && state.conn !== 'connected') note = 'Not connected: your messages will be sent when the connection is back.';
     else if (r && !r.joined) note = 'Joining…';
     const len = byteLen(ui.text.value);
     const max = maxText();
-    if (len > max) note = 'Too long: ' + len + ' of ' + max + ' bytes.';
-    else if (len > max * 0.8) note = len + ' / ' + max + ' bytes';
+    if (len > max) note = 'Too long: ' + len + ' of ' + max + ' allowed (some symbols count more than one).';
+    else if (len > max * 0.8) note = len + ' of ' + max;
     ui.composerNote.textContent = note;
     ui.send.disabled = !r || ui.text.value.trim() === '' || len > max;
   }
@@ -785,7 +858,7 @@
         // Still unanswered on the same connection: let the user retry (same cid).
         if (r.pending.get(cid) === p && p.status === 'sent' && state.ws === ws) {
           p.status = 'failed';
-          setStatus(p.li, 'failed', 'no reply from the server');
+          setStatus(p.li, 'failed', 'no answer from the server');
         }
       }, ACK_TIMEOUT_MS);
     } else {
@@ -852,7 +925,7 @@
       if (state.ws) state.ws.close(1000, 'bye');
       state.ws = null;
       state.attempt = 0;
-      setConn('offline', 'offline');
+      setConn('offline', 'Offline');
       backToJoin({});
     }
   }
@@ -867,7 +940,7 @@
       state.userClosed = true;
       state.ws.close(1000, 'bye');
       state.ws = null;
-      setConn('offline', 'offline');
+      setConn('offline', 'Offline');
     }
     document.title = 'livechat';
     ui.name.focus();
