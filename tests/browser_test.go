@@ -5,6 +5,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"os"
@@ -119,7 +120,14 @@ func newBrowser(t *testing.T, timeout time.Duration) *browser {
 // page opens a tab in a new browser context with pageHooks installed.
 func (b *browser) page() context.Context {
 	b.t.Helper()
-	ctx, cancel := chromedp.NewContext(b.root, chromedp.WithNewBrowserContext())
+	return b.tab(b.root, chromedp.WithNewBrowserContext())
+}
+
+// tab opens another tab in parent's browser context (the same storage),
+// with pageHooks installed.
+func (b *browser) tab(parent context.Context, opts ...chromedp.ContextOption) context.Context {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(parent, opts...)
 	b.t.Cleanup(cancel)
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
 		Source: pageHooks,
@@ -145,6 +153,22 @@ func joinPage(t *testing.T, pctx context.Context, base, name, room string) {
 	)
 	if err != nil {
 		t.Fatalf("%s: join %s through %s: %v", name, room, base, err)
+	}
+}
+
+// goTo loads url in the page (a reload when url is empty) and waits up to
+// 20 s for the page to be connected.
+func goTo(t *testing.T, pctx context.Context, step, url string) {
+	t.Helper()
+	nav := chromedp.Reload()
+	if url != "" {
+		nav = chromedp.Navigate(url)
+	}
+	if err := chromedp.Do(pctx, nav); err != nil {
+		t.Fatalf("%s: loading the page: %v", step, err)
+	}
+	if err := waitJS(pctx, 20*time.Second, `document.body.dataset.conn === 'connected'`); err != nil {
+		t.Fatalf("%s: the page is not connected: %v", step, err)
 	}
 }
 
@@ -334,4 +358,157 @@ func TestBrowserChat(t *testing.T) {
 		}
 		writeArtifact(t, "browser-chat-"+p.name+".png", screenshot(t, p.ctx, 1100, 800))
 	}
+}
+
+// roomMessages is what the page shows in room (shown or not), as
+// "from: text" in order; nil when the page is not in the room.
+func roomMessages(t *testing.T, pctx context.Context, room string) []string {
+	t.Helper()
+	return evalJS[[]string](t, pctx, fmt.Sprintf(`(() => {
+		const r = livechat.state.rooms.get(%q);
+		return r ? [...r.list.querySelectorAll('.msg')].map(li => li.dataset.from + ': ' + li.querySelector('.text').textContent) : null;
+	})()`, room))
+}
+
+// expectRoom waits until the page shows exactly want in room: every message
+// once, in order.
+func expectRoom(t *testing.T, pctx context.Context, step, room string, want []string) {
+	t.Helper()
+	wantJSON, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expr := fmt.Sprintf(`(() => {
+		const r = livechat.state.rooms.get(%q);
+		return !!r && r.joined && JSON.stringify([...r.list.querySelectorAll('.msg')].map(li => li.dataset.from + ': ' + li.querySelector('.text').textContent)) === %q;
+	})()`, room, wantJSON)
+	if err := waitJS(pctx, 15*time.Second, expr); err != nil {
+		t.Fatalf("%s: #%s shows %q, want %q (joined: %v)", step, room, roomMessages(t, pctx, room), want,
+			evalJS[bool](t, pctx, fmt.Sprintf(`!!livechat.state.rooms.get(%q) && livechat.state.rooms.get(%q).joined`, room, room)))
+	}
+}
+
+// sendAcked sends text to room from a test client and waits for its ack.
+func sendAcked(t *testing.T, c *wsClient, room, cid, text string) {
+	t.Helper()
+	c.send(map[string]string{"type": "send", "room": room, "text": text, "cid": cid})
+	waitFor(t, 10*time.Second, func() bool {
+		return len(c.find(func(f frame) bool { return f.Type == "ack" && f.CID == cid })) > 0
+	}, "%s: no ack for %q", c.name, text)
+}
+
+// joinsSent is a JS expression: the joins the page sent, as "room since"
+// ("room -" without since).
+const joinsSent = `window.__sent.filter(f => f.type === 'join').map(f => f.room + ' ' + (f.since === undefined ? '-' : f.since))`
+
+// TestBrowserReload: a page in two rooms is closed while another client
+// (bob, a WebSocket client through HAProxy) keeps talking, then opened again
+// in a new tab, then reloaded: both rooms come back, each joined with since
+// = the last seq the page had seen, and every message shows exactly once
+// (the earlier ones from what the page saved, the ones sent while it was
+// away from the server). A room the user left does not come back; saved data
+// that is corrupt, or that claims a seq the server's history does not have
+// (the store lost the room), is survived without a duplicate.
+func TestBrowserReload(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	base := c.startNginx(t)
+	b := newBrowser(t, 150*time.Second)
+	first := b.page()
+	bob := mustDial(t, c.wsURL(), "bob")
+	joinAll(t, []*wsClient{bob}, "general")
+	joinAll(t, []*wsClient{bob}, "random")
+
+	joinPage(t, first, base, "alice", "general")
+	if err := chromedp.Do(first,
+		chromedp.Click(chromedp.CSS("#add-room-btn")), // shows the input
+		chromedp.SendKeys(chromedp.CSS("#add-room"), "random"),
+		chromedp.Click(chromedp.CSS("#add-room-btn")),
+	); err != nil {
+		t.Fatalf("adding #random: %v", err)
+	}
+	sendAcked(t, bob, "general", "b1", "before 1")
+	sendAcked(t, bob, "random", "b2", "before 2")
+	say(t, first, "alice", "mine") // #random is the room shown
+	general := []string{"bob: before 1"}
+	random := []string{"bob: before 2", "alice: mine"}
+	expectRoom(t, first, "before", "general", general)
+	expectRoom(t, first, "before", "random", random)
+	// The page's own message is confirmed (it has its seq) before it closes.
+	expectJS(t, first, "alice", "her message confirmed", `livechat.state.rooms.get('random').lastSeq === 2`)
+
+	// The page goes away; bob talks on.
+	if err := chromedp.Do(first, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	sendAcked(t, bob, "general", "b3", "away 1")
+	sendAcked(t, bob, "random", "b4", "away 2")
+	sendAcked(t, bob, "general", "b5", "away 3")
+	general = append(general, "bob: away 1", "bob: away 3")
+	random = append(random, "bob: away 2")
+
+	// Opened again in a new tab (its own session storage is empty: the room
+	// list comes from local storage): both rooms, the missed messages once.
+	alice := b.tab(first)
+	goTo(t, alice, "reopened", base+"/")
+	expectRoom(t, alice, "reopened", "general", general)
+	expectRoom(t, alice, "reopened", "random", random)
+	if got := strings.Join(evalJS[[]string](t, alice, joinsSent), ", "); got != "general 1, random 2" && got != "random 2, general 1" {
+		t.Errorf("the reopened page sent the joins %q, want general since 1 and random since 2", got)
+	}
+
+	// A reload: the same again, then live messages still come once.
+	goTo(t, alice, "reloaded", "")
+	expectRoom(t, alice, "reloaded", "general", general)
+	expectRoom(t, alice, "reloaded", "random", random)
+	if got := strings.Join(evalJS[[]string](t, alice, joinsSent), ", "); got != "general 3, random 3" && got != "random 3, general 3" {
+		t.Errorf("the reloaded page sent the joins %q, want general since 3 and random since 3", got)
+	}
+	sendAcked(t, bob, "general", "b6", "after reload")
+	general = append(general, "bob: after reload")
+	expectRoom(t, alice, "live after the reload", "general", general)
+
+	// Leaving #random: a reload brings back #general only.
+	if err := chromedp.Do(alice,
+		chromedp.Click(chromedp.CSS(`#tabs .tab:last-child .tab-btn`)),
+		chromedp.WaitVisible(chromedp.CSS(`#tabs .tab.active:last-child`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if active := evalJS[string](t, alice, `livechat.state.active`); active != "random" {
+		t.Fatalf("the last tab shows %q, not random", active)
+	}
+	if err := chromedp.Do(alice, chromedp.Click(chromedp.CSS("#leave"))); err != nil {
+		t.Fatal(err)
+	}
+	goTo(t, alice, "after leaving #random", "")
+	expectRoom(t, alice, "after leaving #random", "general", general)
+	if rooms := evalJS[string](t, alice, `[...livechat.state.rooms.keys()].join(',') + ' ' + localStorage.getItem('livechat.saved.random')`); rooms != "general null" {
+		t.Errorf("after leaving #random and a reload the page is in %q (and its saved data), want general only", rooms)
+	}
+
+	// Saved data the page cannot use is ignored. The storage is rewritten
+	// from a page of the same site that runs no script (the client would
+	// save over it as it goes).
+	corrupt := func(step, script string) {
+		t.Helper()
+		if err := chromedp.Do(alice, chromedp.Navigate(base+"/style.css")); err != nil {
+			t.Fatal(err)
+		}
+		evalJS[bool](t, alice, script+`; true`)
+		goTo(t, alice, step, base+"/")
+	}
+	corrupt("corrupt data", `sessionStorage.setItem('livechat.rooms', '{"v":1,"rooms":["general","no room!",42,"general",null]}');
+		localStorage.setItem('livechat.saved.general', '{"v":1,"seq":"x","messages":[null,5,{"id":7},{"id":"x","from":"mallory","text":3}]}')`)
+	expectRoom(t, alice, "corrupt data", "general", general)
+	if got := strings.Join(evalJS[[]string](t, alice, joinsSent), ", "); got != "general -" {
+		t.Errorf("with unusable saved data the page sent the joins %q, want general without since", got)
+	}
+	// A saved seq above the room's last: the server answers reset, the page
+	// says so, and still shows each message once.
+	corrupt("a lost history", `const d = JSON.parse(localStorage.getItem('livechat.saved.general')); d.seq = 1000;
+		localStorage.setItem('livechat.saved.general', JSON.stringify(d))`)
+	expectRoom(t, alice, "a lost history", "general", general)
+	expectJS(t, alice, "alice", "the reset notice", `[...document.querySelectorAll('#messages .notice')].some(n => n.textContent.includes('no longer available'))`)
+	writeArtifact(t, "browser-reload.png", screenshot(t, alice, 1000, 650))
 }

@@ -22,6 +22,15 @@
   const NAME_CHAR_RE = /^[\p{L}\p{Nd} _.'-]$/u;
   const LS_NAME = 'livechat.name';
   const LS_ROOM = 'livechat.room';
+  // What a reload brings back (see "saving for a reload" below).
+  const LS_ROOMS = 'livechat.rooms';       // {v, rooms, active}: the rooms the page is in
+  const LS_SAVED = 'livechat.saved.';      // + room: {v, seq, messages, unsent}
+  const SAVE_VERSION = 1;
+  const KEEP_MESSAGES = 100;               // messages kept per room for a reload
+  const KEEP_CHARS = 100000;               // and at most this much JSON per room (~200 KB)
+  const KEEP_UNSENT = 50;                  // unsent messages kept per room
+  const MAX_SAVED_ROOMS = 20;              // rooms brought back (the server's default max_rooms)
+  const SAVE_DELAY_MS = 500;               // saves are batched this long
 
   // Close codes in words a user knows (docs/PROTOCOL.md, "Close codes").
   const CLOSE_REASONS = {
@@ -56,6 +65,20 @@
 
   function load(key) {
     try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  function forget(key) {
+    try { localStorage.removeItem(key); } catch (_) { /* private mode */ }
+  }
+
+  // The tab's own copy of its room list: two tabs in different rooms each
+  // get their own rooms back on a reload; a new tab takes the last saved.
+  function storeTab(key, value) {
+    try { sessionStorage.setItem(key, value); } catch (_) { /* private mode */ }
+  }
+
+  function loadTab(key) {
+    try { return sessionStorage.getItem(key); } catch (_) { return null; }
   }
 
   const utf8 = new TextEncoder();
@@ -130,6 +153,7 @@
       seen: new Set(),   // message ids already shown
       seqIDs: new Map(), // seq -> message id (history feature)
       everJoined: false,
+      log: [],           // the latest messages shown (message frames), saved for a reload
       lastSeq: 0,        // highest seq seen: sent as "since" on re-join
       sinceSent: null,   // the since of the join in flight (null: none sent)
       recovering: null,  // {upTo, count}: replay after a re-join being counted
@@ -324,6 +348,11 @@
     if (f.reset) {
       r.seqIDs.clear();
       r.lastSeq = 0;
+      // The messages shown are of the old history: their seqs mean nothing
+      // now, and they are not brought back on a reload.
+      r.log = [];
+      for (const li of r.list.querySelectorAll('li.msg[data-seq]')) delete li.dataset.seq;
+      scheduleSave(r);
       addNotice(r, 'The older messages of #' + r.name + ' are no longer available.');
     } else if (since !== null && f.truncated) {
       const first = f.first_seq || 0;
@@ -373,6 +402,7 @@
     for (const m of msgs) {
       if (!m || typeof m.id !== 'string' || typeof m.seq !== 'number') continue;
       if (!oldest || m.seq < oldest) oldest = m.seq;
+      remember(r, m);
       if (r.seen.has(m.id)) continue;
       r.seen.add(m.id);
       insertBySeq(list, renderMessage(m), m.seq);
@@ -439,7 +469,7 @@
     if (typeof f.seq === 'number' && f.seq > 0) {
       // A seq already shown under the same id is a duplicate: the r.seen
       // check below drops it (after filling in what an ack lacked).
-      noteSeq(r, f.seq, f.id);
+      noteSeq(r, f.seq, f.id, true);
       const rec = r.recovering;
       if (rec) {
         if (f.seq <= rec.upTo && !r.seen.has(f.id)) rec.count += 1;
@@ -452,6 +482,7 @@
     }
     r.typers.delete(f.from);
     renderTyping();
+    remember(r, f);
     if (r.seen.has(f.id)) {
       // Already shown (e.g. after the ack): fill in what the ack lacked.
       const li = r.list.querySelector('li.msg[data-id="' + cssEscape(f.id) + '"]');
@@ -463,6 +494,7 @@
     if (p && f.from === state.name) {
       clearTimeout(p.timer);
       r.pending.delete(f.cid);
+      scheduleSave(r);
       p.li.dataset.id = f.id;
       fillMessage(p.li, f);
       setStatus(p.li, 'done');
@@ -475,15 +507,21 @@
   // noteSeq tracks the room's last seq for "since" on re-join. Duplicates are
   // dropped by id (a replayed message keeps its id); a seq seen before under a
   // different id means the server's history restarted, so the count restarts.
-  function noteSeq(r, seq, id) {
+  // Only message frames raise the last seq (raise): they come in seq order
+  // with no gap, while an ack can overtake another sender's earlier message.
+  function noteSeq(r, seq, id, raise) {
     const prev = r.seqIDs.get(seq);
     if (prev !== undefined && prev !== id) {
       r.seqIDs.clear();
       r.lastSeq = 0;
+      r.log = [];
     }
     r.seqIDs.set(seq, id);
     if (r.seqIDs.size > 2 * MAX_MESSAGES) r.seqIDs.delete(r.seqIDs.keys().next().value);
-    if (seq > r.lastSeq) r.lastSeq = seq;
+    if (raise && seq > r.lastSeq) {
+      r.lastSeq = seq;
+      scheduleSave(r);
+    }
   }
 
   function onAck(f) {
@@ -493,7 +531,8 @@
     if (!p) return;
     clearTimeout(p.timer);
     r.pending.delete(f.cid);
-    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id);
+    scheduleSave(r);
+    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id, false);
     if (r.seen.has(f.id)) { // the message itself was already shown separately
       removeMessage(p.li);
       return;
@@ -794,6 +833,7 @@
     ui.roomName.textContent = name;
     document.title = '#' + name + ' · livechat';
     store(LS_ROOM, name);
+    saveRoomList();
     renderTabs();
     renderMembers();
     renderTyping();
@@ -836,8 +876,9 @@
     const cid = newCID();
     const li = renderMessage({ from: state.name, text: text, ts: Date.now() });
     li.dataset.cid = cid;
-    const p = { text: text, li: li, status: 'queued' };
+    const p = { text: text, li: li, status: 'queued', ts: Date.now() };
     r.pending.set(cid, p);
+    scheduleSave(r);
     setStatus(li, 'queued');
     appendToRoom(r, li);
     scrollToBottom();
@@ -905,7 +946,11 @@
   }
 
   function dropRoom(name) {
+    const r = state.rooms.get(name);
+    if (r) r.dropped = true;
     state.rooms.delete(name);
+    forget(LS_SAVED + name);
+    saveRoomList();
     if (state.active === name) {
       const next = state.rooms.keys().next();
       state.active = '';
@@ -999,6 +1044,152 @@
     ui.membersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
   }
 
+  // ---- saving for a reload ---------------------------------------------------
+  //
+  // A reload (or reopening the tab) brings back the rooms the page was in:
+  // LS_ROOMS lists them (in sessionStorage for this tab, and in localStorage
+  // for a new tab), and LS_SAVED + room holds the room's last seq, its latest
+  // messages and the messages not sent yet. The page shows the saved
+  // messages at once and joins with since = the last seq, so the server sends
+  // only what came after: nothing missed, nothing twice. Anything unreadable
+  // (corrupt, another version, another program's data) is ignored.
+
+  const saveQueue = new Set(); // rooms with changes not saved yet
+  let saveTimer = 0;
+
+  // remember adds a message frame to the room's saved messages (in seq
+  // order, the latest KEEP_MESSAGES).
+  function remember(r, f) {
+    if (!f || typeof f.id !== 'string' || typeof f.text !== 'string') return;
+    const log = r.log;
+    for (let i = log.length - 1; i >= 0 && i >= log.length - KEEP_MESSAGES; i--) {
+      if (log[i].id === f.id) return;
+    }
+    const m = { id: f.id, from: typeof f.from === 'string' ? f.from : '', text: f.text, ts: typeof f.ts === 'number' ? f.ts : 0 };
+    if (typeof f.seq === 'number' && f.seq > 0) m.seq = f.seq;
+    if (typeof f.server === 'string' && f.server) m.server = f.server;
+    if (f.system) m.system = true;
+    let at = log.length;
+    if (m.seq) while (at > 0 && log[at - 1].seq > m.seq) at--;
+    log.splice(at, 0, m);
+    if (log.length > KEEP_MESSAGES) log.splice(0, log.length - KEEP_MESSAGES);
+    scheduleSave(r);
+  }
+
+  function scheduleSave(r) {
+    saveQueue.add(r);
+    if (!saveTimer) saveTimer = setTimeout(flushSaves, SAVE_DELAY_MS);
+  }
+
+  function flushSaves() {
+    clearTimeout(saveTimer);
+    saveTimer = 0;
+    for (const r of saveQueue) if (!r.dropped) saveRoom(r);
+    saveQueue.clear();
+  }
+
+  // saveRoom writes the room's last seq, latest messages and unsent
+  // messages, dropping the oldest messages until it fits KEEP_CHARS (and the
+  // browser's quota).
+  function saveRoom(r) {
+    const unsent = [];
+    for (const [cid, p] of r.pending) unsent.push({ cid: cid, text: p.text, ts: p.ts || Date.now() });
+    let messages = r.log;
+    for (;;) {
+      const json = JSON.stringify({ v: SAVE_VERSION, seq: r.lastSeq, messages: messages, unsent: unsent.slice(-KEEP_UNSENT) });
+      if (json.length <= KEEP_CHARS || messages.length === 0) {
+        try {
+          localStorage.setItem(LS_SAVED + r.name, json);
+          return;
+        } catch (_) {
+          if (messages.length === 0) return; // no room at all: the reload shows less
+        }
+      }
+      messages = messages.slice(Math.ceil(messages.length / 2));
+    }
+  }
+
+  function saveRoomList() {
+    const json = JSON.stringify({ v: SAVE_VERSION, rooms: Array.from(state.rooms.keys()), active: state.active });
+    storeTab(LS_ROOMS, json);
+    store(LS_ROOMS, json);
+  }
+
+  // readRoomList returns the saved room list ({rooms, active}) or null.
+  function readRoomList() {
+    for (const raw of [loadTab(LS_ROOMS), load(LS_ROOMS)]) {
+      let d;
+      try { d = JSON.parse(raw); } catch (_) { continue; }
+      if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION || !Array.isArray(d.rooms)) continue;
+      const rooms = [];
+      for (const room of d.rooms) {
+        if (typeof room === 'string' && !validRoom(room) && !rooms.includes(room)) rooms.push(room);
+      }
+      return { rooms: rooms.slice(0, MAX_SAVED_ROOMS), active: typeof d.active === 'string' ? d.active : '' };
+    }
+    return null;
+  }
+
+  function validSaved(m) {
+    return !!m && typeof m === 'object' && typeof m.id === 'string' && m.id !== '' &&
+      typeof m.from === 'string' && typeof m.text === 'string' && typeof m.ts === 'number' &&
+      (m.seq === undefined || (Number.isSafeInteger(m.seq) && m.seq > 0)) &&
+      (m.server === undefined || typeof m.server === 'string');
+  }
+
+  // restoreRoom shows what was saved for the room and sets its last seq.
+  function restoreRoom(r) {
+    let d;
+    try { d = JSON.parse(load(LS_SAVED + r.name)); } catch (_) { d = null; }
+    if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION) return;
+    const messages = (Array.isArray(d.messages) ? d.messages : []).filter(validSaved).slice(-KEEP_MESSAGES);
+    let last = Number.isSafeInteger(d.seq) && d.seq > 0 ? d.seq : 0;
+    for (const m of messages) {
+      if (r.seen.has(m.id)) continue;
+      r.seen.add(m.id);
+      if (m.seq) {
+        r.seqIDs.set(m.seq, m.id);
+        if (m.seq > last) last = m.seq;
+      }
+      r.log.push(m);
+      const li = renderMessage(m);
+      r.list.appendChild(li);
+      regroup(li);
+    }
+    r.lastSeq = last;
+    r.everJoined = true; // no "You joined" again
+    const unsent = (Array.isArray(d.unsent) ? d.unsent : []).filter((u) => !!u && typeof u === 'object' &&
+      typeof u.cid === 'string' && u.cid !== '' && u.cid.length <= 64 && typeof u.text === 'string' && u.text.trim() !== '');
+    for (const u of unsent.slice(-KEEP_UNSENT)) {
+      if (r.pending.has(u.cid)) continue;
+      const li = renderMessage({ from: state.name, text: u.text, ts: typeof u.ts === 'number' ? u.ts : Date.now() });
+      li.dataset.cid = u.cid;
+      r.pending.set(u.cid, { text: u.text, li: li, status: 'queued', ts: u.ts });
+      setStatus(li, 'queued');
+      r.list.appendChild(li);
+      regroup(li);
+    }
+  }
+
+  // restore brings back the rooms saved by the last page and connects;
+  // false when there are none (the join screen stays).
+  function restore() {
+    const saved = readRoomList();
+    const name = load(LS_NAME) || '';
+    if (!saved || saved.rooms.length === 0 || validName(name)) return false;
+    state.name = name;
+    for (const room of saved.rooms) {
+      const r = newRoom(room);
+      state.rooms.set(room, r);
+      restoreRoom(r);
+    }
+    ui.joinScreen.hidden = true;
+    ui.chatScreen.hidden = false;
+    showRoom(state.rooms.has(saved.active) ? saved.active : saved.rooms[0]);
+    connect();
+    return true;
+  }
+
   // ---- start ----------------------------------------------------------------
 
   function init() {
@@ -1041,8 +1232,13 @@
     window.addEventListener('online', reconnectNow);
     window.addEventListener('offline', () => { if (state.ws) state.ws.close(4000, 'offline'); });
     setInterval(renderTyping, 1000);
+    // Saves wait SAVE_DELAY_MS; a page going away writes them at once.
+    window.addEventListener('pagehide', flushSaves);
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') flushSaves(); });
     updateComposer();
+    const restored = restore();
     if (q.get('join') === '1' && ui.name.value && ui.room.value) ui.join.click();
+    else if (restored) ui.text.focus();
     else (ui.name.value ? ui.room : ui.name).focus();
   }
 
