@@ -8,14 +8,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/web"
 )
 
 // artifactsDir is where tests write files worth keeping (screenshots):
@@ -511,4 +517,206 @@ func TestBrowserReload(t *testing.T) {
 	expectRoom(t, alice, "a lost history", "general", general)
 	expectJS(t, alice, "alice", "the reset notice", `[...document.querySelectorAll('#messages .notice')].some(n => n.textContent.includes('no longer available'))`)
 	writeArtifact(t, "browser-reload.png", screenshot(t, alice, 1000, 650))
+}
+
+// TestBrowserHeartbeatSilence: the page against a stand-in server (the
+// real web files, and a /ws that speaks just enough of the protocol) that
+// announces heartbeat_ms 300 and sends a heartbeat frame every 300 ms. While
+// they come the page keeps its connection, however quiet the chat; when the
+// server stops sending without closing (as a frozen process does) the page
+// gives the connection up after 2 × 300 ms of silence, connects again and
+// re-joins its room. The real servers are in TestBrowserHeartbeatFailover.
+func TestBrowserHeartbeatSilence(t *testing.T) {
+	t.Parallel()
+	const hb = 300 * time.Millisecond
+	var (
+		mu    sync.Mutex
+		conns []time.Time // when each connection's join came
+		quiet = make(chan struct{})
+		done  = make(chan struct{}) // the test is over
+	)
+	joinedOn := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServerFS(web.FS()))
+	var up websocket.Upgrader
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		mu.Lock()
+		first := len(conns) == 0
+		mu.Unlock()
+		joins := make(chan string)
+		gone := make(chan struct{})
+		go func() { // the reader: joins go to the writer below
+			defer close(gone)
+			for {
+				var f struct{ Type, Room, Name string }
+				if err := ws.ReadJSON(&f); err != nil {
+					return
+				}
+				if f.Type == "join" {
+					select {
+					case joins <- f.Room + " " + f.Name:
+					case <-done:
+						return
+					}
+				}
+			}
+		}()
+		write := func(v any) bool { return ws.WriteJSON(v) == nil }
+		if !write(map[string]any{"type": "welcome", "server": "stand-in", "protocol": 1, "heartbeat_ms": hb.Milliseconds()}) {
+			return
+		}
+		tick := time.NewTicker(hb)
+		defer tick.Stop()
+		silent := make(<-chan struct{}) // never ready: the second connection never goes quiet
+		if first {
+			silent = quiet
+		}
+		for {
+			select {
+			case j := <-joins:
+				room, name, _ := strings.Cut(j, " ")
+				mu.Lock()
+				conns = append(conns, time.Now())
+				mu.Unlock()
+				if !write(map[string]any{"type": "joined", "room": room, "name": name, "members": []string{name}, "member_count": 1}) {
+					return
+				}
+			case <-tick.C:
+				if !write(map[string]any{"type": "heartbeat"}) {
+					return
+				}
+			case <-silent:
+				// Frozen: nothing more is written; the connection stays
+				// open until the page drops it.
+				select {
+				case <-gone:
+				case <-done:
+				}
+				return
+			case <-gone:
+				return
+			case <-done:
+				return
+			}
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer close(done) // before srv.Close: the handlers return
+
+	b := newBrowser(t, 60*time.Second)
+	p := b.page()
+	goTo(t, p, "joining", srv.URL+"/?name=alice&room=general&join=1")
+	waitFor(t, 10*time.Second, func() bool { return joinedOn() == 1 }, "the page did not join")
+	// Heartbeats keep a quiet connection alive: no reconnect over 5 periods.
+	if poll(5*hb, func() bool { return joinedOn() > 1 }) {
+		t.Fatalf("the page reconnected while heartbeats came every %s: %q", hb, evalJS[[]string](t, p, `livechat.state.closes`))
+	}
+	close(quiet)
+	frozeAt := time.Now()
+	waitFor(t, 10*time.Second, func() bool { return joinedOn() == 2 }, "the page did not come back after the server went quiet")
+	mu.Lock()
+	back := conns[1].Sub(frozeAt)
+	mu.Unlock()
+	// The last frame came at most one period before the freeze: the page
+	// gives up 2 periods after it (checked every period / 4), then waits
+	// up to 500 ms (the first reconnect's backoff) and joins again.
+	t.Logf("the page re-joined %s after the server went quiet", back)
+	if back < hb || back > 2*hb+hb/4+500*time.Millisecond+time.Second {
+		t.Errorf("the page re-joined %s after the server went quiet; want between %s and 2 × %s + 1.6 s", back, hb, hb)
+	}
+	if closes := evalJS[[]string](t, p, `livechat.state.closes`); len(closes) != 1 || closes[0] != "silent" {
+		t.Errorf("the page's connections ended for %q, want one for silence", closes)
+	}
+	expectJS(t, p, "alice", "the page connected again", `document.body.dataset.conn === 'connected' && livechat.state.rooms.get('general').joined`)
+}
+
+// TestBrowserHeartbeatFailover: a page connected through HAProxy to one of
+// four servers that send heartbeats (--heartbeat 1s). Its server is frozen
+// (SIGSTOP; SIGCONT at cleanup): its kernel keeps the TCP connections open,
+// so nothing tells the page or HAProxy that the server is gone.
+//   - The page's heartbeat check rescues it: after 2 × 1 s without a frame
+//     it drops the connection and reconnects through HAProxy, re-joining
+//     with since. The test checks that the connection ended for that
+//     reason ("silent"), not by a close from the network.
+//   - HAProxy does not cut the tunnel: haproxy.cfg has no
+//     on-marked-down shutdown-sessions and its timeout tunnel is 2 min.
+//   - HAProxy's health checks (fastChecks here: 200 ms, down after two
+//     200 ms timeouts, ~0.7 s) mark the frozen server down before the page
+//     gives up on it (at least 1 s: a heartbeat is at most 1 s old when the
+//     server stops), so the reconnect lands on another server. Should it
+//     land on the frozen one anyway, the page gives up after 10 s without
+//     a welcome; the time bound below would then fail the test.
+//
+// A message sent by another client while the server was frozen shows once,
+// the earlier ones once.
+func TestBrowserHeartbeatFailover(t *testing.T) {
+	t.Parallel()
+	const heartbeat = time.Second
+	c := newClusterWith(t, clusterOpts{serverArgs: []string{"--heartbeat", heartbeat.String()}, fastChecks: true})
+	base := c.startNginx(t)
+	b := newBrowser(t, 90*time.Second)
+	alice := b.page()
+	joinPage(t, alice, base, "alice", "general")
+	if hb := evalJS[int](t, alice, `livechat.state.heartbeatMs`); hb != int(heartbeat.Milliseconds()) {
+		t.Fatalf("the page took heartbeat_ms %d from the welcome, want %d", hb, heartbeat.Milliseconds())
+	}
+	frozenID := evalJS[string](t, alice, `livechat.state.serverID`)
+	frozen, frozenName := c.byAppID(frozenID)
+	// bob talks to another server directly, so the freeze does not touch him.
+	var other *lcServer
+	for _, s := range c.servers {
+		if s != frozen {
+			other = s
+			break
+		}
+	}
+	bob := mustDial(t, "ws://"+other.addr+"/ws", "bob")
+	joinAll(t, []*wsClient{bob}, "general")
+	sendAcked(t, bob, "general", "b1", "before the freeze")
+	say(t, alice, "alice", "hello")
+	want := []string{"bob: before the freeze", "alice: hello"}
+	expectRoom(t, alice, "before the freeze", "general", want)
+
+	pid := frozen.p.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozeAt := time.Now()
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) // before the servers' own cleanup
+	t.Logf("froze server %s (%s, pid %d)", frozenID, frozenName, pid)
+	sendAcked(t, bob, "general", "b2", "while frozen")
+	want = append(want, "bob: while frozen")
+
+	// The bound: 2 heartbeats of silence, the check's period (1/4), the first
+	// reconnect's backoff (< 500 ms), and 2 s to connect, join and receive
+	// the missed message on a loaded machine.
+	const within = 2*heartbeat + heartbeat/4 + 500*time.Millisecond + 2*time.Second
+	expr := fmt.Sprintf(`document.body.dataset.conn === 'connected' && livechat.state.serverID !== %q &&
+		livechat.state.rooms.get('general').joined`, frozenID)
+	if err := waitJS(alice, within+5*time.Second, expr); err != nil {
+		t.Fatalf("the page is not back on another server: %v (closes %q, state %q)", err,
+			evalJS[[]string](t, alice, `livechat.state.closes`), evalJS[string](t, alice, `document.querySelector('#state').textContent`))
+	}
+	expectRoom(t, alice, "after the failover", "general", want)
+	back := time.Since(frozeAt)
+	t.Logf("the page is on server %s %s after the freeze; HAProxy: %v", evalJS[string](t, alice, `livechat.state.serverID`), back, c.serverStates())
+	if back > within {
+		t.Errorf("the page took %s to be back with the missed message, want at most %s", back, within)
+	}
+	if closes := evalJS[[]string](t, alice, `livechat.state.closes`); len(closes) != 1 || closes[0] != "silent" {
+		t.Errorf("the page's connection ended for %q, want one end for silence (the heartbeat check)", closes)
+	}
+	if st := c.serverStates()[frozenName]; !strings.HasPrefix(st, "DOWN") {
+		t.Errorf("HAProxy shows the frozen server %s as %q, want DOWN", frozenName, st)
+	}
 }

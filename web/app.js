@@ -11,6 +11,8 @@
   const BACKOFF_BASE_MS = 500;     // first reconnect waits up to this long
   const BACKOFF_CAP_MS = 15000;    // and never more than this
   const STABLE_MS = 10000;         // connected this long: reset the backoff
+  const WELCOME_TIMEOUT_MS = 10000; // a new connection without a welcome this long is given up
+  const SILENCE_FACTOR = 2;        // nothing heard for this many heartbeat_ms: the connection is dead
   const TYPING_SEND_MS = 2000;     // send "typing" at most this often
   const TYPING_SHOW_MS = 3000;     // show "x is typing" this long after the last frame
   const MAX_MESSAGES = 500;        // DOM messages kept per room
@@ -142,6 +144,13 @@
     stableTimer: 0,
     userClosed: false,
     lastTypingSent: 0,
+    // The heartbeat (docs/PROTOCOL.md, "Heartbeat"): the server sends a frame
+    // at least every heartbeatMs; a connection that brings nothing for
+    // SILENCE_FACTOR times that is closed and replaced.
+    heartbeatMs: 0,    // from the welcome; 0: the server sends no heartbeats
+    lastFrameAt: 0,    // when the current connection last brought a frame (ms)
+    watchTimer: 0,     // the silence check (an interval) or the welcome timeout
+    closes: [],        // why the last connections ended (close code, 'silent', 'no-welcome')
   };
 
   function newRoom(name) {
@@ -223,9 +232,57 @@
       return;
     }
     state.ws = ws;
-    ws.onmessage = (ev) => { if (state.ws === ws) onFrame(ev.data); };
+    state.lastFrameAt = Date.now();
+    ws.onmessage = (ev) => {
+      if (state.ws !== ws) return;
+      state.lastFrameAt = Date.now();
+      onFrame(ev.data);
+    };
     ws.onclose = (ev) => { if (state.ws === ws) onClose(ev); };
     ws.onerror = () => { /* onclose follows */ };
+    // A server that froze (or a path that died) behind a proxy still
+    // accepts the connection but never says welcome.
+    clearWatch();
+    state.watchTimer = setTimeout(() => {
+      if (state.ws === ws && state.conn !== 'connected') dropSocket(ws, 'no-welcome', 'no answer from the server');
+    }, WELCOME_TIMEOUT_MS);
+  }
+
+  function clearWatch() {
+    clearTimeout(state.watchTimer);
+    clearInterval(state.watchTimer);
+    state.watchTimer = 0;
+  }
+
+  // watchSilence checks, a few times per heartbeat period, that the
+  // connection brought a frame within SILENCE_FACTOR heartbeat periods.
+  // Browsers answer WebSocket pings without telling the page, so without
+  // this a frozen server would look connected until TCP gives up, many
+  // minutes later.
+  function watchSilence(ws, hb) {
+    clearWatch();
+    const every = Math.max(100, Math.floor(hb / 4));
+    let lastCheck = Date.now();
+    state.watchTimer = setInterval(() => {
+      const now = Date.now();
+      if (state.ws !== ws) { clearWatch(); return; }
+      // The check itself came late (the tab was asleep or busy): frames
+      // may be waiting behind it, so the server gets a fresh period.
+      if (now - lastCheck > hb) state.lastFrameAt = Math.max(state.lastFrameAt, now - hb);
+      lastCheck = now;
+      if (now - state.lastFrameAt > SILENCE_FACTOR * hb) dropSocket(ws, 'silent', 'the server stopped answering');
+    }, every);
+  }
+
+  // dropSocket gives up a connection at once (a close handshake with a
+  // peer that does not answer would take a minute); tag goes to
+  // state.closes, why to the user.
+  function dropSocket(ws, tag, why) {
+    if (state.ws !== ws) return;
+    ws.onmessage = null;
+    ws.onclose = null;
+    try { ws.close(4000, 'gone quiet'); } catch (_) { /* already closing */ }
+    onClose({ code: 4000, tag: tag, why: why });
   }
 
   function sendFrame(obj) {
@@ -239,6 +296,10 @@
     state.serverID = String(f.server || '?');
     state.limits = f.limits || null;
     setConn('connected', 'Connected');
+    clearWatch();
+    const hb = f.heartbeat_ms;
+    state.heartbeatMs = typeof hb === 'number' && isFinite(hb) && hb > 0 ? hb : 0;
+    if (state.heartbeatMs) watchSilence(state.ws, state.heartbeatMs);
     clearTimeout(state.stableTimer);
     state.stableTimer = setTimeout(() => { state.attempt = 0; }, STABLE_MS);
     for (const r of state.rooms.values()) joinFrame(r);
@@ -255,6 +316,9 @@
 
   function onClose(ev) {
     state.ws = null;
+    clearWatch();
+    state.closes.push(ev.tag || String(ev.code));
+    if (state.closes.length > 10) state.closes.shift();
     clearTimeout(state.stableTimer);
     for (const r of state.rooms.values()) {
       r.joined = false;
@@ -265,7 +329,7 @@
       setConn('offline', 'Offline');
       return;
     }
-    const why = CLOSE_REASONS[ev.code] || 'connection closed';
+    const why = ev.why || CLOSE_REASONS[ev.code] || 'connection closed';
     if (ev.code === 1008 || ev.code === 1009 || ev.code === 1007 || ev.code === 1013) {
       toast('Disconnected: ' + why + '.', 'warn');
     }
@@ -315,6 +379,7 @@
       case 'typing': onTyping(f); break;
       case 'history': onHistory(f); break;
       case 'error': onError(f); break;
+      case 'heartbeat': break; // it only keeps the connection from going quiet
       default: break; // later protocol versions may add frames
     }
   }
