@@ -1209,7 +1209,11 @@
     if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION) return;
     const messages = (Array.isArray(d.messages) ? d.messages : []).filter(validSaved).slice(-KEEP_MESSAGES);
     let last = Number.isSafeInteger(d.seq) && d.seq > 0 ? d.seq : 0;
-    for (const m of messages) {
+    for (const saved of messages) {
+      const m = { id: saved.id, from: saved.from, text: saved.text, ts: saved.ts };
+      if (saved.seq) m.seq = saved.seq;
+      if (saved.server) m.server = saved.server;
+      if (saved.system === true) m.system = true;
       if (r.seen.has(m.id)) continue;
       r.seen.add(m.id);
       if (m.seq) {
