@@ -526,6 +526,8 @@ func TestBrowserReload(t *testing.T) {
 // server stops sending without closing (as a frozen process does) the page
 // gives the connection up after 2 × 300 ms of silence, connects again and
 // re-joins its room. The real servers are in TestBrowserHeartbeatFailover.
+// The stand-in's first messages also check that a sender's messages far
+// apart in time start a new group.
 func TestBrowserHeartbeatSilence(t *testing.T) {
 	t.Parallel()
 	const hb = 300 * time.Millisecond
@@ -590,6 +592,18 @@ func TestBrowserHeartbeatSilence(t *testing.T) {
 				if !write(map[string]any{"type": "joined", "room": room, "name": name, "members": []string{name}, "member_count": 1}) {
 					return
 				}
+				if !first {
+					continue
+				}
+				// Three messages of bob's: the second a minute after the
+				// first (one group), the third 10 minutes later (a new group).
+				now := time.Now()
+				for i, at := range []time.Time{now.Add(-11 * time.Minute), now.Add(-10 * time.Minute), now} {
+					if !write(map[string]any{"type": "message", "room": room, "id": fmt.Sprintf("m%d", i), "from": "bob",
+						"text": fmt.Sprintf("message %d", i), "ts": at.UnixMilli(), "server": "stand-in"}) {
+						return
+					}
+				}
 			case <-tick.C:
 				if !write(map[string]any{"type": "heartbeat"}) {
 					return
@@ -617,6 +631,10 @@ func TestBrowserHeartbeatSilence(t *testing.T) {
 	p := b.page()
 	goTo(t, p, "joining", srv.URL+"/?name=alice&room=general&join=1")
 	waitFor(t, 10*time.Second, func() bool { return joinedOn() == 1 }, "the page did not join")
+	expectJS(t, p, "alice", "bob's messages", hasMessage("bob", "message 2"))
+	if got := evalJS[string](t, p, visibleHeaders); got != "bob,bob" {
+		t.Errorf("bob's messages at -11, -10 and 0 minutes show the name headers %q, want bob,bob (a new group after 5 minutes)", got)
+	}
 	// Heartbeats keep a quiet connection alive: no reconnect over 5 periods.
 	if poll(5*hb, func() bool { return joinedOn() > 1 }) {
 		t.Fatalf("the page reconnected while heartbeats came every %s: %q", hb, evalJS[[]string](t, p, `livechat.state.closes`))
