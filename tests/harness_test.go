@@ -285,6 +285,17 @@ type cluster struct {
 	trusted string // HAProxy's listener for nginx
 	stats   string // HAProxy's stats page
 	haproxy *proc
+	opts    clusterOpts
+}
+
+// clusterOpts changes the reference topology for one test.
+type clusterOpts struct {
+	// serverArgs are more `livechat serve` flags for every server.
+	serverArgs []string
+	// fastChecks runs HAProxy with checks every 200 ms that time out after
+	// 200 ms (haproxy.cfg's timings rewritten), so that a server that stops
+	// answering is marked down within ~0.7 s instead of ~3 s.
+	fastChecks bool
 }
 
 // drainDelay is the servers' --drain-delay: above HAProxy's time to mark a
@@ -293,14 +304,20 @@ const drainDelay = 2 * time.Second
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterWith(t, clusterOpts{})
+}
+
+// newClusterWith is newCluster changed by opts.
+func newClusterWith(t *testing.T, opts clusterOpts) *cluster {
+	t.Helper()
 	haproxy := requireTool(t, "haproxy")
-	c := &cluster{t: t, dir: t.TempDir(), broker: requireRedis(t), prefix: uniquePrefix(t)}
+	c := &cluster{t: t, dir: t.TempDir(), broker: requireRedis(t), prefix: uniquePrefix(t), opts: opts}
 	for i := 1; i <= 4; i++ {
 		s := &lcServer{appID: strconv.Itoa(i * 1000), addr: freeAddr(t)}
-		s.p = startProc(t, c.dir, "server"+s.appID, []string{"APPID=" + s.appID}, livechatBin,
-			"serve", "--addr", s.addr, "--broker", c.broker, "--prefix", c.prefix,
+		args := []string{"serve", "--addr", s.addr, "--broker", c.broker, "--prefix", c.prefix,
 			"--trust-proxy", "--drain-delay", drainDelay.String(), "--shutdown-timeout", "10s",
-			"--heartbeat-interval", "500ms", "--presence-interval", "1s", "--log-level", "debug")
+			"--heartbeat-interval", "500ms", "--presence-interval", "1s", "--log-level", "debug"}
+		s.p = startProc(t, c.dir, "server"+s.appID, []string{"APPID=" + s.appID}, livechatBin, append(args, opts.serverArgs...)...)
 		c.servers = append(c.servers, s)
 	}
 	// At the end, all servers drain at once rather than one after the other
@@ -345,7 +362,33 @@ func (c *cluster) startHAProxy(haproxy string) {
 	for i, s := range c.servers {
 		env = append(env, fmt.Sprintf("LIVECHAT_S%d=%s", i+1, s.addr))
 	}
-	c.haproxy = startProc(t, c.dir, "haproxy", env, haproxy, "-db", "-f", filepath.Join(repoRoot, "haproxy", "haproxy.cfg"))
+	cfg := filepath.Join(repoRoot, "haproxy", "haproxy.cfg")
+	if c.opts.fastChecks {
+		cfg = fastChecksConfig(t, cfg, filepath.Join(c.dir, "haproxy-fast.cfg"))
+	}
+	c.haproxy = startProc(t, c.dir, "haproxy", env, haproxy, "-db", "-f", cfg)
+}
+
+// fastChecksConfig writes src with faster health checks to dst: a check
+// every 200 ms (100 ms after a failure) that fails after 200 ms without an
+// answer, two failures to mark a server down. A server that froze is down
+// within ~0.7 s. The timings must be in src as expected: the test fails
+// when haproxy.cfg changes under it.
+func fastChecksConfig(t *testing.T, src, dst string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from = "default-server check inter 1s fastinter 500ms downinter 1s fall 2 rise 2"
+	const to = "timeout check 200ms\n    default-server check inter 200ms fastinter 100ms downinter 500ms fall 2 rise 2"
+	if strings.Count(string(data), from) != 1 {
+		t.Fatalf("%s no longer has the line %q that the fast checks rewrite", src, from)
+	}
+	if err := os.WriteFile(dst, []byte(strings.Replace(string(data), from, to, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
 
 // wsURL is the WebSocket endpoint through HAProxy.

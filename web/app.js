@@ -11,26 +11,39 @@
   const BACKOFF_BASE_MS = 500;     // first reconnect waits up to this long
   const BACKOFF_CAP_MS = 15000;    // and never more than this
   const STABLE_MS = 10000;         // connected this long: reset the backoff
+  const WELCOME_TIMEOUT_MS = 10000; // a new connection without a welcome this long is given up
+  const SILENCE_FACTOR = 2;        // nothing heard for this many heartbeat_ms: the connection is dead
   const TYPING_SEND_MS = 2000;     // send "typing" at most this often
   const TYPING_SHOW_MS = 3000;     // show "x is typing" this long after the last frame
   const MAX_MESSAGES = 500;        // DOM messages kept per room
   const ACK_TIMEOUT_MS = 15000;    // a send without ack this long is shown as failed
   const HISTORY_PAGE = 50;         // messages asked per history request (server cap: 100)
   const SCROLL_LOAD_PX = 60;       // scrolled this close to the top: load older messages
+  const GROUP_GAP_MS = 5 * 60 * 1000; // a sender's messages this close in time share one header
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const NAME_CHAR_RE = /^[\p{L}\p{Nd} _.'-]$/u;
   const LS_NAME = 'livechat.name';
   const LS_ROOM = 'livechat.room';
+  // What a reload brings back (see "saving for a reload" below).
+  const LS_ROOMS = 'livechat.rooms';       // {v, rooms, active}: the rooms the page is in
+  const LS_SAVED = 'livechat.saved.';      // + room: {v, seq, messages, unsent}
+  const SAVE_VERSION = 1;
+  const KEEP_MESSAGES = 100;               // messages kept per room for a reload
+  const KEEP_CHARS = 100000;               // and at most this much JSON per room (~200 KB)
+  const KEEP_UNSENT = 50;                  // unsent messages kept per room
+  const MAX_SAVED_ROOMS = 20;              // rooms brought back (the server's default max_rooms)
+  const SAVE_DELAY_MS = 500;               // saves are batched this long
 
+  // Close codes in words a user knows (docs/PROTOCOL.md, "Close codes").
   const CLOSE_REASONS = {
-    1000: 'closed',
-    1001: 'server going away',
+    1000: 'connection closed',
+    1001: 'the server is restarting',
     1006: 'connection lost',
-    1007: 'invalid text sent',
-    1008: 'policy violation (rate limit)',
-    1009: 'message too big',
-    1011: 'server error',
-    1013: 'server busy, try again later',
+    1007: 'the page sent text the server could not read',
+    1008: 'too many messages too fast',
+    1009: 'a message was too big',
+    1011: 'the server had a problem',
+    1013: 'the connection was too slow to keep up',
   };
 
   // ---- small helpers ----------------------------------------------------
@@ -54,6 +67,20 @@
 
   function load(key) {
     try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  function forget(key) {
+    try { localStorage.removeItem(key); } catch (_) { /* private mode */ }
+  }
+
+  // The tab's own copy of its room list: two tabs in different rooms each
+  // get their own rooms back on a reload; a new tab takes the last saved.
+  function storeTab(key, value) {
+    try { sessionStorage.setItem(key, value); } catch (_) { /* private mode */ }
+  }
+
+  function loadTab(key) {
+    try { return sessionStorage.getItem(key); } catch (_) { return null; }
   }
 
   const utf8 = new TextEncoder();
@@ -117,6 +144,13 @@
     stableTimer: 0,
     userClosed: false,
     lastTypingSent: 0,
+    // The heartbeat (docs/PROTOCOL.md, "Heartbeat"): the server sends a frame
+    // at least every heartbeatMs; a connection that brings nothing for
+    // SILENCE_FACTOR times that is closed and replaced.
+    heartbeatMs: 0,    // from the welcome; 0: the server sends no heartbeats
+    lastFrameAt: 0,    // when the current connection last brought a frame (ms)
+    watchTimer: 0,     // the silence check (an interval) or the welcome timeout
+    closes: [],        // why the last connections ended (close code, 'silent', 'no-welcome')
   };
 
   function newRoom(name) {
@@ -128,6 +162,7 @@
       seen: new Set(),   // message ids already shown
       seqIDs: new Map(), // seq -> message id (history feature)
       everJoined: false,
+      log: [],           // the latest messages shown (message frames), saved for a reload
       lastSeq: 0,        // highest seq seen: sent as "since" on re-join
       sinceSent: null,   // the since of the join in flight (null: none sent)
       recovering: null,  // {upTo, count}: replay after a re-join being counted
@@ -170,6 +205,7 @@
     state.conn = conn;
     ui.state.dataset.state = conn;
     ui.state.textContent = text;
+    ui.state.title = conn === 'connected' ? 'Connected to server ' + state.serverID : 'Connection';
     document.body.dataset.conn = conn;
     updateComposer();
   }
@@ -184,21 +220,69 @@
     try {
       url = wsURL();
     } catch (e) {
-      setConn('offline', 'offline: bad ws URL');
+      setConn('offline', 'Offline: the chat address in this page is wrong');
       return;
     }
-    setConn('connecting', state.attempt > 0 ? 'reconnecting…' : 'connecting…');
+    setConn('connecting', state.attempt > 0 ? 'Reconnecting…' : 'Connecting…');
     let ws;
     try {
       ws = new WebSocket(url);
     } catch (e) {
-      scheduleReconnect('cannot connect');
+      scheduleReconnect('cannot reach the server');
       return;
     }
     state.ws = ws;
-    ws.onmessage = (ev) => { if (state.ws === ws) onFrame(ev.data); };
+    state.lastFrameAt = Date.now();
+    ws.onmessage = (ev) => {
+      if (state.ws !== ws) return;
+      state.lastFrameAt = Date.now();
+      onFrame(ev.data);
+    };
     ws.onclose = (ev) => { if (state.ws === ws) onClose(ev); };
     ws.onerror = () => { /* onclose follows */ };
+    // A server that froze (or a path that died) behind a proxy still
+    // accepts the connection but never says welcome.
+    clearWatch();
+    state.watchTimer = setTimeout(() => {
+      if (state.ws === ws && state.conn !== 'connected') dropSocket(ws, 'no-welcome', 'no answer from the server');
+    }, WELCOME_TIMEOUT_MS);
+  }
+
+  function clearWatch() {
+    clearTimeout(state.watchTimer);
+    clearInterval(state.watchTimer);
+    state.watchTimer = 0;
+  }
+
+  // watchSilence checks, a few times per heartbeat period, that the
+  // connection brought a frame within SILENCE_FACTOR heartbeat periods.
+  // Browsers answer WebSocket pings without telling the page, so without
+  // this a frozen server would look connected until TCP gives up, many
+  // minutes later.
+  function watchSilence(ws, hb) {
+    clearWatch();
+    const every = Math.max(100, Math.floor(hb / 4));
+    let lastCheck = Date.now();
+    state.watchTimer = setInterval(() => {
+      const now = Date.now();
+      if (state.ws !== ws) { clearWatch(); return; }
+      // The check itself came late (the tab was asleep or busy): frames
+      // may be waiting behind it, so the server gets a fresh period.
+      if (now - lastCheck > hb) state.lastFrameAt = Math.max(state.lastFrameAt, now - hb);
+      lastCheck = now;
+      if (now - state.lastFrameAt > SILENCE_FACTOR * hb) dropSocket(ws, 'silent', 'the server stopped answering');
+    }, every);
+  }
+
+  // dropSocket gives up a connection at once (a close handshake with a
+  // peer that does not answer would take a minute); tag goes to
+  // state.closes, why to the user.
+  function dropSocket(ws, tag, why) {
+    if (state.ws !== ws) return;
+    ws.onmessage = null;
+    ws.onclose = null;
+    try { ws.close(4000, 'gone quiet'); } catch (_) { /* already closing */ }
+    onClose({ code: 4000, tag: tag, why: why });
   }
 
   function sendFrame(obj) {
@@ -211,7 +295,11 @@
   function onWelcome(f) {
     state.serverID = String(f.server || '?');
     state.limits = f.limits || null;
-    setConn('connected', 'connected to server ' + state.serverID);
+    setConn('connected', 'Connected');
+    clearWatch();
+    const hb = f.heartbeat_ms;
+    state.heartbeatMs = typeof hb === 'number' && isFinite(hb) && hb > 0 ? hb : 0;
+    if (state.heartbeatMs) watchSilence(state.ws, state.heartbeatMs);
     clearTimeout(state.stableTimer);
     state.stableTimer = setTimeout(() => { state.attempt = 0; }, STABLE_MS);
     for (const r of state.rooms.values()) joinFrame(r);
@@ -228,6 +316,9 @@
 
   function onClose(ev) {
     state.ws = null;
+    clearWatch();
+    state.closes.push(ev.tag || String(ev.code));
+    if (state.closes.length > 10) state.closes.shift();
     clearTimeout(state.stableTimer);
     for (const r of state.rooms.values()) {
       r.joined = false;
@@ -235,12 +326,12 @@
     }
     renderTyping();
     if (state.userClosed || state.rooms.size === 0) {
-      setConn('offline', 'offline');
+      setConn('offline', 'Offline');
       return;
     }
-    const why = CLOSE_REASONS[ev.code] || ('closed (' + ev.code + ')');
+    const why = ev.why || CLOSE_REASONS[ev.code] || 'connection closed';
     if (ev.code === 1008 || ev.code === 1009 || ev.code === 1007 || ev.code === 1013) {
-      toast('Disconnected: ' + (ev.reason || why), 'warn');
+      toast('Disconnected: ' + why + '.', 'warn');
     }
     scheduleReconnect(why);
   }
@@ -255,12 +346,12 @@
     clearTimeout(state.retryTimer);
     clearInterval(state.countdownTimer);
     if (navigator.onLine === false) {
-      setConn('offline', 'offline (no network)');
+      setConn('offline', 'Offline (no network)');
       return; // the "online" event reconnects
     }
     const tick = () => {
       const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-      setConn('reconnecting', 'reconnecting in ' + s + 's' + (why ? ' (' + why + ')' : ''));
+      setConn('reconnecting', 'Reconnecting in ' + s + ' s' + (why ? ' (' + why + ')' : ''));
     };
     tick();
     state.countdownTimer = setInterval(tick, 250);
@@ -288,6 +379,7 @@
       case 'typing': onTyping(f); break;
       case 'history': onHistory(f); break;
       case 'error': onError(f); break;
+      case 'heartbeat': break; // it only keeps the connection from going quiet
       default: break; // later protocol versions may add frames
     }
   }
@@ -321,17 +413,22 @@
     if (f.reset) {
       r.seqIDs.clear();
       r.lastSeq = 0;
-      addNotice(r, 'The server\'s history of #' + r.name + ' was reset: messages before now could not be recovered.');
+      // The messages shown are of the old history: their seqs mean nothing
+      // now, and they are not brought back on a reload.
+      r.log = [];
+      for (const li of r.list.querySelectorAll('li.msg[data-seq]')) delete li.dataset.seq;
+      scheduleSave(r);
+      addNotice(r, 'The older messages of #' + r.name + ' are no longer available.');
     } else if (since !== null && f.truncated) {
       const first = f.first_seq || 0;
       const replayFrom = f.replay_from || (f.last_seq + 1);
       const lostTo = Math.min(first > 0 ? first - 1 : f.last_seq, replayFrom - 1);
       const lost = Math.max(0, lostTo - since);
-      if (lost > 0) addNotice(r, lost + (lost === 1 ? ' message' : ' messages') + ' could not be recovered.');
+      if (lost > 0) addNotice(r, lost + (lost === 1 ? ' message you missed is' : ' messages you missed are') + ' no longer available.');
       const low = Math.max(since + 1, first);
       if (low < replayFrom) {
         r.hole = { low: low, before: replayFrom };
-        addNotice(r, 'Loading ' + (replayFrom - low) + ' older missed messages…');
+        addNotice(r, 'Loading ' + (replayFrom - low) + ' more messages you missed…');
       }
     }
     if (since !== null && !f.reset && f.last_seq > since) {
@@ -370,6 +467,7 @@
     for (const m of msgs) {
       if (!m || typeof m.id !== 'string' || typeof m.seq !== 'number') continue;
       if (!oldest || m.seq < oldest) oldest = m.seq;
+      remember(r, m);
       if (r.seen.has(m.id)) continue;
       r.seen.add(m.id);
       insertBySeq(list, renderMessage(m), m.seq);
@@ -397,10 +495,13 @@
     for (const other of list.querySelectorAll('li.msg[data-seq]')) {
       if (Number(other.dataset.seq) > seq) {
         list.insertBefore(li, other);
+        regroup(li);
+        regroup(other);
         return;
       }
     }
     list.appendChild(li);
+    regroup(li);
   }
 
   function onPresence(f) {
@@ -433,19 +534,20 @@
     if (typeof f.seq === 'number' && f.seq > 0) {
       // A seq already shown under the same id is a duplicate: the r.seen
       // check below drops it (after filling in what an ack lacked).
-      noteSeq(r, f.seq, f.id);
+      noteSeq(r, f.seq, f.id, true);
       const rec = r.recovering;
       if (rec) {
         if (f.seq <= rec.upTo && !r.seen.has(f.id)) rec.count += 1;
         if (f.seq >= rec.upTo) {
           r.recovering = null;
           // After this message is shown.
-          if (rec.count > 0) setTimeout(() => addNotice(r, 'Recovered ' + rec.count + ' missed ' + (rec.count === 1 ? 'message.' : 'messages.')), 0);
+          if (rec.count > 0) setTimeout(() => addNotice(r, rec.count + (rec.count === 1 ? ' message' : ' messages') + ' came in while you were away.'), 0);
         }
       }
     }
     r.typers.delete(f.from);
     renderTyping();
+    remember(r, f);
     if (r.seen.has(f.id)) {
       // Already shown (e.g. after the ack): fill in what the ack lacked.
       const li = r.list.querySelector('li.msg[data-id="' + cssEscape(f.id) + '"]');
@@ -457,6 +559,7 @@
     if (p && f.from === state.name) {
       clearTimeout(p.timer);
       r.pending.delete(f.cid);
+      scheduleSave(r);
       p.li.dataset.id = f.id;
       fillMessage(p.li, f);
       setStatus(p.li, 'done');
@@ -469,15 +572,21 @@
   // noteSeq tracks the room's last seq for "since" on re-join. Duplicates are
   // dropped by id (a replayed message keeps its id); a seq seen before under a
   // different id means the server's history restarted, so the count restarts.
-  function noteSeq(r, seq, id) {
+  // Only message frames raise the last seq (raise): they come in seq order
+  // with no gap, while an ack can overtake another sender's earlier message.
+  function noteSeq(r, seq, id, raise) {
     const prev = r.seqIDs.get(seq);
     if (prev !== undefined && prev !== id) {
       r.seqIDs.clear();
       r.lastSeq = 0;
+      r.log = [];
     }
     r.seqIDs.set(seq, id);
     if (r.seqIDs.size > 2 * MAX_MESSAGES) r.seqIDs.delete(r.seqIDs.keys().next().value);
-    if (seq > r.lastSeq) r.lastSeq = seq;
+    if (raise && seq > r.lastSeq) {
+      r.lastSeq = seq;
+      scheduleSave(r);
+    }
   }
 
   function onAck(f) {
@@ -487,9 +596,10 @@
     if (!p) return;
     clearTimeout(p.timer);
     r.pending.delete(f.cid);
-    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id);
+    scheduleSave(r);
+    if (typeof f.seq === 'number' && f.seq > 0) noteSeq(r, f.seq, f.id, false);
     if (r.seen.has(f.id)) { // the message itself was already shown separately
-      p.li.remove();
+      removeMessage(p.li);
       return;
     }
     r.seen.add(f.id);
@@ -499,15 +609,38 @@
     setStatus(p.li, 'done');
   }
 
+  // sendErrors says in a few words why a message was not sent, by error code.
+  const sendErrors = {
+    rate_limited: 'you are sending too fast',
+    invalid_text: 'it is empty or too long',
+    unavailable: 'the chat is having trouble, try again',
+    not_joined: 'you are not in this room',
+  };
+
+  // plainError says what an error frame means for the user. The server's
+  // own message is written for developers and only goes to the console.
+  function plainError(f) {
+    switch (f.code) {
+      case 'rate_limited': return 'You are sending too fast: wait a moment.';
+      case 'invalid_text': return 'This message cannot be sent: it is empty or too long.';
+      case 'invalid_name': return 'This name cannot be used: use letters, digits, spaces and - _ . \' (up to 32).';
+      case 'invalid_room': return 'This room name cannot be used: use letters, digits, - and _ (up to 64).';
+      case 'too_many_rooms': return 'You are in too many rooms: leave one first.';
+      case 'unavailable': return 'The chat is having trouble right now. Try again in a moment.';
+      default: return 'Something went wrong. Reloading the page may help.';
+    }
+  }
+
   function onError(f) {
-    const msg = f.message || f.code || 'error';
+    const msg = plainError(f);
+    if (window.console && f.message) console.warn('livechat: server error', f.code, f.message);
     if (f.cid) {
       const r = state.rooms.get(f.room) || findRoomByCID(f.cid);
       const p = r && r.pending.get(f.cid);
       if (p) {
         clearTimeout(p.timer);
         p.status = 'failed';
-        setStatus(p.li, 'failed', msg);
+        setStatus(p.li, 'failed', sendErrors[f.code] || 'something went wrong');
         return;
       }
     }
@@ -545,41 +678,81 @@
 
   // ---- rendering ----------------------------------------------------------
 
-  // renderMessage builds a message element: li.msg[data-id] with .from,
-  // .time, .server and .text children. Text goes in with textContent only.
+  // renderMessage builds a message element: li.msg[data-id][data-from] with
+  // a .meta header (.from and .time, hidden on a group's later messages),
+  // .text and .status. The full time and the server that took the message
+  // are in the bubble's tooltip. Text goes in with textContent only.
   function renderMessage(f) {
     const li = el('li', 'msg');
     if (f.id) li.dataset.id = f.id;
     if (typeof f.seq === 'number' && f.seq > 0) li.dataset.seq = String(f.seq);
+    li.dataset.from = typeof f.from === 'string' ? f.from : '';
     const own = !f.system && f.from === state.name;
     if (own) li.classList.add('own');
     if (f.system) li.classList.add('system');
     const meta = el('div', 'meta');
     const from = el('span', 'from', f.system ? (f.from ? 'Announcement · ' + f.from : 'Announcement') : f.from);
     const time = el('time', 'time');
-    const server = el('span', 'server');
-    const status = el('span', 'status');
-    meta.append(from, time, server, status);
+    meta.append(from, time);
     const text = el('div', 'text', f.text);
-    li.append(meta, text);
+    const status = el('div', 'status');
+    li.append(meta, text, status);
     fillMessage(li, f);
     return li;
   }
 
   function fillMessage(li, f) {
-    if (typeof f.ts === 'number') setTime(li, f.ts);
     if (typeof f.seq === 'number' && f.seq > 0) li.dataset.seq = String(f.seq);
-    const server = li.querySelector('.server');
-    if (server && f.server) server.textContent = 'via server ' + f.server;
+    if (typeof f.server === 'string' && f.server) li.dataset.server = f.server;
+    if (typeof f.ts === 'number') setTime(li, f.ts);
+    else setTitle(li);
   }
 
   function setTime(li, ts) {
+    li.dataset.ts = String(ts);
     const t = li.querySelector('.time');
-    if (!t) return;
-    const d = new Date(ts);
-    t.dateTime = d.toISOString();
-    t.textContent = timeFmt.format(d);
-    t.title = fullFmt.format(d);
+    if (t) {
+      const d = new Date(ts);
+      t.dateTime = d.toISOString();
+      t.textContent = timeFmt.format(d);
+    }
+    setTitle(li);
+    if (li.parentNode) {
+      regroup(li);
+      regroup(li.nextElementSibling);
+    }
+  }
+
+  // setTitle writes the bubble's tooltip: the full date and time, and the
+  // server that took the message (for whoever runs the chat).
+  function setTitle(li) {
+    const parts = [];
+    const ts = Number(li.dataset.ts);
+    if (ts) parts.push(fullFmt.format(new Date(ts)));
+    const server = li.dataset.server;
+    if (server && server !== 'cli') parts.push('server ' + server);
+    li.title = parts.join(' · ');
+  }
+
+  // regroup marks a message as the continuation of the one above it (same
+  // sender, less than GROUP_GAP_MS later: its name and time are hidden) or
+  // as the head of a new group. Notices and announcements break groups.
+  function regroup(li) {
+    if (!li || !li.classList.contains('msg')) return;
+    const prev = li.previousElementSibling;
+    const cont = !!prev && prev.classList.contains('msg') &&
+      !li.classList.contains('system') && !prev.classList.contains('system') &&
+      prev.dataset.from === li.dataset.from &&
+      Math.abs(Number(li.dataset.ts || 0) - Number(prev.dataset.ts || 0)) < GROUP_GAP_MS;
+    li.classList.toggle('cont', cont);
+  }
+
+  // removeMessage takes a message out of its list; the one below it may
+  // now start a group.
+  function removeMessage(li) {
+    const next = li.nextElementSibling;
+    li.remove();
+    regroup(next);
   }
 
   function setStatus(li, status, why) {
@@ -588,10 +761,10 @@
     clear(s);
     if (status === 'pending' || status === 'queued') {
       li.classList.add('pending');
-      s.textContent = status === 'queued' ? 'queued' : 'sending…';
+      s.textContent = status === 'queued' ? 'Waiting for the connection…' : 'Sending…';
     } else if (status === 'failed') {
       li.classList.add('failed');
-      s.appendChild(el('span', 'why', 'not sent: ' + (why || 'error')));
+      s.appendChild(el('span', 'why', 'Not sent: ' + (why || 'something went wrong')));
       const b = el('button', 'retry', 'Retry');
       b.type = 'button';
       b.addEventListener('click', () => retry(li));
@@ -609,7 +782,11 @@
     const list = r.list;
     const stick = !visible || nearBottom();
     list.appendChild(li);
-    while (list.children.length > MAX_MESSAGES) list.removeChild(list.firstChild);
+    regroup(li);
+    if (list.children.length > MAX_MESSAGES) {
+      while (list.children.length > MAX_MESSAGES) list.removeChild(list.firstChild);
+      regroup(list.firstElementChild);
+    }
     if (visible) {
       if (stick) scrollToBottom();
       else if (li.classList.contains('msg')) ui.jump.hidden = false;
@@ -721,6 +898,7 @@
     ui.roomName.textContent = name;
     document.title = '#' + name + ' · livechat';
     store(LS_ROOM, name);
+    saveRoomList();
     renderTabs();
     renderMembers();
     renderTyping();
@@ -739,12 +917,12 @@
     if (!ui.text) return;
     const r = state.rooms.get(state.active);
     let note = '';
-    if (r && state.conn !== 'connected') note = 'Not connected: messages are queued and sent when the connection is back.';
+    if (r && state.conn !== 'connected') note = 'Not connected: your messages will be sent when the connection is back.';
     else if (r && !r.joined) note = 'Joining…';
     const len = byteLen(ui.text.value);
     const max = maxText();
-    if (len > max) note = 'Too long: ' + len + ' of ' + max + ' bytes.';
-    else if (len > max * 0.8) note = len + ' / ' + max + ' bytes';
+    if (len > max) note = 'Too long: ' + len + ' of ' + max + ' allowed (some symbols count more than one).';
+    else if (len > max * 0.8) note = len + ' of ' + max;
     ui.composerNote.textContent = note;
     ui.send.disabled = !r || ui.text.value.trim() === '' || len > max;
   }
@@ -763,8 +941,9 @@
     const cid = newCID();
     const li = renderMessage({ from: state.name, text: text, ts: Date.now() });
     li.dataset.cid = cid;
-    const p = { text: text, li: li, status: 'queued' };
+    const p = { text: text, li: li, status: 'queued', ts: Date.now() };
     r.pending.set(cid, p);
+    scheduleSave(r);
     setStatus(li, 'queued');
     appendToRoom(r, li);
     scrollToBottom();
@@ -785,7 +964,7 @@
         // Still unanswered on the same connection: let the user retry (same cid).
         if (r.pending.get(cid) === p && p.status === 'sent' && state.ws === ws) {
           p.status = 'failed';
-          setStatus(p.li, 'failed', 'no reply from the server');
+          setStatus(p.li, 'failed', 'no answer from the server');
         }
       }, ACK_TIMEOUT_MS);
     } else {
@@ -832,7 +1011,11 @@
   }
 
   function dropRoom(name) {
+    const r = state.rooms.get(name);
+    if (r) r.dropped = true;
     state.rooms.delete(name);
+    forget(LS_SAVED + name);
+    saveRoomList();
     if (state.active === name) {
       const next = state.rooms.keys().next();
       state.active = '';
@@ -852,7 +1035,7 @@
       if (state.ws) state.ws.close(1000, 'bye');
       state.ws = null;
       state.attempt = 0;
-      setConn('offline', 'offline');
+      setConn('offline', 'Offline');
       backToJoin({});
     }
   }
@@ -867,7 +1050,7 @@
       state.userClosed = true;
       state.ws.close(1000, 'bye');
       state.ws = null;
-      setConn('offline', 'offline');
+      setConn('offline', 'Offline');
     }
     document.title = 'livechat';
     ui.name.focus();
@@ -926,6 +1109,156 @@
     ui.membersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
   }
 
+  // ---- saving for a reload ---------------------------------------------------
+  //
+  // A reload (or reopening the tab) brings back the rooms the page was in:
+  // LS_ROOMS lists them (in sessionStorage for this tab, and in localStorage
+  // for a new tab), and LS_SAVED + room holds the room's last seq, its latest
+  // messages and the messages not sent yet. The page shows the saved
+  // messages at once and joins with since = the last seq, so the server sends
+  // only what came after: nothing missed, nothing twice. Anything unreadable
+  // (corrupt, another version, another program's data) is ignored.
+
+  const saveQueue = new Set(); // rooms with changes not saved yet
+  let saveTimer = 0;
+
+  // remember adds a message frame to the room's saved messages (in seq
+  // order, the latest KEEP_MESSAGES).
+  function remember(r, f) {
+    if (!f || typeof f.id !== 'string' || typeof f.text !== 'string') return;
+    const log = r.log;
+    for (let i = log.length - 1; i >= 0 && i >= log.length - KEEP_MESSAGES; i--) {
+      if (log[i].id === f.id) return;
+    }
+    const m = { id: f.id, from: typeof f.from === 'string' ? f.from : '', text: f.text, ts: typeof f.ts === 'number' ? f.ts : 0 };
+    if (typeof f.seq === 'number' && f.seq > 0) m.seq = f.seq;
+    if (typeof f.server === 'string' && f.server) m.server = f.server;
+    if (f.system) m.system = true;
+    let at = log.length;
+    if (m.seq) while (at > 0 && log[at - 1].seq > m.seq) at--;
+    log.splice(at, 0, m);
+    if (log.length > KEEP_MESSAGES) log.splice(0, log.length - KEEP_MESSAGES);
+    scheduleSave(r);
+  }
+
+  function scheduleSave(r) {
+    saveQueue.add(r);
+    if (!saveTimer) saveTimer = setTimeout(flushSaves, SAVE_DELAY_MS);
+  }
+
+  function flushSaves() {
+    clearTimeout(saveTimer);
+    saveTimer = 0;
+    for (const r of saveQueue) if (!r.dropped) saveRoom(r);
+    saveQueue.clear();
+  }
+
+  // saveRoom writes the room's last seq, latest messages and unsent
+  // messages, dropping the oldest messages until it fits KEEP_CHARS (and the
+  // browser's quota).
+  function saveRoom(r) {
+    const unsent = [];
+    for (const [cid, p] of r.pending) unsent.push({ cid: cid, text: p.text, ts: p.ts || Date.now() });
+    let messages = r.log;
+    for (;;) {
+      const json = JSON.stringify({ v: SAVE_VERSION, seq: r.lastSeq, messages: messages, unsent: unsent.slice(-KEEP_UNSENT) });
+      if (json.length <= KEEP_CHARS || messages.length === 0) {
+        try {
+          localStorage.setItem(LS_SAVED + r.name, json);
+          return;
+        } catch (_) {
+          if (messages.length === 0) return; // no room at all: the reload shows less
+        }
+      }
+      messages = messages.slice(Math.ceil(messages.length / 2));
+    }
+  }
+
+  function saveRoomList() {
+    const json = JSON.stringify({ v: SAVE_VERSION, rooms: Array.from(state.rooms.keys()), active: state.active });
+    storeTab(LS_ROOMS, json);
+    store(LS_ROOMS, json);
+  }
+
+  // readRoomList returns the saved room list ({rooms, active}) or null.
+  function readRoomList() {
+    for (const raw of [loadTab(LS_ROOMS), load(LS_ROOMS)]) {
+      let d;
+      try { d = JSON.parse(raw); } catch (_) { continue; }
+      if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION || !Array.isArray(d.rooms)) continue;
+      const rooms = [];
+      for (const room of d.rooms) {
+        if (typeof room === 'string' && !validRoom(room) && !rooms.includes(room)) rooms.push(room);
+      }
+      return { rooms: rooms.slice(0, MAX_SAVED_ROOMS), active: typeof d.active === 'string' ? d.active : '' };
+    }
+    return null;
+  }
+
+  function validSaved(m) {
+    return !!m && typeof m === 'object' && typeof m.id === 'string' && m.id !== '' &&
+      typeof m.from === 'string' && typeof m.text === 'string' && typeof m.ts === 'number' &&
+      (m.seq === undefined || (Number.isSafeInteger(m.seq) && m.seq > 0)) &&
+      (m.server === undefined || typeof m.server === 'string');
+  }
+
+  // restoreRoom shows what was saved for the room and sets its last seq.
+  function restoreRoom(r) {
+    let d;
+    try { d = JSON.parse(load(LS_SAVED + r.name)); } catch (_) { d = null; }
+    if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION) return;
+    const messages = (Array.isArray(d.messages) ? d.messages : []).filter(validSaved).slice(-KEEP_MESSAGES);
+    let last = Number.isSafeInteger(d.seq) && d.seq > 0 ? d.seq : 0;
+    for (const saved of messages) {
+      const m = { id: saved.id, from: saved.from, text: saved.text, ts: saved.ts };
+      if (saved.seq) m.seq = saved.seq;
+      if (saved.server) m.server = saved.server;
+      if (saved.system === true) m.system = true;
+      if (r.seen.has(m.id)) continue;
+      r.seen.add(m.id);
+      if (m.seq) {
+        r.seqIDs.set(m.seq, m.id);
+        if (m.seq > last) last = m.seq;
+      }
+      r.log.push(m);
+      const li = renderMessage(m);
+      r.list.appendChild(li);
+      regroup(li);
+    }
+    r.lastSeq = last;
+    r.everJoined = true; // no "You joined" again
+    const unsent = (Array.isArray(d.unsent) ? d.unsent : []).filter((u) => !!u && typeof u === 'object' &&
+      typeof u.cid === 'string' && u.cid !== '' && u.cid.length <= 64 && typeof u.text === 'string' && u.text.trim() !== '');
+    for (const u of unsent.slice(-KEEP_UNSENT)) {
+      if (r.pending.has(u.cid)) continue;
+      const li = renderMessage({ from: state.name, text: u.text, ts: typeof u.ts === 'number' ? u.ts : Date.now() });
+      li.dataset.cid = u.cid;
+      r.pending.set(u.cid, { text: u.text, li: li, status: 'queued', ts: u.ts });
+      setStatus(li, 'queued');
+      r.list.appendChild(li);
+      regroup(li);
+    }
+  }
+
+  // restore brings back the rooms saved by the last page and connects;
+  // false when there are none (the join screen stays).
+  function restore() {
+    const saved = readRoomList();
+    const name = load(LS_NAME) || '';
+    if (!saved || saved.rooms.length === 0 || validName(name)) return false;
+    state.name = name;
+    for (const room of saved.rooms) {
+      const r = newRoom(room);
+      state.rooms.set(room, r);
+      restoreRoom(r);
+    }
+    ui.joinScreen.hidden = true;
+    ui.chatScreen.hidden = false;
+    showRoom(state.rooms.has(saved.active) ? saved.active : saved.rooms[0]);
+    connect();
+    return true;
+  }
+
   // ---- start ----------------------------------------------------------------
 
   function init() {
@@ -968,8 +1301,13 @@
     window.addEventListener('online', reconnectNow);
     window.addEventListener('offline', () => { if (state.ws) state.ws.close(4000, 'offline'); });
     setInterval(renderTyping, 1000);
+    // Saves wait SAVE_DELAY_MS; a page going away writes them at once.
+    window.addEventListener('pagehide', flushSaves);
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') flushSaves(); });
     updateComposer();
+    const restored = restore();
     if (q.get('join') === '1' && ui.name.value && ui.room.value) ui.join.click();
+    else if (restored) ui.text.focus();
     else (ui.name.value ? ui.room : ui.name).focus();
   }
 

@@ -56,3 +56,47 @@ func TestNoHTMLInjection(t *testing.T) {
 		}
 	}
 }
+
+// jargonRE matches words of the protocol and the servers that a user of the
+// chat does not know.
+var jargonRE = regexp.MustCompile(`(?i)\b(subscribe[sd]?|subscription|seqs?|cids?|broker|replay(ed)?|ack(nowledged)?|frames?|websocket|ws|since|via server|payload|policy violation|queued)\b`)
+
+// TestPlainWords keeps the words the page shows a user plain: the sentences
+// in app.js's string literals (those with a space: selectors and frame
+// fields have none) and the text of index.html.
+func TestPlainWords(t *testing.T) {
+	t.Parallel()
+	js, err := fs.ReadFile(FS(), "app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Comments go first: their apostrophes would pair up with quotes.
+	code := regexp.MustCompile(`(?m)(^|\s)//.*$`).ReplaceAllString(string(js), "$1")
+	literals := regexp.MustCompile(`'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"`)
+	found := 0
+	for _, lit := range literals.FindAllString(code, -1) {
+		text := lit[1 : len(lit)-1]
+		if !strings.Contains(text, " ") {
+			continue
+		}
+		found++
+		if w := jargonRE.FindString(text); w != "" {
+			t.Errorf("app.js shows the user %q: %q is jargon", text, w)
+		}
+	}
+	if found < 20 {
+		t.Fatalf("found only %d sentences in app.js: the literal pattern is broken", found)
+	}
+	page, err := fs.ReadFile(FS(), "index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := regexp.MustCompile(`(?s)<!--.*?-->|<head>.*</head>`).ReplaceAllString(string(page), "")
+	// The text between tags and the attributes a user reads.
+	for _, m := range regexp.MustCompile(`>([^<]+)<|(?:title|placeholder|aria-label)="([^"]*)"`).FindAllStringSubmatch(html, -1) {
+		text := strings.TrimSpace(m[1] + m[2])
+		if w := jargonRE.FindString(text); text != "" && w != "" {
+			t.Errorf("index.html shows the user %q: %q is jargon", text, w)
+		}
+	}
+}
