@@ -172,9 +172,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 		s := startServer(t, memBroker(t), cfg)
 		ts, url = s.Server, s.url
 	}
-	for _, p := range ts.pollers {
-		p.inline = mode == "inline" // before any connection
-	}
+	setPollersInline(ts, mode == "inline") // before any connection
 	type result struct {
 		got []arrival
 		err error

@@ -131,3 +131,11 @@ func TestReadableStates(t *testing.T) {
 		t.Fatalf("a report after the end: state %d, want readDone", c.rstate.Load())
 	}
 }
+
+// setPollersInline makes s's pollers run the readers themselves (inline) or
+// start a goroutine per pass; call it before any connection.
+func setPollersInline(s *Server, inline bool) {
+	for _, p := range s.pollers {
+		p.inline = inline
+	}
+}
