@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -232,7 +233,22 @@ usage mistake: an unknown command or flag, a missing, extra or bad value.`,
 	root.SetFlagErrorFunc(flagError)
 	// The root runs only to refuse unknown commands (unknownCommand): its
 	// usage shows "livechat [command]", not a "livechat [flags]" line.
-	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
+	// Cobra's own usage function, filtered: a usage template would bring in
+	// text/template, whose reflection keeps every method of every reachable
+	// type in the binary (+12 MB).
+	usage := root.UsageFunc()
+	root.SetUsageFunc(func(c *cobra.Command) error {
+		if c != root {
+			return usage(c)
+		}
+		out := c.OutOrStderr()
+		var buf bytes.Buffer
+		c.SetOut(&buf)
+		err := usage(c)
+		c.SetOut(out)
+		_, werr := io.WriteString(out, strings.Replace(buf.String(), "  "+c.UseLine()+"\n", "", 1))
+		return errors.Join(err, werr)
+	})
 
 	root.AddCommand(
 		newVersionCmd(ios, g),
