@@ -96,11 +96,7 @@ func (c *conn) heartbeat() bool {
 		c.mu.Unlock()
 		return false
 	}
-	if c.q == nil {
-		c.q = make([]*frame, 0, idleKeptQueue)
-	}
-	c.q = append(c.q, heartbeatFrame)
-	start := c.wakeLocked()
+	start := c.queueLocked(heartbeatFrame)
 	c.mu.Unlock()
 	if start {
 		c.startWriter()

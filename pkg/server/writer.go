@@ -155,15 +155,21 @@ func (c *conn) enqueue(f *frame) {
 		}
 		return
 	}
-	if c.q == nil {
-		c.q = make([]*frame, 0, idleKeptQueue)
-	}
-	c.q = append(c.q, f)
-	start := c.wakeLocked()
+	start := c.queueLocked(f)
 	c.mu.Unlock()
 	if start {
 		c.startWriter()
 	}
+}
+
+// queueLocked appends f to c's queue and reports whether a writer must be
+// started for it (startWriter, after c.mu is released).
+func (c *conn) queueLocked(f *frame) bool {
+	if c.q == nil {
+		c.q = make([]*frame, 0, idleKeptQueue)
+	}
+	c.q = append(c.q, f)
+	return c.wakeLocked()
 }
 
 // startWriter starts the writer a wakeLocked that returned true asked for:
