@@ -11,7 +11,7 @@ import (
 	"io/fs"
 )
 
-//go:embed index.html app.js style.css
+//go:embed index.html style.css *.js
 var files embed.FS
 
 // FS returns the client's files, rooted so that "index.html" is at the top.

@@ -1,0 +1,477 @@
+// view.js: the page. It draws the state (state.js) as frames.js reports
+// its changes, and turns the user's input into Chat actions. It is the only
+// module that touches the DOM. User text is only ever put into the page
+// with textContent.
+
+import { LS_NAME, LS_ROOM, validName, validRoom } from './state.js';
+import { byteLen } from './frames.js';
+
+const SCROLL_LOAD_PX = 60;           // scrolled this close to the top: load older messages
+const GROUP_GAP_MS = 5 * 60 * 1000;  // a sender's messages this close in time share one header
+const NEAR_BOTTOM_PX = 80;           // this close to the bottom: new messages scroll into view
+const TOAST_MS = 6000;
+const MAX_TOASTS = 4;
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+// createView binds the page's elements. Its methods are the view Chat
+// reports to (frames.js, viewMethods), plus setConn for the connection's
+// status and start, which wires the page's events once chat and conn exist.
+export function createView(state, saver) {
+  let chat = null;
+  let conn = null;
+  const nodes = new WeakMap(); // entry -> its <li>
+  const older = new Map();     // room -> {height, top} while a page of older messages goes in
+
+  const ui = {};
+  for (const id of ['join-screen', 'join-form', 'name', 'room', 'join', 'name-error', 'room-error',
+    'join-error', 'chat-screen', 'room-name', 'state', 'members-toggle', 'member-count', 'member-count-2',
+    'leave', 'tabs', 'add-room-form', 'add-room', 'sidebar', 'members', 'messages', 'jump', 'typing',
+    'send-form', 'text', 'send', 'composer-note', 'toasts']) {
+    ui[id.replace(/-(.)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
+  }
+
+  // ---- messages ------------------------------------------------------
+
+  // listOf is the room's own <ol>; the one shown is #messages.
+  function listOf(r) {
+    if (!r.list) r.list = el('ol', 'messages');
+    return r.list;
+  }
+
+  // render builds an entry's element. A message is li.msg[data-id]
+  // [data-from] with a .meta header (.from and .time, hidden on a group's
+  // later messages), .text and .status; the full time and the server that
+  // took it are in the bubble's tooltip. A notice is li.notice.
+  function render(e) {
+    if (e.kind !== 'msg') return el('li', 'notice', e.text);
+    const li = el('li', 'msg');
+    li.dataset.from = e.from;
+    if (e.cid) li.dataset.cid = e.cid;
+    if (!e.system && e.from === state.name) li.classList.add('own');
+    if (e.system) li.classList.add('system');
+    const meta = el('div', 'meta');
+    const from = el('span', 'from', e.system ? (e.from ? 'Announcement · ' + e.from : 'Announcement') : e.from);
+    meta.append(from, el('time', 'time'));
+    li.append(meta, el('div', 'text', e.text), el('div', 'status'));
+    fill(li, e);
+    return li;
+  }
+
+  // fill writes what may change after a message is shown: its id, seq,
+  // server, time and status.
+  function fill(li, e) {
+    if (e.id) li.dataset.id = e.id;
+    if (e.seq > 0) li.dataset.seq = String(e.seq);
+    else delete li.dataset.seq;
+    if (e.server) li.dataset.server = e.server;
+    if (typeof e.ts === 'number') setTime(li, e.ts);
+    else setTitle(li);
+    setStatus(li, e);
+  }
+
+  function setTime(li, ts) {
+    li.dataset.ts = String(ts);
+    const t = li.querySelector('.time');
+    if (t) {
+      const d = new Date(ts);
+      t.dateTime = d.toISOString();
+      t.textContent = timeFmt.format(d);
+    }
+    setTitle(li);
+    if (li.parentNode) {
+      regroup(li);
+      regroup(li.nextElementSibling);
+    }
+  }
+
+  // setTitle writes the bubble's tooltip: the full date and time, and the
+  // server that took the message (for whoever runs the chat).
+  function setTitle(li) {
+    const parts = [];
+    const ts = Number(li.dataset.ts);
+    if (ts) parts.push(fullFmt.format(new Date(ts)));
+    const server = li.dataset.server;
+    if (server && server !== 'cli') parts.push('server ' + server);
+    li.title = parts.join(' · ');
+  }
+
+  // regroup marks a message as the continuation of the one above it (same
+  // sender, less than GROUP_GAP_MS later: its name and time are hidden) or
+  // as the head of a new group. Notices and announcements break groups.
+  function regroup(li) {
+    if (!li || !li.classList.contains('msg')) return;
+    const prev = li.previousElementSibling;
+    const cont = !!prev && prev.classList.contains('msg') &&
+      !li.classList.contains('system') && !prev.classList.contains('system') &&
+      prev.dataset.from === li.dataset.from &&
+      Math.abs(Number(li.dataset.ts || 0) - Number(prev.dataset.ts || 0)) < GROUP_GAP_MS;
+    li.classList.toggle('cont', cont);
+  }
+
+  // setStatus shows an own message's status: waiting, sending, or not sent
+  // with a Retry button.
+  function setStatus(li, e) {
+    li.classList.remove('pending', 'failed');
+    const s = li.querySelector('.status');
+    if (!s) return;
+    clear(s);
+    if (e.status === 'sent' || e.status === 'queued') {
+      li.classList.add('pending');
+      s.textContent = e.status === 'queued' ? 'Waiting for the connection…' : 'Sending…';
+    } else if (e.status === 'failed') {
+      li.classList.add('failed');
+      s.appendChild(el('span', 'why', 'Not sent: ' + (e.why || 'something went wrong')));
+      const b = el('button', 'retry', 'Retry');
+      b.type = 'button';
+      b.addEventListener('click', () => chat.retry(e.cid));
+      s.appendChild(b);
+    }
+  }
+
+  // removeNode takes an element out of its list; the one below it may now
+  // start a group.
+  function removeNode(li) {
+    const next = li.nextElementSibling;
+    li.remove();
+    regroup(next);
+  }
+
+  function nearBottom() {
+    const m = ui.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  function scrollToBottom() {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+    ui.jump.hidden = true;
+  }
+
+  // ---- the rest of the page ------------------------------------------
+
+  function toast(text, kind) {
+    const t = el('div', 'toast' + (kind ? ' ' + kind : ''), text);
+    ui.toasts.appendChild(t);
+    while (ui.toasts.children.length > MAX_TOASTS) ui.toasts.removeChild(ui.toasts.firstChild);
+    setTimeout(() => { if (t.parentNode) t.parentNode.removeChild(t); }, TOAST_MS);
+  }
+
+  function setConn(c, text) {
+    ui.state.dataset.state = c;
+    ui.state.textContent = text;
+    ui.state.title = c === 'connected' ? 'Connected to server ' + state.serverID : 'Connection';
+    document.body.dataset.conn = c;
+    updateComposer();
+  }
+
+  function renderMembers() {
+    const r = state.rooms.get(state.active);
+    clear(ui.members);
+    const members = r ? r.members : [];
+    for (const n of members) {
+      const li = el('li', n === state.name ? 'me' : '', n);
+      if (n === state.name) li.title = 'you';
+      ui.members.appendChild(li);
+    }
+    // A big room's joined frame carries only the first names: say how many
+    // more there are.
+    const count = r ? r.memberCount : 0;
+    if (count > members.length) ui.members.appendChild(el('li', 'more', '… and ' + (count - members.length) + ' more'));
+    ui.memberCount.textContent = String(count);
+    ui.memberCount2.textContent = String(count);
+  }
+
+  function renderTyping() {
+    const r = state.rooms.get(state.active);
+    const names = r ? r.typingNames(Date.now()) : [];
+    let text = '';
+    if (names.length === 1) text = names[0] + ' is typing…';
+    else if (names.length === 2) text = names[0] + ' and ' + names[1] + ' are typing…';
+    else if (names.length > 2) text = 'Several people are typing…';
+    ui.typing.textContent = text;
+  }
+
+  function renderTabs() {
+    clear(ui.tabs);
+    for (const r of state.rooms.values()) {
+      const li = el('li', 'tab' + (r.name === state.active ? ' active' : ''));
+      const b = el('button', 'tab-btn');
+      b.type = 'button';
+      b.appendChild(el('span', 'tab-name', '#' + r.name));
+      if (r.unread > 0) b.appendChild(el('span', 'badge', r.unread > 99 ? '99+' : String(r.unread)));
+      if (r.name === state.active) b.setAttribute('aria-current', 'page');
+      b.addEventListener('click', () => showRoom(r.name));
+      li.appendChild(b);
+      ui.tabs.appendChild(li);
+    }
+    document.body.classList.toggle('multi-room', state.rooms.size > 1);
+    const active = ui.tabs.querySelector('.tab.active');
+    if (active && active.scrollIntoView) active.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  }
+
+  // showRoom swaps the room's own <ol> into the #messages slot.
+  function showRoom(name) {
+    const r = state.rooms.get(name);
+    if (!r) return;
+    const prev = state.rooms.get(state.active);
+    if (prev && prev !== r) prev.scrollTop = ui.messages.scrollTop;
+    chat.setActive(name);
+    const list = listOf(r);
+    if (ui.messages !== list) {
+      list.id = 'messages';
+      list.setAttribute('aria-live', 'polite');
+      list.setAttribute('aria-relevant', 'additions');
+      if (ui.messages.parentNode) ui.messages.parentNode.replaceChild(list, ui.messages);
+      if (prev && prev.list && prev.list !== list) prev.list.removeAttribute('id');
+      ui.messages = list;
+      ui.messages.addEventListener('scroll', onScroll);
+    }
+    if (r.scrollTop === null) scrollToBottom(); else ui.messages.scrollTop = r.scrollTop;
+    ui.roomName.textContent = name;
+    document.title = '#' + name + ' · livechat';
+    renderTabs();
+    renderMembers();
+    renderTyping();
+    updateComposer();
+  }
+
+  function onScroll() {
+    if (nearBottom()) ui.jump.hidden = true;
+    if (ui.messages.scrollTop < SCROLL_LOAD_PX) {
+      const r = state.rooms.get(state.active);
+      if (r) chat.requestHistory(r, true);
+    }
+  }
+
+  function updateComposer() {
+    if (!ui.text) return;
+    const r = state.rooms.get(state.active);
+    let note = '';
+    if (r && state.conn !== 'connected') note = 'Not connected: your messages will be sent when the connection is back.';
+    else if (r && !r.joined) note = 'Joining…';
+    const len = byteLen(ui.text.value);
+    const max = state.maxText();
+    if (len > max) note = 'Too long: ' + len + ' of ' + max + ' allowed (some symbols count more than one).';
+    else if (len > max * 0.8) note = len + ' of ' + max;
+    ui.composerNote.textContent = note;
+    ui.send.disabled = !r || ui.text.value.trim() === '' || len > max;
+  }
+
+  function autosize() {
+    const t = ui.text;
+    t.style.height = 'auto';
+    t.style.height = Math.min(t.scrollHeight, 160) + 'px';
+  }
+
+  function sendText() {
+    if (chat.sendText(ui.text.value)) {
+      scrollToBottom();
+      ui.text.value = '';
+      autosize();
+    }
+    updateComposer();
+  }
+
+  function onInput() {
+    autosize();
+    updateComposer();
+    if (ui.text.value.trim() !== '') chat.typing();
+  }
+
+  function addRoom(name) {
+    chat.addRoom(name);
+    showRoom(name);
+  }
+
+  function backToJoin(errors) {
+    ui.chatScreen.hidden = true;
+    ui.joinScreen.hidden = false;
+    ui.nameError.textContent = errors.name || '';
+    ui.roomError.textContent = errors.room || '';
+    ui.joinError.textContent = errors.form || '';
+    document.title = 'livechat';
+    ui.name.focus();
+  }
+
+  function onJoinSubmit(ev) {
+    ev.preventDefault();
+    const name = ui.name.value.trim().replace(/\s+/g, ' ');
+    const room = ui.room.value.trim().replace(/^#/, '');
+    ui.name.value = name;
+    ui.room.value = room;
+    const ne = validName(name);
+    const re = validRoom(room);
+    ui.nameError.textContent = ne;
+    ui.roomError.textContent = re;
+    ui.joinError.textContent = '';
+    ui.name.setAttribute('aria-invalid', ne ? 'true' : 'false');
+    ui.room.setAttribute('aria-invalid', re ? 'true' : 'false');
+    if (ne) { ui.name.focus(); return; }
+    if (re) { ui.room.focus(); return; }
+    saver.store(LS_NAME, name);
+    saver.store(LS_ROOM, room);
+    state.name = name;
+    ui.joinScreen.hidden = true;
+    ui.chatScreen.hidden = false;
+    addRoom(room);
+    ui.text.focus();
+  }
+
+  function onAddRoom(ev) {
+    ev.preventDefault();
+    const form = ui.addRoomForm;
+    if (!form.classList.contains('open')) { // first click on "+" shows the input
+      form.classList.add('open');
+      ui.addRoom.focus();
+      return;
+    }
+    const room = ui.addRoom.value.trim().replace(/^#/, '');
+    if (room === '') { form.classList.remove('open'); return; }
+    const err = validRoom(room);
+    if (err) { toast(err, 'error'); ui.addRoom.focus(); return; }
+    const max = state.limits && state.limits.max_rooms;
+    if (max && state.rooms.size >= max && !state.rooms.has(room)) {
+      toast('You can be in at most ' + max + ' rooms.', 'error');
+      return;
+    }
+    ui.addRoom.value = '';
+    form.classList.remove('open');
+    addRoom(room);
+    ui.text.focus();
+  }
+
+  function toggleMembers() {
+    const open = !document.body.classList.contains('members-open');
+    document.body.classList.toggle('members-open', open);
+    ui.membersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+  }
+
+  // start wires the page's events, brings back the rooms of the last page
+  // (restore) and joins at once with ?join=1.
+  function start(c, connection) {
+    chat = c;
+    conn = connection;
+    const q = new URLSearchParams(location.search);
+    ui.name.value = q.get('name') || saver.load(LS_NAME) || '';
+    ui.room.value = q.get('room') || saver.load(LS_ROOM) || 'general';
+    ui.joinForm.addEventListener('submit', onJoinSubmit);
+    ui.name.addEventListener('input', () => { ui.nameError.textContent = ''; });
+    ui.room.addEventListener('input', () => { ui.roomError.textContent = ''; });
+    ui.sendForm.addEventListener('submit', (ev) => { ev.preventDefault(); sendText(); ui.text.focus(); });
+    ui.text.addEventListener('input', onInput);
+    // Enter sends, Shift+Enter is a new line. Some input paths (automation,
+    // some IMEs) deliver the line break separately from the keydown, so the
+    // break that follows a sending Enter is swallowed too.
+    let swallowBreak = false;
+    ui.text.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        swallowBreak = true;
+        setTimeout(() => { swallowBreak = false; }, 0);
+        sendText();
+      }
+    });
+    ui.text.addEventListener('beforeinput', (ev) => {
+      if (swallowBreak && (ev.inputType === 'insertLineBreak' || ev.inputType === 'insertParagraph' ||
+          (ev.inputType === 'insertText' && (ev.data === '\n' || ev.data === '\r')))) {
+        ev.preventDefault();
+      }
+    });
+    ui.addRoomForm.addEventListener('submit', onAddRoom);
+    ui.addRoom.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') { ui.addRoom.value = ''; ui.addRoomForm.classList.remove('open'); }
+    });
+    ui.leave.addEventListener('click', () => chat.leaveRoom(state.active));
+    ui.membersToggle.addEventListener('click', toggleMembers);
+    ui.state.addEventListener('click', () => { if (state.conn === 'reconnecting' || state.conn === 'offline') conn.reconnectNow(); });
+    ui.jump.addEventListener('click', scrollToBottom);
+    ui.messages.addEventListener('scroll', onScroll);
+    window.addEventListener('online', () => conn.reconnectNow());
+    window.addEventListener('offline', () => conn.networkLost());
+    setInterval(renderTyping, 1000);
+    // Saves wait a moment; a page going away writes them at once.
+    window.addEventListener('pagehide', () => saver.flush());
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saver.flush(); });
+    updateComposer();
+    const active = chat.restore();
+    if (active) {
+      ui.joinScreen.hidden = true;
+      ui.chatScreen.hidden = false;
+      showRoom(active);
+      conn.connect();
+    }
+    if (q.get('join') === '1' && ui.name.value && ui.room.value) ui.join.click();
+    else if (active) ui.text.focus();
+    else (ui.name.value ? ui.room : ui.name).focus();
+  }
+
+  return {
+    start: start,
+    setConn: setConn,
+
+    // What Chat reports (frames.js, viewMethods).
+    inserted(r, at, e, how) {
+      const list = listOf(r);
+      const visible = r.name === state.active && list === ui.messages;
+      const stick = how === 'live' && visible && nearBottom();
+      const li = render(e);
+      nodes.set(e, li);
+      const next = r.entries[at + 1];
+      list.insertBefore(li, (next && nodes.get(next)) || null);
+      regroup(li);
+      regroup(li.nextElementSibling);
+      if (how === 'live' && visible) {
+        if (stick) scrollToBottom();
+        else if (e.kind === 'msg') ui.jump.hidden = false;
+      }
+    },
+    updated(r, e) {
+      const li = nodes.get(e);
+      if (li) fill(li, e);
+    },
+    removed(r, e) {
+      const li = nodes.get(e);
+      if (li) removeNode(li);
+      nodes.delete(e);
+    },
+    trimmed(r, gone) {
+      for (const e of gone) {
+        const li = nodes.get(e);
+        if (li) li.remove();
+        nodes.delete(e);
+      }
+      if (r.list) regroup(r.list.firstElementChild);
+    },
+    olderStart(r) {
+      if (r.list === ui.messages) older.set(r, { height: ui.messages.scrollHeight, top: ui.messages.scrollTop });
+    },
+    olderEnd(r) {
+      // Keep what the user looks at in place when older messages come in above.
+      const o = older.get(r);
+      older.delete(r);
+      if (o && r.list === ui.messages) ui.messages.scrollTop = o.top + (ui.messages.scrollHeight - o.height);
+    },
+    members(r) { if (r.name === state.active) renderMembers(); },
+    typing: renderTyping,
+    tabs: renderTabs,
+    composer: updateComposer,
+    toast: toast,
+    roomDropped(name, next) {
+      if (next) showRoom(next);
+      renderTabs();
+    },
+    backToJoin: backToJoin,
+  };
+}
