@@ -14,7 +14,7 @@ all: build
 # The binary depends on every source file and on the version it embeds, so
 # `make build`, `make run` and `make cluster` rebuild it only when one of those
 # changed (and all three build it with the same flags).
-SOURCES  := $(shell find cmd pkg web -type f \( -name '*.go' -o -name '*.js' -o -name '*.html' -o -name '*.css' \) -not -name '*_test.go' 2>/dev/null) go.mod go.sum
+SOURCES  := $(shell find cmd pkg web -type f \( -name '*.go' -o -name '*.js' -o -name '*.html' -o -name '*.css' \) -not -name '*_test.go' -not -path 'web/test/*' 2>/dev/null) go.mod go.sum
 
 ## build: the livechat binary in bin/ (a minute or two the first time, then only when sources change)
 build: bin/livechat

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a Debian machine, when missing:
-# Debian packages (redis, haproxy, nginx, chromium), golangci-lint, and a Redis
+# Debian packages (redis, haproxy, nginx, chromium, nodejs for the web client's
+# unit tests), golangci-lint, and a Redis
 # answering on 127.0.0.1:6379. Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ have redis-cli || need_pkgs+=(redis-tools)
 have haproxy || need_pkgs+=(haproxy)
 have nginx || need_pkgs+=(nginx)
 have chromium || need_pkgs+=(chromium)
+have node || need_pkgs+=(nodejs)
 have curl || need_pkgs+=(curl)
 have envsubst || need_pkgs+=(gettext-base)
 have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
