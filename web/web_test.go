@@ -130,7 +130,8 @@ func TestJS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, append([]string{"--test"}, files...)...)
+	// TAP: the same summary lines ("# pass N") whatever node's default reporter.
+	cmd := exec.CommandContext(ctx, node, append([]string{"--test", "--test-reporter=tap"}, files...)...)
 	cmd.Env = append(os.Environ(), "NODE_OPTIONS=")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
