@@ -96,7 +96,7 @@ export function fakeConn() {
   };
 }
 
-// seqs lists a room's message entries as "seq:text" (notices as "-:text").
+// shown lists a room's message entries as "seq:text" (notices as "-:text").
 export function shown(r) {
   return r.entries.map((e) => (e.kind === 'msg' ? (e.seq || '_') + ':' + e.text : '-:' + e.text));
 }
