@@ -17,38 +17,29 @@ import (
 
 	"github.com/livechat/livechat/pkg/loadgen"
 	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/server"
 )
 
 // BenchOptions are the inputs of `livechat bench`.
 type BenchOptions struct {
 	Global *GlobalOptions
-	// URLs are the WebSocket endpoints, used round-robin.
-	URLs []string
-	// Clients is the number of subscriber connections; Publishers (0: auto)
-	// come on top.
-	Clients    int
-	Publishers int
-	// Rate is the total messages per second; MaxRatePerConn the most one
-	// publisher may send.
-	Rate           float64
-	MaxRatePerConn float64
-	// Size is the bytes of text per message.
-	Size     int
-	Duration time.Duration
-	Room     string
-	Rooms    int
-	// ConnectConcurrency bounds handshakes in flight.
-	ConnectConcurrency int
-	ConnectTimeout     time.Duration
-	JoinTimeout        time.Duration
-	Warmup             time.Duration
-	Drain              time.Duration
-	// SourceIPs is "auto", "none", a range A-B or a list A,B.
-	SourceIPs string
+	// Config is the run: loadgen.DefaultConfig(), whose fields the flags
+	// set. On the command line a Warmup or Drain of 0 means none (the
+	// engine's negative); SourceIPs comes from SourceIPSpec.
+	loadgen.Config
+	// SourceIPSpec is --source-ips: "auto", "none", a range A-B or a list
+	// A,B (see loadgen.ParseSourceIPs). Default: "auto".
+	SourceIPSpec string
+}
+
+// newBenchOptions returns bench's options with their defaults, which the
+// flags show and read from here.
+func newBenchOptions(g *GlobalOptions) *BenchOptions {
+	return &BenchOptions{Global: g, Config: loadgen.DefaultConfig(), SourceIPSpec: "auto"}
 }
 
 func newBenchCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
-	opts := &BenchOptions{Global: g}
+	opts := newBenchOptions(g)
 	cmd := &cobra.Command{
 		Use:   "bench [flags]",
 		Short: "Load-test servers with WebSocket clients and report throughput, latency and loss",
@@ -68,7 +59,7 @@ own CPU use: above 90% of one core the figures may measure bench rather than
 the server, and a warning says so.
 
 Publishers are sized so none exceeds --max-rate-per-conn (the server's
-per-connection limit, 20 msg/s by default). Against a loopback URL the
+per-connection limit, ` + show(server.DefaultConfig().RatePerSec) + ` msg/s by default). Against a loopback URL the
 connections bind to source addresses 127.0.0.1-127.0.0.254 in turn, so the
 server's per-IP connection cap does not refuse them (--source-ips none turns
 that off). Traffic goes only to the --url endpoints.
@@ -93,21 +84,21 @@ its figures and exits 0).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&opts.URLs, "url", []string{loadgen.DefaultURL}, "WebSocket endpoint; repeat for several, used round-robin")
-	f.IntVarP(&opts.Clients, "clients", "c", loadgen.DefaultClients, "subscriber connections (publishers come on top)")
-	f.IntVarP(&opts.Publishers, "publishers", "p", 0, "publisher connections; 0 = enough for --max-rate-per-conn, at least one per room")
-	f.Float64VarP(&opts.Rate, "rate", "r", loadgen.DefaultRate, "messages per second, all publishers together")
-	f.Float64Var(&opts.MaxRatePerConn, "max-rate-per-conn", loadgen.DefaultMaxRatePerConn, "most messages per second one publisher may send (the server's rate limit)")
-	f.IntVarP(&opts.Size, "size", "s", loadgen.DefaultSize, fmt.Sprintf("bytes of text per message (%d-4000)", loadgen.MinSize))
-	f.DurationVarP(&opts.Duration, "duration", "d", loadgen.DefaultDuration, "how long the publishers send")
-	f.StringVar(&opts.Room, "room", loadgen.DefaultRoom, "room name, or prefix of <room>-<i> with --rooms")
-	f.IntVar(&opts.Rooms, "rooms", 1, "spread clients and publishers over this many rooms")
-	f.IntVar(&opts.ConnectConcurrency, "connect-concurrency", loadgen.DefaultConnectConcurrency, "handshakes in flight at once")
-	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", loadgen.DefaultConnectTimeout, "bound on one dial plus handshake")
-	f.DurationVar(&opts.JoinTimeout, "join-timeout", loadgen.DefaultJoinTimeout, "bound on waiting for every connection to join")
-	f.DurationVar(&opts.Warmup, "warmup", loadgen.DefaultWarmup, "pause between everyone joined and the first message")
-	f.DurationVar(&opts.Drain, "drain", loadgen.DefaultDrain, "wait after the last message for deliveries still under way (ends early when all arrived)")
-	f.StringVar(&opts.SourceIPs, "source-ips", "auto", `local addresses to bind, round-robin: "auto" (127.0.0.1-127.0.0.254 for loopback URLs), "none", A-B or A,B,...`)
+	f.StringArrayVar(&opts.URLs, "url", opts.URLs, "WebSocket endpoint; repeat for several, used round-robin")
+	f.IntVarP(&opts.Clients, "clients", "c", opts.Clients, "subscriber connections (publishers come on top)")
+	f.IntVarP(&opts.Publishers, "publishers", "p", opts.Publishers, "publisher connections; 0 = enough for --max-rate-per-conn, at least one per room")
+	f.Float64VarP(&opts.Rate, "rate", "r", opts.Rate, "messages per second, all publishers together")
+	f.Float64Var(&opts.MaxRatePerConn, "max-rate-per-conn", opts.MaxRatePerConn, "most messages per second one publisher may send (the server's rate limit)")
+	f.IntVarP(&opts.Size, "size", "s", opts.Size, fmt.Sprintf("bytes of text per message (%d-%d)", loadgen.MinSize, protocol.MaxTextLen))
+	f.DurationVarP(&opts.Duration, "duration", "d", opts.Duration, "how long the publishers send")
+	f.StringVar(&opts.Room, "room", opts.Room, "room name, or prefix of <room>-<i> with --rooms")
+	f.IntVar(&opts.Rooms, "rooms", opts.Rooms, "spread clients and publishers over this many rooms")
+	f.IntVar(&opts.ConnectConcurrency, "connect-concurrency", opts.ConnectConcurrency, "handshakes in flight at once")
+	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", opts.ConnectTimeout, "bound on one dial plus handshake")
+	f.DurationVar(&opts.JoinTimeout, "join-timeout", opts.JoinTimeout, "bound on waiting for every connection to join")
+	f.DurationVar(&opts.Warmup, "warmup", opts.Warmup, "pause between everyone joined and the first message")
+	f.DurationVar(&opts.Drain, "drain", opts.Drain, "wait after the last message for deliveries still under way (ends early when all arrived)")
+	f.StringVar(&opts.SourceIPSpec, "source-ips", opts.SourceIPSpec, `local addresses to bind, round-robin: "auto" (127.0.0.1-127.0.0.254 for loopback URLs), "none", A-B or A,B,...`)
 	// Before bench failed on loss by default it took --fail-on-loss: still
 	// accepted, so that scripts keep working, and hidden.
 	f.Bool("fail-on-loss", true, "no effect: bench always exits 1 when a delivery was lost or duplicated")
@@ -121,7 +112,7 @@ its figures and exits 0).`,
 func (o *BenchOptions) validate() error {
 	err := firstError(
 		between("clients", o.Clients, 1, 1_000_000),
-		between("publishers", o.Publishers, 0, 999_999),
+		between("publishers", o.Publishers, 0, loadgen.MaxPublishers),
 		between("rate", o.Rate, 0.1, 1_000_000),
 		between("max-rate-per-conn", o.MaxRatePerConn, 0.1, 10_000),
 		between("size", o.Size, loadgen.MinSize, protocol.MaxTextLen),
@@ -144,16 +135,12 @@ func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
 	if err := opts.validate(); err != nil {
 		return loadgen.Config{}, err
 	}
-	ips, err := loadgen.ParseSourceIPs(opts.SourceIPs, opts.URLs)
+	ips, err := loadgen.ParseSourceIPs(opts.SourceIPSpec, opts.URLs)
 	if err != nil {
 		return loadgen.Config{}, &UsageError{Err: err}
 	}
-	cfg := loadgen.Config{
-		URLs: opts.URLs, Clients: opts.Clients, Publishers: opts.Publishers, Rate: opts.Rate,
-		MaxRatePerConn: opts.MaxRatePerConn, Size: opts.Size, Duration: opts.Duration, Room: opts.Room,
-		Rooms: opts.Rooms, ConnectConcurrency: opts.ConnectConcurrency, ConnectTimeout: opts.ConnectTimeout,
-		JoinTimeout: opts.JoinTimeout, Warmup: opts.Warmup, Drain: opts.Drain, SourceIPs: ips,
-	}
+	cfg := opts.Config
+	cfg.SourceIPs = ips
 	// In the engine zero means "default"; on the command line 0 means none.
 	if cfg.Warmup == 0 {
 		cfg.Warmup = -1

@@ -15,9 +15,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/loadgen"
 	"github.com/livechat/livechat/pkg/server"
+	"github.com/livechat/livechat/pkg/server/servertest"
 )
 
 // benchRun runs the command line with buffers and returns exit code, stdout
@@ -53,24 +53,8 @@ func (b *benchBuffer) String() string {
 func wsURL(ts *httptest.Server) string { return "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws" }
 
 func TestBenchAgainstServerReportsZeroLoss(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
-	srv, err := server.New(b, server.Config{AppID: "t1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.Close()
-		if err := b.Close(); err != nil {
-			t.Errorf("broker close: %v", err)
-		}
-	})
-	code, out, errOut := benchRun(t, "bench", "--url", wsURL(ts), "--clients", "30", "--rooms", "2", "--rate", "100",
+	url := servertest.Start(t, server.Config{AppID: "t1"})
+	code, out, errOut := benchRun(t, "bench", "--url", url, "--clients", "30", "--rooms", "2", "--rate", "100",
 		"--duration", "700ms", "--warmup", "100ms", "--size", "200", "-o", "json")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)

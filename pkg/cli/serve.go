@@ -27,27 +27,14 @@ type ServeOptions struct {
 	Global *GlobalOptions
 	// Addr is the listen address. Default: ":8080".
 	Addr string
-	// AppID names this server in messages, heartbeats and logs. Default: the host name.
-	AppID string
-	// AllowedOrigins are the Origins allowed at the WebSocket handshake
-	// besides the server's own host; "*" allows any.
-	AllowedOrigins []string
-	// TrustProxy takes the client address from X-Forwarded-For (behind HAProxy or nginx).
-	TrustProxy bool
-	// Server limits, see server.Config.
-	MaxConnsPerIP, MaxRoomsPerConn, SendQueue, RateBurst int
-	ReadLimit                                            int64
-	RatePerSec                                           float64
+	// Server is the server's configuration: server.DefaultConfig(), with
+	// AppID the host name, and the flags set its fields. ClientHeartbeat
+	// holds --heartbeat, where 0 means off (runServe makes it negative);
+	// runServe also sets Addr, Prefix, Version, Static, History, Logger and
+	// the two switches below.
+	Server server.Config
 	// ShutdownTimeout bounds the graceful shutdown. Default: 15s.
 	ShutdownTimeout time.Duration
-	// DrainDelay is how long /readyz reports 503 before clients are told to go away. Default: 0.
-	DrainDelay time.Duration
-	// HeartbeatInterval and PresenceInterval, see server.Config.
-	HeartbeatInterval, PresenceInterval time.Duration
-	// ClientHeartbeat is the longest a client's connection goes without a
-	// frame (server.Config.ClientHeartbeat); 0 turns heartbeats off.
-	// Default: 10s.
-	ClientHeartbeat time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel, LogFormat string
 	// History is the history store URL: "" means the broker's own backend
@@ -57,62 +44,62 @@ type ServeOptions struct {
 	// profiling); "" serves no profiles.
 	Pprof string
 	// BatchWrites lets the server write many sockets in one system call
-	// (io_uring, where the kernel allows). Default: true.
+	// (io_uring, where the kernel allows): not Server.NoBatchedWrites.
 	BatchWrites bool
 	// ReadPoller watches idle connections' sockets in one epoll set instead
-	// of a reader goroutine each (Linux).
+	// of a reader goroutine each (Linux): not Server.NoReadPoller.
 	ReadPoller bool
 }
 
 // newServeOptions returns serve's options with their defaults, which the
-// flags show and read from here.
+// flags show and read from here; the server's come from
+// server.DefaultConfig.
 func newServeOptions(g *GlobalOptions) *ServeOptions {
-	host, _ := os.Hostname()
+	cfg := server.DefaultConfig()
+	cfg.AppID, _ = os.Hostname()
 	return &ServeOptions{
-		Global:            g,
-		Addr:              ":8080",
-		AppID:             host,
-		MaxConnsPerIP:     200,
-		MaxRoomsPerConn:   20,
-		ReadLimit:         16 << 10,
-		SendQueue:         256,
-		RatePerSec:        20,
-		RateBurst:         40,
-		ShutdownTimeout:   15 * time.Second,
-		HeartbeatInterval: 2 * time.Second,
-		ClientHeartbeat:   10 * time.Second,
-		PresenceInterval:  3 * time.Second,
-		LogLevel:          "info",
-		LogFormat:         "text",
-		BatchWrites:       true,
-		ReadPoller:        true,
+		Global:          g,
+		Addr:            ":8080",
+		Server:          cfg,
+		ShutdownTimeout: 15 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		BatchWrites:     !cfg.NoBatchedWrites,
+		ReadPoller:      !cfg.NoReadPoller,
 	}
 }
+
+// heartbeatMin and heartbeatMax bound --heartbeat, besides 0 (off).
+const (
+	heartbeatMin = time.Second
+	heartbeatMax = 5 * time.Minute
+)
 
 // validate checks every numeric, duration and address flag of serve, one
 // line per flag, before anything starts.
 func (o *ServeOptions) validate() error {
+	c := &o.Server
 	err := firstError(
 		listenAddr("addr", o.Addr),
-		between("max-conns-per-ip", o.MaxConnsPerIP, 1, 1_000_000),
-		between("max-rooms-per-conn", o.MaxRoomsPerConn, 1, 10_000),
-		between("read-limit", o.ReadLimit, 1<<10, 16<<20),
-		between("send-queue", o.SendQueue, 1, 100_000),
-		between("rate", o.RatePerSec, 0.1, 10_000),
-		between("rate-burst", o.RateBurst, 1, 100_000),
+		between("max-conns-per-ip", c.MaxConnsPerIP, 1, 1_000_000),
+		between("max-rooms-per-conn", c.MaxRoomsPerConn, 1, 10_000),
+		between("read-limit", c.ReadLimit, 1<<10, 16<<20),
+		between("send-queue", c.SendQueue, 1, 100_000),
+		between("rate", c.RatePerSec, 0.1, 10_000),
+		between("rate-burst", c.RateBurst, 1, 100_000),
 		between("shutdown-timeout", o.ShutdownTimeout, time.Second, time.Hour),
-		between("drain-delay", o.DrainDelay, 0, 10*time.Minute),
-		between("heartbeat-interval", o.HeartbeatInterval, 100*time.Millisecond, time.Minute),
-		between("presence-interval", o.PresenceInterval, 100*time.Millisecond, time.Minute),
-		offOrBetween("heartbeat", o.ClientHeartbeat, time.Second, 5*time.Minute),
+		between("drain-delay", c.DrainDelay, 0, 10*time.Minute),
+		between("heartbeat-interval", c.HeartbeatInterval, 100*time.Millisecond, time.Minute),
+		between("presence-interval", c.PresenceInterval, 100*time.Millisecond, time.Minute),
+		offOrBetween("heartbeat", c.ClientHeartbeat, heartbeatMin, heartbeatMax),
 	)
 	if err == nil && o.Pprof != "" {
 		err = listenAddr("pprof", o.Pprof)
 	}
-	if err == nil && o.DrainDelay >= o.ShutdownTimeout {
-		err = usageErrorf("--drain-delay %s: must be shorter than --shutdown-timeout %s", show(o.DrainDelay), show(o.ShutdownTimeout))
+	if err == nil && c.DrainDelay >= o.ShutdownTimeout {
+		err = usageErrorf("--drain-delay %s: must be shorter than --shutdown-timeout %s", show(c.DrainDelay), show(o.ShutdownTimeout))
 	}
-	if err == nil && strings.TrimSpace(o.AppID) == "" {
+	if err == nil && strings.TrimSpace(c.AppID) == "" {
 		err = usageErrorf("--app-id must not be empty")
 	}
 	return err
@@ -143,20 +130,20 @@ within --shutdown-timeout.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Addr, "addr", opts.Addr, "listen address")
-	f.StringVar(&opts.AppID, "app-id", opts.AppID, "server id shown to clients and in stats (also env APPID)")
-	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origins", opts.AllowedOrigins, `Origins allowed at the WebSocket handshake besides the page's own host (comma-separated, e.g. "https://chat.example.com"; "*" allows any)`)
-	f.BoolVar(&opts.TrustProxy, "trust-proxy", opts.TrustProxy, "take the client address from X-Forwarded-For (only behind a proxy you run)")
-	f.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", opts.MaxConnsPerIP, "WebSocket connections allowed from one client address")
-	f.IntVar(&opts.MaxRoomsPerConn, "max-rooms-per-conn", opts.MaxRoomsPerConn, "rooms one connection may join")
-	f.Int64Var(&opts.ReadLimit, "read-limit", opts.ReadLimit, "largest frame a client may send, in bytes (larger: close 1009)")
-	f.IntVar(&opts.SendQueue, "send-queue", opts.SendQueue, "frames queued per connection before a slow client is disconnected (close 1013)")
-	f.Float64Var(&opts.RatePerSec, "rate", opts.RatePerSec, "messages per second allowed per connection")
-	f.IntVar(&opts.RateBurst, "rate-burst", opts.RateBurst, "burst above --rate allowed per connection")
+	f.StringVar(&opts.Server.AppID, "app-id", opts.Server.AppID, "server id shown to clients and in stats (also env APPID)")
+	f.StringSliceVar(&opts.Server.AllowedOrigins, "allowed-origins", opts.Server.AllowedOrigins, `Origins allowed at the WebSocket handshake besides the page's own host (comma-separated, e.g. "https://chat.example.com"; "*" allows any)`)
+	f.BoolVar(&opts.Server.TrustProxy, "trust-proxy", opts.Server.TrustProxy, "take the client address from X-Forwarded-For (only behind a proxy you run)")
+	f.IntVar(&opts.Server.MaxConnsPerIP, "max-conns-per-ip", opts.Server.MaxConnsPerIP, "WebSocket connections allowed from one client address")
+	f.IntVar(&opts.Server.MaxRoomsPerConn, "max-rooms-per-conn", opts.Server.MaxRoomsPerConn, "rooms one connection may join")
+	f.Int64Var(&opts.Server.ReadLimit, "read-limit", opts.Server.ReadLimit, "largest frame a client may send, in bytes (larger: close 1009)")
+	f.IntVar(&opts.Server.SendQueue, "send-queue", opts.Server.SendQueue, "frames queued per connection before a slow client is disconnected (close 1013)")
+	f.Float64Var(&opts.Server.RatePerSec, "rate", opts.Server.RatePerSec, "messages per second allowed per connection")
+	f.IntVar(&opts.Server.RateBurst, "rate-burst", opts.Server.RateBurst, "burst above --rate allowed per connection")
 	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", opts.ShutdownTimeout, "longest graceful shutdown")
-	f.DurationVar(&opts.DrainDelay, "drain-delay", opts.DrainDelay, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
-	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", opts.HeartbeatInterval, "period of the stats heartbeat between servers (livechat stats); not the clients' --heartbeat")
-	f.DurationVar(&opts.ClientHeartbeat, "heartbeat", opts.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else 1s to 5m")
-	f.DurationVar(&opts.PresenceInterval, "presence-interval", opts.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
+	f.DurationVar(&opts.Server.DrainDelay, "drain-delay", opts.Server.DrainDelay, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
+	f.DurationVar(&opts.Server.HeartbeatInterval, "heartbeat-interval", opts.Server.HeartbeatInterval, "period of the stats heartbeat between servers (livechat stats); not the clients' --heartbeat")
+	f.DurationVar(&opts.Server.ClientHeartbeat, "heartbeat", opts.Server.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else "+show(heartbeatMin)+" to "+show(heartbeatMax))
+	f.DurationVar(&opts.Server.PresenceInterval, "presence-interval", opts.Server.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
 	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "log format: text or json")
@@ -222,29 +209,17 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		}()
 	}
 
-	srv, err := server.New(b, server.Config{
-		AppID:             opts.AppID,
-		Addr:              ln.Addr().String(),
-		Prefix:            opts.Global.Prefix,
-		Version:           version,
-		AllowedOrigins:    opts.AllowedOrigins,
-		TrustProxy:        opts.TrustProxy,
-		Static:            web.FS(),
-		MaxConnsPerIP:     opts.MaxConnsPerIP,
-		MaxRoomsPerConn:   opts.MaxRoomsPerConn,
-		ReadLimit:         opts.ReadLimit,
-		SendQueue:         opts.SendQueue,
-		RatePerSec:        opts.RatePerSec,
-		RateBurst:         opts.RateBurst,
-		HeartbeatInterval: opts.HeartbeatInterval,
-		ClientHeartbeat:   clientHeartbeat(opts.ClientHeartbeat),
-		PresenceInterval:  opts.PresenceInterval,
-		DrainDelay:        opts.DrainDelay,
-		History:           hist,
-		NoBatchedWrites:   !opts.BatchWrites,
-		NoReadPoller:      !opts.ReadPoller,
-		Logger:            log,
-	})
+	cfg := opts.Server
+	cfg.Addr = ln.Addr().String()
+	cfg.Prefix = opts.Global.Prefix
+	cfg.Version = version
+	cfg.Static = web.FS()
+	cfg.ClientHeartbeat = clientHeartbeat(cfg.ClientHeartbeat)
+	cfg.History = hist
+	cfg.NoBatchedWrites = !opts.BatchWrites
+	cfg.NoReadPoller = !opts.ReadPoller
+	cfg.Logger = log
+	srv, err := server.New(b, cfg)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -270,14 +245,14 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		}
 		defer stop()
 	}
-	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", opts.AppID, "broker", broker.Redact(opts.Global.Broker), "history", histURL, "version", version)
+	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", cfg.AppID, "broker", broker.Redact(opts.Global.Broker), "history", histURL, "version", version)
 
 	select {
 	case err := <-served:
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", opts.ShutdownTimeout, "drain_delay", opts.DrainDelay)
+	log.Info("shutting down", "timeout", opts.ShutdownTimeout, "drain_delay", cfg.DrainDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
 	defer cancel()
 	serr := srv.Shutdown(sctx)

@@ -26,6 +26,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -46,6 +47,9 @@ var ErrConfig = errors.New("loadgen: invalid configuration")
 // header every bench message starts with.
 const MinSize = 48
 
+// MaxPublishers is the most publisher connections one run may have.
+const MaxPublishers = 999_999
+
 // Defaults of Config.
 const (
 	DefaultURL                = "ws://127.0.0.1:8080/ws"
@@ -60,6 +64,7 @@ const (
 	DefaultJoinTimeout        = 30 * time.Second
 	DefaultWarmup             = time.Second
 	DefaultDrain              = 5 * time.Second
+	DefaultRooms              = 1
 	DefaultProgressInterval   = 500 * time.Millisecond
 )
 
@@ -126,40 +131,11 @@ type Config struct {
 // Validate fills the defaults and checks the configuration. Its errors wrap
 // ErrConfig.
 func (c *Config) Validate() error {
-	if len(c.URLs) == 0 {
-		c.URLs = []string{DefaultURL}
-	}
+	c.setDefaults()
 	for _, u := range c.URLs {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "ws" && p.Scheme != "wss") || p.Host == "" {
 			return fmt.Errorf("%w: --url %q must be ws://host:port/path or wss://host:port/path", ErrConfig, u)
-		}
-	}
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.Clients, DefaultClients)
-	def(&c.Size, DefaultSize)
-	def(&c.Rooms, 1)
-	def(&c.ConnectConcurrency, DefaultConnectConcurrency)
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
-	if c.MaxRatePerConn == 0 {
-		c.MaxRatePerConn = DefaultMaxRatePerConn
-	}
-	if c.Room == "" {
-		c.Room = DefaultRoom
-	}
-	for _, d := range []struct {
-		v   *time.Duration
-		def time.Duration
-	}{{&c.Duration, DefaultDuration}, {&c.ConnectTimeout, DefaultConnectTimeout}, {&c.JoinTimeout, DefaultJoinTimeout},
-		{&c.Warmup, DefaultWarmup}, {&c.Drain, DefaultDrain}, {&c.ProgressInterval, DefaultProgressInterval}} {
-		if *d.v == 0 {
-			*d.v = d.def
 		}
 	}
 	switch {
@@ -199,10 +175,42 @@ func (c *Config) Validate() error {
 			"(the server's per-connection limit): use --publishers %d or more",
 			ErrConfig, c.Rate, c.Publishers, per, c.MaxRatePerConn, int(math.Ceil(c.Rate/c.MaxRatePerConn)))
 	}
-	if c.Publishers > 999999 {
-		return fmt.Errorf("%w: --publishers must be at most 999999", ErrConfig)
+	if c.Publishers > MaxPublishers {
+		return fmt.Errorf("%w: --publishers must be at most %d", ErrConfig, MaxPublishers)
 	}
 	return nil
+}
+
+// DefaultConfig returns the Config that Validate makes of the zero Config
+// before it derives Publishers: every field with the default stated on it,
+// Publishers 0 (derived from Rate), SourceIPs and Progress nil. A command
+// line reads its defaults from it rather than repeating them. Each call
+// returns a new value.
+func DefaultConfig() Config {
+	var c Config
+	c.setDefaults()
+	return c
+}
+
+// setDefaults gives every zero field the default stated on it; Validate
+// and DefaultConfig both call it.
+func (c *Config) setDefaults() {
+	if len(c.URLs) == 0 {
+		c.URLs = []string{DefaultURL}
+	}
+	c.Clients = cmp.Or(c.Clients, DefaultClients)
+	c.Rate = cmp.Or(c.Rate, DefaultRate)
+	c.MaxRatePerConn = cmp.Or(c.MaxRatePerConn, DefaultMaxRatePerConn)
+	c.Size = cmp.Or(c.Size, DefaultSize)
+	c.Duration = cmp.Or(c.Duration, DefaultDuration)
+	c.Room = cmp.Or(c.Room, DefaultRoom)
+	c.Rooms = cmp.Or(c.Rooms, DefaultRooms)
+	c.ConnectConcurrency = cmp.Or(c.ConnectConcurrency, DefaultConnectConcurrency)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
+	c.JoinTimeout = cmp.Or(c.JoinTimeout, DefaultJoinTimeout)
+	c.Warmup = cmp.Or(c.Warmup, DefaultWarmup)
+	c.Drain = cmp.Or(c.Drain, DefaultDrain)
+	c.ProgressInterval = cmp.Or(c.ProgressInterval, DefaultProgressInterval)
 }
 
 // RoomName returns the name of room i (0-based).

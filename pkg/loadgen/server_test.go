@@ -2,17 +2,15 @@ package loadgen
 
 import (
 	"context"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/server"
+	"github.com/livechat/livechat/pkg/server/servertest"
 )
 
 // startChatServer runs a pkg/server on a loopback listener with a Redis
@@ -29,23 +27,10 @@ func startChatServer(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("redis history %s: %v", url, err)
 	}
-	b := broker.NewMemory(broker.Options{})
-	srv, err := server.New(b, server.Config{AppID: "t1", Prefix: brokertest.Prefix(t), History: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
+	// Registered first, so it runs after the server's shutdown.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.Close()
-		_ = b.Close()
 		_ = h.Close()
 		opt, err := redis.ParseURL(url)
 		if err != nil {
@@ -58,7 +43,7 @@ func startChatServer(t *testing.T) string {
 			_ = rc.Del(ctx, iter.Val()).Err()
 		}
 	})
-	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	return servertest.Start(t, server.Config{AppID: "t1", Prefix: brokertest.Prefix(t), History: h})
 }
 
 // TestRunTwiceIntoOneRoom: a second run into the same room of a server

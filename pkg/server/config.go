@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -206,83 +207,69 @@ const (
 // ErrConfig is wrapped by every configuration error returned by New.
 var ErrConfig = errors.New("server: invalid config")
 
+// DefaultConfig returns the Config that New uses for the zero Config: every
+// field with the default stated on it (PingPeriod derived from PongWait,
+// Logger slog.Default()), AppID empty and Registerer nil (New makes a
+// registry per Server). Callers such as a command line read their defaults
+// from it rather than repeating them; a Config built from it with AppID set
+// is valid. Each call returns a new value; it is safe to call concurrently.
+func DefaultConfig() Config {
+	var c Config
+	c.setDefaults()
+	return c
+}
+
+// fill applies the defaults to the zero fields of c and checks it.
 func (c *Config) fill() error {
 	if c.AppID == "" {
 		return fmt.Errorf("%w: AppID is required", ErrConfig)
 	}
-	if c.Prefix == "" {
-		c.Prefix = protocol.DefaultPrefix
-	}
-	if c.Version == "" {
-		c.Version = defaultVersion
-	}
-	if c.MaxConnsPerIP <= 0 {
-		c.MaxConnsPerIP = defaultMaxConnsPerIP
-	}
-	if c.MaxRoomsPerConn <= 0 {
-		c.MaxRoomsPerConn = defaultMaxRoomsPerConn
-	}
-	if c.ReadLimit <= 0 {
-		c.ReadLimit = defaultReadLimit
-	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = defaultSendQueue
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = defaultWriteTimeout
-	}
-	if c.PongWait <= 0 {
-		c.PongWait = defaultPongWait
-	}
-	if c.PingPeriod <= 0 {
-		c.PingPeriod = c.PongWait * 9 / 10
-	}
+	c.setDefaults()
 	if c.PingPeriod >= c.PongWait {
 		return fmt.Errorf("%w: PingPeriod %v must be shorter than PongWait %v", ErrConfig, c.PingPeriod, c.PongWait)
-	}
-	if c.RatePerSec <= 0 {
-		c.RatePerSec = defaultRatePerSec
-	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = defaultRateBurst
-	}
-	if c.RateStrikes <= 0 {
-		c.RateStrikes = defaultRateStrikes
-	}
-	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = defaultHeartbeatInterval
-	}
-	if c.ClientHeartbeat == 0 {
-		c.ClientHeartbeat = defaultClientHeartbeat
 	}
 	if c.ClientHeartbeat > 0 && c.ClientHeartbeat < minClientHeartbeat {
 		return fmt.Errorf("%w: ClientHeartbeat %v must be at least %v (or negative: off)", ErrConfig, c.ClientHeartbeat, minClientHeartbeat)
 	}
-	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = defaultPresenceInterval
-	}
-	if c.DrainDelay < 0 {
-		c.DrainDelay = 0
-	}
-	if c.JoinHistory <= 0 {
-		c.JoinHistory = defaultJoinHistory
-	}
-	if c.ReplayLimit <= 0 {
-		c.ReplayLimit = defaultReplayLimit
-	}
+	return nil
+}
+
+// setDefaults gives every field left zero (or, where zero or negative
+// means nothing useful, negative) the default stated on it. It is the one
+// place the defaults are applied: fill and DefaultConfig both call it.
+func (c *Config) setDefaults() {
+	c.Prefix = cmp.Or(c.Prefix, protocol.DefaultPrefix)
+	c.Version = cmp.Or(c.Version, defaultVersion)
+	orDefault(&c.MaxConnsPerIP, defaultMaxConnsPerIP)
+	orDefault(&c.MaxRoomsPerConn, defaultMaxRoomsPerConn)
+	orDefault(&c.ReadLimit, defaultReadLimit)
+	orDefault(&c.SendQueue, defaultSendQueue)
+	orDefault(&c.WriteTimeout, defaultWriteTimeout)
+	orDefault(&c.PongWait, defaultPongWait)
+	orDefault(&c.PingPeriod, c.PongWait*9/10)
+	orDefault(&c.RatePerSec, defaultRatePerSec)
+	orDefault(&c.RateBurst, defaultRateBurst)
+	orDefault(&c.RateStrikes, defaultRateStrikes)
+	orDefault(&c.HeartbeatInterval, defaultHeartbeatInterval)
+	// Negative turns client heartbeats off: only zero takes the default.
+	c.ClientHeartbeat = cmp.Or(c.ClientHeartbeat, defaultClientHeartbeat)
+	orDefault(&c.PresenceInterval, defaultPresenceInterval)
+	c.DrainDelay = max(c.DrainDelay, 0)
+	orDefault(&c.JoinHistory, defaultJoinHistory)
+	orDefault(&c.ReplayLimit, defaultReplayLimit)
 	c.ReplayLimit = min(c.ReplayLimit, history.MaxPage)
 	c.JoinHistory = min(c.JoinHistory, c.ReplayLimit)
-	if c.HistoryTimeout <= 0 {
-		c.HistoryTimeout = defaultHistoryTimeout
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = defaultSweepInterval
-	}
-	if c.GapTimeout <= 0 {
-		c.GapTimeout = defaultGapTimeout
-	}
+	orDefault(&c.HistoryTimeout, defaultHistoryTimeout)
+	orDefault(&c.SweepInterval, defaultSweepInterval)
+	orDefault(&c.GapTimeout, defaultGapTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+}
+
+// orDefault sets *v to def when *v is zero or negative.
+func orDefault[T int | int64 | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }

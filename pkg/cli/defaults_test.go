@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/livechat/livechat/pkg/loadgen"
+	"github.com/livechat/livechat/pkg/server"
+)
+
+// checkFlagDefaults fails for each flag of cmd in want whose default, as
+// --help shows it, is not fmt.Sprint of the wanted value.
+func checkFlagDefaults(t *testing.T, cmd *cobra.Command, want map[string]any) {
+	t.Helper()
+	for name, v := range want {
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			t.Errorf("%s has no flag --%s", cmd.Name(), name)
+			continue
+		}
+		if w := fmt.Sprint(v); f.DefValue != w {
+			t.Errorf("%s --%s default %q, want %q", cmd.Name(), name, f.DefValue, w)
+		}
+	}
+}
+
+// TestServeDefaultsAreTheServers: serve's flags default to
+// server.DefaultConfig(), the config New uses for zero fields.
+func TestServeDefaultsAreTheServers(t *testing.T) {
+	ios, _, _ := testIO("")
+	d := server.DefaultConfig()
+	checkFlagDefaults(t, newServeCmd(ios, &GlobalOptions{}), map[string]any{
+		"max-conns-per-ip":   d.MaxConnsPerIP,
+		"max-rooms-per-conn": d.MaxRoomsPerConn,
+		"read-limit":         d.ReadLimit,
+		"send-queue":         d.SendQueue,
+		"rate":               d.RatePerSec,
+		"rate-burst":         d.RateBurst,
+		"drain-delay":        d.DrainDelay,
+		"heartbeat-interval": d.HeartbeatInterval,
+		"heartbeat":          d.ClientHeartbeat,
+		"presence-interval":  d.PresenceInterval,
+		"trust-proxy":        d.TrustProxy,
+		"allowed-origins":    d.AllowedOrigins,
+		"batch-writes":       !d.NoBatchedWrites,
+		"read-poller":        !d.NoReadPoller,
+	})
+	opts := newServeOptions(&GlobalOptions{})
+	want := server.DefaultConfig()
+	want.AppID = opts.Server.AppID
+	if !reflect.DeepEqual(opts.Server, want) {
+		t.Errorf("serve's server config %+v\nwant server.DefaultConfig() %+v", opts.Server, want)
+	}
+}
+
+// TestBenchDefaultsAreLoadgens: bench's flags default to
+// loadgen.DefaultConfig(), and bench without flags runs what the engine
+// makes of the zero Config (with the source addresses of --source-ips
+// auto).
+func TestBenchDefaultsAreLoadgens(t *testing.T) {
+	ios, _, _ := testIO("")
+	d := loadgen.DefaultConfig()
+	checkFlagDefaults(t, newBenchCmd(ios, &GlobalOptions{}), map[string]any{
+		"url":                 d.URLs,
+		"clients":             d.Clients,
+		"publishers":          d.Publishers,
+		"rate":                d.Rate,
+		"max-rate-per-conn":   d.MaxRatePerConn,
+		"size":                d.Size,
+		"duration":            d.Duration,
+		"room":                d.Room,
+		"rooms":               d.Rooms,
+		"connect-concurrency": d.ConnectConcurrency,
+		"connect-timeout":     d.ConnectTimeout,
+		"join-timeout":        d.JoinTimeout,
+		"warmup":              d.Warmup,
+		"drain":               d.Drain,
+		"source-ips":          "auto",
+	})
+
+	got, err := benchConfig(newBenchOptions(&GlobalOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want loadgen.Config
+	if want.SourceIPs, err = loadgen.ParseSourceIPs("auto", []string{loadgen.DefaultURL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := want.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bench without flags runs %+v\nthe engine's defaults are %+v", got, want)
+	}
+
+	// bench's help says a publisher's default rate is the server's limit.
+	if r := server.DefaultConfig().RatePerSec; d.MaxRatePerConn != r {
+		t.Errorf("loadgen's MaxRatePerConn default %v is not the server's RatePerSec default %v", d.MaxRatePerConn, r)
+	}
+}
