@@ -2,8 +2,10 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -54,10 +56,10 @@ func AppendMessage(b []byte, m *Message) []byte {
 }
 
 // MessageSizeHint is the usual length of AppendMessage's output for m: its
-// strings plus the keys and numbers, with room for a few escapes in the
-// text. It is a capacity hint, not a bound.
+// strings plus the keys, the type and the numbers, with room for a few
+// escapes in the text. It is a capacity hint, not a bound.
 func MessageSizeHint(m *Message) int {
-	return 128 + len(m.Type) + len(m.Room) + len(m.ID) + len(m.From) + len(m.Text)*11/10 + len(m.Server) + len(m.CID)
+	return 128 + len(m.Room) + len(m.ID) + len(m.From) + len(m.Text)*11/10 + len(m.Server) + len(m.CID)
 }
 
 // AppendAck appends the JSON of a to b and returns the extended buffer. The
@@ -268,7 +270,7 @@ func DecodeHeader(data []byte, h *Header) bool {
 		*h = Header{}
 		return false
 	}
-	*h = Header{Type: slow.Type, Seq: slow.Seq, TS: slow.TS, Dup: slow.Dup, Code: slow.Code}
+	*h = Header{Type: internType([]byte(slow.Type), slow.Type), Seq: slow.Seq, TS: slow.TS, Dup: slow.Dup, Code: slow.Code}
 	if slow.ID != "" {
 		h.ID = []byte(slow.ID)
 	}
@@ -360,19 +362,37 @@ func isHeaderKey(key []byte) bool {
 // foldsToHeaderKey reports whether encoding/json might match key to one of
 // headerKeys: equal to one but for ASCII case, or holding a non-ASCII
 // character, which might fold to an ASCII one (U+017F ſ folds to s, U+212A
-// Kelvin sign to k).
+// Kelvin sign to k). Such a character takes at most 3 bytes, so a key of
+// more than 12 bytes matches none of the four-letter keys.
 func foldsToHeaderKey(key []byte) bool {
+	if len(key) > 12 {
+		return false
+	}
 	for _, c := range key {
 		if c >= utf8.RuneSelf {
 			return true
 		}
 	}
+	if len(key) < 2 || len(key) > 4 {
+		return false
+	}
 	for _, k := range headerKeys {
-		if len(key) == len(k) && bytes.EqualFold(key, []byte(k)) {
+		if len(key) == len(k) && lowerEqual(key, k) {
 			return true
 		}
 	}
 	return false
+}
+
+// lowerEqual reports whether b, in ASCII, is k, a key of lower-case
+// letters, but for case.
+func lowerEqual(b []byte, k string) bool {
+	for i := range b {
+		if b[i]|0x20 != k[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // internType returns the frame type b as one of the Type constants when it
@@ -440,8 +460,8 @@ func parseUint(b []byte) (n uint64, ok bool) {
 			return 0, false
 		}
 		d := uint64(c - '0')
-		if n > (math.MaxUint64-d)/10 {
-			return 0, false
+		if len(b) == 20 && n > (math.MaxUint64-d)/10 {
+			return 0, false // 19 digits never overflow
 		}
 		n = n*10 + d
 	}
@@ -636,6 +656,22 @@ var plainASCII = func() (t [256]bool) {
 func scanString(data []byte, i int) (end int, plain, ok bool) {
 	plain = true
 	for i < len(data) {
+		// Eight bytes at a time up to the first that needs a look: a
+		// quote, a backslash, a control character or a non-ASCII byte.
+		// Each test sets the high bit of such a byte, and of none before
+		// the first (a borrow only spoils the bytes above one).
+		for i+8 <= len(data) {
+			x := binary.LittleEndian.Uint64(data[i:])
+			q, bs := x^(ones*'"'), x^(ones*'\\')
+			if m := (x | (q-ones)&^q | (bs-ones)&^bs | (x-ones*0x20)&^x) & (ones * 0x80); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(data) {
+			break
+		}
 		c := data[i]
 		switch {
 		case plainASCII[c]:
@@ -675,6 +711,9 @@ func scanString(data []byte, i int) (end int, plain, ok bool) {
 	}
 	return 0, false, false
 }
+
+// ones has a 1 in each byte.
+const ones = 0x0101010101010101
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

@@ -394,6 +394,29 @@ func TestDecodeHeaderMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestScanStringEveryOffset: scanString reads eight bytes at a time; a
+// byte that needs a look is found at every offset, first or after another.
+func TestScanStringEveryOffset(t *testing.T) {
+	mirror := headerMirror()
+	for _, special := range []string{`\"`, `\u0041`, "\x01", "\x1f", "é", "\xff", "\xe2\x80\xa8", `"`, "\x7f ~"} {
+		for n := range 20 {
+			for _, tail := range []string{"", "abc", "0123456789abcdef"} {
+				for _, key := range []string{"text", "id"} {
+					frame := `{"type":"message","` + key + `":"` + strings.Repeat("a", n) + special + tail + `","seq":1}`
+					want := reflect.New(mirror)
+					wok := json.Unmarshal([]byte(frame), want.Interface()) == nil
+					var h Header
+					if gok := DecodeHeader([]byte(frame), &h); gok != wok {
+						t.Errorf("%q: ok %v, encoding/json says %v", frame, gok, wok)
+					} else if wok {
+						checkHeader(t, "offset", []byte(frame), &h, want.Elem())
+					}
+				}
+			}
+		}
+	}
+}
+
 // texts exercise every escape of appendJSONString.
 var texts = []string{
 	"hi", "", `a "quote" and a \ backslash`, "line\nbreak\r\ttab\b\f\x01\x1f\x7f",
