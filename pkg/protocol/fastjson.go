@@ -19,7 +19,8 @@ import (
 // shapes our own encoders and clients produce and hand everything else to
 // encoding/json, so the result (or the error) is always what encoding/json
 // would give. fastjson_test.go holds both promises to every field of the
-// types, by reflection.
+// types, by reflection. The functions keep no state: any goroutines may
+// call them at once.
 
 // AppendMessage appends the JSON of m to b and returns the extended buffer.
 // The bytes are exactly those of json.Marshal(m): the same members in the

@@ -575,15 +575,24 @@ func BenchmarkDecodeInbound(b *testing.B) {
 }
 
 // BenchmarkDecodeHeader is a server's (or the load generator's) reading of
-// a room message.
+// a room message, of the usual size and with a 1 KB text.
 func BenchmarkDecodeHeader(b *testing.B) {
-	data := AppendMessage(nil, &benchMessage)
-	b.ReportAllocs()
-	for b.Loop() {
-		var h Header
-		if !DecodeHeader(data, &h) {
-			b.Fatal("not decoded")
-		}
+	long := benchMessage
+	long.Text = strings.Repeat("a longer chat message, ", 44)
+	for _, bm := range []struct {
+		name string
+		m    *Message
+	}{{"message", &benchMessage}, {"text_1k", &long}} {
+		data := AppendMessage(nil, bm.m)
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var h Header
+				if !DecodeHeader(data, &h) {
+					b.Fatal("not decoded")
+				}
+			}
+		})
 	}
 }
 
