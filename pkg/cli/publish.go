@@ -115,10 +115,7 @@ func runPublish(ctx context.Context, opts *PublishOptions, ios *IOStreams) error
 				return fmt.Errorf("store announcement in room %s: %w (--history none publishes live only)", opts.Room, err)
 			}
 		}
-		data, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
+		data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(&m)), &m)
 		if err := b.Publish(ctx, subject, data); err != nil {
 			return fmt.Errorf("publish to %s: %w", subject, err)
 		}

@@ -195,10 +195,7 @@ func (rp *replayer) fill(ctx context.Context, to uint64) error {
 				return nil
 			}
 			m.Type = protocol.TypeMessage
-			data, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
+			data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(m)), m)
 			if err := printTail(rp.ios, rp.opts, broker.Message{Subject: rp.subject, Data: data}); err != nil {
 				return err
 			}
@@ -211,11 +208,8 @@ func (rp *replayer) fill(ctx context.Context, to uint64) error {
 // live prints a live message unless its seq was printed already, after the
 // stored messages of a gap before it.
 func (rp *replayer) live(ctx context.Context, m broker.Message) error {
-	var h struct {
-		Type string `json:"type"`
-		Seq  uint64 `json:"seq"`
-	}
-	if json.Unmarshal(m.Data, &h) != nil || h.Type != protocol.TypeMessage || h.Seq == 0 {
+	var h protocol.Header
+	if !protocol.DecodeHeader(m.Data, &h) || h.Type != protocol.TypeMessage || h.Seq == 0 {
 		return printTail(rp.ios, rp.opts, m)
 	}
 	if h.Seq <= rp.last {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/pkg/protocol"
 )
 
 // Timing and buffer constants of the connections.
@@ -30,16 +31,6 @@ const (
 
 // writeBufferPool shares write buffers: subscribers write only their join.
 var writeBufferPool = &sync.Pool{}
-
-// Frame keys the reader looks for. JSON escapes '"' inside strings, so a
-// key pattern can not match inside a value.
-var (
-	keyType = []byte(`"type":"`)
-	keyText = []byte(`"text":"`)
-	keyCode = []byte(`"code":"`)
-	keyTS   = []byte(`"ts":`)
-	keyDup  = []byte(`"dup":true`)
-)
 
 // conn is one WebSocket connection: a subscriber (pub < 0) or a publisher.
 type conn struct {
@@ -454,7 +445,7 @@ func (b *bench) dialFailed(c *conn, err error, resp *http.Response) {
 }
 
 // read is a connection's only reader. It reads each frame into one reused
-// buffer and looks at a few bytes of it: no JSON decoding.
+// buffer and reads its header (protocol.DecodeHeader), not the whole frame.
 func (b *bench) read(c *conn) {
 	defer close(c.done)
 	if c.hc != nil {
@@ -503,32 +494,28 @@ func (b *bench) readEnded(c *conn, err error) {
 
 // frame handles one received frame.
 func (b *bench) frame(c *conn, f []byte) {
-	i := bytes.Index(f, keyType)
-	if i < 0 {
+	var h protocol.Header
+	if !protocol.DecodeHeader(f, &h) {
 		return
 	}
-	t := f[i+len(keyType):]
-	switch {
-	case bytes.HasPrefix(t, []byte(`message"`)):
-		b.message(c, f)
-	case bytes.HasPrefix(t, []byte(`ack"`)):
+	switch h.Type {
+	case protocol.TypeMessage:
+		b.message(c, f, &h)
+	case protocol.TypeAck:
 		c.acks.Add(1)
-		if bytes.Contains(f, keyDup) {
+		if h.Dup {
 			c.dupAcks.Add(1)
 		}
-	case bytes.HasPrefix(t, []byte(`error"`)):
-		code := "unknown"
-		if j := bytes.Index(f, keyCode); j >= 0 {
-			v := f[j+len(keyCode):]
-			if k := bytes.IndexByte(v, '"'); k >= 0 {
-				code = string(v[:k])
-			}
+	case protocol.TypeError:
+		code := h.Code
+		if code == "" {
+			code = "unknown"
 		}
 		c.errFrames.Add(1)
 		b.mu.Lock()
 		b.errorFrames[code]++
 		b.mu.Unlock()
-	case bytes.HasPrefix(t, []byte(`joined"`)):
+	case protocol.TypeJoined:
 		if !c.isJoined {
 			c.isJoined = true
 			b.joinedN.Add(1)
@@ -537,15 +524,11 @@ func (b *bench) frame(c *conn, f []byte) {
 	}
 }
 
-// message handles a "message" frame: if its text is one of this run's, it
-// counts the delivery and records its latency.
-func (b *bench) message(c *conn, f []byte) {
+// message handles a "message" frame f, whose header is h: if its text is
+// one of this run's, it counts the delivery and records its latency.
+func (b *bench) message(c *conn, f []byte, h *protocol.Header) {
 	now := time.Now().UnixNano()
-	j := bytes.Index(f, keyText)
-	if j < 0 {
-		return
-	}
-	t := f[j+len(keyText):]
+	t := h.Text // still escaped: this run's texts have no escapes
 	if !bytes.HasPrefix(t, b.runPrefix) {
 		return // someone else's message
 	}
@@ -572,32 +555,12 @@ func (b *bench) message(c *conn, f []byte) {
 			c.h.sock.record(time.Duration(max(rx-int64(sent), 0)))
 		}
 	}
-	if int(pub) == c.pub {
+	if int(pub) == c.pub && h.TS > 0 {
 		// Once per message, at its sender: how long until the server
 		// accepted it (its "ts", in milliseconds).
-		if ts, ok := stampOf(f); ok {
-			c.h.accept.record(time.Duration(max(ts*int64(time.Millisecond)-int64(sent), 0)))
-		}
+		c.h.accept.record(time.Duration(max(h.TS*int64(time.Millisecond)-int64(sent), 0)))
 	}
 	c.delivered.Add(1)
-}
-
-// stampOf returns a message frame's "ts" (Unix milliseconds).
-func stampOf(f []byte) (int64, bool) {
-	i := bytes.Index(f, keyTS)
-	if i < 0 {
-		return 0, false
-	}
-	var v int64
-	n := 0
-	for _, ch := range f[i+len(keyTS):] {
-		if ch < '0' || ch > '9' {
-			break
-		}
-		v = v*10 + int64(ch-'0')
-		n++
-	}
-	return v, n > 0
 }
 
 // parseField parses the decimal number that starts b and ends with ':'.

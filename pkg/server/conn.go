@@ -336,7 +336,7 @@ func (c *conn) handle(mt int, data []byte) bool {
 		return false
 	}
 	var in protocol.Inbound
-	if err := decodeInbound(data, &in); err != nil {
+	if err := protocol.DecodeInbound(data, &in); err != nil {
 		c.sendError(protocol.CodeBadRequest, "frame is not a valid JSON object: "+err.Error(), "", "")
 		return true
 	}
@@ -466,7 +466,7 @@ func (c *conn) sendMsg(in *protocol.Inbound) {
 		c.sendStored(m, &msg)
 		return
 	}
-	data := appendMessage(make([]byte, 0, msgSizeHint(&msg)), &msg)
+	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(&msg)), &msg)
 	ctx, cancel := s.publishCtx()
 	err := s.b.Publish(ctx, m.room.subject, data)
 	cancel()
@@ -528,7 +528,7 @@ func (c *conn) sendStored(m *membership, msg *protocol.Message) {
 		return
 	}
 	msg.Type = protocol.TypeMessage
-	data := appendMessage(make([]byte, 0, msgSizeHint(msg)), msg)
+	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(msg)), msg)
 	if !dup {
 		s.msgsIn.Add(1)
 	}

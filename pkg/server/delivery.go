@@ -45,20 +45,13 @@ var idSeed = maphash.MakeSeed()
 // hashID is the hash a message id is known by in the delivery.
 func hashID(id string) uint64 { return maphash.String(idSeed, id) }
 
+// hashIDBytes is hashID of an id given as bytes (a room frame's header).
+func hashIDBytes(id []byte) uint64 { return maphash.Bytes(idSeed, id) }
+
 // pendingMsg is a live message held back behind a gap.
 type pendingMsg struct {
 	idHash uint64
 	data   []byte
-}
-
-// seqHeader is the part of a room frame the delivery needs.
-type seqHeader struct {
-	Type string `json:"type"`
-	TS   int64  `json:"ts"`
-	Seq  uint64 `json:"seq"`
-	ID   string `json:"id"` // only where encoding/json decoded the frame
-	// IDHash is hashID of the id.
-	IDHash uint64 `json:"-"`
 }
 
 // fanout frames data once and queues that frame to every local member of

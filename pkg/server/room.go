@@ -468,15 +468,15 @@ func (r *room) snapshotLocked(ctx context.Context, ttl time.Duration) {
 func (r *room) onMessage(m broker.Message) {
 	s := r.s
 	defer s.brokerIn.Add(1) // after the fan-out: tests rely on it
-	var h seqHeader
-	ok := decodeSeqHeader(m.Data, &h) && h.Type == protocol.TypeMessage
+	var h protocol.Header
+	ok := protocol.DecodeHeader(m.Data, &h) && h.Type == protocol.TypeMessage
 	if ok && h.TS > 0 {
 		if d := time.Now().UnixMilli() - h.TS; d >= 0 {
 			s.metrics.latency.Observe(float64(d) / 1000)
 		}
 	}
 	if ok && h.Seq > 0 && s.hist != nil {
-		r.receive(h.Seq, h.IDHash, m.Data)
+		r.receive(h.Seq, hashIDBytes(h.ID), m.Data)
 		return
 	}
 	r.fanout(m.Data)
