@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/protocol"
-	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // This file holds the hand-written JSON of the hot path: decoding a client's
@@ -485,24 +485,14 @@ func appendMessage(b []byte, m *protocol.Message) []byte {
 	return append(b, '}')
 }
 
-// ackFrame encodes an ack directly as a WebSocket text frame: one
-// allocation, no intermediate payload.
 // ackFixedSize bounds an ack's JSON besides its strings' contents: keys,
 // quotes, the type, two numbers of up to 20 digits and the dup flag.
 const ackFixedSize = 112
 
-func ackFrame(a *protocol.Ack) *frame {
-	// Header is at most 4 bytes for an ack (< 64 KiB); encode the payload
-	// after room for it, then move the header in front.
-	f := newFrame(4 + ackFixedSize + len(a.CID) + len(a.ID) + len(a.Room))
-	b := appendAck(append(f.buf, 0, 0, 0, 0), a)
-	n := len(b) - 4
-	var h [4]byte
-	hdr := wsframe.AppendHeader(h[:0], wsframe.OpText, n)
-	off := 4 - len(hdr)
-	copy(b[off:], hdr)
-	f.buf = b[off:]
-	return f
+// ackFrame encodes an ack directly as a WebSocket text frame: one
+// allocation, no intermediate payload.
+func ackFrame(a *protocol.Ack) *engine.Frame {
+	return engine.BuildTextFrame(ackFixedSize+len(a.CID)+len(a.ID)+len(a.Room), func(b []byte) []byte { return appendAck(b, a) })
 }
 
 // msgSizeHint is the usual encoded size of m: its strings plus the keys and

@@ -121,6 +121,10 @@ func startServer(t testing.TB, b broker.Broker, cfg Config) *testServer {
 	return ts
 }
 
+// blockingBroker hides the in-process broker's promise never to block:
+// the server then treats it as a network broker.
+type blockingBroker struct{ broker.Broker }
+
 func memBroker(t testing.TB) broker.Broker {
 	b := broker.NewMemory(broker.Options{Logger: quietLogger()})
 	t.Cleanup(func() { _ = b.Close() })
@@ -374,5 +378,20 @@ func hasMembers(room string, want ...string) func([]rx) bool {
 			}
 		}
 		return false
+	}
+}
+
+// readType reads frames until one of type ty (5 s at most).
+func readType(t *testing.T, ws *websocket.Conn, ty string) rx {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var f rx
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatalf("waiting for %s: %v", ty, err)
+		}
+		if f.Type == ty {
+			return f
+		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/protocol"
-	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // TestBadInput sends every kind of bad frame that must get an error frame
@@ -309,7 +308,7 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 	// before the queue's limits (65,536 frames, no stall check below them):
 	// 20 at a time, each lot written before the next, until a write is short.
 	out0 := ts.Stats().MsgsOut
-	for i := 0; ts.shortWrites.Load() == 0; {
+	for i := 0; ts.eng.Stats().ShortWrites == 0; {
 		if i >= 2000 {
 			t.Fatalf("no short write after %d messages of 60 KB", i)
 		}
@@ -322,7 +321,7 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 		}
 		want := out0 + uint64(i)
 		waitFor(t, waitTimeout, "the messages written or the socket full", func() bool {
-			return ts.shortWrites.Load() > 0 || ts.Stats().MsgsOut >= want
+			return ts.eng.Stats().ShortWrites > 0 || ts.Stats().MsgsOut >= want
 		})
 	}
 	waitFor(t, waitTimeout, "slow connection closed", func() bool { return ts.Stats().Connections == 0 })
@@ -346,58 +345,6 @@ func joinNoRead(t *testing.T, ts *testServer, room, name string) *websocket.Conn
 	return ws
 }
 
-// TestFramesInPieces sends a join as two fragments with a ping between
-// them, every frame written to the socket one byte at a time, so the
-// server reads partial frames; it answers the ping, joins, and closes a
-// frame with a reserved bit set with 1002.
-func TestFramesInPieces(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
-	ws, status, err := dialRaw(ts.url, nil)
-	if err != nil {
-		t.Fatalf("dial: %v (HTTP %d)", err, status)
-	}
-	pongs := make(chan string, 1)
-	ws.SetPongHandler(func(p string) error { pongs <- p; return nil })
-	c := newClient(t, ws)
-	c.next(protocol.TypeWelcome)
-
-	join := []byte(`{"type":"join","room":"pieces","name":"ann"}`)
-	var stream []byte
-	stream = wsframe.AppendFrame(stream, false, wsframe.OpText, join[:10], maskKey)
-	stream = wsframe.AppendFrame(stream, true, wsframe.OpPing, []byte("are you there"), maskKey)
-	stream = wsframe.AppendFrame(stream, true, wsframe.OpContinuation, join[10:], maskKey)
-	nc := ws.NetConn()
-	for i := range stream {
-		if _, err := nc.Write(stream[i : i+1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case p := <-pongs:
-		if p != "are you there" {
-			t.Fatalf("pong %q", p)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("no pong")
-	}
-	if j := c.next(protocol.TypeJoined); j.Room != "pieces" {
-		t.Fatalf("joined %+v", j)
-	}
-	bad := wsframe.AppendFrame(nil, true, wsframe.OpText, []byte(`{}`), maskKey)
-	bad[0] |= 0x40 // RSV1, with no extension agreed
-	if _, err := nc.Write(bad); err != nil {
-		t.Fatal(err)
-	}
-	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
-		t.Fatalf("close code %d, want 1002", code)
-	}
-	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
-}
-
-// maskKey masks the frames the tests write as a client.
-var maskKey = []byte{0x12, 0x34, 0x56, 0x78}
-
 // TestBadCloseCode answers a close frame with a code a peer may not send
 // with 1002.
 func TestBadCloseCode(t *testing.T) {
@@ -405,7 +352,8 @@ func TestBadCloseCode(t *testing.T) {
 	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
-	if _, err := c.ws.NetConn().Write(wsframe.AppendFrame(nil, true, wsframe.OpClose, []byte{0x03, 0xed}, maskKey)); err != nil { // 1005
+	// A close frame, masked with 12 34 56 78, of code 1005 (03 ed).
+	if _, err := c.ws.NetConn().Write([]byte{0x88, 0x82, 0x12, 0x34, 0x56, 0x78, 0x03 ^ 0x12, 0xed ^ 0x34}); err != nil {
 		t.Fatal(err)
 	}
 	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
