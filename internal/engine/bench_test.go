@@ -62,9 +62,9 @@ func BenchmarkSendQueue1000(b *testing.B) {
 	e := New(Options{})
 	list := make([]*Conn, members)
 	for i := range list {
-		// running: no writer is started, the loop below empties the queues.
+		// The flusher holds the role: no writer is started, the loop below empties the queues.
 		list[i] = &Conn{e: e}
-		list[i].out.running = true
+		list[i].out.role = roleFlusher
 	}
 	data := benchMessage()
 	b.ReportAllocs()

@@ -130,26 +130,27 @@ type inbound struct {
 // outbound is what a connection has to write and who writes it, under
 // Conn.mu.
 type outbound struct {
+	role     role        // who writes the socket (role.go); changed by step only
 	q        []*Frame    // queued frames, oldest first
-	spare    []*Frame    // the running writer's emptied batch, the next q
+	spare    []*Frame    // the holder's emptied batch, the next q
 	pingDue  bool        // a ping is to be written (by the own writer)
 	pongDue  bool        // a pong is to be written (by the own writer)
 	pongData []byte      // the ping's payload to answer
 	pinger   *time.Timer // calls pingTick every PingPeriod; set by Serve
-	running  bool        // a writer runs (or its writes are over)
-	over     bool        // no writer starts any more
-	// closing is set by the first kick: the writer sends the close frame
-	// (closeCode, closeReason) after the queued frames when closeFlush.
-	closing     bool
+	// closeReq is set by the first kick: the own writer sends the close
+	// frame (closeCode, closeReason), after the queued frames when
+	// closeFlush; frames sent from then on are dropped.
+	closeReq    bool
 	closeCode   int
 	closeReason string
 	closeFlush  bool
+	stop        bool // the reader finished: the holder ends the writes at its turn
 	end         End  // why the connection ends: the first cause
 	endSet      bool // end holds a cause
 }
 
-// writeState is the writer's own state, owned by the running writer (the
-// flusher or writeLoop).
+// writeState is the writer's own state, owned by the writer role's holder
+// (the flusher or writeLoop).
 type writeState struct {
 	vec       [][]byte    // the write vector of the frames being flushed
 	wbuf      net.Buffers // the copy of vec that net.Buffers.WriteTo consumes
@@ -213,15 +214,13 @@ func (c *Conn) SendIfIdle(f *Frame, cutoff time.Time) bool {
 		return false
 	}
 	c.mu.Lock()
-	if c.out.over || c.out.closing || len(c.out.q) > 0 {
+	if c.out.role == roleDone || c.out.closeReq || len(c.out.q) > 0 {
 		c.mu.Unlock()
 		return false
 	}
-	start := c.queueLocked(f)
+	a := c.queueLocked(f)
 	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
+	c.act(a)
 	return true
 }
 
@@ -271,21 +270,19 @@ func (c *Conn) setEndLocked(e End) {
 // whether this call was it. It never blocks.
 func (c *Conn) kick(e End, reason string, flush, self bool) bool {
 	c.mu.Lock()
-	if c.out.closing {
+	if c.out.closeReq {
 		c.mu.Unlock()
 		return false
 	}
 	c.setEndLocked(e)
-	c.out.closing = true
+	c.out.closeReq = true
 	c.out.closeCode, c.out.closeReason, c.out.closeFlush = e.Code, reason, flush
 	if self {
 		c.selfClose.Store(true)
 	}
-	start := c.wakeLocked()
+	a := c.step(evClose)
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
+	c.act(a)
 	return true
 }
 
@@ -327,10 +324,11 @@ func (c *Conn) finish() {
 }
 
 // stopWriter ends the connection's writes: no writer starts any more and
-// the ping timer stops. A running writer returns at its next turn.
+// the ping timer stops. A holder of the writer role ends at its next turn.
 func (c *Conn) stopWriter() {
 	c.mu.Lock()
-	c.out.over = true
+	c.out.stop = true
+	c.step(evStop)
 	if c.out.pinger != nil {
 		c.out.pinger.Stop()
 	}

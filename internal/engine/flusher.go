@@ -11,9 +11,9 @@ import (
 
 // A flusher writes the queued frames of many connections from one
 // goroutine, so that a busy server spends no goroutine start, timer or
-// context switch per write. A connection whose writer is idle and that gets
-// a frame joins its flusher's queue (it then counts as having a running
-// writer); the flusher takes the connection due first — the one written
+// context switch per write. A connection that nobody writes and that gets
+// a frame joins its flusher's queue (its writer role passes to the
+// flusher, role.go); the flusher takes the connection due first — the one written
 // longest ago, as one interval applies to all — whenever it is due (a
 // connection that got work later but was written earlier does not wait
 // behind it), and writes its whole queue without blocking. The connections
@@ -196,10 +196,8 @@ func (f *flusher) adapt(now time.Time) {
 // puts the flusher behind the readers the poll made runnable, which the
 // sleep's wake-up alone would not: a goroutine woken by its timer runs
 // next. Inbound messages are thus read within about one such step,
-// whatever the flusher's backlog; at 500 rooms on one core, the time from
-// a client's send to the server's read fell from p99 ~120 to ~50 ms, and
-// to ~30 ms with yieldEvery 16 rather than 64 (measured 2026-11-27; the
-// rounds are in git log -p docs/BENCHMARKS.md).
+// whatever the flusher's backlog: a shorter step (yieldEvery) costs the
+// flusher more sleeps and gives the readers a shorter wait.
 const (
 	yieldEvery = 16
 	yieldSleep = 50 * time.Microsecond
@@ -207,9 +205,9 @@ const (
 	maxBatch = 64
 )
 
-// push queues c; the caller holds c's writer role and passes it on (it
-// took it with wakeLocked, or it is the flusher or writeLoop handing it
-// back with frames waiting). It wakes the run goroutine when c is due
+// push queues c, whose writer role is the flusher's (a step to
+// roleFlusher: a frame queued on an idle connection, evMore, evHandBack).
+// It wakes the run goroutine when c is due
 // before the connection it sleeps for.
 func (f *flusher) push(c *Conn) {
 	it := dueItem{c: c}
@@ -380,18 +378,21 @@ func (f *flusher) batchWriter(n int) *uring.Batch {
 }
 
 // take takes c's queued frames for a write, as c's writer; it returns nil
-// when there is nothing the flusher writes: c went idle (the role is given
-// back) or writeLoop took over (control frames or a kick).
+// when there is nothing the flusher writes: c went idle or its writes
+// ended (the role is given back), or writeLoop took over (a ping, a pong
+// or the close).
 func (f *flusher) take(c *Conn) []*Frame {
 	c.mu.Lock()
-	if c.out.closing || c.out.pingDue || c.out.pongDue {
+	if c.out.closeReq || c.out.pingDue || c.out.pongDue {
+		c.step(evNeedOwn) // actOwn
 		c.mu.Unlock()
-		go c.writeLoop() // the role passes on: running stays set
+		go c.writeLoop()
 		return nil
 	}
 	batch := c.out.q
-	if c.out.over || len(batch) == 0 {
+	if c.out.stop || len(batch) == 0 {
 		c.idleLocked()
+		c.step(c.idleEvent()) // actRelease
 		c.mu.Unlock()
 		c.writers.Done()
 		return nil
@@ -422,6 +423,9 @@ func (f *flusher) finish(c *Conn, batch []*Frame, vec [][]byte, written int, err
 		c.e.shortWrites.Add(1)
 		c.w.pending, c.w.pendingFrames = rest, countFrames(batch)-frames
 		clear(batch)
+		c.mu.Lock()
+		c.step(evNeedOwn) // actOwn
+		c.mu.Unlock()
 		go c.writeLoop()
 		return
 	}
@@ -432,15 +436,15 @@ func (f *flusher) finish(c *Conn, batch []*Frame, vec [][]byte, written int, err
 	if cap(batch) <= maxKeptQueue && c.out.spare == nil {
 		c.out.spare = batch[:0]
 	}
-	more := len(c.out.q) > 0 || c.out.closing || c.out.pingDue || c.out.pongDue
-	if !more {
-		c.idleLocked()
-	}
-	c.mu.Unlock()
-	if more {
+	if len(c.out.q) > 0 || c.out.closeReq || c.out.pingDue || c.out.pongDue {
+		c.step(evMore) // actFlusher
+		c.mu.Unlock()
 		f.push(c)
 		return
 	}
+	c.idleLocked()
+	c.step(c.idleEvent()) // actRelease
+	c.mu.Unlock()
 	c.writers.Done()
 }
 

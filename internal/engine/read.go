@@ -167,11 +167,9 @@ func (c *Conn) onPing(payload []byte) {
 	if !c.out.pongDue {
 		c.out.pongDue, c.out.pongData = true, append([]byte(nil), payload...)
 	}
-	start := c.wakeLocked()
+	a := c.step(evControl)
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
+	c.act(a)
 }
 
 // onClose is the reader's close handler: the writer answers with the same

@@ -10,11 +10,10 @@ import (
 )
 
 const (
-	// maxKeptVec bounds the write vector a running writer keeps between
-	// flushes.
+	// maxKeptVec bounds the write vector a writer keeps between flushes.
 	maxKeptVec = 64
-	// maxKeptQueue bounds the emptied queue a running writer keeps for the
-	// next batch.
+	// maxKeptQueue bounds the emptied queue a writer keeps for the next
+	// batch.
 	maxKeptQueue = 64
 	// idleKeptQueue bounds the emptied queue an idle connection keeps, and
 	// is a new queue's capacity.
@@ -42,7 +41,7 @@ const (
 // finished) f is dropped silently.
 func (c *Conn) enqueue(f *Frame) {
 	c.mu.Lock()
-	if c.out.over || c.out.closing {
+	if c.out.role == roleDone || c.out.closeReq {
 		c.mu.Unlock()
 		return
 	}
@@ -52,83 +51,81 @@ func (c *Conn) enqueue(f *Frame) {
 		c.kick(End{Reason: ReasonSlow, Code: CloseTryAgainLater}, "too slow: send queue full", false, false)
 		return
 	}
-	start := c.queueLocked(f)
+	a := c.queueLocked(f)
 	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
+	c.act(a)
 }
 
-// queueLocked appends f to c's queue and reports whether a writer must be
-// started for it (startWriter, after c.mu is released).
-func (c *Conn) queueLocked(f *Frame) bool {
+// queueLocked appends f to c's queue and returns what to start for it
+// (act, after c.mu is released).
+func (c *Conn) queueLocked(f *Frame) action {
 	if c.out.q == nil {
 		c.out.q = make([]*Frame, 0, idleKeptQueue)
 	}
 	c.out.q = append(c.out.q, f)
-	return c.wakeLocked()
+	if c.fl == nil {
+		return c.step(evQueuedOwn)
+	}
+	return c.step(evQueued)
 }
 
-// startWriter starts the writer a wakeLocked that returned true asked for:
-// the flusher, or the connection's own goroutine without one.
-func (c *Conn) startWriter() {
-	if c.fl != nil {
+// act starts the writer a step asked for, c.mu released: the flusher, or
+// the own writer on a goroutine of its own.
+func (c *Conn) act(a action) {
+	switch a {
+	case actFlusher:
 		c.fl.push(c)
-	} else {
+	case actOwn:
 		go c.writeLoop()
 	}
 }
 
-// wakeLocked reports whether the caller must start a writer: true when
-// none runs and the connection's writes are not over. It then counts the
-// writer as running, so at most one writer exists at a time. c.mu must be
-// held.
-func (c *Conn) wakeLocked() bool {
-	if c.out.running || c.out.over {
-		return false
+// idleEvent is the event of a holder that found nothing to write: idle, or
+// the end of the writes once the reader has finished. c.mu must be held.
+func (c *Conn) idleEvent() event {
+	if c.out.stop {
+		return evEnd
 	}
-	c.out.running = true
-	c.writers.Add(1)
-	return true
+	return evIdle
 }
 
 // pingTick is the ping timer's function (time.AfterFunc, every PingPeriod):
 // it asks for a ping and, when no writer runs, writes it itself (the
-// timer's goroutine becomes the writer).
+// timer's goroutine becomes the own writer).
 func (c *Conn) pingTick() {
 	c.mu.Lock()
-	if c.out.over {
+	if c.out.role == roleDone {
 		c.mu.Unlock()
 		return
 	}
 	c.out.pingDue = true
 	c.out.pinger.Reset(c.e.opt.PingPeriod)
-	start := c.wakeLocked()
+	a := c.step(evControl)
 	c.mu.Unlock()
-	if start {
+	if a == actOwn {
 		c.writeLoop()
 	}
 }
 
 // writeLoop is the connection's own writer: what a flusher's short write
 // left, queued frames, pings, pongs and the close frame. It runs only while
-// there is something to write: the flusher (handing over its role),
-// pingTick, onPing, kick, and enqueue without a flusher start it
-// (wakeLocked guarantees one writer at a time). With a flusher it writes
-// once and gives the role back to the flusher; otherwise it returns once
-// the queue stays empty for an interval after its last write. Writes to one
-// connection are at least the flusher's interval apart (writeCoalesce
-// without a flusher or when the server is not busy): what is queued sooner
-// after the previous write waits for the rest of that interval and goes out
-// with whatever else was queued meanwhile (one writev). A quiet
-// connection's first frame is written at once.
+// it holds the writer role (roleOwn, then roleClosing for the close
+// handshake), which it got from the flusher (evNeedOwn), pingTick, onPing,
+// kick, or a frame queued without a flusher. With a flusher it writes once
+// and hands the role back to the flusher (evHandBack); otherwise it
+// returns once the queue stays empty for an interval after its last write.
+// Writes to one connection are at least the flusher's interval apart
+// (writeCoalesce without a flusher or when the server is not busy): what is
+// queued sooner after the previous write waits for the rest of that
+// interval and goes out with whatever else was queued meanwhile (one
+// writev). A quiet connection's first frame is written at once.
 func (c *Conn) writeLoop() {
 	c.e.ownWriters.Add(1)
 	handedBack := false
 	defer func() {
 		c.e.ownWriters.Add(-1)
 		if !handedBack {
-			c.writers.Done()
+			c.writers.Done() // actRelease
 		}
 	}()
 	if len(c.w.pending) > 0 {
@@ -147,18 +144,22 @@ func (c *Conn) writeLoop() {
 			waited = true
 		}
 		c.mu.Lock()
-		if c.out.closing {
-			c.out.over = true // running stays set: no writer starts again
+		if c.out.closeReq {
+			c.step(evCloseTurn) // actHandshake
 			batch := c.out.q
 			c.out.q = nil
 			c.mu.Unlock()
 			c.closeHandshake(batch)
+			c.mu.Lock()
+			c.step(evEnd)
+			c.mu.Unlock()
 			return
 		}
 		batch, ping, pong, pongData := c.out.q, c.out.pingDue, c.out.pongDue, c.out.pongData
-		if c.out.over || (len(batch) == 0 && !ping && !pong) {
+		if c.out.stop || (len(batch) == 0 && !ping && !pong) {
 			c.dropDeadlineLocked()
 			c.idleLocked()
+			c.step(c.idleEvent())
 			c.mu.Unlock()
 			return
 		}
@@ -193,24 +194,26 @@ func (c *Conn) writeLoop() {
 		flow := waited || len(batch) > 1
 		clear(batch) // drop the references to the frames
 		c.mu.Lock()
-		if c.fl != nil && !c.out.closing {
+		if c.fl != nil && !c.out.closeReq {
 			// What only this goroutine does is done: the flusher takes
 			// the role back (or nobody, when nothing waits), so that a
 			// busy connection does not keep a goroutine after a ping.
 			c.dropDeadlineLocked()
-			more := len(c.out.q) > 0 || c.out.pingDue || c.out.pongDue
-			if !more {
-				c.idleLocked()
-			}
-			c.mu.Unlock()
-			if more {
+			if len(c.out.q) > 0 || c.out.pingDue || c.out.pongDue {
+				c.step(evHandBack) // actFlusher
+				c.mu.Unlock()
 				handedBack = true
 				c.fl.push(c)
+				return
 			}
+			c.idleLocked()
+			c.step(c.idleEvent())
+			c.mu.Unlock()
 			return
 		}
-		if !flow && len(c.out.q) == 0 && !c.out.closing && !c.out.pingDue && !c.out.pongDue {
+		if !flow && len(c.out.q) == 0 && !c.out.closeReq && !c.out.pingDue && !c.out.pongDue {
 			c.idleLocked()
+			c.step(c.idleEvent())
 			c.mu.Unlock()
 			return
 		}
@@ -221,13 +224,13 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// writeFailed ends the connection's writes after a write error: no writer
-// starts again (running stays set) and the socket is cut, which ends the
-// reader too. A write that ran out of time is a client that took nothing
-// for WriteTimeout: a slow one.
+// writeFailed ends the connection's writes after a write error, for the
+// role's holder (which then releases it): no writer starts again and the
+// socket is cut, which ends the reader too. A write that ran out of time
+// is a client that took nothing for WriteTimeout: a slow one.
 func (c *Conn) writeFailed(err error) {
 	c.mu.Lock()
-	c.out.over = true
+	c.step(evEnd)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.setEndLocked(End{Reason: ReasonSlow, Err: err})
 	} else {
@@ -254,10 +257,9 @@ func (c *Conn) writePending() error {
 	return nil
 }
 
-// idleLocked marks the writer as gone and drops its buffers: an idle
-// connection keeps nothing. c.mu must be held.
+// idleLocked drops the writer's buffers as the holder gives the role up:
+// an idle connection keeps nothing. c.mu must be held.
 func (c *Conn) idleLocked() {
-	c.out.running = false
 	// A busy connection goes idle after every write: keep one small
 	// emptied queue (its slots cleared) for its next frames, drop the rest.
 	q := c.out.q

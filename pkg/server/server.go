@@ -50,9 +50,10 @@ type Server struct {
 	metrics *metrics
 	welcome *engine.Frame // encoded once
 	// inprocBroker and inprocHist are set when the broker or the history
-	// store is the in-process memory backend, whose calls never block: the
-	// send path then gives them no deadline (a context.WithTimeout per call
-	// is a timer start and stop per message).
+	// store declares that its calls never block (broker.NeverBlocks,
+	// history.NeverBlocks): the send path then gives them no deadline (a
+	// context.WithTimeout per call is a timer start and stop per message),
+	// and the engine's pollers run the readers themselves (Inline).
 	inprocBroker bool
 	inprocHist   bool
 
@@ -118,8 +119,8 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		perIP:        make(map[string]int),
 		rooms:        make(map[string]*room),
 	}
-	_, s.inprocBroker = b.(*broker.Memory)
-	_, s.inprocHist = cfg.History.(*history.Memory)
+	s.inprocBroker = broker.NeverBlocks(b)
+	s.inprocHist = cfg.History != nil && history.NeverBlocks(cfg.History)
 	s.eng = engine.New(engine.Options{
 		ReadLimit:    cfg.ReadLimit,
 		PongWait:     cfg.PongWait,
