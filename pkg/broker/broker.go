@@ -162,8 +162,6 @@ func Redact(rawURL string) string {
 	return u.Redacted()
 }
 
-// inlineSubscriber is implemented by the backends that can run a handler on
-// the delivering goroutine (SubscribeInline).
 // NonBlocking is the capability of a broker whose Publish and Subscribe
 // never wait on a network or a disk (the in-process one): a caller may then
 // call them without a deadline, and from a goroutine that must not wait
@@ -180,6 +178,8 @@ func NeverBlocks(b Broker) bool {
 	return ok && nb.NeverBlocks()
 }
 
+// inlineSubscriber is implemented by the backends that can run a handler on
+// the delivering goroutine (SubscribeInline).
 type inlineSubscriber interface {
 	subscribeInline(ctx context.Context, pattern string, h Handler) (Subscription, error)
 }

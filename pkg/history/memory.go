@@ -40,7 +40,7 @@ var (
 
 // NeverBlocks is true: the in-process store's calls never wait on a
 // network or a disk.
-func (m *Memory) NeverBlocks() bool { return true }
+func (s *Memory) NeverBlocks() bool { return true }
 
 type memRoom struct {
 	last  uint64
