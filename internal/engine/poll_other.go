@@ -15,5 +15,4 @@ func newPoller(bool) *poller { return nil }
 
 func (*poller) add(*Conn) error { return errors.ErrUnsupported }
 
-// readable is never true here: no connection is polled.
-func (*Conn) readable(bool) bool { return false }
+func (*poller) remove(*Conn) {}

@@ -179,3 +179,75 @@ func (c *Conn) onPing(payload []byte) {
 func (c *Conn) onClose(code int) {
 	c.kick(End{Reason: ReasonPeerClose, Code: code}, "", false, true)
 }
+
+// The polled reader: a poller (poll_linux.go) reports a connection's
+// socket readable, and the reader runs for that report only.
+
+// The read states of a connection (Conn.in.state).
+const (
+	readOff     = iota // not polled (not yet, or never: readLoop reads it)
+	readIdle           // polled, no reader runs; the next report starts one
+	readRunning        // a reader runs
+	readAgain          // a reader runs and a report came meanwhile
+	readDone           // the reader stopped for good
+)
+
+// readable is a report of bytes for c: it runs c's reader (on this
+// goroutine when inline, else on one of its own), or asks the running one
+// for another pass. It returns false when c is not polled.
+func (c *Conn) readable(inline bool) bool {
+	for {
+		switch c.in.state.Load() {
+		case readOff:
+			return false
+		case readIdle:
+			if c.in.state.CompareAndSwap(readIdle, readRunning) {
+				if inline {
+					c.readPolled(true)
+				} else {
+					go c.readPolled(false)
+				}
+				return true
+			}
+		case readRunning:
+			if c.in.state.CompareAndSwap(readRunning, readAgain) {
+				return true
+			}
+		default: // readAgain, readDone
+			return true
+		}
+	}
+}
+
+// readPolled is a polled connection's reader for one report: it reads
+// and handles what the socket holds, then returns, holding nothing. When
+// the connection ends it finishes it, as readLoop does: on a goroutine of
+// its own when inline (on the poller's), as finishing may wait for the
+// writer.
+func (c *Conn) readPolled(inline bool) {
+	for {
+		stop := true
+		err := c.raw.control(func(fd uintptr) { stop = c.readReport(fd) })
+		if err != nil || stop || c.cutReq.Load() {
+			c.in.state.Store(readDone)
+			if inline {
+				go c.endPolled()
+			} else {
+				c.endPolled()
+			}
+			return
+		}
+		if c.in.state.CompareAndSwap(readRunning, readIdle) {
+			return
+		}
+		c.in.state.Store(readRunning) // readAgain: bytes came meanwhile
+	}
+}
+
+// endPolled ends a polled connection whose reader stopped.
+func (c *Conn) endPolled() {
+	c.in.timer.Stop()
+	c.in.pl.remove(c)
+	c.in.rd.Reset()
+	c.finish()
+}

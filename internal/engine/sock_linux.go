@@ -30,6 +30,10 @@ func newRawConn(nc net.Conn) rawConn {
 // ok reports whether r can write and read.
 func (r rawConn) ok() bool { return r.rc != nil }
 
+// control runs f with the socket's descriptor (syscall.RawConn.Control): a
+// Close of the socket waits for f to return.
+func (r rawConn) control(f func(fd uintptr)) error { return r.rc.Control(f) }
+
 // syscallConn is the socket's syscall.RawConn, nil when there is none.
 func (r rawConn) syscallConn() syscall.RawConn { return r.rc }
 

@@ -26,6 +26,8 @@ func (rawConn) read(func(uintptr) bool) error {
 
 func (rawConn) shutdown() error { return errors.ErrUnsupported }
 
+func (rawConn) control(func(uintptr)) error { return errors.ErrUnsupported }
+
 func readFD(uintptr, []byte) (int, bool, error) {
 	panic("engine: no raw reads on this system")
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -253,9 +252,12 @@ func TestSlowClient(t *testing.T) {
 	}
 }
 
+// isEOF reports whether err is the end of the stream without a close
+// frame: EOF, or the server's reset of the socket (a read error).
 func isEOF(err error) bool {
+	var op *net.OpError
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || closeCode(err) == websocket.CloseAbnormalClosure ||
-		errors.Is(err, syscall.ECONNRESET)
+		(errors.As(err, &op) && op.Op == "read")
 }
 
 func countType(fs []rx, ty string) int {
