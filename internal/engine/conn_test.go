@@ -59,14 +59,14 @@ func TestClientCloseEchoed(t *testing.T) {
 	t.Parallel()
 	te := startEngine(t, Options{}, echo())
 	ws, c := te.dialed(t)
-	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
+	msg := websocket.FormatCloseMessage(CloseNormal, "bye")
 	if err := ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
 		if _, _, err := ws.ReadMessage(); err != nil {
-			if code := closeCode(err); code != websocket.CloseNormalClosure {
+			if code := closeCode(err); code != CloseNormal {
 				t.Fatalf("close = %v, want the echo 1000", err)
 			}
 			break

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -74,7 +75,7 @@ func TestReadLimit(t *testing.T) {
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
 	c.sendRaw(websocket.TextMessage, bytes.Repeat([]byte("x"), 2000))
-	if code := closeCode(c.closeErr()); code != websocket.CloseMessageTooBig {
+	if code := closeCode(c.closeErr()); code != engine.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
 	}
 	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
@@ -86,7 +87,7 @@ func TestInvalidUTF8(t *testing.T) {
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
 	c.sendRaw(websocket.TextMessage, []byte("{\"type\":\"join\",\"room\":\"r\",\"name\":\"\xff\xfe\"}"))
-	if code := closeCode(c.closeErr()); code != websocket.CloseInvalidFramePayloadData {
+	if code := closeCode(c.closeErr()); code != engine.CloseInvalidPayload {
 		t.Fatalf("close code %d, want 1007", code)
 	}
 }
@@ -102,7 +103,7 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	err := c.closeErr()
-	if code := closeCode(err); code != websocket.ClosePolicyViolation {
+	if code := closeCode(err); code != engine.ClosePolicyViolation {
 		t.Fatalf("close = %v, want 1008", err)
 	}
 	limited := 0
@@ -243,7 +244,7 @@ func TestSlowClient(t *testing.T) {
 		}
 	}
 	t.Logf("slow client read %d frames in %v", frames, time.Since(start))
-	if code := closeCode(rerr); code != websocket.CloseTryAgainLater && !isEOF(rerr) {
+	if code := closeCode(rerr); code != engine.CloseTryAgainLater && !isEOF(rerr) {
 		t.Fatalf("slow client read ended with %v, want close 1013 or EOF", rerr)
 	}
 	t.Logf("slow client disconnected after %d messages: %v", sent, rerr)
@@ -256,7 +257,7 @@ func TestSlowClient(t *testing.T) {
 // frame: EOF, or the server's reset of the socket (a read error).
 func isEOF(err error) bool {
 	var op *net.OpError
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || closeCode(err) == websocket.CloseAbnormalClosure ||
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || closeCode(err) == engine.CloseAbnormal ||
 		(errors.As(err, &op) && op.Op == "read")
 }
 
@@ -358,7 +359,7 @@ func TestBadCloseCode(t *testing.T) {
 	if _, err := c.ws.NetConn().Write([]byte{0x88, 0x82, 0x12, 0x34, 0x56, 0x78, 0x03 ^ 0x12, 0xed ^ 0x34}); err != nil {
 		t.Fatal(err)
 	}
-	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
+	if code := closeCode(c.closeErr()); code != engine.CloseProtocolError {
 		t.Fatalf("close code %d, want 1002", code)
 	}
 	if m := scrape(t, ts); !strings.Contains(m, `livechat_errors_total{code="protocol_error"} 1`) {
