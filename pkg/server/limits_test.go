@@ -90,6 +90,10 @@ func TestInvalidUTF8(t *testing.T) {
 	if code := closeCode(c.closeErr()); code != engine.CloseInvalidPayload {
 		t.Fatalf("close code %d, want 1007", code)
 	}
+	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
+	if m := scrape(t, ts); !strings.Contains(m, `livechat_errors_total{code="invalid_utf8"} 1`) {
+		t.Fatalf("invalid UTF-8 not counted:\n%s", grep(m, "errors_total"))
+	}
 }
 
 func TestRateLimit(t *testing.T) {
@@ -362,6 +366,9 @@ func TestBadCloseCode(t *testing.T) {
 	if code := closeCode(c.closeErr()); code != engine.CloseProtocolError {
 		t.Fatalf("close code %d, want 1002", code)
 	}
+	// Counted from the connection's end, which may come after the client
+	// has read the close frame.
+	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
 	if m := scrape(t, ts); !strings.Contains(m, `livechat_errors_total{code="protocol_error"} 1`) {
 		t.Fatalf("protocol error not counted:\n%s", m)
 	}
