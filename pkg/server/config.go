@@ -136,6 +136,12 @@ type Config struct {
 	// processor) write the queues of many connections without blocking.
 	// Default: false.
 	NoFlusher bool
+	// NoInlineReads makes the read pollers start a goroutine for each read
+	// even when the broker and the history store declare that they never
+	// block (broker.NeverBlocks, history.NeverBlocks: the in-process
+	// backends). By default the pollers then run the readers on their own
+	// goroutines, with no goroutine start per read. Default: false.
+	NoInlineReads bool
 	// NoReadPoller gives every connection a reader goroutine for its whole
 	// life. By default (Linux), the server watches its connections'
 	// sockets in one epoll(7) set and a connection has a reader goroutine

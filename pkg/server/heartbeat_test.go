@@ -161,6 +161,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 		AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: interval,
 		PingPeriod:   70 * time.Millisecond, // pings come between the heartbeats
 		NoReadPoller: mode == "goroutines", NoBatchedWrites: !batched, NoFlusher: mode == "noflusher",
+		NoInlineReads: mode == "spawned",
 	}
 	var (
 		ts  *Server
@@ -170,13 +171,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	if mode == "tls" {
 		ts, url, d.TLSClientConfig = startTLSServer(t, cfg)
 	} else {
-		b := memBroker(t)
-		if mode == "spawned" {
-			// A broker that does not declare it never blocks: the pollers
-			// start a goroutine per read.
-			b = blockingBroker{b}
-		}
-		s := startServer(t, b, cfg)
+		s := startServer(t, memBroker(t), cfg)
 		ts, url = s.Server, s.url
 	}
 	type result struct {

@@ -121,10 +121,6 @@ func startServer(t testing.TB, b broker.Broker, cfg Config) *testServer {
 	return ts
 }
 
-// blockingBroker hides the in-process broker's promise never to block:
-// the server then treats it as a network broker.
-type blockingBroker struct{ broker.Broker }
-
 func memBroker(t testing.TB) broker.Broker {
 	b := broker.NewMemory(broker.Options{Logger: quietLogger()})
 	t.Cleanup(func() { _ = b.Close() })

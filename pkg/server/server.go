@@ -129,7 +129,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		SendQueue:    cfg.SendQueue,
 		// With backends that never block no handler waits on the
 		// network, so the pollers run the readers themselves.
-		Inline:          s.inprocBroker && (s.hist == nil || s.inprocHist),
+		Inline:          !cfg.NoInlineReads && s.inprocBroker && (s.hist == nil || s.inprocHist),
 		NoPoller:        cfg.NoReadPoller,
 		NoFlusher:       cfg.NoFlusher,
 		NoBatchedWrites: cfg.NoBatchedWrites,
