@@ -162,6 +162,22 @@ func Redact(rawURL string) string {
 	return u.Redacted()
 }
 
+// NonBlocking is the capability of a broker whose Publish and Subscribe
+// never wait on a network or a disk (the in-process one): a caller may then
+// call them without a deadline, and from a goroutine that must not wait
+// long (an event loop).
+type NonBlocking interface {
+	// NeverBlocks reports whether the broker's calls never wait.
+	NeverBlocks() bool
+}
+
+// NeverBlocks reports whether b declares that its calls never wait
+// (NonBlocking); a broker that does not say so may block.
+func NeverBlocks(b Broker) bool {
+	nb, ok := b.(NonBlocking)
+	return ok && nb.NeverBlocks()
+}
+
 // inlineSubscriber is implemented by the backends that can run a handler on
 // the delivering goroutine (SubscribeInline).
 type inlineSubscriber interface {

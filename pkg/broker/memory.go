@@ -20,7 +20,10 @@ type Memory struct {
 	wild  map[*sub]struct{}
 }
 
-var _ Broker = (*Memory)(nil)
+var (
+	_ Broker      = (*Memory)(nil)
+	_ NonBlocking = (*Memory)(nil)
+)
 
 // NewMemory returns an in-process broker; it is always connected.
 func NewMemory(opts Options) *Memory {
@@ -31,6 +34,11 @@ func NewMemory(opts Options) *Memory {
 		wild:  make(map[*sub]struct{}),
 	}
 }
+
+// NeverBlocks is true: the in-process broker's calls never wait on a
+// network or a disk (a publish hands the message to queues, or to a quick
+// inline handler).
+func (m *Memory) NeverBlocks() bool { return true }
 
 // Publish delivers data to every subscription matching subject.
 func (m *Memory) Publish(_ context.Context, subject string, data []byte) error {

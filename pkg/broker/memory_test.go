@@ -46,3 +46,19 @@ func TestMemoryIdleSubscriptionsHoldNoGoroutine(t *testing.T) {
 	brokertest.WaitFor(t, 10*time.Second, "every message", func() bool { return got.Load() == 150 })
 	check()
 }
+
+// blocking is a broker that does not declare NonBlocking.
+type blocking struct{ broker.Broker }
+
+// TestNeverBlocks: the in-process broker declares that it never blocks; a
+// broker that does not say so (Redis, a wrapper) may block.
+func TestNeverBlocks(t *testing.T) {
+	m := broker.NewMemory(broker.Options{})
+	t.Cleanup(func() { _ = m.Close() })
+	if !broker.NeverBlocks(m) {
+		t.Error("the memory broker may block")
+	}
+	if broker.NeverBlocks(blocking{m}) {
+		t.Error("a broker that declares nothing never blocks")
+	}
+}

@@ -193,8 +193,8 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 		"publish": "broker from help history output prefix room",
 		"tail":    "broker help history output prefix room since subject typing",
 		"stats":   "broker help interval output prefix watch",
-		"serve": "addr allowed-origins app-id batch-writes broker drain-delay heartbeat heartbeat-interval help history " +
-			"log-format log-level max-conns-per-ip max-rooms-per-conn prefix presence-interval rate rate-burst " +
+		"serve": "addr allowed-origins app-id batch-writes broker drain-delay flusher heartbeat heartbeat-interval help history " +
+			"inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn prefix presence-interval rate rate-burst " +
 			"read-limit read-poller send-queue shutdown-timeout trust-proxy",
 	} {
 		code, out, _ := run(t, "", cmd, "--help")

@@ -49,6 +49,13 @@ type ServeOptions struct {
 	// ReadPoller watches idle connections' sockets in one epoll set instead
 	// of a reader goroutine each (Linux): not Server.NoReadPoller.
 	ReadPoller bool
+	// InlineReads runs the readers on the read pollers' goroutines when the
+	// broker and the history never block (memory://). Default: true.
+	InlineReads bool
+	// Flusher writes the queues of many connections from a few flusher
+	// goroutines without blocking; false gives each connection's writes to
+	// a goroutine of its own. Default: true.
+	Flusher bool
 }
 
 // newServeOptions returns serve's options with their defaults, which the
@@ -66,6 +73,8 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 		LogFormat:       "text",
 		BatchWrites:     !cfg.NoBatchedWrites,
 		ReadPoller:      !cfg.NoReadPoller,
+		Flusher:         !cfg.NoFlusher,
+		InlineReads:     !cfg.NoInlineReads,
 	}
 }
 
@@ -149,6 +158,8 @@ within --shutdown-timeout.`,
 	f.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "log format: text or json")
 	f.BoolVar(&opts.BatchWrites, "batch-writes", opts.BatchWrites, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
 	f.BoolVar(&opts.ReadPoller, "read-poller", opts.ReadPoller, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
+	f.BoolVar(&opts.InlineReads, "inline-reads", opts.InlineReads, "with memory:// broker and history, whose calls never block, read and handle a client's frames on the read poller's goroutine; false starts a goroutine per read, as with Redis or PostgreSQL")
+	f.BoolVar(&opts.Flusher, "flusher", opts.Flusher, "write the queued frames of many connections from one flusher goroutine per processor without blocking; false gives each connection a writer goroutine that drains its queue with one blocking writev (gorilla's writePump)")
 	f.StringVar(&opts.Pprof, "pprof", opts.Pprof, "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
 	addBrokerFlags(cmd, g)
@@ -218,6 +229,8 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	cfg.History = hist
 	cfg.NoBatchedWrites = !opts.BatchWrites
 	cfg.NoReadPoller = !opts.ReadPoller
+	cfg.NoFlusher = !opts.Flusher
+	cfg.NoInlineReads = !opts.InlineReads
 	cfg.Logger = log
 	srv, err := server.New(b, cfg)
 	if err != nil {

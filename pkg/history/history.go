@@ -70,6 +70,21 @@ const MaxPage = 1000
 // MaxDedupKeyLen bounds the dedup key given to Append, in bytes.
 const MaxDedupKeyLen = 256
 
+// NonBlocking is the capability of a store whose calls never wait on a
+// network or a disk (the in-process one): a caller may then call it
+// without a deadline, and from a goroutine that must not wait long.
+type NonBlocking interface {
+	// NeverBlocks reports whether the store's calls never wait.
+	NeverBlocks() bool
+}
+
+// NeverBlocks reports whether s declares that its calls never wait
+// (NonBlocking); a store that does not say so may block.
+func NeverBlocks(s Store) bool {
+	nb, ok := s.(NonBlocking)
+	return ok && nb.NeverBlocks()
+}
+
 // Store is a per-room message history. All methods are safe for concurrent
 // use and return ErrClosed after Close.
 type Store interface {

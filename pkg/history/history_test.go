@@ -200,3 +200,19 @@ func TestURLForBroker(t *testing.T) {
 		}
 	}
 }
+
+// blockingStore is a store that does not declare NonBlocking.
+type blockingStore struct{ history.Store }
+
+// TestNeverBlocks: the in-process store declares that it never blocks; a
+// store that does not say so (Redis, PostgreSQL, a wrapper) may block.
+func TestNeverBlocks(t *testing.T) {
+	m := history.NewMemory(history.Options{})
+	t.Cleanup(func() { _ = m.Close() })
+	if !history.NeverBlocks(m) {
+		t.Error("the memory store may block")
+	}
+	if history.NeverBlocks(blockingStore{m}) {
+		t.Error("a store that declares nothing never blocks")
+	}
+}

@@ -33,7 +33,14 @@ type Memory struct {
 	rooms  map[string]*memRoom
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store       = (*Memory)(nil)
+	_ NonBlocking = (*Memory)(nil)
+)
+
+// NeverBlocks is true: the in-process store's calls never wait on a
+// network or a disk.
+func (s *Memory) NeverBlocks() bool { return true }
 
 type memRoom struct {
 	last  uint64

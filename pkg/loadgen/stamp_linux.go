@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/livechat/livechat/internal/engine/sockio"
 	"github.com/livechat/livechat/pkg/wsframe"
 )
 
@@ -84,11 +85,13 @@ func (c *stampConn) readEach(rd *wsframe.Reader, got func() error) error {
 				return false
 			}
 			space := rd.Space()
-			n, oobn, _, _, err := syscall.Recvmsg(int(fd), space, c.oob, 0)
+			var oobn int
+			n, empty, err := sockio.Read(func() (n int, err error) {
+				n, oobn, _, _, err = syscall.Recvmsg(int(fd), space, c.oob, 0)
+				return n, err
+			})
 			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
+			case empty:
 				rd.Release()
 				return false
 			case err != nil:

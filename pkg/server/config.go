@@ -131,6 +131,18 @@ type Config struct {
 	// most of a small write's CPU where system calls are dear (virtual
 	// machines). Default: false.
 	NoBatchedWrites bool
+	// NoFlusher makes each connection's own writer goroutine write its
+	// queue, one writev(2) per write that may block under WriteTimeout, as
+	// gorilla's writePump does. By default the flushers (one per
+	// processor) write the queues of many connections without blocking.
+	// Default: false.
+	NoFlusher bool
+	// NoInlineReads makes the read pollers start a goroutine for each read
+	// even when the broker and the history store declare that they never
+	// block (broker.NeverBlocks, history.NeverBlocks: the in-process
+	// backends). By default the pollers then run the readers on their own
+	// goroutines, with no goroutine start per read. Default: false.
+	NoInlineReads bool
 	// NoReadPoller gives every connection a reader goroutine for its whole
 	// life. By default (Linux), the server watches its connections'
 	// sockets in one epoll(7) set and a connection has a reader goroutine
@@ -170,9 +182,6 @@ const (
 	bigPresenceEvery = time.Second
 	// presenceTTLPeriods is how many presence intervals a snapshot lives.
 	presenceTTLPeriods = 3
-	// closeWait bounds how long a closing connection waits for the peer's
-	// close frame after sending its own.
-	closeWait = time.Second
 	// typingEvery is the minimum interval between typing frames of one
 	// connection in one room; more frequent ones are ignored.
 	typingEvery = time.Second

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"time"
 
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -57,9 +58,9 @@ type pendingMsg struct {
 // fanout frames data once and queues that frame to every local member of
 // r: one non-blocking queue push per member, nothing else.
 func (r *room) fanout(data []byte) {
-	f := sharedFrame(data) // the broker's data is never modified
+	f := engine.SharedTextFrame(data) // the broker's data is never modified
 	for _, c := range *r.members.Load() {
-		c.enqueue(f)
+		c.send(f)
 	}
 }
 

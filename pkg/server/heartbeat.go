@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/protocol"
-	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // The client heartbeat. A browser answers WebSocket pings but never shows
@@ -19,7 +19,7 @@ import (
 // It costs no goroutine or timer per connection: one goroutine per server
 // looks at every connection heartbeatScans times per interval and queues the
 // one shared, pre-encoded frame (heartbeatFrame) to those whose last data
-// write (conn.lastSent) started at least heartbeatAfter scan periods ago.
+// write (engine.Conn.Idle) started at least heartbeatAfter scan periods ago.
 // The frame goes through the connection's queue and writer like any other,
 // so one writer at a time still owns the socket; a busy connection, whose
 // writes keep lastSent recent, gets none.
@@ -43,10 +43,7 @@ const (
 // heartbeatFrame is the heartbeat, encoded once for every connection of
 // every server. Its n is 0: messages_out does not count it (heartbeats_sent
 // does).
-var heartbeatFrame = func() *frame {
-	payload := []byte(`{"type":"` + protocol.TypeHeartbeat + `"}`)
-	return &frame{buf: append(wsframe.AppendHeader(nil, wsframe.OpText, len(payload)), payload...)}
-}()
+var heartbeatFrame = engine.UncountedTextFrame([]byte(`{"type":"` + protocol.TypeHeartbeat + `"}`))
 
 // clientHeartbeatLoop queues a heartbeat to every connection that has had
 // no data write for heartbeatAfter scan periods, once per scan period,
@@ -56,24 +53,24 @@ func (s *Server) clientHeartbeatLoop(ctx context.Context) {
 	every := s.cfg.ClientHeartbeat / heartbeatScans
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var due []*conn // reused between scans
+	var due []*session // reused between scans
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-heartbeatAfter * every).UnixNano()
+		cutoff := time.Now().Add(-heartbeatAfter * every)
 		s.mu.Lock()
 		for c := range s.conns {
-			if c.lastSent.Load() <= cutoff {
+			if c.c.Idle(cutoff) {
 				due = append(due, c)
 			}
 		}
 		s.mu.Unlock()
 		var sent uint64
 		for _, c := range due {
-			if c.heartbeat() {
+			if c.c.SendIfIdle(heartbeatFrame, cutoff) {
 				sent++
 			}
 		}
@@ -84,22 +81,4 @@ func (s *Server) clientHeartbeatLoop(ctx context.Context) {
 		}
 		due = due[:0]
 	}
-}
-
-// heartbeat queues the heartbeat frame and starts c's writer when none
-// runs. It queues nothing, and reports false, when a frame already waits
-// (its write will move lastSent) or c's writes are over or closing. It
-// never blocks.
-func (c *conn) heartbeat() bool {
-	c.mu.Lock()
-	if c.over || c.kicked || len(c.q) > 0 {
-		c.mu.Unlock()
-		return false
-	}
-	start := c.queueLocked(heartbeatFrame)
-	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
-	return true
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,13 +97,13 @@ func (l *lateness) end() time.Duration {
 // goroutine, a goroutine per report, a reader goroutine for its life) and
 // with batched writes on and off.
 func TestHeartbeatsReachIdleConnections(t *testing.T) {
-	for _, mode := range []string{"inline", "spawned", "goroutines", "tls"} {
+	for _, mode := range []string{"inline", "spawned", "goroutines", "tls", "noflusher"} {
 		for _, batched := range []bool{true, false} {
-			if mode == "tls" && !batched {
+			if (mode == "tls" || mode == "noflusher") && !batched {
 				continue // a TLS socket has its own writer: no flusher
 			}
 			t.Run(fmt.Sprintf("%s/batched=%v", mode, batched), func(t *testing.T) {
-				if (mode == "inline" || mode == "spawned") && newPoller(false) == nil {
+				if (mode == "inline" || mode == "spawned") && runtime.GOOS != "linux" {
 					t.Skip("no read poller on this system")
 				}
 				t.Parallel()
@@ -159,7 +160,8 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	cfg := Config{
 		AppID: "1000", Prefix: testPrefix(t), ClientHeartbeat: interval,
 		PingPeriod:   70 * time.Millisecond, // pings come between the heartbeats
-		NoReadPoller: mode == "goroutines", NoBatchedWrites: !batched,
+		NoReadPoller: mode == "goroutines", NoBatchedWrites: !batched, NoFlusher: mode == "noflusher",
+		NoInlineReads: mode == "spawned",
 	}
 	var (
 		ts  *Server
@@ -172,7 +174,6 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 		s := startServer(t, memBroker(t), cfg)
 		ts, url = s.Server, s.url
 	}
-	setPollersInline(ts, mode == "inline") // before any connection
 	type result struct {
 		got []arrival
 		err error

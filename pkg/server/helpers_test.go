@@ -376,3 +376,18 @@ func hasMembers(room string, want ...string) func([]rx) bool {
 		return false
 	}
 }
+
+// readType reads frames until one of type ty (5 s at most).
+func readType(t *testing.T, ws *websocket.Conn, ty string) rx {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var f rx
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatalf("waiting for %s: %v", ty, err)
+		}
+		if f.Type == ty {
+			return f
+		}
+	}
+}

@@ -9,13 +9,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/protocol"
-	"github.com/livechat/livechat/pkg/wsframe"
 )
 
 // TestBadInput sends every kind of bad frame that must get an error frame
@@ -76,7 +75,7 @@ func TestReadLimit(t *testing.T) {
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
 	c.sendRaw(websocket.TextMessage, bytes.Repeat([]byte("x"), 2000))
-	if code := closeCode(c.closeErr()); code != websocket.CloseMessageTooBig {
+	if code := closeCode(c.closeErr()); code != engine.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
 	}
 	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
@@ -88,8 +87,12 @@ func TestInvalidUTF8(t *testing.T) {
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
 	c.sendRaw(websocket.TextMessage, []byte("{\"type\":\"join\",\"room\":\"r\",\"name\":\"\xff\xfe\"}"))
-	if code := closeCode(c.closeErr()); code != websocket.CloseInvalidFramePayloadData {
+	if code := closeCode(c.closeErr()); code != engine.CloseInvalidPayload {
 		t.Fatalf("close code %d, want 1007", code)
+	}
+	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
+	if m := scrape(t, ts); !strings.Contains(m, `livechat_errors_total{code="invalid_utf8"} 1`) {
+		t.Fatalf("invalid UTF-8 not counted:\n%s", grep(m, "errors_total"))
 	}
 }
 
@@ -104,7 +107,7 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	err := c.closeErr()
-	if code := closeCode(err); code != websocket.ClosePolicyViolation {
+	if code := closeCode(err); code != engine.ClosePolicyViolation {
 		t.Fatalf("close = %v, want 1008", err)
 	}
 	limited := 0
@@ -245,7 +248,7 @@ func TestSlowClient(t *testing.T) {
 		}
 	}
 	t.Logf("slow client read %d frames in %v", frames, time.Since(start))
-	if code := closeCode(rerr); code != websocket.CloseTryAgainLater && !isEOF(rerr) {
+	if code := closeCode(rerr); code != engine.CloseTryAgainLater && !isEOF(rerr) {
 		t.Fatalf("slow client read ended with %v, want close 1013 or EOF", rerr)
 	}
 	t.Logf("slow client disconnected after %d messages: %v", sent, rerr)
@@ -254,9 +257,12 @@ func TestSlowClient(t *testing.T) {
 	}
 }
 
+// isEOF reports whether err is the end of the stream without a close
+// frame: EOF, or the server's reset of the socket (a read error).
 func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || closeCode(err) == websocket.CloseAbnormalClosure ||
-		errors.Is(err, syscall.ECONNRESET)
+	var op *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || closeCode(err) == engine.CloseAbnormal ||
+		(errors.As(err, &op) && op.Op == "read")
 }
 
 func countType(fs []rx, ty string) int {
@@ -309,7 +315,7 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 	// before the queue's limits (65,536 frames, no stall check below them):
 	// 20 at a time, each lot written before the next, until a write is short.
 	out0 := ts.Stats().MsgsOut
-	for i := 0; ts.shortWrites.Load() == 0; {
+	for i := 0; ts.eng.Stats().ShortWrites == 0; {
 		if i >= 2000 {
 			t.Fatalf("no short write after %d messages of 60 KB", i)
 		}
@@ -322,7 +328,7 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 		}
 		want := out0 + uint64(i)
 		waitFor(t, waitTimeout, "the messages written or the socket full", func() bool {
-			return ts.shortWrites.Load() > 0 || ts.Stats().MsgsOut >= want
+			return ts.eng.Stats().ShortWrites > 0 || ts.Stats().MsgsOut >= want
 		})
 	}
 	waitFor(t, waitTimeout, "slow connection closed", func() bool { return ts.Stats().Connections == 0 })
@@ -346,58 +352,6 @@ func joinNoRead(t *testing.T, ts *testServer, room, name string) *websocket.Conn
 	return ws
 }
 
-// TestFramesInPieces sends a join as two fragments with a ping between
-// them, every frame written to the socket one byte at a time, so the
-// server reads partial frames; it answers the ping, joins, and closes a
-// frame with a reserved bit set with 1002.
-func TestFramesInPieces(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
-	ws, status, err := dialRaw(ts.url, nil)
-	if err != nil {
-		t.Fatalf("dial: %v (HTTP %d)", err, status)
-	}
-	pongs := make(chan string, 1)
-	ws.SetPongHandler(func(p string) error { pongs <- p; return nil })
-	c := newClient(t, ws)
-	c.next(protocol.TypeWelcome)
-
-	join := []byte(`{"type":"join","room":"pieces","name":"ann"}`)
-	var stream []byte
-	stream = wsframe.AppendFrame(stream, false, wsframe.OpText, join[:10], maskKey)
-	stream = wsframe.AppendFrame(stream, true, wsframe.OpPing, []byte("are you there"), maskKey)
-	stream = wsframe.AppendFrame(stream, true, wsframe.OpContinuation, join[10:], maskKey)
-	nc := ws.NetConn()
-	for i := range stream {
-		if _, err := nc.Write(stream[i : i+1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case p := <-pongs:
-		if p != "are you there" {
-			t.Fatalf("pong %q", p)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("no pong")
-	}
-	if j := c.next(protocol.TypeJoined); j.Room != "pieces" {
-		t.Fatalf("joined %+v", j)
-	}
-	bad := wsframe.AppendFrame(nil, true, wsframe.OpText, []byte(`{}`), maskKey)
-	bad[0] |= 0x40 // RSV1, with no extension agreed
-	if _, err := nc.Write(bad); err != nil {
-		t.Fatal(err)
-	}
-	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
-		t.Fatalf("close code %d, want 1002", code)
-	}
-	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
-}
-
-// maskKey masks the frames the tests write as a client.
-var maskKey = []byte{0x12, 0x34, 0x56, 0x78}
-
 // TestBadCloseCode answers a close frame with a code a peer may not send
 // with 1002.
 func TestBadCloseCode(t *testing.T) {
@@ -405,12 +359,16 @@ func TestBadCloseCode(t *testing.T) {
 	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
-	if _, err := c.ws.NetConn().Write(wsframe.AppendFrame(nil, true, wsframe.OpClose, []byte{0x03, 0xed}, maskKey)); err != nil { // 1005
+	// A close frame, masked with 12 34 56 78, of code 1005 (03 ed).
+	if _, err := c.ws.NetConn().Write([]byte{0x88, 0x82, 0x12, 0x34, 0x56, 0x78, 0x03 ^ 0x12, 0xed ^ 0x34}); err != nil {
 		t.Fatal(err)
 	}
-	if code := closeCode(c.closeErr()); code != websocket.CloseProtocolError {
+	if code := closeCode(c.closeErr()); code != engine.CloseProtocolError {
 		t.Fatalf("close code %d, want 1002", code)
 	}
+	// Counted from the connection's end, which may come after the client
+	// has read the close frame.
+	waitFor(t, waitTimeout, "connection gone", func() bool { return ts.Stats().Connections == 0 })
 	if m := scrape(t, ts); !strings.Contains(m, `livechat_errors_total{code="protocol_error"} 1`) {
 		t.Fatalf("protocol error not counted:\n%s", m)
 	}

@@ -12,7 +12,7 @@ import (
 const metricsNamespace = "livechat"
 
 // metrics are the Prometheus collectors of one Server. Hot-path counters are
-// atomics on Server and conn, exported through CounterFunc/GaugeFunc.
+// atomics on Server, the sessions and the engine, exported through CounterFunc/GaugeFunc.
 type metrics struct {
 	rejected *prometheus.CounterVec
 	errors   *prometheus.CounterVec
@@ -77,24 +77,24 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "flusher_writes_total",
 			Help:        "Writes of queued frames to a client's socket by the flushers, one per connection; batched=\"true\": many connections in one system call (io_uring).",
 			ConstLabels: prometheus.Labels{"batched": "true"},
-		}, func() float64 { return float64(s.batchedWrites.Load()) }),
+		}, func() float64 { return float64(s.eng.Stats().BatchedWrites) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "flusher_writes_total",
 			Help:        "Writes of queued frames to a client's socket by the flushers, one per connection; batched=\"true\": many connections in one system call (io_uring).",
 			ConstLabels: prometheus.Labels{"batched": "false"},
-		}, func() float64 { return float64(s.singleWrites.Load()) }),
+		}, func() float64 { return float64(s.eng.Stats().SingleWrites) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "short_writes_total",
 			Help: "Writes a client's socket did not take whole (a slow reader), finished by the connection's own writer.",
-		}, func() float64 { return float64(s.shortWrites.Load()) }),
+		}, func() float64 { return float64(s.eng.Stats().ShortWrites) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "writer_goroutines",
 			Help: "Connections written by a goroutine of their own (a write that may block, a ping, a close) rather than by a flusher.",
-		}, func() float64 { return float64(s.ownWriters.Load()) }),
+		}, func() float64 { return float64(s.eng.Stats().OwnWriters) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "write_interval_seconds",
 			Help: "Least time between two writes to one connection, adapted to the write load and the CPU left (longest of the flushers).",
-		}, func() float64 { return s.writeInterval().Seconds() }),
+		}, func() float64 { return s.eng.Stats().WriteInterval.Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "rooms",
 			Help: "Rooms with at least one local member (each one broker subscription).",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -433,4 +434,35 @@ func TestPresenceReconnect(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPresenceDeltaInBigRoom: past protocol.PresenceListMax members a
+// presence frame carries only the names that joined and left.
+func TestPresenceDeltaInBigRoom(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), PresenceInterval: time.Hour})
+	first := dial(t, ts.url)
+	first.next(protocol.TypeWelcome)
+	first.join("big", "u000")
+	for i := 1; i <= protocol.PresenceListMax; i++ {
+		c := dial(t, ts.url)
+		c.next(protocol.TypeWelcome)
+		c.join("big", "u"+strconv.Itoa(1000 + i)[1:])
+	}
+	late := dial(t, ts.url)
+	late.next(protocol.TypeWelcome)
+	if j := late.join("big", "late"); j.MemberCount != protocol.PresenceListMax+2 {
+		t.Fatalf("joined counts %d members, want %d", j.MemberCount, protocol.PresenceListMax+2)
+	}
+	first.waitUntil("presence with late", func(frames []rx) bool {
+		for _, f := range slices.Backward(frames) {
+			if f.Type == protocol.TypePresence && slices.Contains(f.Joined, "late") {
+				if f.Members != nil {
+					t.Errorf("presence in a room of %d lists the members", protocol.PresenceListMax+2)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -24,7 +25,7 @@ type room struct {
 
 	// members is the fan-out list, replaced (copy on write) under mu and
 	// read without a lock by the delivery goroutine.
-	members atomic.Pointer[[]*conn]
+	members atomic.Pointer[[]*session]
 
 	// refs counts the connections in or joining the room; guarded by s.mu.
 	refs int
@@ -102,7 +103,7 @@ func newRoom(s *Server, name string) *room {
 		quiet:    make(map[string]struct{}),
 		linger:   make(map[string]time.Time),
 	}
-	r.members.Store(&[]*conn{})
+	r.members.Store(&[]*session{})
 	return r
 }
 
@@ -112,7 +113,7 @@ func newRoom(s *Server, name string) *room {
 // subscription is rolled back; a failed replay is reported to c with an
 // "unavailable" error after the joined frame, and c still gets the live
 // messages.
-func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, error) {
+func (s *Server) joinRoom(c *session, name, user string, since *uint64) (*room, error) {
 	s.mu.Lock()
 	r := s.rooms[name]
 	if r == nil {
@@ -164,13 +165,13 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 	// messages with a seq wait for r.dmu, held here, so the replay goes
 	// first.
 	old := *r.members.Load()
-	next := make([]*conn, len(old), len(old)+1)
+	next := make([]*session, len(old), len(old)+1)
 	copy(next, old)
 	next = append(next, c)
 	r.members.Store(&next)
 	c.sendJSON(j)
 	if len(replay) > 0 {
-		c.enqueue(textFrames(replay))
+		c.send(engine.TextFrames(replay))
 		s.replayed.Add(uint64(len(replay)))
 	}
 	if rerr != nil {
@@ -183,7 +184,7 @@ func (s *Server) joinRoom(c *conn, name, user string, since *uint64) (*room, err
 
 // rejoinRoom answers a repeated join, renaming the member when the name
 // changed.
-func (s *Server) rejoinRoom(c *conn, r *room, oldName, newName string) {
+func (s *Server) rejoinRoom(c *session, r *room, oldName, newName string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if oldName != newName {
@@ -215,10 +216,10 @@ func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
 // meanwhile, here or elsewhere, is not seen to leave and come back. While
 // the server drains (Shutdown) every name stays in the room's snapshots,
 // the last of which other servers keep for its lifetime (a handover).
-func (s *Server) leaveRoom(c *conn, r *room, user string) {
+func (s *Server) leaveRoom(c *session, r *room, user string) {
 	r.mu.Lock()
 	old := *r.members.Load()
-	next := make([]*conn, 0, len(old))
+	next := make([]*session, 0, len(old))
 	for _, m := range old {
 		if m != c {
 			next = append(next, m)
@@ -281,16 +282,9 @@ func (r *room) removeNameLocked(user string) {
 	}
 }
 
-// ended reports whether c's reader has stopped: c leaves its rooms because
-// its connection ended, not with a leave frame.
-func (c *conn) ended() bool {
-	select {
-	case <-c.readerDone:
-		return true
-	default:
-		return false
-	}
-}
+// ended reports whether c's connection has ended: c leaves its rooms
+// because of that, not with a leave frame.
+func (c *session) ended() bool { return c.closed.Load() }
 
 // lingerLocked keeps user, whose last local connection ended, on the list
 // until one PresenceInterval from now.
@@ -608,9 +602,9 @@ func (r *room) refreshLocked(now time.Time) {
 	if err != nil {
 		return
 	}
-	f := textFrame(data)
+	f := engine.TextFrame(data)
 	for _, c := range *r.members.Load() {
-		c.enqueue(f)
+		c.send(f)
 	}
 }
 

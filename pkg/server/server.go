@@ -25,14 +25,13 @@ import (
 	"net"
 	"net/http"
 	"path"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
@@ -42,23 +41,19 @@ import (
 // to run its background loops and Shutdown to drain it. All methods are safe
 // for concurrent use.
 type Server struct {
-	b        broker.Broker
-	hist     history.Store // nil: no history
-	cfg      Config
-	log      *slog.Logger
-	upgrader websocket.Upgrader
-	mux      *http.ServeMux
-	metrics  *metrics
-	welcome  *frame // encoded once
-
-	flushers []*flusher    // one per processor; connections take turns
-	pollers  []*poller     // one per processor, watch the connections' sockets; none: a reader goroutine each
-	pollSeq  atomic.Uint64 // picks a new connection's poller
-	connSeq  atomic.Uint64 // picks a new connection's flusher
+	b       broker.Broker
+	hist    history.Store // nil: no history
+	cfg     Config
+	log     *slog.Logger
+	eng     *engine.Engine // reads and writes the clients' sockets
+	mux     *http.ServeMux
+	metrics *metrics
+	welcome *engine.Frame // encoded once
 	// inprocBroker and inprocHist are set when the broker or the history
-	// store is the in-process memory backend, whose calls never block: the
-	// send path then gives them no deadline (a context.WithTimeout per call
-	// is a timer start and stop per message).
+	// store declares that its calls never block (broker.NeverBlocks,
+	// history.NeverBlocks): the send path then gives them no deadline (a
+	// context.WithTimeout per call is a timer start and stop per message),
+	// and the engine's pollers run the readers themselves (Inline).
 	inprocBroker bool
 	inprocHist   bool
 
@@ -75,16 +70,7 @@ type Server struct {
 	msgsIn    atomic.Uint64
 	brokerIn  atomic.Uint64
 	slowDrops atomic.Uint64
-	// batchedWrites and singleWrites count the flushers' writes to
-	// sockets, one per connection: sent in a batch (one io_uring_enter for
-	// many connections) or with a writev of their own.
-	batchedWrites, singleWrites atomic.Uint64
-	// shortWrites counts flusher writes the socket did not take whole,
-	// finished by the connection's own writer.
-	shortWrites atomic.Uint64
-	// ownWriters counts the connections' own writer goroutines running.
-	ownWriters atomic.Int64
-	outClosed  atomic.Uint64 // frames written by connections already closed
+	outClosed atomic.Uint64 // frames written by connections already closed
 	// heartbeatsSent counts the heartbeat frames queued to clients
 	// (heartbeat.go).
 	heartbeatsSent atomic.Uint64
@@ -102,7 +88,7 @@ type Server struct {
 	presenceKick chan struct{}
 
 	mu       sync.Mutex
-	conns    map[*conn]struct{}
+	conns    map[*session]struct{}
 	perIP    map[string]int
 	rooms    map[string]*room
 	closing  bool // Shutdown or kill began: no new connections
@@ -129,38 +115,27 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		started:      now,
 		idPrefix:     cfg.AppID + "-" + strconv.FormatInt(now.UnixMilli(), 36) + "-",
 		presenceKick: make(chan struct{}, 1),
-		conns:        make(map[*conn]struct{}),
+		conns:        make(map[*session]struct{}),
 		perIP:        make(map[string]int),
 		rooms:        make(map[string]*room),
 	}
-	batched := !cfg.NoBatchedWrites && batchedWritesOK(s.log)
-	s.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
-	for i := range s.flushers {
-		s.flushers[i] = newFlusher(batched)
-	}
-	_, s.inprocBroker = b.(*broker.Memory)
-	_, s.inprocHist = cfg.History.(*history.Memory)
-	if !cfg.NoReadPoller {
-		// With in-process backends no handler waits on the network, so
-		// the pollers run the readers themselves.
-		inline := s.inprocBroker && (s.hist == nil || s.inprocHist)
-		for range runtime.GOMAXPROCS(0) {
-			if p := newPoller(inline); p != nil {
-				s.pollers = append(s.pollers, p)
-			}
-		}
-	}
-	s.upgrader = websocket.Upgrader{
-		HandshakeTimeout: 10 * time.Second,
-		// The connection's reader parses frames from the socket itself
-		// (wsframe.Reader): gorilla's read buffer, kept for the connection's life,
-		// is never used, and 1 asks for the least it allows.
-		ReadBufferSize:    1,
-		WriteBufferSize:   1024,
-		WriteBufferPool:   &sync.Pool{},
-		EnableCompression: false,
-		CheckOrigin:       s.checkOrigin,
-	}
+	s.inprocBroker = broker.NeverBlocks(b)
+	s.inprocHist = cfg.History != nil && history.NeverBlocks(cfg.History)
+	s.eng = engine.New(engine.Options{
+		ReadLimit:    cfg.ReadLimit,
+		PongWait:     cfg.PongWait,
+		PingPeriod:   cfg.PingPeriod,
+		WriteTimeout: cfg.WriteTimeout,
+		SendQueue:    cfg.SendQueue,
+		// With backends that never block no handler waits on the
+		// network, so the pollers run the readers themselves.
+		Inline:          !cfg.NoInlineReads && s.inprocBroker && (s.hist == nil || s.inprocHist),
+		NoPoller:        cfg.NoReadPoller,
+		NoFlusher:       cfg.NoFlusher,
+		NoBatchedWrites: cfg.NoBatchedWrites,
+		CheckOrigin:     s.checkOrigin,
+		Logger:          s.log,
+	})
 	m, err := newMetrics(s, cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -187,7 +162,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: encode welcome: %w", err)
 	}
-	s.welcome = textFrame(welcome)
+	s.welcome = engine.TextFrame(welcome)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("/healthz", s.serveHealthz)
@@ -268,12 +243,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	for _, c := range s.snapshotConns() {
-		c.kick(websocket.CloseGoingAway, "server shutting down", true)
+		c.c.Close(engine.CloseGoingAway, "server shutting down")
 	}
 	if werr := s.waitConns(ctx); werr != nil {
 		err = werr
 		for _, c := range s.snapshotConns() {
-			c.cut()
+			c.c.Close(engine.CloseAbnormal, "")
 		}
 		s.connWG.Wait() // cut sockets end their readers and writers promptly
 	}
@@ -291,7 +266,7 @@ func (s *Server) kill() {
 	s.mu.Unlock()
 	s.stopLoops()
 	for _, c := range s.snapshotConns() {
-		c.cut()
+		c.c.Close(engine.CloseAbnormal, "")
 	}
 	s.connWG.Wait()
 }
@@ -310,10 +285,10 @@ func (s *Server) waitConns(ctx context.Context) error {
 	}
 }
 
-func (s *Server) snapshotConns() []*conn {
+func (s *Server) snapshotConns() []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cs := make([]*conn, 0, len(s.conns))
+	cs := make([]*session, 0, len(s.conns))
 	for c := range s.conns {
 		cs = append(cs, c)
 	}
@@ -330,7 +305,7 @@ func (s *Server) framesOut() uint64 {
 	s.mu.Lock()
 	n := s.outClosed.Load()
 	for c := range s.conns {
-		n += c.out.Load()
+		n += c.c.FramesOut()
 	}
 	s.mu.Unlock()
 	return n
@@ -490,11 +465,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.connWG.Add(1)
 	s.mu.Unlock()
 
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	c, err := s.eng.Upgrade(w, r)
 	if err != nil {
 		// Upgrade already answered (403 for a refused origin, 400 otherwise).
 		s.log.Debug("server: upgrade", "err", err, "remote", r.RemoteAddr)
-		if !strings.Contains(err.Error(), "origin") {
+		if !errors.Is(err, engine.ErrOrigin) {
 			s.metrics.rejected.WithLabelValues("upgrade").Inc()
 		}
 		s.mu.Lock()
@@ -503,48 +478,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.connWG.Done()
 		return
 	}
-	c := newConn(s, ws, ip)
+	sess := newSession(s, c, ip)
 	s.mu.Lock()
-	if s.closing {
-		// Shutdown started during the handshake: it may already have kicked
-		// everyone, so say goodbye here.
-		s.mu.Unlock()
-		_ = ws.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"),
-			time.Now().Add(s.cfg.WriteTimeout))
-		_ = ws.Close()
-		s.mu.Lock()
-		s.releaseIP(ip)
-		s.mu.Unlock()
-		s.connWG.Done()
-		return
-	}
-	s.conns[c] = struct{}{}
+	closing := s.closing
+	s.conns[sess] = struct{}{}
 	s.mu.Unlock()
 	s.nconns.Add(1)
-	c.start()
-}
-
-// pollerFor returns the poller of a new connection, nil when there is none.
-func (s *Server) pollerFor() *poller {
-	if len(s.pollers) == 0 {
-		return nil
+	if closing {
+		// Shutdown started during the handshake: it may already have
+		// closed everyone, so say goodbye here.
+		c.Close(engine.CloseGoingAway, "server shutting down")
+	} else {
+		c.Send(s.welcome)
 	}
-	return s.pollers[s.pollSeq.Add(1)%uint64(len(s.pollers))]
-}
-
-// flusherFor returns the flusher of a new connection.
-func (s *Server) flusherFor() *flusher {
-	return s.flushers[s.connSeq.Add(1)%uint64(len(s.flushers))]
-}
-
-// writeInterval is the longest of the flushers' intervals.
-func (s *Server) writeInterval() time.Duration {
-	var iv time.Duration
-	for _, f := range s.flushers {
-		iv = max(iv, f.coalesce())
-	}
-	return iv
+	c.Serve(sess)
 }
 
 // releaseIP must be called with s.mu held.
@@ -556,12 +503,12 @@ func (s *Server) releaseIP(ip string) {
 	}
 }
 
-// removeConn unregisters a finished connection.
-func (s *Server) removeConn(c *conn) {
+// removeConn unregisters a finished session.
+func (s *Server) removeConn(c *session) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.releaseIP(c.ip)
-	s.outClosed.Add(c.out.Load())
+	s.outClosed.Add(c.c.FramesOut())
 	s.mu.Unlock()
 	s.nconns.Add(-1)
 	s.connWG.Done()

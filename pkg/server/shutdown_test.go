@@ -12,7 +12,7 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -67,7 +67,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("dial while draining: %v, HTTP %d", err, status)
 	}
 	for _, c := range clients {
-		if code := closeCode(c.closeErr()); code != websocket.CloseGoingAway {
+		if code := closeCode(c.closeErr()); code != engine.CloseGoingAway {
 			t.Fatalf("close code %d, want 1001", code)
 		}
 		if got := len(c.frameList(protocol.TypeMessage)); got != n {

@@ -20,13 +20,20 @@ const (
 	OpPong         = 0xA
 )
 
-// Close codes a breach of the protocol is answered with (RFC 6455, section
-// 7.4.1), and the code of a close frame that carries none.
+// Close codes (RFC 6455, section 7.4.1): those a breach of the protocol is
+// answered with, the code of a close frame that carries none, and those a
+// server closes with. CloseAbnormal (1006) is never sent in a close frame:
+// it names a connection that ended without one.
 const (
-	CloseProtocolError  = 1002
-	CloseNoStatus       = 1005
-	CloseInvalidPayload = 1007
-	CloseMessageTooBig  = 1009
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001
+	CloseProtocolError   = 1002
+	CloseNoStatus        = 1005
+	CloseAbnormal        = 1006
+	CloseInvalidPayload  = 1007
+	ClosePolicyViolation = 1008
+	CloseMessageTooBig   = 1009
+	CloseTryAgainLater   = 1013
 )
 
 const (

@@ -1,10 +1,12 @@
-package server
+package engine
 
 import (
 	"net"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/livechat/livechat/internal/engine/sockio"
 )
 
 // rawConn writes to a socket's file descriptor without waiting.
@@ -28,6 +30,10 @@ func newRawConn(nc net.Conn) rawConn {
 // ok reports whether r can write and read.
 func (r rawConn) ok() bool { return r.rc != nil }
 
+// control runs f with the socket's descriptor (syscall.RawConn.Control): a
+// Close of the socket waits for f to return.
+func (r rawConn) control(f func(fd uintptr)) error { return r.rc.Control(f) }
+
 // syscallConn is the socket's syscall.RawConn, nil when there is none.
 func (r rawConn) syscallConn() syscall.RawConn { return r.rc }
 
@@ -35,44 +41,22 @@ func (r rawConn) syscallConn() syscall.RawConn { return r.rc }
 // socket to be readable whenever it returns false (syscall.RawConn.Read).
 func (r rawConn) read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
 
-// readReport reads the socket's file descriptor until it is empty and
-// handles every whole frame; it returns true to stop reading: at the end of
-// the stream, on an error, when the handler says so, or once the connection
-// is cut. A read that does not fill the buffer found the socket empty, so
-// it returns false then without the read that would find it so: a polled
-// connection gets another report when bytes come, and readLoop, which runs
-// it inside RawConn.Read for the connection's life, waits for the socket
-// (bytes that came meanwhile wake the wait, as the wait's readiness is only
-// reset when RawConn.Read starts). Between reads it holds no read buffer.
-//
-// As it runs while frames are handled, inside the descriptor's callback, a
-// Close of the socket from another goroutine waits for the handler to
-// return (a Close waits for the descriptor's users): the flusher, shared by
-// many connections, therefore never closes a socket itself (flusher.write).
-func (c *conn) readReport(fd uintptr) bool {
-	rd := &c.rd
-	for !c.cutReq.Load() {
-		space := rd.Space()
-		n, err := syscall.Read(int(fd), space)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			rd.Release()
-			return false
-		case err != nil || n <= 0:
-			return true
-		}
-		rd.Commit(n)
-		if c.extendRead(time.Now()) != nil || !c.consume() {
-			return true
-		}
-		if n < len(space) {
-			rd.Release()
-			return false
-		}
+// readFD reads the socket's descriptor once into p without waiting (see
+// sockio.Read): empty when it holds nothing now, n == 0 at the end of the
+// stream.
+func readFD(fd uintptr, p []byte) (n int, empty bool, err error) {
+	return sockio.Read(func() (int, error) { return syscall.Read(int(fd), p) })
+}
+
+// shutdown shuts both directions of the socket down: its reader sees the
+// end of the stream, a write fails.
+func (r rawConn) shutdown() error {
+	var serr error
+	err := r.rc.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	if err != nil {
+		return err
 	}
-	return true
+	return serr
 }
 
 // rawWriter is a flusher's writev(2) state, kept from one write to the next

@@ -1,4 +1,4 @@
-package server
+package engine
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ import (
 // stays grown (a fresh goroutine per report grew its stack, copying it, at
 // every message). Otherwise (Redis, PostgreSQL: a handler may wait) each
 // report starts a goroutine that lives while the bytes are handled. A
-// connection's read state (conn.rstate) makes sure that one reader at a
+// connection's read state (Conn.in.state) makes sure that one reader at a
 // time reads it: a report while it is read asks the reader for one more
 // pass instead of starting another.
 //
@@ -37,7 +37,7 @@ type poller struct {
 
 	mu    sync.Mutex
 	set   *epollSet // the set new connections join; nil when none
-	slots []*conn   // registered connections by slot; nil for a free slot
+	slots []*Conn   // registered connections by slot; nil for a free slot
 	gens  []uint32  // each slot's generation, bumped when it is freed
 	free  []uint32
 }
@@ -48,15 +48,6 @@ type epollSet struct {
 	file *os.File // fd, for the runtime's poller
 	n    int      // connections registered, under poller.mu
 }
-
-// The read states of a connection (conn.rstate).
-const (
-	readOff     = iota // not polled (not yet, or never: readLoop reads it)
-	readIdle           // polled, no reader runs; the next report starts one
-	readRunning        // a reader runs
-	readAgain          // a reader runs and a report came meanwhile
-	readDone           // the reader stopped for good
-)
 
 // pollBatch is the most events one epoll_wait(2) returns.
 const pollBatch = 128
@@ -69,7 +60,7 @@ func newPoller(inline bool) *poller { return &poller{inline: inline} }
 // add registers c's socket; c's reader runs (readPolled) whenever bytes
 // arrive. An error leaves c unregistered: it then needs a reader goroutine
 // of its own.
-func (p *poller) add(c *conn) error {
+func (p *poller) add(c *Conn) error {
 	p.mu.Lock()
 	set := p.set
 	if set == nil {
@@ -85,8 +76,8 @@ func (p *poller) add(c *conn) error {
 	slot := p.alloc(c)
 	gen := p.gens[slot]
 	p.mu.Unlock()
-	c.pl, c.pset, c.pslot = p, set, slot
-	c.rstate.Store(readIdle)
+	c.in.pl, c.in.pset, c.in.pslot = p, set, slot
+	c.in.state.Store(readIdle)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(slot), Pad: int32(gen)}
 	var cerr error
 	err := c.raw.rc.Control(func(fd uintptr) {
@@ -97,7 +88,7 @@ func (p *poller) add(c *conn) error {
 		err = cerr
 	}
 	if err != nil {
-		if !c.rstate.CompareAndSwap(readIdle, readOff) {
+		if !c.in.state.CompareAndSwap(readIdle, readOff) {
 			// A cut started the reader meanwhile (readable): it ends
 			// the connection and removes it.
 			return nil
@@ -112,7 +103,7 @@ func (p *poller) add(c *conn) error {
 }
 
 // alloc gives c a slot; p.mu is held.
-func (p *poller) alloc(c *conn) uint32 {
+func (p *poller) alloc(c *Conn) uint32 {
 	if n := len(p.free); n > 0 {
 		slot := p.free[n-1]
 		p.free = p.free[:n-1]
@@ -127,12 +118,12 @@ func (p *poller) alloc(c *conn) uint32 {
 // remove forgets c (its reader has stopped): a report still on its way for
 // c's slot is ignored. The socket leaves the epoll set when it is closed.
 // The last connection of a set closes it.
-func (p *poller) remove(c *conn) {
+func (p *poller) remove(c *Conn) {
 	p.mu.Lock()
-	p.slots[c.pslot] = nil
-	p.gens[c.pslot]++
-	p.free = append(p.free, c.pslot)
-	set := c.pset
+	p.slots[c.in.pslot] = nil
+	p.gens[c.in.pslot]++
+	p.free = append(p.free, c.in.pslot)
+	set := c.in.pset
 	set.n--
 	last := set.n == 0
 	if last && p.set == set {
@@ -164,7 +155,7 @@ func (p *poller) run(set *epollSet) {
 		return
 	}
 	evs := make([]unix.EpollEvent, pollBatch)
-	ready := make([]*conn, 0, pollBatch)
+	ready := make([]*Conn, 0, pollBatch)
 	_ = rc.Read(func(fd uintptr) bool {
 		for {
 			n, err := unix.EpollWait(int(fd), evs, 0)
@@ -199,75 +190,4 @@ func (p *poller) run(set *epollSet) {
 			}
 		}
 	})
-}
-
-// readable is a report of bytes for c: it runs c's reader (on this
-// goroutine when inline, else on one of its own), or asks the running one
-// for another pass. It returns false when c is not polled.
-func (c *conn) readable(inline bool) bool {
-	for {
-		switch c.rstate.Load() {
-		case readOff:
-			return false
-		case readIdle:
-			if c.rstate.CompareAndSwap(readIdle, readRunning) {
-				if inline {
-					c.readPolled(true)
-				} else {
-					go c.readPolled(false)
-				}
-				return true
-			}
-		case readRunning:
-			if c.rstate.CompareAndSwap(readRunning, readAgain) {
-				return true
-			}
-		default: // readAgain, readDone
-			return true
-		}
-	}
-}
-
-// readPolled is a polled connection's reader for one report: it reads
-// and handles what the socket holds, then returns, holding nothing. When
-// the connection ends it finishes it, as readLoop does: on a goroutine of
-// its own when inline (on the poller's), as finishing may wait for the
-// writer.
-func (c *conn) readPolled(inline bool) {
-	for {
-		stop := true
-		err := c.raw.rc.Control(func(fd uintptr) { stop = c.readReport(fd) })
-		if err != nil || stop || c.cutReq.Load() {
-			c.rstate.Store(readDone)
-			if inline {
-				go c.endPolled()
-			} else {
-				c.endPolled()
-			}
-			return
-		}
-		if c.rstate.CompareAndSwap(readRunning, readIdle) {
-			return
-		}
-		c.rstate.Store(readRunning) // readAgain: bytes came meanwhile
-	}
-}
-
-// endPolled ends a polled connection whose reader stopped.
-func (c *conn) endPolled() {
-	c.readTimer.Stop()
-	c.pl.remove(c)
-	c.rd.Reset()
-	c.finish()
-}
-
-// shutdown shuts both directions of the socket down: its reader sees the
-// end of the stream, a write fails.
-func (r rawConn) shutdown() error {
-	var serr error
-	err := r.rc.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
-	if err != nil {
-		return err
-	}
-	return serr
 }

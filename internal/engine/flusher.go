@@ -1,7 +1,6 @@
-package server
+package engine
 
 import (
-	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -12,9 +11,9 @@ import (
 
 // A flusher writes the queued frames of many connections from one
 // goroutine, so that a busy server spends no goroutine start, timer or
-// context switch per write. A connection whose writer is idle and that gets
-// a frame joins its flusher's queue (it then counts as having a running
-// writer); the flusher takes the connection due first — the one written
+// context switch per write. A connection that nobody writes and that gets
+// a frame joins its flusher's queue (its writer role passes to the
+// flusher, role.go); the flusher takes the connection due first — the one written
 // longest ago, as one interval applies to all — whenever it is due (a
 // connection that got work later but was written earlier does not wait
 // behind it), and writes its whole queue without blocking. The connections
@@ -45,6 +44,7 @@ import (
 // connection's own writer goroutine (writeLoop), which may block under the
 // write deadline. The flusher runs only while its queue is not empty.
 type flusher struct {
+	e       *Engine // counts the writes
 	mu      sync.Mutex
 	q       dueQueue // connections to write, the one due first on top
 	running bool     // a run goroutine exists
@@ -79,7 +79,7 @@ type dueQueue []dueItem
 
 type dueItem struct {
 	last int64 // the connection's last write, UnixNano; 0 for none
-	c    *conn
+	c    *Conn
 }
 
 func (q *dueQueue) push(it dueItem) {
@@ -145,8 +145,8 @@ const (
 
 // newFlusher returns an idle flusher at the shortest interval; batched
 // says whether it may write many connections in one system call.
-func newFlusher(batched bool) *flusher {
-	f := &flusher{raw: newRawWriter(), wake: make(chan struct{}, 1), cpu: processCPU, noBatch: !batched}
+func newFlusher(e *Engine, batched bool) *flusher {
+	f := &flusher{e: e, raw: newRawWriter(), wake: make(chan struct{}, 1), cpu: processCPU, noBatch: !batched}
 	f.interval.Store(int64(writeCoalesce))
 	return f
 }
@@ -196,10 +196,8 @@ func (f *flusher) adapt(now time.Time) {
 // puts the flusher behind the readers the poll made runnable, which the
 // sleep's wake-up alone would not: a goroutine woken by its timer runs
 // next. Inbound messages are thus read within about one such step,
-// whatever the flusher's backlog; at 500 rooms on one core, the time from
-// a client's send to the server's read fell from p99 ~120 to ~50 ms, and
-// to ~30 ms with yieldEvery 16 rather than 64 (measured 2026-11-27; the
-// rounds are in git log -p docs/BENCHMARKS.md).
+// whatever the flusher's backlog: a shorter step (yieldEvery) costs the
+// flusher more sleeps and gives the readers a shorter wait.
 const (
 	yieldEvery = 16
 	yieldSleep = 50 * time.Microsecond
@@ -207,14 +205,14 @@ const (
 	maxBatch = 64
 )
 
-// push queues c; the caller holds c's writer role and passes it on (it
-// took it with wakeLocked, or it is the flusher or writeLoop handing it
-// back with frames waiting). It wakes the run goroutine when c is due
+// push queues c, whose writer role is the flusher's (a step to
+// roleFlusher: a frame queued on an idle connection, evMore, evHandBack).
+// It wakes the run goroutine when c is due
 // before the connection it sleeps for.
-func (f *flusher) push(c *conn) {
+func (f *flusher) push(c *Conn) {
 	it := dueItem{c: c}
-	if !c.lastWrite.IsZero() {
-		it.last = c.lastWrite.UnixNano()
+	if !c.w.lastWrite.IsZero() {
+		it.last = c.w.lastWrite.UnixNano()
 	}
 	f.mu.Lock()
 	f.q.push(it)
@@ -293,8 +291,8 @@ func (f *flusher) sleep(d time.Duration) {
 // flushJob is one connection's part of writeBatch: its frames, and their
 // buffers in the flusher's vec.
 type flushJob struct {
-	c        *conn
-	batch    []*frame
+	c        *Conn
+	batch    []*Frame
 	from, to int // batch's buffers: f.vec[from:to]
 	slot     int // its slot in f.batch, -1 when written on its own
 }
@@ -312,7 +310,7 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 		if batch == nil {
 			continue
 		}
-		it.c.lastWrite = now
+		it.c.w.lastWrite = now
 		from := len(vec)
 		for _, fr := range batch {
 			vec = fr.appendVec(vec)
@@ -343,11 +341,8 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 		}
 		f.finish(jb.c, jb.batch, vec[jb.from:jb.to], written, err, now)
 	}
-	if len(jobs) > 0 {
-		s := jobs[0].c.s
-		s.batchedWrites.Add(batched)
-		s.singleWrites.Add(single)
-	}
+	f.e.batchedWrites.Add(batched)
+	f.e.singleWrites.Add(single)
 	if bw != nil {
 		bw.Reset()
 		if bw.Err() != nil {
@@ -383,30 +378,33 @@ func (f *flusher) batchWriter(n int) *uring.Batch {
 }
 
 // take takes c's queued frames for a write, as c's writer; it returns nil
-// when there is nothing the flusher writes: c went idle (the role is given
-// back) or writeLoop took over (control frames or a kick).
-func (f *flusher) take(c *conn) []*frame {
+// when there is nothing the flusher writes: c went idle or its writes
+// ended (the role is given back), or writeLoop took over (a ping, a pong
+// or the close).
+func (f *flusher) take(c *Conn) []*Frame {
 	c.mu.Lock()
-	if c.kicked || c.pingDue || c.pongDue {
+	if c.out.closeReq || c.out.pingDue || c.out.pongDue {
+		c.step(evNeedOwn) // actOwn
 		c.mu.Unlock()
-		go c.writeLoop() // the role passes on: running stays set
+		go c.writeLoop()
 		return nil
 	}
-	batch := c.q
-	if c.over || len(batch) == 0 {
+	batch := c.out.q
+	if c.out.stop || len(batch) == 0 {
 		c.idleLocked()
+		c.step(c.idleEvent()) // actRelease
 		c.mu.Unlock()
 		c.writers.Done()
 		return nil
 	}
-	c.q, c.spare = c.spare, nil
+	c.out.q, c.out.spare = c.out.spare, nil
 	c.mu.Unlock()
 	return batch
 }
 
 // finish ends the write of batch to c, whose buffers are vec: written
 // bytes went out, or err ended it.
-func (f *flusher) finish(c *conn, batch []*frame, vec [][]byte, written int, err error, now time.Time) {
+func (f *flusher) finish(c *Conn, batch []*Frame, vec [][]byte, written int, err error, now time.Time) {
 	if err != nil {
 		clear(batch)
 		// Closing the socket waits for its reader to leave the descriptor,
@@ -419,12 +417,15 @@ func (f *flusher) finish(c *conn, batch []*frame, vec [][]byte, written int, err
 		return
 	}
 	rest, frames := remainder(vec, batch, written)
-	c.out.Add(uint64(frames))
+	c.framesOut.Add(uint64(frames))
 	if rest != nil {
 		// The socket took only part: the rest waits for it in writeLoop.
-		c.s.shortWrites.Add(1)
-		c.pending, c.pendingFrames = rest, countFrames(batch)-frames
+		c.e.shortWrites.Add(1)
+		c.w.pending, c.w.pendingFrames = rest, countFrames(batch)-frames
 		clear(batch)
+		c.mu.Lock()
+		c.step(evNeedOwn) // actOwn
+		c.mu.Unlock()
 		go c.writeLoop()
 		return
 	}
@@ -432,25 +433,25 @@ func (f *flusher) finish(c *conn, batch []*frame, vec [][]byte, written int, err
 	c.lastFull.Store(now.UnixNano())
 	c.lastSent.Store(now.UnixNano())
 	c.mu.Lock()
-	if cap(batch) <= maxKeptQueue && c.spare == nil {
-		c.spare = batch[:0]
+	if cap(batch) <= maxKeptQueue && c.out.spare == nil {
+		c.out.spare = batch[:0]
 	}
-	more := len(c.q) > 0 || c.kicked || c.pingDue || c.pongDue
-	if !more {
-		c.idleLocked()
-	}
-	c.mu.Unlock()
-	if more {
+	if len(c.out.q) > 0 || c.out.closeReq || c.out.pingDue || c.out.pongDue {
+		c.step(evMore) // actFlusher
+		c.mu.Unlock()
 		f.push(c)
 		return
 	}
+	c.idleLocked()
+	c.step(c.idleEvent()) // actRelease
+	c.mu.Unlock()
 	c.writers.Done()
 }
 
 // remainder returns what of vec, the buffers of batch's frames (appendVec),
 // is left after the first n bytes were written (nil when all were), and how
 // many WebSocket frames went out whole.
-func remainder(vec [][]byte, batch []*frame, n int) ([][]byte, int) {
+func remainder(vec [][]byte, batch []*Frame, n int) ([][]byte, int) {
 	frames, i := 0, 0
 	for _, f := range batch {
 		if size := len(f.buf) + len(f.tail); n >= size {
@@ -474,30 +475,10 @@ func remainder(vec [][]byte, batch []*frame, n int) ([][]byte, int) {
 }
 
 // countFrames returns the WebSocket frames in batch.
-func countFrames(batch []*frame) int {
+func countFrames(batch []*Frame) int {
 	n := 0
 	for _, f := range batch {
 		n += f.n
 	}
 	return n
-}
-
-// batchedWritesOK reports whether this process can batch writes with
-// io_uring, trying once and logging the answer.
-func batchedWritesOK(log *slog.Logger) bool {
-	batchProbe.Do(func() {
-		bw, err := uring.NewBatch(maxBatch)
-		if err != nil {
-			log.Info("server: io_uring not available, each connection is written with its own writev", "reason", err)
-			return
-		}
-		bw.Close()
-		batchProbe.ok = true
-	})
-	return batchProbe.ok
-}
-
-var batchProbe struct {
-	sync.Once
-	ok bool
 }

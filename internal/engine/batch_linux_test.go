@@ -1,15 +1,14 @@
-package server
+package engine
 
 import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/pkg/uring"
 )
 
@@ -27,9 +26,9 @@ func needURing(t testing.TB) {
 	_ = r.Close()
 }
 
-// TestFanoutBatched: a room's messages reach every member in order, with
-// the flushers' writes batched (io_uring) and without; the batched server
-// sends most of them in batches.
+// TestFanoutBatched: shared frames sent to many connections reach each in
+// order, with the flushers' writes batched (io_uring) and without; the
+// batched engine sends most of them in batches.
 func TestFanoutBatched(t *testing.T) {
 	for _, batched := range []bool{true, false} {
 		t.Run("batched="+strconv.FormatBool(batched), func(t *testing.T) {
@@ -37,34 +36,32 @@ func TestFanoutBatched(t *testing.T) {
 			if batched {
 				needURing(t)
 			}
-			ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), RatePerSec: 1000, RateBurst: 1000, NoBatchedWrites: !batched})
+			te := startEngine(t, Options{NoBatchedWrites: !batched}, echo())
 			const members, n = 30, 40
-			var cs []*client
-			var names []string
-			for i := range members {
-				c := dial(t, ts.url)
-				names = append(names, "m"+strconv.Itoa(i))
-				c.join("r", names[i])
-				cs = append(cs, c)
+			wss := make([]*websocket.Conn, members)
+			cs := make([]*Conn, members)
+			for i := range wss {
+				wss[i], cs[i] = te.dialed(t)
 			}
-			cs[0].waitUntil("everyone in the room", hasMembers("r", slices.Sorted(slices.Values(names))...))
 			for i := range n {
-				cs[0].sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "m" + strconv.Itoa(i) + strings.Repeat(".", i), CID: strconv.Itoa(i)})
+				f := SharedTextFrame([]byte("m" + strconv.Itoa(i) + strings.Repeat(".", i)))
+				for _, c := range cs {
+					c.Send(f)
+				}
 			}
-			for j, c := range cs {
-				c.waitUntil("every message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) >= n })
-				for i, m := range c.frameList(protocol.TypeMessage) {
-					if want := "m" + strconv.Itoa(i) + strings.Repeat(".", i); m.Text != want {
-						t.Fatalf("member %d, message %d: %q, want %q", j, i, m.Text, want)
+			for j, ws := range wss {
+				for i := range n {
+					if s, want := readText(t, ws), "m"+strconv.Itoa(i)+strings.Repeat(".", i); s != want {
+						t.Fatalf("member %d, frame %d: %q, want %q", j, i, s, want)
 					}
 				}
 			}
-			b, s := ts.batchedWrites.Load(), ts.singleWrites.Load()
-			if batched && b == 0 {
-				t.Fatalf("no write was batched (%d single writes)", s)
+			st := te.Stats()
+			if batched && st.BatchedWrites == 0 {
+				t.Fatalf("no write was batched (%d single writes)", st.SingleWrites)
 			}
-			if !batched && b != 0 {
-				t.Fatalf("%d batched writes with NoBatchedWrites", b)
+			if !batched && st.BatchedWrites != 0 {
+				t.Fatalf("%d batched writes with NoBatchedWrites", st.BatchedWrites)
 			}
 		})
 	}

@@ -1,8 +1,7 @@
-package server
+package engine
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -15,25 +14,22 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/livechat/livechat/pkg/history"
-	"github.com/livechat/livechat/pkg/protocol"
 )
 
-// TestShortWriteFinishedByWriter: a reader that stops reading (a small
+// TestShortWriteFinishedByWriter: a client that stops reading (a small
 // receive buffer, so the socket fills) makes the flusher's non-blocking
 // write fall short; the connection's own writer finishes it, and when the
-// client reads again every message arrives whole and in order, and the
+// client reads again every frame arrives whole and in order, and the
 // connection still works.
 func TestShortWriteFinishedByWriter(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), RatePerSec: 1000, RateBurst: 1000, SendQueue: 1024})
-	// The server's sockets get a small send buffer, the slow client's a
-	// small receive buffer: a few frames fill them.
-	hs := httptest.NewUnstartedServer(ts.Handler())
+	te := startEngine(t, Options{SendQueue: 1024}, echo())
+	// The server's sockets get a small send buffer, the client's a small
+	// receive buffer: a few frames fill them.
+	hs := httptest.NewUnstartedServer(te.http.Config.Handler)
 	hs.Listener = smallSendBuffers{hs.Listener}
 	hs.Start()
 	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
 	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDial: func(network, addr string) (net.Conn, error) {
 		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
@@ -44,41 +40,51 @@ func TestShortWriteFinishedByWriter(t *testing.T) {
 		}}
 		return nd.Dial(network, addr)
 	}}
-	ws, _, err := dialWith(d, url, nil)
+	ws, err := dialWith(d, "ws"+strings.TrimPrefix(hs.URL, "http"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = ws.Close() }()
-	// Not read until the short write: the join's answers wait too.
-	if err := ws.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "r", Name: "slow"}); err != nil {
-		t.Fatal(err)
-	}
-	sender := dial(t, url)
-	sender.join("r", "sender")
-	sender.waitUntil("slow in the room", hasMembers("r", "sender", "slow"))
+	c := te.accept(t)
 	const n = 150
-	text := strings.Repeat("x", protocol.MaxTextLen-8)
+	text := strings.Repeat("x", 4000)
 	for i := range n {
-		sender.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: strconv.Itoa(i) + ":" + text, CID: strconv.Itoa(i)})
+		c.Send(TextFrame([]byte(strconv.Itoa(i) + ":" + text)))
 	}
-	sender.waitUntil("acks", func(fs []rx) bool { return countType(fs, protocol.TypeAck) == n })
-	waitFor(t, 10*time.Second, "a short write", func() bool { return ts.shortWrites.Load() > 0 })
-
-	slow := newClient(t, ws)
-	slow.waitUntil("every message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) >= n })
-	msgs := slow.frameList(protocol.TypeMessage)
-	if len(msgs) != n {
-		t.Fatalf("got %d messages, want %d", len(msgs), n)
-	}
-	for i, m := range msgs {
-		if want := strconv.Itoa(i) + ":" + text; m.Text != want {
-			t.Fatalf("message %d: %.20q…, want %.20q…", i, m.Text, want)
+	waitFor(t, 10*time.Second, "a short write", func() bool { return te.Stats().ShortWrites > 0 })
+	for i := range n {
+		if s, want := readText(t, ws), strconv.Itoa(i)+":"+text; s != want {
+			t.Fatalf("frame %d: %.20q…, want %.20q…", i, s, want)
 		}
 	}
-	slow.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "r", Text: "still here", CID: "last"})
-	if f := slow.next(protocol.TypeAck); f.CID != "last" {
-		t.Fatalf("ack for %q, want last", f.CID)
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
 	}
+	if s := readText(t, ws); s != "still here" {
+		t.Fatalf("echo %q", s)
+	}
+	// Counted once the write has returned, which may be after the client
+	// read it.
+	waitFor(t, waitTimeout, "every frame counted", func() bool { return c.FramesOut() == n+1 })
+}
+
+// smallSendBuffers gives every accepted connection a small send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = setBuffer(fd, syscall.SO_SNDBUF) }); err != nil {
+		return nil, err
+	}
+	return c, serr
 }
 
 // TestFlusherInterval: the interval between two writes to a connection
@@ -86,7 +92,7 @@ func TestShortWriteFinishedByWriter(t *testing.T) {
 // maxCoalesce, and falls back to writeCoalesce once they take less than
 // busyLow.
 func TestFlusherInterval(t *testing.T) {
-	f := newFlusher(true)
+	f := newFlusher(New(Options{}), true)
 	var cpu time.Duration // the process's CPU time, as the test says
 	f.cpu = func() (time.Duration, bool) { return cpu, true }
 	procs := runtime.GOMAXPROCS(0)
@@ -158,7 +164,7 @@ func TestFlusherInterval(t *testing.T) {
 		t.Fatalf("after an idle second: %v, want %v", got, writeCoalesce)
 	}
 	// Without the process's CPU time, the share of writes decides.
-	g := newFlusher(true)
+	g := newFlusher(New(Options{}), true)
 	g.cpu = func() (time.Duration, bool) { return 0, false }
 	g.winStart = time.Now()
 	g.busy = time.Duration(0.9 * float64(adaptEvery))
@@ -168,31 +174,12 @@ func TestFlusherInterval(t *testing.T) {
 	}
 }
 
-// smallSendBuffers gives every accepted connection a small send buffer.
-type smallSendBuffers struct{ net.Listener }
-
-func (l smallSendBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = setBuffer(fd, syscall.SO_SNDBUF) }); err != nil {
-		return nil, err
-	}
-	return c, serr
-}
-
 // TestRemainder: what a short write leaves of a batch, and the frames that
 // went out whole.
 func TestRemainder(t *testing.T) {
-	a, b, c := textFrame([]byte("aaaa")), textFrames([][]byte{[]byte("b"), []byte("bb")}), textFrame([]byte("c"))
-	d := sharedFrame([]byte("dddd"))
-	batch := []*frame{a, b, c, d}
+	a, b, c := TextFrame([]byte("aaaa")), TextFrames([][]byte{[]byte("b"), []byte("bb")}), TextFrame([]byte("c"))
+	d := SharedTextFrame([]byte("dddd"))
+	batch := []*Frame{a, b, c, d}
 	var vec [][]byte
 	for _, f := range batch {
 		vec = f.appendVec(vec) // 6, 7, 3 and 2+4 bytes
@@ -229,30 +216,22 @@ func TestRemainder(t *testing.T) {
 // closed as too slow, and gets them all in order.
 func TestHeldFramesAreNotSlow(t *testing.T) {
 	t.Parallel()
-	b := memBroker(t)
-	prefix := testPrefix(t)
-	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, SendQueue: 64})
-	c := dial(t, ts.url)
-	c.join("r", "reader")
-	for _, f := range ts.flushers {
+	te := startEngine(t, Options{SendQueue: 64}, echo())
+	ws, c := te.dialed(t)
+	for _, f := range te.flushers {
 		f.interval.Store(int64(maxCoalesce)) // as on a write-bound server
 	}
 	const n = 200 // over SendQueue, under queueHardFactor × SendQueue
-	subject := protocol.RoomSubject(prefix, "r")
 	for i := range n {
-		msg := fmt.Sprintf(`{"type":"message","room":"r","id":"h-%d","from":"op","text":"%d","ts":1,"server":"cli"}`, i, i)
-		if err := b.Publish(context.Background(), subject, []byte(msg)); err != nil {
-			t.Fatal(err)
+		c.Send(TextFrame([]byte(strconv.Itoa(i))))
+	}
+	for i := range n {
+		if s := readText(t, ws); s != strconv.Itoa(i) {
+			t.Fatalf("frame %d: %q", i, s)
 		}
 	}
-	c.waitUntil("every message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) >= n })
-	for i, m := range c.frameList(protocol.TypeMessage) {
-		if m.Text != strconv.Itoa(i) {
-			t.Fatalf("message %d: %q", i, m.Text)
-		}
-	}
-	if d := ts.Stats().SlowDrops; d != 0 {
-		t.Fatalf("%d clients closed as too slow", d)
+	if e, ended := te.h.end(c); ended {
+		t.Fatalf("connection ended: %+v", e)
 	}
 }
 
@@ -262,34 +241,32 @@ func TestHeldFramesAreNotSlow(t *testing.T) {
 // once pinged.
 func TestPingDoesNotKeepWriters(t *testing.T) {
 	// Not parallel: it counts goroutines.
-	b := memBroker(t)
-	prefix := testPrefix(t)
-	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PingPeriod: 50 * time.Millisecond, PongWait: 5 * time.Second})
+	te := startEngine(t, Options{PingPeriod: 50 * time.Millisecond, PongWait: 5 * time.Second}, echo())
 	const k = 40
-	for i := range k {
-		ws, _, err := dialRaw(ts.url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := newClient(t, ws) // its reader answers pings
-		c.join("r", "u"+strconv.Itoa(i))
+	var cs []*Conn
+	for range k {
+		ws, c := te.dialed(t)
+		cs = append(cs, c)
+		go func() { // answers pings, drops the frames
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
 	}
-	subject := protocol.RoomSubject(prefix, "r")
-	publish := func(i int) {
-		msg := fmt.Sprintf(`{"type":"message","room":"r","id":"p-%d","from":"op","text":"%d","ts":1,"server":"cli"}`, i, i)
-		if err := b.Publish(context.Background(), subject, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A steady flow, a message every 2 ms, with a ping to every connection
-	// every 50 ms: count the connections' own writers from the second
-	// 100 ms on.
+	// A steady flow, a frame every 2 ms to every connection, with a ping
+	// to every connection every 50 ms: count the connections' own writers
+	// from the second 100 ms on.
 	most := int64(0)
 	start := time.Now()
 	for i := 0; time.Since(start) < 600*time.Millisecond; i++ {
-		publish(i)
+		f := SharedTextFrame([]byte(strconv.Itoa(i)))
+		for _, c := range cs {
+			c.Send(f)
+		}
 		if time.Since(start) > 100*time.Millisecond {
-			most = max(most, ts.ownWriters.Load())
+			most = max(most, te.Stats().OwnWriters)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -306,22 +283,22 @@ func TestPingDoesNotKeepWriters(t *testing.T) {
 // the busy one's an interval after its last write.
 func TestDueConnectionNotBehindBusyOne(t *testing.T) {
 	t.Parallel()
-	b := memBroker(t)
-	prefix := testPrefix(t)
-	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix})
+	te := startEngine(t, Options{}, echo())
 	// Connections take the flushers in turn: the first and the last of
 	// len(flushers)+1 share one.
-	clients := make([]*client, len(ts.flushers)+1)
-	for i := range clients {
-		clients[i] = dial(t, ts.url)
+	type pair struct {
+		ws *websocket.Conn
+		c  *Conn
 	}
-	busy, quiet := clients[0], clients[len(clients)-1]
-	busy.join("busy", "b")
-	quiet.join("quiet", "q")
-	for _, c := range []*client{busy, quiet} { // the presence after a join comes a little later
-		c.waitUntil("presence", func(fs []rx) bool { return countType(fs, protocol.TypePresence) > 0 })
+	ps := make([]pair, len(te.flushers)+1)
+	for i := range ps {
+		ps[i].ws, ps[i].c = te.dialed(t)
 	}
-	for _, f := range ts.flushers {
+	busy, quiet := ps[0], ps[len(ps)-1]
+	if busy.c.fl != quiet.c.fl {
+		t.Fatal("the two connections have different flushers")
+	}
+	for _, f := range te.flushers {
 		// As on a write-bound server, and held there: the measuring window
 		// starts in an hour. Set while the flusher is idle (its run
 		// goroutine starts and ends under mu).
@@ -336,23 +313,19 @@ func TestDueConnectionNotBehindBusyOne(t *testing.T) {
 			return true
 		})
 	}
-	publish := func(room, text string) {
-		msg := `{"type":"message","room":"` + room + `","id":"` + text + `","from":"op","text":"` + text + `","ts":1,"server":"cli"}`
-		if err := b.Publish(context.Background(), protocol.RoomSubject(prefix, room), []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The quiet connection's last write ages an interval; then the busy
 	// one is written and at once gets another frame, then the quiet one.
+	quiet.c.Send(TextFrame([]byte("q0")))
+	readText(t, quiet.ws)
 	time.Sleep(maxCoalesce)
-	publish("busy", "1")
-	busy.waitUntil("message 1", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) == 1 })
+	busy.c.Send(TextFrame([]byte("1")))
+	readText(t, busy.ws)
 	start := time.Now()
-	publish("busy", "2")
-	publish("quiet", "q")
-	quiet.waitUntil("the quiet message", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) == 1 })
+	busy.c.Send(TextFrame([]byte("2")))
+	quiet.c.Send(TextFrame([]byte("q")))
+	readText(t, quiet.ws)
 	quietAfter := time.Since(start)
-	busy.waitUntil("message 2", func(fs []rx) bool { return countType(fs, protocol.TypeMessage) == 2 })
+	readText(t, busy.ws)
 	busyAfter := time.Since(start)
 	t.Logf("quiet connection written after %v, busy one after %v", quietAfter, busyAfter)
 	if busyAfter < maxCoalesce*3/5 {
@@ -395,61 +368,46 @@ func TestDueQueue(t *testing.T) {
 	}
 }
 
-// gatedStore holds an append to one room until the test lets it go.
-type gatedStore struct {
-	*history.Memory
-	room    string
-	entered chan struct{}
-	gate    chan struct{}
-}
-
-func (g *gatedStore) Append(ctx context.Context, m *protocol.Message, key string) (uint64, bool, error) {
-	if m.Room == g.room {
-		g.entered <- struct{}{}
-		<-g.gate
-	}
-	return g.Memory.Append(ctx, m, key)
-}
-
 // TestFailedWriteDoesNotStallFlusher: a write to a client that is gone
-// fails while the client's reader waits in a handler (its append held by
-// the store); the socket's close waits for that handler, which must not
-// hold up the flusher: another client on the same flusher keeps getting
-// its messages.
+// fails while the client's reader waits in its handler; the socket's close
+// waits for that handler, which must not hold up the flusher: another
+// client on the same flusher keeps getting its frames.
 func TestFailedWriteDoesNotStallFlusher(t *testing.T) {
 	t.Parallel()
-	st := &gatedStore{Memory: history.NewMemory(history.Options{}), room: "gate", entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), History: st})
-	t.Cleanup(func() { close(st.gate) }) // before the server's shutdown
-	for i := range ts.flushers {
-		ts.flushers[i] = ts.flushers[0] // one flusher for both clients
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	h := &handler{message: func(_ *Conn, _ int, data []byte) (int, string) {
+		if string(data) == "hold" {
+			entered <- struct{}{}
+			<-gate
+		}
+		return 0, ""
+	}}
+	te := startEngine(t, Options{}, h)
+	t.Cleanup(func() { close(gate) }) // before the engine's cleanup
+	for i := range te.flushers {
+		te.flushers[i] = te.flushers[0] // one flusher for both clients
 	}
-	a, b := dial(t, ts.url), dial(t, ts.url)
-	a.join("x", "ann")
-	a.join("gate", "ann")
-	b.join("x", "bob")
-
-	a.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "gate", Text: "held", CID: "h"})
+	a, ac := te.dialed(t)
+	b, bc := te.dialed(t)
+	if err := a.WriteMessage(websocket.TextMessage, []byte("hold")); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case <-st.entered:
+	case <-entered:
 	case <-time.After(waitTimeout):
-		t.Fatal("the append was not reached")
+		t.Fatal("the handler was not reached")
 	}
-	tc := a.ws.NetConn().(*net.TCPConn)
+	tc := a.NetConn().(*net.TCPConn)
 	if err := tc.SetLinger(0); err != nil { // close with a reset: writes to it fail
 		t.Fatal(err)
 	}
 	_ = tc.Close()
 	for i := range 3 {
 		text := fmt.Sprintf("m%d", i)
-		b.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "x", Text: text, CID: text})
-		b.waitUntil("message "+text, func(frames []rx) bool {
-			for _, f := range frames {
-				if f.Type == protocol.TypeMessage && f.Text == text {
-					return true
-				}
-			}
-			return false
-		})
+		ac.Send(TextFrame([]byte(text)))
+		bc.Send(TextFrame([]byte(text)))
+		if s := readText(t, b); s != text {
+			t.Fatalf("got %q, want %q", s, text)
+		}
 	}
 }

@@ -1,15 +1,16 @@
 //go:build !linux
 
-package server
+package engine
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"time"
 )
 
 // rawConn is not available here: every connection is written by its own
-// writer goroutine.
+// writer goroutine and read by a goroutine of its own.
 type rawConn struct{}
 
 func newRawConn(net.Conn) rawConn { return rawConn{} }
@@ -20,10 +21,16 @@ func (rawConn) ok() bool { return false }
 func (rawConn) syscallConn() syscall.RawConn { return nil }
 
 func (rawConn) read(func(uintptr) bool) error {
-	panic("server: no raw reads on this system")
+	panic("engine: no raw reads on this system")
 }
 
-func (*conn) readReport(uintptr) bool { panic("server: no raw reads on this system") }
+func (rawConn) shutdown() error { return errors.ErrUnsupported }
+
+func (rawConn) control(func(uintptr)) error { return errors.ErrUnsupported }
+
+func readFD(uintptr, []byte) (int, bool, error) {
+	panic("engine: no raw reads on this system")
+}
 
 // rawWriter is never used here.
 type rawWriter struct{}
@@ -31,7 +38,7 @@ type rawWriter struct{}
 func newRawWriter() *rawWriter { return nil }
 
 func (*rawWriter) writev(rawConn, [][]byte) (int, error) {
-	panic("server: no raw writes on this system")
+	panic("engine: no raw writes on this system")
 }
 
 // processCPU is not read here (flushers do not run without raw writes).

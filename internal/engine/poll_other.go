@@ -1,6 +1,6 @@
 //go:build !linux
 
-package server
+package engine
 
 import "errors"
 
@@ -13,9 +13,6 @@ type epollSet struct{}
 
 func newPoller(bool) *poller { return nil }
 
-func (*poller) add(*conn) error { return errors.ErrUnsupported }
+func (*poller) add(*Conn) error { return errors.ErrUnsupported }
 
-func (rawConn) shutdown() error { return errors.ErrUnsupported }
-
-// readable is never true here: no connection is polled.
-func (*conn) readable(bool) bool { return false }
+func (*poller) remove(*Conn) {}

@@ -1,0 +1,349 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/livechat/livechat/internal/engine"
+	"github.com/livechat/livechat/pkg/history"
+	"github.com/livechat/livechat/pkg/protocol"
+	"golang.org/x/time/rate"
+)
+
+// session is one client of the chat: its rooms, its rate limit and the
+// handling of its frames (join, send, typing, leave, history). It writes
+// through its engine connection and never touches the socket. The engine
+// calls Message on the connection's reader, one frame at a time, and
+// Closed once at the end: the fields below closed are theirs only.
+type session struct {
+	s  *Server
+	c  *engine.Conn // the connection it writes through
+	ip string       // the client address the per-IP limit counts
+	// closed is set once the connection has ended, before the session
+	// leaves its rooms: it leaves them because it ended, not with a leave
+	// frame.
+	closed atomic.Bool
+
+	limiter *rate.Limiter          // inbound frames
+	strikes int                    // rate_limited errors so far
+	rooms   map[string]*membership // the rooms it is in, by name
+}
+
+// membership is a session's presence in one room.
+type membership struct {
+	room       *room
+	name       string
+	lastTyping time.Time
+}
+
+func newSession(s *Server, c *engine.Conn, ip string) *session {
+	return &session{
+		s:       s,
+		c:       c,
+		ip:      ip,
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.RateBurst),
+		rooms:   make(map[string]*membership),
+	}
+}
+
+// send queues f to the client without blocking (engine.Conn.Send: a client
+// too slow to take its frames is disconnected).
+func (c *session) send(f *engine.Frame) { c.c.Send(f) }
+
+// Message handles one client frame (engine.Handler); a non-zero code ends
+// the connection.
+func (c *session) Message(_ *engine.Conn, op int, data []byte) (int, string) {
+	s := c.s
+	if !c.limiter.Allow() {
+		c.strikes++
+		if c.strikes > s.cfg.RateStrikes {
+			s.countError("rate_disconnect")
+			return engine.ClosePolicyViolation, "rate limit exceeded"
+		}
+		c.sendError(protocol.CodeRateLimited, "too many frames: slow down", "", "")
+		return 0, ""
+	}
+	if op != engine.OpText {
+		c.sendError(protocol.CodeBinary, "binary frames are not supported; send JSON text frames", "", "")
+		return 0, ""
+	}
+	var in protocol.Inbound
+	if err := protocol.DecodeInbound(data, &in); err != nil {
+		c.sendError(protocol.CodeBadRequest, "frame is not a valid JSON object: "+err.Error(), "", "")
+		return 0, ""
+	}
+	switch in.Type {
+	case protocol.TypeJoin:
+		c.join(&in)
+	case protocol.TypeSend:
+		c.sendMsg(&in)
+	case protocol.TypeTyping:
+		c.typing(&in)
+	case protocol.TypeLeave:
+		c.leave(&in)
+	case protocol.TypeHistory:
+		c.history(&in)
+	case "":
+		c.sendError(protocol.CodeUnknownType, `missing "type"`, in.CID, "")
+	default:
+		c.sendError(protocol.CodeUnknownType, "unknown type "+truncate(in.Type, 32), in.CID, "")
+	}
+	return 0, ""
+}
+
+// Closed runs once the connection has ended (engine.Handler): it counts
+// how, leaves every room and unregisters the session.
+func (c *session) Closed(_ *engine.Conn, e engine.End) {
+	s := c.s
+	switch e.Reason {
+	case engine.ReasonSlow:
+		s.slowDrops.Add(1)
+		if e.Err != nil {
+			s.log.Info("server: slow client disconnected", "remote", c.c.RemoteAddr().String(), "reason", "write timeout")
+		} else {
+			s.log.Info("server: slow client disconnected", "remote", c.c.RemoteAddr().String())
+		}
+	case engine.ReasonProtocol:
+		s.countError("protocol_error")
+	case engine.ReasonInvalidUTF8:
+		s.countError("invalid_utf8")
+	}
+	c.closed.Store(true)
+	for name, m := range c.rooms {
+		s.leaveRoom(c, m.room, m.name)
+		delete(c.rooms, name)
+	}
+	s.removeConn(c)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func (c *session) sendError(code, msg, cid, room string) {
+	c.s.countError(code)
+	data, err := json.Marshal(protocol.Error{Type: protocol.TypeError, Code: code, Message: msg, CID: cid, Room: room})
+	if err != nil {
+		return
+	}
+	c.send(engine.TextFrame(data))
+}
+
+func (c *session) sendJSON(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		c.s.log.Error("server: encode frame", "err", err)
+		return
+	}
+	c.send(engine.TextFrame(data))
+}
+
+// member returns the membership for a frame's room, or sends the error.
+func (c *session) member(in *protocol.Inbound) *membership {
+	if err := protocol.ValidRoom(in.Room); err != nil {
+		c.sendError(protocol.CodeInvalidRoom, err.Error(), in.CID, "")
+		return nil
+	}
+	m := c.rooms[in.Room]
+	if m == nil {
+		c.sendError(protocol.CodeNotJoined, "not in room "+in.Room+": join it first", in.CID, in.Room)
+	}
+	return m
+}
+
+func (c *session) join(in *protocol.Inbound) {
+	if err := protocol.ValidRoom(in.Room); err != nil {
+		c.sendError(protocol.CodeInvalidRoom, err.Error(), "", "")
+		return
+	}
+	if err := protocol.ValidName(in.Name); err != nil {
+		c.sendError(protocol.CodeInvalidName, err.Error(), "", in.Room)
+		return
+	}
+	if m := c.rooms[in.Room]; m != nil {
+		// Idempotent re-join; a new name replaces the old one.
+		c.s.rejoinRoom(c, m.room, m.name, in.Name)
+		m.name = in.Name
+		return
+	}
+	if len(c.rooms) >= c.s.cfg.MaxRoomsPerConn {
+		c.sendError(protocol.CodeTooManyRooms, "too many rooms: leave one first", "", in.Room)
+		return
+	}
+	r, err := c.s.joinRoom(c, in.Room, in.Name, in.Since)
+	if err != nil {
+		c.s.log.Warn("server: join", "room", in.Room, "err", err)
+		c.sendError(protocol.CodeUnavailable, "cannot join now, retry: "+err.Error(), "", in.Room)
+		return
+	}
+	c.rooms[in.Room] = &membership{room: r, name: in.Name}
+}
+
+func (c *session) leave(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	delete(c.rooms, in.Room)
+	c.s.leaveRoom(c, m.room, m.name)
+	c.sendJSON(protocol.Left{Type: protocol.TypeLeft, Room: in.Room})
+}
+
+func (c *session) sendMsg(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	if err := protocol.ValidCID(in.CID); err != nil {
+		c.sendError(protocol.CodeInvalidCID, err.Error(), "", in.Room)
+		return
+	}
+	if err := protocol.ValidText(in.Text); err != nil {
+		c.sendError(protocol.CodeInvalidText, err.Error(), in.CID, in.Room)
+		return
+	}
+	s := c.s
+	msg := protocol.Message{
+		Type:   protocol.TypeMessage,
+		Room:   in.Room,
+		ID:     s.nextID(),
+		From:   m.name,
+		Text:   in.Text,
+		TS:     time.Now().UnixMilli(),
+		Server: s.cfg.AppID,
+		CID:    in.CID,
+	}
+	if s.hist != nil {
+		c.sendStored(m, &msg)
+		return
+	}
+	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(&msg)), &msg)
+	ctx, cancel := s.publishCtx()
+	err := s.b.Publish(ctx, m.room.subject, data)
+	cancel()
+	if err != nil {
+		s.log.Warn("server: publish", "room", in.Room, "err", err)
+		c.sendError(protocol.CodeUnavailable, "message not sent, retry with the same cid", in.CID, in.Room)
+		return
+	}
+	s.msgsIn.Add(1)
+	c.send(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: in.CID, ID: msg.ID, Room: in.Room, TS: msg.TS}))
+}
+
+func (c *session) typing(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	now := time.Now()
+	if now.Sub(m.lastTyping) < typingEvery {
+		return // at most one typing frame per second per room
+	}
+	m.lastTyping = now
+	data, err := json.Marshal(protocol.Typing{Type: protocol.TypeTyping, Room: in.Room, Name: m.name, Server: c.s.cfg.AppID})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if err := c.s.b.Publish(ctx, m.room.subject, data); err != nil {
+		c.s.log.Debug("server: publish typing", "room", in.Room, "err", err)
+	}
+}
+
+// sendStored is the send path with history: persist first (the store
+// assigns the seq and de-duplicates on the sender's cid), then acknowledge,
+// then publish. A store error gets an "unavailable" error and no ack, and
+// nothing is published. A retried cid whose append succeeded before is
+// acknowledged with the original id, ts and seq and "dup":true, and
+// published again, which receivers drop as a duplicate (it covers a crash
+// between append and publish).
+func (c *session) sendStored(m *membership, msg *protocol.Message) {
+	s := c.s
+	key := ""
+	if msg.CID != "" {
+		key = m.name + "\x00" + msg.CID
+	}
+	cid, room := msg.CID, msg.Room
+	ctx, cancel := s.historyCtx()
+	seq, dup, err := s.hist.Append(ctx, msg, key)
+	cancel()
+	if errors.Is(err, history.ErrInvalid) {
+		// The store refuses this message whatever the retry: say so.
+		c.sendError(protocol.CodeBadRequest, "message refused by the history store: "+err.Error(), cid, room)
+		return
+	}
+	if err != nil {
+		s.historyError("append", room, err)
+		c.sendError(protocol.CodeUnavailable, "message not stored, retry with the same cid", cid, room)
+		return
+	}
+	msg.Type = protocol.TypeMessage
+	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(msg)), msg)
+	if !dup {
+		s.msgsIn.Add(1)
+	}
+	c.send(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq, Dup: dup}))
+	ctx, cancel = s.publishCtx()
+	err = s.b.Publish(ctx, m.room.subject, data)
+	cancel()
+	if err != nil {
+		// Stored and acknowledged: the local members get it now, the other
+		// servers fill the gap from the store with their next message.
+		s.log.Warn("server: publish stored message", "room", room, "seq", seq, "err", err)
+		m.room.receive(seq, hashID(msg.ID), data)
+	}
+}
+
+// history answers a history request: up to Limit (default and cap
+// protocol.MaxHistoryPage) messages below Before, never above what this
+// server delivered live, so a page never duplicates a live message.
+func (c *session) history(in *protocol.Inbound) {
+	m := c.member(in)
+	if m == nil {
+		return
+	}
+	s := c.s
+	if s.hist == nil {
+		c.sendError(protocol.CodeUnavailable, "this server keeps no history", "", in.Room)
+		return
+	}
+	limit := in.Limit
+	if limit <= 0 || limit > protocol.MaxHistoryPage {
+		limit = protocol.MaxHistoryPage
+	}
+	top := m.room.lastSeen.Load() + 1
+	before := in.Before
+	if before == 0 || before > top {
+		before = top
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+	msgs, err := s.hist.Before(ctx, in.Room, before, limit+1)
+	cancel()
+	if err != nil {
+		s.historyError("history", in.Room, err)
+		c.sendError(protocol.CodeUnavailable, "history unavailable, retry later", "", in.Room)
+		return
+	}
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[1:]
+	}
+	for i := range msgs {
+		msgs[i].Type = protocol.TypeMessage
+	}
+	if msgs == nil {
+		msgs = []protocol.Message{}
+	}
+	c.sendJSON(protocol.History{Type: protocol.TypeHistory, Room: in.Room, Messages: msgs, More: more})
+}
