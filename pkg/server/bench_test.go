@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/wstest"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -35,7 +35,7 @@ func BenchmarkFanout1000(b *testing.B) {
 		wg     sync.WaitGroup
 	)
 	counts = make([]atomic.Int32, b.N)
-	conns := make([]*websocket.Conn, 0, members)
+	conns := make([]*wstest.Conn, 0, members)
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()

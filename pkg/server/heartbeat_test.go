@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/wstest"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -32,7 +32,7 @@ type arrival struct {
 // readArrivals reads ws's frames until it has read `beats` heartbeats (or
 // fails), recording when each came. Pings are answered by gorilla's default
 // handler while it reads.
-func readArrivals(ws *websocket.Conn, beats int) ([]arrival, error) {
+func readArrivals(ws *wstest.Conn, beats int) ([]arrival, error) {
 	var got []arrival
 	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
 	for n := 0; n < beats; {
@@ -166,7 +166,7 @@ func idleHeartbeats(t *testing.T, mode string, batched bool) {
 	var (
 		ts  *Server
 		url string
-		d   = &websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+		d   = &wstest.Dialer{HandshakeTimeout: 5 * time.Second}
 	)
 	if mode == "tls" {
 		ts, url, d.TLSClientConfig = startTLSServer(t, cfg)

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/wstest"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/protocol"
@@ -58,7 +58,7 @@ func leakedGoroutines() []string {
 		if strings.Contains(g, "TestMain") || strings.Contains(g, "leakedGoroutines") {
 			continue
 		}
-		if strings.Contains(g, "livechat/livechat/pkg/") || strings.Contains(g, "gorilla/websocket") {
+		if strings.Contains(g, "livechat/livechat/pkg/") || strings.Contains(g, "livechat/livechat/internal/") || strings.Contains(g, "gorilla/websocket") {
 			out = append(out, g)
 		}
 	}
@@ -181,7 +181,7 @@ type rx struct {
 // every frame.
 type client struct {
 	t    testing.TB
-	ws   *websocket.Conn
+	ws   *wstest.Conn
 	done chan struct{}
 
 	mu      sync.Mutex
@@ -202,11 +202,11 @@ func dial(t testing.TB, url string) *client {
 
 // dialRaw dials a WebSocket and returns the handshake's HTTP status (0 when
 // there was no response).
-func dialRaw(url string, h http.Header) (*websocket.Conn, int, error) {
-	return dialWith(&websocket.Dialer{HandshakeTimeout: 5 * time.Second}, url, h)
+func dialRaw(url string, h http.Header) (*wstest.Conn, int, error) {
+	return dialWith(&wstest.Dialer{HandshakeTimeout: 5 * time.Second}, url, h)
 }
 
-func dialWith(d *websocket.Dialer, url string, h http.Header) (*websocket.Conn, int, error) {
+func dialWith(d *wstest.Dialer, url string, h http.Header) (*wstest.Conn, int, error) {
 	c, resp, err := d.Dial(url, h)
 	status := 0
 	if resp != nil {
@@ -218,7 +218,7 @@ func dialWith(d *websocket.Dialer, url string, h http.Header) (*websocket.Conn, 
 	return c, status, err
 }
 
-func newClient(t testing.TB, ws *websocket.Conn) *client {
+func newClient(t testing.TB, ws *wstest.Conn) *client {
 	c := &client{t: t, ws: ws, done: make(chan struct{}), changed: make(chan struct{}), cursor: map[string]int{}}
 	go c.readLoop()
 	t.Cleanup(func() {
@@ -240,7 +240,7 @@ func (c *client) readLoop() {
 			return
 		}
 		var f rx
-		if mt != websocket.TextMessage || json.Unmarshal(data, &f) != nil {
+		if mt != wstest.TextMessage || json.Unmarshal(data, &f) != nil {
 			f = rx{Type: "!undecodable", Text: string(data)}
 		}
 		c.frames = append(c.frames, f)
@@ -349,7 +349,7 @@ func (c *client) frameList(ty string) []rx {
 
 // closeCode is the WebSocket close code in err, or -1.
 func closeCode(err error) int {
-	var ce *websocket.CloseError
+	var ce *wstest.CloseError
 	if errors.As(err, &ce) {
 		return ce.Code
 	}
@@ -378,7 +378,7 @@ func hasMembers(room string, want ...string) func([]rx) bool {
 }
 
 // readType reads frames until one of type ty (5 s at most).
-func readType(t *testing.T, ws *websocket.Conn, ty string) rx {
+func readType(t *testing.T, ws *wstest.Conn, ty string) rx {
 	t.Helper()
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/livechat/livechat/internal/engine"
+	"github.com/livechat/livechat/internal/wstest"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -29,28 +29,28 @@ func TestBadInput(t *testing.T) {
 		frame string
 		code  string
 	}{
-		{"invalid JSON", websocket.TextMessage, `{"type":`, protocol.CodeBadRequest},
-		{"not an object", websocket.TextMessage, `[1,2]`, protocol.CodeBadRequest},
-		{"wrong field type", websocket.TextMessage, `{"type":"join","room":5}`, protocol.CodeBadRequest},
-		{"missing type", websocket.TextMessage, `{"room":"r"}`, protocol.CodeUnknownType},
-		{"unknown type", websocket.TextMessage, `{"type":"hack"}`, protocol.CodeUnknownType},
-		{"bad room", websocket.TextMessage, `{"type":"join","room":"a.b","name":"x"}`, protocol.CodeInvalidRoom},
-		{"empty room", websocket.TextMessage, `{"type":"join","room":"","name":"x"}`, protocol.CodeInvalidRoom},
-		{"long room", websocket.TextMessage, `{"type":"join","room":"` + strings.Repeat("r", 65) + `","name":"x"}`, protocol.CodeInvalidRoom},
-		{"bad name", websocket.TextMessage, `{"type":"join","room":"r","name":"<script>"}`, protocol.CodeInvalidName},
-		{"empty name", websocket.TextMessage, `{"type":"join","room":"r","name":""}`, protocol.CodeInvalidName},
-		{"long name", websocket.TextMessage, `{"type":"join","room":"r","name":"` + strings.Repeat("n", 33) + `"}`, protocol.CodeInvalidName},
-		{"send not joined", websocket.TextMessage, `{"type":"send","room":"nope","text":"hi","cid":"1"}`, protocol.CodeNotJoined},
-		{"typing not joined", websocket.TextMessage, `{"type":"typing","room":"nope"}`, protocol.CodeNotJoined},
-		{"leave not joined", websocket.TextMessage, `{"type":"leave","room":"nope"}`, protocol.CodeNotJoined},
-		{"empty text", websocket.TextMessage, `{"type":"send","room":"ok","text":"","cid":"1"}`, protocol.CodeInvalidText},
-		{"blank text", websocket.TextMessage, `{"type":"send","room":"ok","text":"  \n ","cid":"1"}`, protocol.CodeInvalidText},
-		{"NUL in text", websocket.TextMessage, `{"type":"send","room":"ok","text":"a\u0000b","cid":"1"}`, protocol.CodeInvalidText},
-		{"control character in cid", websocket.TextMessage, `{"type":"send","room":"ok","text":"hi","cid":"a\u0000b"}`, protocol.CodeInvalidCID},
-		{"long text", websocket.TextMessage, `{"type":"send","room":"ok","text":"` + long + `","cid":"1"}`, protocol.CodeInvalidText},
-		{"long cid", websocket.TextMessage, `{"type":"send","room":"ok","text":"hi","cid":"` + strings.Repeat("c", 65) + `"}`, protocol.CodeInvalidCID},
-		{"binary frame", websocket.BinaryMessage, `{"type":"join"}`, protocol.CodeBinary},
-		{"too many rooms", websocket.TextMessage, `{"type":"join","room":"third","name":"x"}`, protocol.CodeTooManyRooms},
+		{"invalid JSON", wstest.TextMessage, `{"type":`, protocol.CodeBadRequest},
+		{"not an object", wstest.TextMessage, `[1,2]`, protocol.CodeBadRequest},
+		{"wrong field type", wstest.TextMessage, `{"type":"join","room":5}`, protocol.CodeBadRequest},
+		{"missing type", wstest.TextMessage, `{"room":"r"}`, protocol.CodeUnknownType},
+		{"unknown type", wstest.TextMessage, `{"type":"hack"}`, protocol.CodeUnknownType},
+		{"bad room", wstest.TextMessage, `{"type":"join","room":"a.b","name":"x"}`, protocol.CodeInvalidRoom},
+		{"empty room", wstest.TextMessage, `{"type":"join","room":"","name":"x"}`, protocol.CodeInvalidRoom},
+		{"long room", wstest.TextMessage, `{"type":"join","room":"` + strings.Repeat("r", 65) + `","name":"x"}`, protocol.CodeInvalidRoom},
+		{"bad name", wstest.TextMessage, `{"type":"join","room":"r","name":"<script>"}`, protocol.CodeInvalidName},
+		{"empty name", wstest.TextMessage, `{"type":"join","room":"r","name":""}`, protocol.CodeInvalidName},
+		{"long name", wstest.TextMessage, `{"type":"join","room":"r","name":"` + strings.Repeat("n", 33) + `"}`, protocol.CodeInvalidName},
+		{"send not joined", wstest.TextMessage, `{"type":"send","room":"nope","text":"hi","cid":"1"}`, protocol.CodeNotJoined},
+		{"typing not joined", wstest.TextMessage, `{"type":"typing","room":"nope"}`, protocol.CodeNotJoined},
+		{"leave not joined", wstest.TextMessage, `{"type":"leave","room":"nope"}`, protocol.CodeNotJoined},
+		{"empty text", wstest.TextMessage, `{"type":"send","room":"ok","text":"","cid":"1"}`, protocol.CodeInvalidText},
+		{"blank text", wstest.TextMessage, `{"type":"send","room":"ok","text":"  \n ","cid":"1"}`, protocol.CodeInvalidText},
+		{"NUL in text", wstest.TextMessage, `{"type":"send","room":"ok","text":"a\u0000b","cid":"1"}`, protocol.CodeInvalidText},
+		{"control character in cid", wstest.TextMessage, `{"type":"send","room":"ok","text":"hi","cid":"a\u0000b"}`, protocol.CodeInvalidCID},
+		{"long text", wstest.TextMessage, `{"type":"send","room":"ok","text":"` + long + `","cid":"1"}`, protocol.CodeInvalidText},
+		{"long cid", wstest.TextMessage, `{"type":"send","room":"ok","text":"hi","cid":"` + strings.Repeat("c", 65) + `"}`, protocol.CodeInvalidCID},
+		{"binary frame", wstest.BinaryMessage, `{"type":"join"}`, protocol.CodeBinary},
+		{"too many rooms", wstest.TextMessage, `{"type":"join","room":"third","name":"x"}`, protocol.CodeTooManyRooms},
 	}
 	c := dial(t, ts.url)
 	c.join("ok", "tester")
@@ -74,7 +74,7 @@ func TestReadLimit(t *testing.T) {
 	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), ReadLimit: 1024})
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
-	c.sendRaw(websocket.TextMessage, bytes.Repeat([]byte("x"), 2000))
+	c.sendRaw(wstest.TextMessage, bytes.Repeat([]byte("x"), 2000))
 	if code := closeCode(c.closeErr()); code != engine.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
 	}
@@ -86,7 +86,7 @@ func TestInvalidUTF8(t *testing.T) {
 	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t)})
 	c := dial(t, ts.url)
 	c.next(protocol.TypeWelcome)
-	c.sendRaw(websocket.TextMessage, []byte("{\"type\":\"join\",\"room\":\"r\",\"name\":\"\xff\xfe\"}"))
+	c.sendRaw(wstest.TextMessage, []byte("{\"type\":\"join\",\"room\":\"r\",\"name\":\"\xff\xfe\"}"))
 	if code := closeCode(c.closeErr()); code != engine.CloseInvalidPayload {
 		t.Fatalf("close code %d, want 1007", code)
 	}
@@ -177,7 +177,7 @@ func TestConnsPerIP(t *testing.T) {
 		t.Fatalf("4th connection: err %v, HTTP %d; want HTTP 429", err, status)
 	}
 	// Another source address (127.0.0.2) is counted apart.
-	d := &websocket.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
+	d := &wstest.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
 	ws, _, err = dialWith(d, ts.url, nil)
 	if err != nil {
 		t.Fatalf("from 127.0.0.2: %v", err)
@@ -339,7 +339,7 @@ func TestWriteTimeoutIsSlowClient(t *testing.T) {
 
 // joinNoRead connects a client that joins room as name and reads nothing
 // (closed when the test ends).
-func joinNoRead(t *testing.T, ts *testServer, room, name string) *websocket.Conn {
+func joinNoRead(t *testing.T, ts *testServer, room, name string) *wstest.Conn {
 	t.Helper()
 	ws, _, err := dialRaw(ts.url, nil)
 	if err != nil {
