@@ -60,7 +60,7 @@ type pendingMsg struct {
 func (r *room) fanout(data []byte) {
 	f := engine.SharedTextFrame(data) // the broker's data is never modified
 	for _, c := range *r.members.Load() {
-		c.send(f)
+		c.Send(f)
 	}
 }
 

@@ -23,9 +23,10 @@ type room struct {
 	subject  string // protocol.RoomSubject
 	psubject string // protocol.PresenceSubject
 
-	// members is the fan-out list, replaced (copy on write) under mu and
-	// read without a lock by the delivery goroutine.
-	members atomic.Pointer[[]*session]
+	// members is the fan-out list: the local members' connections,
+	// replaced (copy on write) under mu and read without a lock by the
+	// delivery goroutine.
+	members atomic.Pointer[[]*engine.Conn]
 
 	// refs counts the connections in or joining the room; guarded by s.mu.
 	refs int
@@ -103,7 +104,7 @@ func newRoom(s *Server, name string) *room {
 		quiet:    make(map[string]struct{}),
 		linger:   make(map[string]time.Time),
 	}
-	r.members.Store(&[]*session{})
+	r.members.Store(&[]*engine.Conn{})
 	return r
 }
 
@@ -165,9 +166,9 @@ func (s *Server) joinRoom(c *session, name, user string, since *uint64) (*room, 
 	// messages with a seq wait for r.dmu, held here, so the replay goes
 	// first.
 	old := *r.members.Load()
-	next := make([]*session, len(old), len(old)+1)
+	next := make([]*engine.Conn, len(old), len(old)+1)
 	copy(next, old)
-	next = append(next, c)
+	next = append(next, c.c)
 	r.members.Store(&next)
 	c.sendJSON(j)
 	if len(replay) > 0 {
@@ -219,9 +220,9 @@ func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
 func (s *Server) leaveRoom(c *session, r *room, user string) {
 	r.mu.Lock()
 	old := *r.members.Load()
-	next := make([]*session, 0, len(old))
+	next := make([]*engine.Conn, 0, len(old))
 	for _, m := range old {
-		if m != c {
+		if m != c.c {
 			next = append(next, m)
 		}
 	}
@@ -604,7 +605,7 @@ func (r *room) refreshLocked(now time.Time) {
 	}
 	f := engine.TextFrame(data)
 	for _, c := range *r.members.Load() {
-		c.send(f)
+		c.Send(f)
 	}
 }
 
