@@ -2,12 +2,10 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,43 +13,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livechat/livechat/internal/leaktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := checkNoLeaks(5 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// checkNoLeaks polls until no goroutine of this module or of gorilla is left.
-func checkNoLeaks(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		var leaked []string
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "TestMain") || strings.Contains(g, "checkNoLeaks") {
-				continue
-			}
-			if strings.Contains(g, "livechat/livechat/") || strings.Contains(g, "gorilla/websocket") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 const waitTimeout = 10 * time.Second
 

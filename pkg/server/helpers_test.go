@@ -10,60 +10,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/livechat/livechat/internal/leaktest"
 	"github.com/livechat/livechat/internal/wstest"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := checkNoLeaks(5 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// checkNoLeaks polls until no goroutine of this module or of gorilla is left.
-func checkNoLeaks(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		leaked := leakedGoroutines()
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "TestMain") || strings.Contains(g, "leakedGoroutines") {
-			continue
-		}
-		if strings.Contains(g, "livechat/livechat/pkg/") || strings.Contains(g, "livechat/livechat/internal/") || strings.Contains(g, "gorilla/websocket") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 // waitFor polls cond until it holds or fails the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
