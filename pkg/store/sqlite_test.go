@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -89,10 +90,7 @@ func TestOpen(t *testing.T) {
 			_ = s.Close()
 		}
 	}
-	if _, err := store.Open(ctx, "sqlite://rel.db"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := filepath.Glob("rel.db"); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat("rel.db"); err != nil {
+		t.Fatalf("sqlite://rel.db is not in the working directory: %v", err)
 	}
 }
