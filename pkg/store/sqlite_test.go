@@ -94,3 +94,18 @@ func TestOpen(t *testing.T) {
 		t.Fatalf("sqlite://rel.db is not in the working directory: %v", err)
 	}
 }
+
+// TestSQLiteOddPath: a file name with URI metacharacters is a file name.
+func TestSQLiteOddPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "we?ird#na%20me.db")
+	s, err := store.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the data file is not at %q: %v", path, err)
+	}
+}
