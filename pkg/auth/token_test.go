@@ -323,8 +323,14 @@ func TestVerifyTokenMalformed(t *testing.T) {
 	if len(huge) <= MaxTokenLen {
 		t.Fatalf("huge token is only %d bytes", len(huge))
 	}
+	// The same signature bytes with non-zero trailing bits in its last
+	// base64 character: a second spelling of one token (strict decoding).
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, p[2][len(p[2])-1])
+	tail := p[2][:len(p[2])-1] + string(alphabet[last|1])
 	for _, tc := range []struct{ what, token string }{
 		{"empty", ""},
+		{"signature with non-canonical base64 tail", p[0] + "." + p[1] + "." + tail},
 		{"one part", "abc"},
 		{"two parts", p[0] + "." + p[1]},
 		{"four parts", good + ".x"},
