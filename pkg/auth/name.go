@@ -1,7 +1,7 @@
 package auth
 
 import (
-	"errors"
+	"fmt"
 	"strings"
 	"unicode"
 
@@ -13,7 +13,7 @@ import (
 
 // ErrInvalidUserName is returned by NameKey for a name that cannot be an
 // account name. Its text is safe to show to the user.
-var ErrInvalidUserName = errors.New("auth: user name must be 1-32 characters: letters, digits, spaces and - _ . ' (no leading or trailing space, no invisible characters)")
+var ErrInvalidUserName = fmt.Errorf("auth: user name must be 1-%d characters: letters, digits, spaces and - _ . ' (no leading or trailing space, no invisible characters)", protocol.MaxNameLen)
 
 // fold applies Unicode's default (language-independent) full case folding.
 // A cases.Caser is not safe for concurrent use, so each call builds one.
