@@ -5,9 +5,12 @@
 // it to the sender with its seq, then publishes it; a client that reconnects
 // anywhere asks for the messages after the last seq it saw.
 //
-// Three backends implement Store, chosen by URL in Open:
+// Four backends implement Store, chosen by URL in Open:
 //
 //   - memory:// keeps a bounded history in this process (one node, tests).
+//   - sqlite:///abs/file.db (sqlite://rel/file.db) keeps a bounded history
+//     of one node in a data file that survives restarts, trimmed like
+//     memory on every append; one IMMEDIATE transaction per append.
 //   - redis:// (rediss://) keeps a shared, bounded history: per room a seq
 //     counter and a sorted set scored by seq, trimmed to Options.MaxLen
 //     messages and Options.MaxAge on every append, written by one Lua
@@ -152,15 +155,18 @@ func (b Bounds) Covers(since uint64) bool {
 // Options tune a store. The zero value is ready to use; fields that do not
 // apply to a backend are ignored by it.
 type Options struct {
-	// MaxLen bounds the messages held per room (memory, redis); the oldest
-	// are trimmed on append. PostgreSQL keeps everything. Default: 10000.
+	// MaxLen bounds the messages held per room (memory, sqlite, redis);
+	// the oldest are trimmed on append. PostgreSQL keeps everything.
+	// Default: 10000.
 	MaxLen int
 	// MaxAge trims messages older than this (by their TS) on append
-	// (memory, redis). A Redis room idle for MaxAge expires entirely,
-	// counter included, and then restarts at seq 1. Default: 7 days.
+	// (memory, sqlite, redis), keeping the newest. A Redis room idle for
+	// MaxAge expires entirely, counter included, and then restarts at seq
+	// 1; SQLite keeps a room's counter. Default: 7 days.
 	MaxAge time.Duration
-	// DedupWindow is how long Redis remembers a dedup key. Memory remembers
-	// a key as long as its message is held, PostgreSQL forever.
+	// DedupWindow is how long Redis and SQLite remember a dedup key, also
+	// after its message was trimmed. Memory remembers a key as long as its
+	// message is held, PostgreSQL forever.
 	// Default: 24h.
 	DedupWindow time.Duration
 	// KeyPrefix prefixes every Redis key. A room's keys are
@@ -216,11 +222,13 @@ func (o *Options) fill() {
 	}
 }
 
-// Open returns a Store for rawURL: "memory://", "redis://[user:password@]host:port[/db]"
+// Open returns a Store for rawURL: "memory://", "sqlite:///abs/file.db"
+// ("sqlite://rel/file.db" relative to the working directory), "redis://[user:password@]host:port[/db]"
 // ("rediss://" for TLS), or "postgres://user[:password]@host:port/db?sslmode=disable"
 // ("postgresql://"; pgx parameters such as pool_max_conns and server
-// runtime parameters such as search_path are honoured). For Redis and
-// PostgreSQL it connects (PostgreSQL also creates or migrates the schema)
+// runtime parameters such as search_path are honoured). For SQLite it
+// opens or creates the file and its tables; for Redis and PostgreSQL it
+// connects (PostgreSQL also creates or migrates the schema)
 // and returns an error naming the URL, with any password redacted, when the
 // backend cannot be reached. The check is bounded by ctx, or by 5 s when ctx
 // has no deadline.
@@ -236,8 +244,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 		return OpenRedis(ctx, rawURL, opts)
 	case "postgres", "postgresql":
 		return OpenPostgres(ctx, rawURL, opts)
+	case "sqlite":
+		p := u.Host + u.Path
+		if p == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("%w %q: want sqlite:///abs/file.db or sqlite://rel/file.db", ErrUnsupportedURL, Redact(rawURL))
+		}
+		return OpenSQLite(ctx, p, opts)
 	}
-	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://) or postgres:// (postgresql://)",
+	return nil, fmt.Errorf("%w %q: scheme must be memory://, sqlite://, redis:// (rediss://) or postgres:// (postgresql://)",
 		ErrUnsupportedURL, Redact(rawURL))
 }
 

@@ -3,6 +3,9 @@ package history_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,9 +50,106 @@ func postgresBackend() historytest.Backend {
 	}}
 }
 
+// sqliteBackend opens every instance on one file in t's temporary
+// directory, as two stores of one node (or an operator command) would.
+func sqliteBackend() historytest.Backend {
+	return historytest.Backend{Bounded: true, New: func(t testing.TB, o history.Options) func() history.Store {
+		u := "sqlite://" + filepath.Join(t.TempDir(), "history.db") // absolute: sqlite:///...
+		return func() history.Store {
+			s, err := history.Open(context.Background(), u, o)
+			if err != nil {
+				t.Fatalf("Open(%s): %v", u, err)
+			}
+			return s
+		}
+	}}
+}
+
 func TestMemory(t *testing.T)   { historytest.Run(t, memoryBackend()) }
+func TestSQLite(t *testing.T)   { historytest.Run(t, sqliteBackend()) }
 func TestRedis(t *testing.T)    { historytest.Run(t, redisBackend()) }
 func TestPostgres(t *testing.T) { historytest.Run(t, postgresBackend()) }
+
+// TestSQLiteKeepsHistoryAcrossReopen closes the store and opens the same
+// file again, as a restarted node does: messages, the seq counter (also of
+// a trimmed room) and dedup keys are still there.
+func TestSQLiteKeepsHistoryAcrossReopen(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	u := "sqlite://" + filepath.Join(t.TempDir(), "h.db")
+	opts := history.Options{MaxLen: 3}
+	s, err := history.Open(ctx, u, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		m := &protocol.Message{Room: "r", Text: strconv.Itoa(i), ID: "id" + strconv.Itoa(i)}
+		if seq, _, err := s.Append(ctx, m, "k"+strconv.Itoa(i)); err != nil || seq != uint64(i) {
+			t.Fatalf("Append %d = %d, %v", i, seq, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = history.Open(ctx, u, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if b, err := s.Bounds(ctx, "r"); err != nil || b != (history.Bounds{First: 3, Last: 5}) {
+		t.Fatalf("Bounds after reopen = %+v, %v; want {3 5}", b, err)
+	}
+	ms, err := s.After(ctx, "r", 0, 10)
+	if err != nil || len(ms) != 3 || ms[0].Text != "3" || ms[2].Text != "5" || ms[2].ID != "id5" {
+		t.Fatalf("After(0) after reopen = %+v, %v", ms, err)
+	}
+	// A retry of a held message and of a trimmed one: both duplicates.
+	retry := &protocol.Message{Room: "r", Text: "5", ID: "other"}
+	if seq, dup, err := s.Append(ctx, retry, "k5"); err != nil || !dup || seq != 5 || retry.ID != "id5" {
+		t.Fatalf("retry of 5 after reopen = %d, dup %v, %v, %+v", seq, dup, err, retry)
+	}
+	if seq, dup, err := s.Append(ctx, &protocol.Message{Room: "r", Text: "1"}, "k1"); err != nil || !dup || seq != 1 {
+		t.Fatalf("retry of trimmed 1 after reopen = %d, dup %v, %v; want 1, dup", seq, dup, err)
+	}
+	if seq, dup, err := s.Append(ctx, &protocol.Message{Room: "r", Text: "6"}, "k6"); err != nil || dup || seq != 6 {
+		t.Fatalf("Append after reopen = %d, dup %v, %v; want 6", seq, dup, err)
+	}
+}
+
+// TestSQLiteURL: relative and absolute paths; a URL with anything else is
+// refused; a directory that does not exist is an error naming the path.
+func TestSQLiteURL(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, u := range []string{"sqlite://rel.db", "sqlite://" + filepath.Join(t.TempDir(), "abs.db")} {
+		s, err := history.Open(ctx, u, history.Options{})
+		if err != nil {
+			t.Fatalf("Open(%q): %v", u, err)
+		}
+		if _, _, err := s.Append(ctx, &protocol.Message{Room: "r", Text: "x"}, ""); err != nil {
+			t.Errorf("Append on %q: %v", u, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	if _, err := os.Stat("rel.db"); err != nil {
+		t.Errorf("sqlite://rel.db is not relative to the working directory: %v", err)
+	}
+	for _, u := range []string{"sqlite://", "sqlite:///x.db?mode=ro", "sqlite://u:p@x.db", "sqlite:///x.db#f"} {
+		if _, err := history.Open(ctx, u, history.Options{}); !errors.Is(err, history.ErrUnsupportedURL) {
+			t.Errorf("Open(%q) = %v, want ErrUnsupportedURL", u, err)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "h.db")
+	if _, err := history.Open(ctx, "sqlite://"+missing, history.Options{}); !errors.Is(err, history.ErrUnavailable) ||
+		!strings.Contains(err.Error(), missing) {
+		t.Errorf("Open in a missing directory = %v, want ErrUnavailable naming %s", err, missing)
+	}
+}
 
 func TestOpenErrors(t *testing.T) {
 	t.Parallel()
@@ -205,7 +305,8 @@ func TestURLForBroker(t *testing.T) {
 type blockingStore struct{ history.Store }
 
 // TestNeverBlocks: the in-process store declares that it never blocks; a
-// store that does not say so (Redis, PostgreSQL, a wrapper) may block.
+// store that does not say so (SQLite, Redis, PostgreSQL, a wrapper) may
+// block.
 func TestNeverBlocks(t *testing.T) {
 	m := history.NewMemory(history.Options{})
 	t.Cleanup(func() { _ = m.Close() })
@@ -214,5 +315,13 @@ func TestNeverBlocks(t *testing.T) {
 	}
 	if history.NeverBlocks(blockingStore{m}) {
 		t.Error("a store that declares nothing never blocks")
+	}
+	sq, err := history.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "h.db"), history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sq.Close() })
+	if history.NeverBlocks(sq) {
+		t.Error("the SQLite store writes to disk, it must not declare NeverBlocks")
 	}
 }
