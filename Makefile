@@ -48,7 +48,7 @@ lint: deps
 
 ## check: test, lint and a short run of the hot-path benchmarks (what CI runs)
 check: test lint
-	$(GO) test -run '^$$' -bench . -benchtime 100x ./pkg/...
+	$(GO) test -run '^$$' -bench . -benchtime 100x ./pkg/... ./internal/...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
