@@ -40,6 +40,13 @@ func AppendMessage(b []byte, m *Message) []byte {
 	}
 	b = append(b, `,"from":`...)
 	b = appendJSONString(b, m.From)
+	if m.User != "" {
+		b = append(b, `,"user":`...)
+		b = appendJSONString(b, m.User)
+	}
+	if m.Guest {
+		b = append(b, `,"guest":true`...)
+	}
 	b = append(b, `,"text":`...)
 	b = appendJSONString(b, m.Text)
 	b = append(b, `,"ts":`...)
@@ -60,7 +67,7 @@ func AppendMessage(b []byte, m *Message) []byte {
 // strings plus the keys, the type and the numbers, with room for a few
 // escapes in the text. It is a capacity hint, not a bound.
 func MessageSizeHint(m *Message) int {
-	return 128 + len(m.Room) + len(m.ID) + len(m.From) + len(m.Text)*11/10 + len(m.Server) + len(m.CID)
+	return 128 + len(m.Room) + len(m.ID) + len(m.From) + len(m.User) + len(m.Text)*11/10 + len(m.Server) + len(m.CID)
 }
 
 // AppendAck appends the JSON of a to b and returns the extended buffer. The

@@ -5,6 +5,8 @@
 package protocol
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"unicode"
@@ -23,6 +25,10 @@ const (
 	// TypeHistory asks for older messages of a room (client to server) and
 	// answers with them (server to client).
 	TypeHistory = "history"
+	// TypeAuth carries a connection token (Inbound.Token): as the first
+	// frame of a connection whose handshake had no credentials, or later to
+	// refresh the token of the same user before it expires.
+	TypeAuth = "auth"
 )
 
 // Frame types, server to client. TypeTyping is used both ways.
@@ -40,6 +46,8 @@ const (
 	// nothing for twice that knows its server or the path to it is dead.
 	// It carries nothing and is not a message of any room.
 	TypeHeartbeat = "heartbeat"
+	// TypeAuthed answers an accepted auth frame (Authed).
+	TypeAuthed = "authed"
 )
 
 // Error codes carried by error frames.
@@ -56,6 +64,38 @@ const (
 	CodeBinary       = "binary_unsupported" // a binary frame was sent
 	CodeUnavailable  = "unavailable"        // the broker (or store) is down; retry the same cid
 	CodeInternal     = "internal"
+	// CodeNotFound answers a join (or any frame) for a room that does not
+	// exist or that the connection's user may not enter: the same code and
+	// message for both, so a stranger cannot learn that a room exists.
+	CodeNotFound = "not_found"
+	// CodeForbiddenName: the frame names someone other than the
+	// connection's own identity (signed-in users and token users have
+	// their name from the server; a guest keeps the name of its first join).
+	CodeForbiddenName = "forbidden_name"
+	// CodeNameTaken: a guest asked for a name that an account holds.
+	CodeNameTaken = "name_taken"
+	// CodeAuthRequired: a frame other than auth before the connection is
+	// authenticated (guests not allowed and no credentials at the handshake).
+	CodeAuthRequired = "auth_required"
+	// CodeInvalidToken: an auth frame's token was refused (one code for
+	// every reason: forged, expired, wrong key or algorithm, another user).
+	CodeInvalidToken = "invalid_token"
+)
+
+// Close codes (RFC 6455 leaves 4000-4999 to applications) a server ends a
+// connection with for identity reasons; the web client explains each.
+const (
+	// CloseAuthFailed: no valid credentials within the auth timeout, or
+	// an auth frame with a refused token on a connection without identity.
+	CloseAuthFailed = 4001
+	// CloseTokenExpired: the connection's token expired and no auth frame
+	// refreshed it.
+	CloseTokenExpired = 4002
+	// CloseSignedOut: the session ended (signed out, or the password was
+	// changed, possibly on another device); sign in again.
+	CloseSignedOut = 4003
+	// CloseAccountClosed: the account was banned or deleted.
+	CloseAccountClosed = 4004
 )
 
 // Limits of the protocol.
@@ -98,6 +138,31 @@ type Welcome struct {
 	// without a frame, in milliseconds: when nothing else is sent it sends
 	// a heartbeat frame (TypeHeartbeat). Omitted when heartbeats are off.
 	HeartbeatMillis int64 `json:"heartbeat_ms,omitempty"`
+	// User is the connection's identity when the handshake established
+	// one (a session cookie, a token, or a guest id); absent otherwise.
+	User *User `json:"user,omitempty"`
+	// AuthRequired says that the connection has no identity yet and must
+	// send an auth frame within AuthTimeoutMillis, or be closed with
+	// CloseAuthFailed.
+	AuthRequired      bool  `json:"auth_required,omitempty"`
+	AuthTimeoutMillis int64 `json:"auth_timeout_ms,omitempty"`
+}
+
+// User is an identity as clients see it.
+type User struct {
+	ID    string `json:"id"`
+	Name  string `json:"name,omitempty"` // empty for a guest before its first join
+	Guest bool   `json:"guest,omitempty"`
+}
+
+// Authed answers an accepted auth frame.
+type Authed struct {
+	Type string `json:"type"` // "authed"
+	User User   `json:"user"`
+	// ExpiresMS is when the token expires (Unix ms): the connection is
+	// closed with CloseTokenExpired then unless another auth frame with a
+	// fresh token of the same user arrives before.
+	ExpiresMS int64 `json:"expires_ms"`
 }
 
 // Limits tells a client the bounds the server enforces.
@@ -155,21 +220,28 @@ type History struct {
 	More     bool      `json:"more"`
 }
 
-// Left answers a leave.
+// Left answers a leave, or tells a connection that it was taken out of a
+// room (Reason "removed": its user was removed from the private room).
 type Left struct {
-	Type string `json:"type"` // "left"
-	Room string `json:"room"`
+	Type   string `json:"type"` // "left"
+	Room   string `json:"room"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Message is a chat message or a system announcement. The accepting server
 // encodes it once and publishes the encoded bytes on the room's subject;
 // every server forwards those bytes to its members unchanged.
 type Message struct {
-	Type   string `json:"type"` // "message"
-	Room   string `json:"room"`
-	ID     string `json:"id"`
-	Seq    uint64 `json:"seq,omitempty"` // the room's sequence number, with history
-	From   string `json:"from"`
+	Type string `json:"type"` // "message"
+	Room string `json:"room"`
+	ID   string `json:"id"`
+	Seq  uint64 `json:"seq,omitempty"` // the room's sequence number, with history
+	From string `json:"from"`
+	// User is the sender's user id (an account id, a token's subject or a
+	// guest id); empty for announcements and older messages.
+	User string `json:"user,omitempty"`
+	// Guest marks a message sent by a guest.
+	Guest  bool   `json:"guest,omitempty"`
 	Text   string `json:"text"`
 	TS     int64  `json:"ts"`     // server time, Unix milliseconds
 	Server string `json:"server"` // APPID of the accepting server, or "cli"
@@ -254,6 +326,59 @@ func RoomSubject(prefix, room string) string { return prefix + ".room." + room }
 
 // PresenceSubject carries a room's presence sync frames between servers.
 func PresenceSubject(prefix, room string) string { return prefix + ".presence." + room }
+
+// UserSubject carries the events of one user (UserEvent) to every server.
+// A user id that is not a valid subject token (a token's subject may hold
+// any characters) is replaced by "h" and 32 hex digits of its SHA-256.
+func UserSubject(prefix, userID string) string {
+	if ValidRoom(userID) != nil {
+		sum := sha256.Sum256([]byte(userID))
+		userID = "h" + hex.EncodeToString(sum[:16])
+	}
+	return prefix + ".user." + userID
+}
+
+// UserEvent types.
+const (
+	// TypeRevoke ends connections of User: all of them, or only those of
+	// Session when it is set (a sign-out).
+	TypeRevoke = "revoke"
+	// TypeRemoved takes User's connections out of Room.
+	TypeRemoved = "removed"
+)
+
+// UserEvent reasons; the close code follows from the reason.
+const (
+	ReasonSignedOut       = "signed_out"       // CloseSignedOut, Session set
+	ReasonPasswordChanged = "password_changed" // CloseSignedOut
+	ReasonBanned          = "banned"           // CloseAccountClosed
+	ReasonDeleted         = "deleted"          // CloseAccountClosed
+	ReasonRemoved         = "removed"          // TypeRemoved
+)
+
+// UserEvent is published on a user's subject by whoever changes the user's
+// access (a sign-out, a password change, a ban, a deletion, a removal from
+// a room); every server applies it to its connections of that user.
+type UserEvent struct {
+	Type    string `json:"type"`
+	User    string `json:"user"`
+	Session string `json:"session,omitempty"`
+	Room    string `json:"room,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+// Rooms whose name starts with ReservedRoomPrefix are made by the server
+// (private rooms and direct chats, ids of PrivateRoomPrefix or
+// DirectRoomPrefix and random characters); every other valid room name is a
+// public room.
+const (
+	ReservedRoomPrefix = "_"
+	PrivateRoomPrefix  = "_p"
+	DirectRoomPrefix   = "_d"
+)
+
+// PublicRoom reports whether room names a public room (not a server-made id).
+func PublicRoom(room string) bool { return !strings.HasPrefix(room, ReservedRoomPrefix) }
 
 // StatsSubject carries a server's heartbeat.
 func StatsSubject(prefix, appID string) string { return prefix + ".stats." + appID }
