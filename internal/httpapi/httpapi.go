@@ -107,18 +107,24 @@ func SameOrigin(r *http.Request, allowed []string) bool {
 		site := r.Header.Get("Sec-Fetch-Site")
 		return site == "" || site == "same-origin" || site == "none"
 	}
-	host := origin
-	if i := strings.Index(host, "://"); i >= 0 {
-		host = host[i+3:]
+	return OriginAllowed(origin, r.Host, allowed)
+}
+
+// OriginAllowed reports whether the Origin header value origin names host
+// itself or a host matching one of allowed (path.Match patterns, "*" for
+// any).
+func OriginAllowed(origin, host string, allowed []string) bool {
+	if i := strings.Index(origin, "://"); i >= 0 {
+		origin = origin[i+3:]
 	}
-	if strings.EqualFold(host, r.Host) {
+	if strings.EqualFold(origin, host) {
 		return true
 	}
 	for _, p := range allowed {
 		if p == "*" {
 			return true
 		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(host)); ok {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(origin)); ok {
 			return true
 		}
 	}
