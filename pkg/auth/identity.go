@@ -1,6 +1,9 @@
 package auth
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Kind says how an Identity was established.
 type Kind string
@@ -63,3 +66,20 @@ func (id Identity) AllowsRoom(room string) bool {
 	}
 	return false
 }
+
+// Errors shared by the services that establish identities (pkg/account),
+// decide room access (pkg/rooms) and the chat server that asks them.
+var (
+	// ErrNoCredentials: the request carries no session cookie and no token.
+	ErrNoCredentials = errors.New("auth: no credentials")
+	// ErrSessionEnded: the session cookie names no live session (signed
+	// out, expired, revoked, or never existed).
+	ErrSessionEnded = errors.New("auth: session ended")
+	// ErrAccountClosed: the account is banned or deleted.
+	ErrAccountClosed = errors.New("auth: account closed")
+	// ErrNameTaken: a guest asked for a name an account holds.
+	ErrNameTaken = errors.New("auth: name taken by an account")
+	// ErrNoRoom: the room does not exist or the identity may not enter it;
+	// one error for both, so that nobody learns a room exists by asking.
+	ErrNoRoom = errors.New("auth: no such room")
+)
