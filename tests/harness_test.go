@@ -292,6 +292,8 @@ type cluster struct {
 type clusterOpts struct {
 	// serverArgs are more `livechat serve` flags for every server.
 	serverArgs []string
+	// env is more environment for every server (KEY=value).
+	env []string
 	// fastChecks runs HAProxy with checks every 200 ms that time out after
 	// 200 ms (haproxy.cfg's timings rewritten), so that a server that stops
 	// answering is marked down within ~0.7 s instead of ~3 s.
@@ -317,7 +319,8 @@ func newClusterWith(t *testing.T, opts clusterOpts) *cluster {
 		args := []string{"serve", "--addr", s.addr, "--broker", c.broker, "--prefix", c.prefix,
 			"--trust-proxy", "--drain-delay", drainDelay.String(), "--shutdown-timeout", "10s",
 			"--heartbeat-interval", "500ms", "--presence-interval", "1s", "--log-level", "debug"}
-		s.p = startProc(t, c.dir, "server"+s.appID, []string{"APPID=" + s.appID}, livechatBin, append(args, opts.serverArgs...)...)
+		env := append([]string{"APPID=" + s.appID}, opts.env...)
+		s.p = startProc(t, c.dir, "server"+s.appID, env, livechatBin, append(args, opts.serverArgs...)...)
 		c.servers = append(c.servers, s)
 	}
 	// At the end, all servers drain at once rather than one after the other
@@ -470,16 +473,22 @@ type frame struct {
 	Code    string   `json:"code"`
 	Message string   `json:"message"`
 	Members []string `json:"members"`
+	// User is a message's sender id (a string) or a welcome's identity (an
+	// object): see senderID and welcomeUser.
+	User   json.RawMessage `json:"user"`
+	Guest  bool            `json:"guest"`
+	Reason string          `json:"reason"`
 }
 
 // wsClient is a WebSocket client with one reader goroutine that records
 // every frame until the connection ends.
 type wsClient struct {
-	t      *testing.T
-	name   string
-	conn   *websocket.Conn
-	server string // APPID from the welcome frame
-	done   chan struct{}
+	t       *testing.T
+	name    string
+	conn    *websocket.Conn
+	server  string // APPID from the welcome frame
+	welcome frame
+	done    chan struct{}
 
 	mu       sync.Mutex
 	frames   []frame
@@ -488,8 +497,13 @@ type wsClient struct {
 
 // dial connects through url and reads the welcome frame.
 func dial(t *testing.T, url, name string) (*wsClient, error) {
+	return dialHeader(t, url, name, nil)
+}
+
+// dialHeader is dial with handshake headers (a cookie, a token).
+func dialHeader(t *testing.T, url, name string, h http.Header) (*wsClient, error) {
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	conn, resp, err := d.Dial(url, nil)
+	conn, resp, err := d.Dial(url, h)
 	if resp != nil {
 		resp.Body.Close()
 	}
@@ -516,7 +530,7 @@ func dial(t *testing.T, url, name string) (*wsClient, error) {
 		conn.Close()
 		return nil, err
 	}
-	c := &wsClient{t: t, name: name, conn: conn, server: w.Server, done: make(chan struct{})}
+	c := &wsClient{t: t, name: name, conn: conn, server: w.Server, welcome: w, done: make(chan struct{})}
 	go c.read()
 	t.Cleanup(c.close)
 	return c, nil
