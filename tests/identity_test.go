@@ -443,9 +443,20 @@ func TestIdentityTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	past := jwt.NewNumericDate(time.Now().Add(-time.Minute))
+	expired, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "site-42", ExpiresAt: past}).SignedString(ic.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.RegisteredClaims{Subject: "site-42", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, tok := range map[string]string{
-		"forged":  forged,
-		"garbage": "not.a.token",
+		"expired":  expired,
+		"alg none": none,
+		"forged":   forged,
+		"garbage":  "not.a.token",
 	} {
 		for range 4 {
 			if c, err := dial(t, ic.wsURL()+"?token="+url.QueryEscape(tok), "x"); err == nil || !strings.Contains(err.Error(), "401") {
