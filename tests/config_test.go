@@ -128,6 +128,9 @@ func TestComposeFile(t *testing.T) {
 		if !strings.HasPrefix(s.Environment["LIVECHAT_HISTORY"], "postgres://livechat:livechat@postgres:5432/") {
 			t.Errorf("livechat%d: history %q, want the compose PostgreSQL", i, s.Environment["LIVECHAT_HISTORY"])
 		}
+		if !strings.HasPrefix(s.Environment["LIVECHAT_STORE"], "postgres://livechat:livechat@postgres:5432/") || s.Environment["LIVECHAT_SECRET_FILE"] != "/run/secrets/livechat_secret" {
+			t.Errorf("livechat%d: the store %q or the token secret file %q is not the shared one", i, s.Environment["LIVECHAT_STORE"], s.Environment["LIVECHAT_SECRET_FILE"])
+		}
 		if s.Build.Dockerfile != "compose/Dockerfile" || s.Build.Context != ".." {
 			t.Errorf("livechat%d: build %+v", i, s.Build)
 		}
