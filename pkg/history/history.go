@@ -293,7 +293,7 @@ func prepare(m *protocol.Message, dedupKey string, now time.Time) error {
 	if len(dedupKey) > MaxDedupKeyLen {
 		return fmt.Errorf("%w: dedup key longer than %d bytes", ErrInvalid, MaxDedupKeyLen)
 	}
-	for _, f := range [...]string{m.Type, m.ID, m.From, m.Text, m.Server, m.CID} {
+	for _, f := range [...]string{m.Type, m.ID, m.From, m.User, m.Text, m.Server, m.CID} {
 		if !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0 {
 			return fmt.Errorf("%w: message fields must be valid UTF-8 without NUL", ErrInvalid)
 		}
