@@ -31,7 +31,9 @@
 //     so a caller retries with the same dedup key and gets the original seq.
 //   - Once a seq is visible to a read, every lower seq of the room that is
 //     still held is visible too: reads never see holes, only a trimmed head.
-//   - Reads return messages in ascending seq order with Seq set.
+//   - Reads return messages in ascending seq order with Seq set, every
+//     other field as appended (the sender's User and Guest included;
+//     messages stored before those existed read back without them).
 //
 // All methods of a Store are safe for concurrent use.
 package history

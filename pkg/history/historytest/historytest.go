@@ -503,6 +503,11 @@ func testInvalid(t *testing.T, b Backend) {
 			t.Errorf("Append of text %q = %v, want ErrInvalid", text, err)
 		}
 	}
+	bad := msg(room(t, "inv"), "x")
+	bad.User = "u\x00"
+	if _, _, err := s.Append(ctx, bad, ""); !errors.Is(err, history.ErrInvalid) {
+		t.Errorf("Append with a NUL in User = %v, want ErrInvalid", err)
+	}
 	if _, _, err := s.Append(ctx, nil, ""); !errors.Is(err, history.ErrInvalid) {
 		t.Errorf("Append(nil) = %v, want ErrInvalid", err)
 	}
