@@ -31,7 +31,9 @@
 //     so a caller retries with the same dedup key and gets the original seq.
 //   - Once a seq is visible to a read, every lower seq of the room that is
 //     still held is visible too: reads never see holes, only a trimmed head.
-//   - Reads return messages in ascending seq order with Seq set.
+//   - Reads return messages in ascending seq order with Seq set, every
+//     other field as appended (the sender's User and Guest included;
+//     messages stored before those existed read back without them).
 //
 // All methods of a Store are safe for concurrent use.
 package history
@@ -293,7 +295,7 @@ func prepare(m *protocol.Message, dedupKey string, now time.Time) error {
 	if len(dedupKey) > MaxDedupKeyLen {
 		return fmt.Errorf("%w: dedup key longer than %d bytes", ErrInvalid, MaxDedupKeyLen)
 	}
-	for _, f := range [...]string{m.Type, m.ID, m.From, m.Text, m.Server, m.CID} {
+	for _, f := range [...]string{m.Type, m.ID, m.From, m.User, m.Text, m.Server, m.CID} {
 		if !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0 {
 			return fmt.Errorf("%w: message fields must be valid UTF-8 without NUL", ErrInvalid)
 		}

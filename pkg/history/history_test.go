@@ -24,7 +24,7 @@ func memoryBackend() historytest.Backend {
 }
 
 func redisBackend() historytest.Backend {
-	return historytest.Backend{Bounded: true, New: func(t testing.TB, o history.Options) func() history.Store {
+	return historytest.Backend{Bounded: true, Legacy: legacyRedis, New: func(t testing.TB, o history.Options) func() history.Store {
 		u := brokertest.RedisURL(t)
 		o.KeyPrefix = "livechat-test:" + brokertest.Prefix(t)
 		return func() history.Store {
@@ -38,7 +38,7 @@ func redisBackend() historytest.Backend {
 }
 
 func postgresBackend() historytest.Backend {
-	return historytest.Backend{New: func(t testing.TB, o history.Options) func() history.Store {
+	return historytest.Backend{Legacy: legacyPostgres, New: func(t testing.TB, o history.Options) func() history.Store {
 		u := historytest.PostgresURL(t)
 		return func() history.Store {
 			s, err := history.Open(context.Background(), u, o)
@@ -53,7 +53,7 @@ func postgresBackend() historytest.Backend {
 // sqliteBackend opens every instance on one file in t's temporary
 // directory, as two stores of one node (or an operator command) would.
 func sqliteBackend() historytest.Backend {
-	return historytest.Backend{Bounded: true, New: func(t testing.TB, o history.Options) func() history.Store {
+	return historytest.Backend{Bounded: true, Legacy: legacySQLite, New: func(t testing.TB, o history.Options) func() history.Store {
 		u := "sqlite://" + filepath.Join(t.TempDir(), "history.db") // absolute: sqlite:///...
 		return func() history.Store {
 			s, err := history.Open(context.Background(), u, o)

@@ -52,8 +52,8 @@ type memRoom struct {
 	first  uint32
 }
 
-// memRec is a held message. Its Type, ID, From, Text, Server, CID and
-// dedup key lie back to back from off in chunk number chunk; ends[i] is
+// memRec is a held message. Its Type, ID, From, User, Text, Server, CID
+// and dedup key lie back to back from off in chunk number chunk; ends[i] is
 // where field i ends, from off.
 type memRec struct {
 	seq    uint64
@@ -63,9 +63,10 @@ type memRec struct {
 	off    uint32
 	ends   [memFields]uint32
 	system bool
+	guest  bool
 }
 
-const memFields = 7 // Type, ID, From, Text, Server, CID, dedup key
+const memFields = 8 // Type, ID, From, User, Text, Server, CID, dedup key
 
 // Chunk sizes: a room's first chunk holds minChunk bytes, each next one
 // twice the last up to maxChunk (a bigger message gets a chunk its size),
@@ -97,15 +98,15 @@ func (r *memRoom) message(rec *memRec, room string) protocol.Message {
 		return text[lo:rec.ends[i]]
 	}
 	return protocol.Message{
-		Type: f(0), Room: room, ID: f(1), Seq: rec.seq, From: f(2), Text: f(3),
-		TS: rec.ts, Server: f(4), CID: f(5), System: rec.system,
+		Type: f(0), Room: room, ID: f(1), Seq: rec.seq, From: f(2), User: f(3), Guest: rec.guest,
+		Text: f(4), TS: rec.ts, Server: f(5), CID: f(6), System: rec.system,
 	}
 }
 
 // add writes m (its Room aside) and its dedup key into the room's chunks
 // and appends its record.
 func (r *memRoom) add(m *protocol.Message, dedupKey string, keyHash uint64) {
-	fields := [memFields]string{m.Type, m.ID, m.From, m.Text, m.Server, m.CID, dedupKey}
+	fields := [memFields]string{m.Type, m.ID, m.From, m.User, m.Text, m.Server, m.CID, dedupKey}
 	n := 0
 	for _, f := range fields {
 		n += len(f)
@@ -119,7 +120,8 @@ func (r *memRoom) add(m *protocol.Message, dedupKey string, keyHash uint64) {
 	}
 	ci := len(r.chunks) - 1
 	c := r.chunks[ci]
-	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, chunk: r.first + uint32(ci), off: uint32(len(c)), system: m.System}
+	rec := memRec{seq: m.Seq, ts: m.TS, key: keyHash, chunk: r.first + uint32(ci), off: uint32(len(c)),
+		system: m.System, guest: m.Guest}
 	for i, f := range fields {
 		c = append(c, f...)
 		rec.ends[i] = uint32(len(c)) - rec.off
@@ -148,8 +150,8 @@ func (s *Memory) Append(ctx context.Context, m *protocol.Message, dedupKey strin
 	if err := prepare(m, dedupKey, now); err != nil {
 		return 0, false, err
 	}
-	if uint64(len(m.Type))+uint64(len(m.ID))+uint64(len(m.From))+uint64(len(m.Text))+uint64(len(m.Server))+
-		uint64(len(m.CID))+uint64(len(dedupKey)) > math.MaxUint32 {
+	if uint64(len(m.Type))+uint64(len(m.ID))+uint64(len(m.From))+uint64(len(m.User))+uint64(len(m.Text))+
+		uint64(len(m.Server))+uint64(len(m.CID))+uint64(len(dedupKey)) > math.MaxUint32 {
 		return 0, false, fmt.Errorf("%w: message larger than 4 GiB", ErrInvalid)
 	}
 	var h uint64

@@ -21,7 +21,8 @@ import (
 // on tables history_rooms (room, last_seq) and history_messages (primary
 // key room+seq, a unique index on room+dedup key), created or migrated by
 // Open in the connection's current schema (set search_path in the URL to
-// choose another).
+// choose another). The schema's version is in history_schema_version;
+// each migration is applied once, in one transaction.
 //
 // Appends go through one writer goroutine (groupCommit): it takes every
 // Append that is waiting (up to Options.MaxBatch) and writes them in one
@@ -116,6 +117,13 @@ var migrations = []string{
 	);
 	CREATE UNIQUE INDEX history_messages_dedup ON history_messages (room, dedup_key)
 		WHERE dedup_key IS NOT NULL;`,
+	// Version 2: the sender's identity (Message.User, Message.Guest). Rows
+	// written before read back without one. A constant default makes
+	// ADD COLUMN a catalogue change (PostgreSQL 11+): no table rewrite,
+	// and servers still on version 1 go on inserting without the columns.
+	`ALTER TABLE history_messages
+		ADD COLUMN IF NOT EXISTS user_id text    NOT NULL DEFAULT '',
+		ADD COLUMN IF NOT EXISTS guest   boolean NOT NULL DEFAULT false;`,
 }
 
 // migrate brings the schema to the latest version in one transaction,
@@ -326,10 +334,10 @@ func (s *Postgres) write(ctx context.Context, reqs []*pgReq) ([]pgRes, error) {
 			lSeqs = append(lSeqs, seq)
 		}
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO history_messages (room, seq, type, id, sender, body, ts, server, cid, system, dedup_key)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-				$7::bigint[], $8::text[], $9::text[], $10::boolean[], $11::bytea[])`,
-			ins.room, ins.seq, ins.typ, ins.id, ins.from, ins.text, ins.ts, ins.server, ins.cid, ins.system, ins.key)
+		b.Queue(`INSERT INTO history_messages (room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system, dedup_key)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[],
+				$8::text[], $9::bigint[], $10::text[], $11::text[], $12::boolean[], $13::bytea[])`,
+			ins.room, ins.seq, ins.typ, ins.id, ins.from, ins.user, ins.guest, ins.text, ins.ts, ins.server, ins.cid, ins.system, ins.key)
 		b.Queue(`UPDATE history_rooms SET last_seq = v.last FROM unnest($1::text[], $2::bigint[]) AS v(room, last)
 			WHERE history_rooms.room = v.room AND history_rooms.last_seq < v.last`, lRooms, lSeqs)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -344,10 +352,10 @@ func (s *Postgres) write(ctx context.Context, reqs []*pgReq) ([]pgRes, error) {
 
 // insertArrays holds the columns of a batch insert.
 type insertArrays struct {
-	room, typ, id, from, text, server, cid []string
-	seq, ts                                []int64
-	system                                 []bool
-	key                                    [][]byte // nil for none
+	room, typ, id, from, user, text, server, cid []string
+	seq, ts                                      []int64
+	guest, system                                []bool
+	key                                          [][]byte // nil for none
 }
 
 func (a *insertArrays) add(m *protocol.Message, key string) {
@@ -356,6 +364,8 @@ func (a *insertArrays) add(m *protocol.Message, key string) {
 	a.typ = append(a.typ, m.Type)
 	a.id = append(a.id, m.ID)
 	a.from = append(a.from, m.From)
+	a.user = append(a.user, m.User)
+	a.guest = append(a.guest, m.Guest)
 	a.text = append(a.text, m.Text)
 	a.ts = append(a.ts, m.TS)
 	a.server = append(a.server, m.Server)
@@ -368,13 +378,14 @@ func (a *insertArrays) add(m *protocol.Message, key string) {
 	}
 }
 
-const msgColumns = `m.room, m.seq, m.type, m.id, m.sender, m.body, m.ts, m.server, m.cid, m.system`
+const msgColumns = `m.room, m.seq, m.type, m.id, m.sender, m.user_id, m.guest, m.body, m.ts, m.server, m.cid, m.system`
 
 // scanMessage scans msgColumns, then extra.
 func scanMessage(rows pgx.Rows, extra ...any) (protocol.Message, error) {
 	var m protocol.Message
 	var seq int64
-	dest := append([]any{&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.Text, &m.TS, &m.Server, &m.CID, &m.System}, extra...)
+	dest := append([]any{&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.User, &m.Guest, &m.Text, &m.TS, &m.Server, &m.CID, &m.System},
+		extra...)
 	if err := rows.Scan(dest...); err != nil {
 		return m, err
 	}

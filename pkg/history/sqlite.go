@@ -22,7 +22,8 @@ import (
 //
 // The tables history_rooms (room, last_seq), history_messages (primary key
 // room+seq) and history_dedup (room, key, seq, time) are created by
-// OpenSQLite. The file is in WAL mode: reads use a small pool of read-only
+// OpenSQLite, which also adds the columns a file of an older release
+// lacks. The file is in WAL mode: reads use a small pool of read-only
 // connections and go on while a write commits. Every Append is one BEGIN
 // IMMEDIATE transaction on the single writer connection (it looks up the
 // dedup key, raises last_seq, inserts, trims), so appends of this process
@@ -47,16 +48,18 @@ CREATE TABLE IF NOT EXISTS history_rooms (
 	last_seq INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_messages (
-	room   TEXT    NOT NULL,
-	seq    INTEGER NOT NULL,
-	type   TEXT    NOT NULL,
-	id     TEXT    NOT NULL,
-	sender TEXT    NOT NULL,
-	body   TEXT    NOT NULL,
-	ts     INTEGER NOT NULL,
-	server TEXT    NOT NULL,
-	cid    TEXT    NOT NULL,
-	system INTEGER NOT NULL,
+	room    TEXT    NOT NULL,
+	seq     INTEGER NOT NULL,
+	type    TEXT    NOT NULL,
+	id      TEXT    NOT NULL,
+	sender  TEXT    NOT NULL,
+	user_id TEXT    NOT NULL DEFAULT '',
+	guest   INTEGER NOT NULL DEFAULT 0,
+	body    TEXT    NOT NULL,
+	ts      INTEGER NOT NULL,
+	server  TEXT    NOT NULL,
+	cid     TEXT    NOT NULL,
+	system  INTEGER NOT NULL,
 	PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_dedup (
@@ -93,6 +96,18 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	return s, nil
 }
 
+// sqliteAdded are the columns of history_messages added since its first
+// release, in order, with their definitions: a file written by an older
+// livechat gets them at open, its rows the defaults.
+var sqliteAdded = []struct{ name, def string }{
+	// The sender's identity (Message.User, Message.Guest).
+	{"user_id", "TEXT NOT NULL DEFAULT ''"},
+	{"guest", "INTEGER NOT NULL DEFAULT 0"},
+}
+
+// migrate creates the tables and adds the columns a file from an older
+// release lacks. It is idempotent, and its transaction is IMMEDIATE (the
+// writer's), so two processes opening one file migrate in turn.
 func (s *SQLite) migrate(ctx context.Context) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -101,6 +116,31 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx, sqliteSchema); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	have := make(map[string]bool)
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info('history_messages')`)
+	if err != nil {
+		return fmt.Errorf("migrate: read columns: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("migrate: read columns: %w", err)
+		}
+		have[name] = true
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("migrate: read columns: %w", err)
+	}
+	for _, c := range sqliteAdded {
+		if have[c.name] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE history_messages ADD COLUMN `+c.name+` `+c.def); err != nil {
+			return fmt.Errorf("migrate: add column %s: %w", c.name, err)
+		}
+		s.opts.Logger.Info("history: migrated sqlite file", "path", s.path, "added_column", c.name)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)
@@ -170,9 +210,9 @@ func (s *SQLite) append(ctx context.Context, m protocol.Message, key string, now
 	}{
 		{`INSERT INTO history_rooms (room, last_seq) VALUES (?, ?)
 			ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq`, []any{m.Room, seq}},
-		{`INSERT INTO history_messages (room, seq, type, id, sender, body, ts, server, cid, system)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			[]any{m.Room, seq, m.Type, m.ID, m.From, m.Text, m.TS, m.Server, m.CID, m.System}},
+		{`INSERT INTO history_messages (room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			[]any{m.Room, seq, m.Type, m.ID, m.From, m.User, m.Guest, m.Text, m.TS, m.Server, m.CID, m.System}},
 		// Trim: beyond MaxLen, and older than MaxAge except the newest.
 		{`DELETE FROM history_messages WHERE room = ? AND (seq <= ? OR (seq < ? AND ts < ?))`,
 			[]any{m.Room, seq - int64(s.opts.MaxLen), seq, now.Add(-s.opts.MaxAge).UnixMilli()}},
@@ -196,7 +236,7 @@ func (s *SQLite) append(ctx context.Context, m protocol.Message, key string, now
 	return m, false, nil
 }
 
-const sqliteColumns = `room, seq, type, id, sender, body, ts, server, cid, system`
+const sqliteColumns = `room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system`
 
 // rowScanner is what *sql.Row and *sql.Rows have in common.
 type rowScanner interface{ Scan(dest ...any) error }
@@ -204,7 +244,7 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanSQLite(r rowScanner) (protocol.Message, error) {
 	var m protocol.Message
 	var seq int64
-	if err := r.Scan(&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.Text, &m.TS, &m.Server, &m.CID, &m.System); err != nil {
+	if err := r.Scan(&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.User, &m.Guest, &m.Text, &m.TS, &m.Server, &m.CID, &m.System); err != nil {
 		return m, err
 	}
 	m.Seq = uint64(seq)

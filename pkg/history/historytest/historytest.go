@@ -17,6 +17,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,15 @@ type Backend struct {
 	New func(t testing.TB, opts history.Options) (open func() history.Store)
 	// Bounded says the backend honours Options.MaxLen and Options.MaxAge.
 	Bounded bool
+	// Legacy, when set, prepares a fresh namespace as New does, holding
+	// ms (all of one room, with seqs 1..len(ms)) written the way the
+	// backend stored messages before they carried a sender identity
+	// (Message.User and Message.Guest: older tables, older JSON), and
+	// returns the opener of stores on it. The suite then checks that the
+	// store opens on that data, reads it back with an empty User and Guest
+	// false, and appends to it. A backend that keeps nothing across
+	// processes (memory) leaves it nil.
+	Legacy func(t testing.TB, opts history.Options, ms []protocol.Message) (open func() history.Store)
 }
 
 // timeout bounds every call of the suite; generous for a loaded 2-core box.
@@ -53,6 +64,7 @@ func Run(t *testing.T, b Backend) {
 	}{
 		{"SeqStartsAtOneAndIncrementsPerRoom", testSeq},
 		{"RoundTripAllFields", testRoundTrip},
+		{"SenderIdentity", testSenderIdentity},
 		{"Reads", testReads},
 		{"InvalidArguments", testInvalid},
 		{"Dedup", testDedup},
@@ -62,6 +74,12 @@ func Run(t *testing.T, b Backend) {
 		{"TrimByAge", testTrimAge},
 		{"CanceledContext", testCanceled},
 		{"Closed", testClosed},
+	}
+	if b.Legacy != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, Backend)
+		}{"LegacyMessagesWithoutSender", testLegacy})
 	}
 	t.Run("group", func(t *testing.T) {
 		for _, tc := range tests {
@@ -79,7 +97,13 @@ func Run(t *testing.T, b Backend) {
 // instances on the same namespace.
 func open(t *testing.T, b Backend, opts history.Options) (history.Store, func() history.Store) {
 	t.Helper()
-	o := b.New(t, opts)
+	return track(t, b.New(t, opts))
+}
+
+// track returns the first store of o and an opener of more, each closed
+// when the test ends.
+func track(t *testing.T, o func() history.Store) (history.Store, func() history.Store) {
+	t.Helper()
 	more := func() history.Store {
 		s := o()
 		t.Cleanup(func() {
@@ -218,13 +242,28 @@ func testRoundTrip(t *testing.T, b Backend) {
 		t.Fatalf("test text is %d bytes", len(text))
 	}
 	in := []protocol.Message{
-		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-1", From: "Zoë O'Brien", Text: text, TS: time.Now().UnixMilli() - 2000, Server: "2000", CID: "c-1"},
+		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-1", From: "Zoë O'Brien", User: "u5mhq2c7xk0a1b2c3d4e5", Text: text,
+			TS: time.Now().UnixMilli() - 2000, Server: "2000", CID: "c-1"},
 		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-2", From: "operator", Text: "maintenance at 5", TS: time.Now().UnixMilli() - 1000, Server: "cli", System: true},
+		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-3", From: "visitor", User: "g_9d2f4a7c", Guest: true, Text: "hi, guest here",
+			TS: time.Now().UnixMilli() - 500, Server: "2000", CID: "c-3"},
 	}
 	for i := range in {
 		m := in[i]
 		appendOK(t, s, &m, "")
 		in[i].Seq = m.Seq
+	}
+	// Every field of protocol.Message is set in some input: a field that a
+	// backend does not store fails this test (a new field must be added
+	// to in above, and to every backend).
+	for i := range reflect.TypeFor[protocol.Message]().NumField() {
+		set := false
+		for j := range in {
+			set = set || !reflect.ValueOf(in[j]).Field(i).IsZero()
+		}
+		if !set {
+			t.Errorf("no input sets protocol.Message.%s: add it to this test", reflect.TypeFor[protocol.Message]().Field(i).Name)
+		}
 	}
 	s2 := more()
 	check := func(what string, got []protocol.Message, err error) {
@@ -246,7 +285,7 @@ func testRoundTrip(t *testing.T, b Backend) {
 		check("After", ms, err)
 		ms, err = st.Latest(ctxT(t), r, 10)
 		check("Latest", ms, err)
-		ms, err = st.Before(ctxT(t), r, 3, 10)
+		ms, err = st.Before(ctxT(t), r, uint64(len(in))+1, 10)
 		check("Before", ms, err)
 	}
 	// A zero TS and an empty Type are filled in.
@@ -256,6 +295,120 @@ func testRoundTrip(t *testing.T, b Backend) {
 	if m.Type != protocol.TypeMessage || m.TS < before || m.TS > time.Now().UnixMilli() {
 		t.Errorf("after Append: Type %q TS %d, want %q and now", m.Type, m.TS, protocol.TypeMessage)
 	}
+}
+
+// testSenderIdentity: a message's sender identity (User, Guest) comes back
+// from every read, on every instance, and with the original when a retry
+// is taken for a duplicate; a message without one reads back without one.
+func testSenderIdentity(t *testing.T, b Backend) {
+	s, more := open(t, b, history.Options{})
+	r := room(t, "id")
+	account := msg(r, "from an account")
+	account.User = "u5mhq2c7xk0a1b2c3d4e5"
+	guest := msg(r, "from a guest")
+	guest.From, guest.User, guest.Guest, guest.CID = "visitor", "g_9d2f4a7c", true, "c-g"
+	anon := msg(r, "no identity") // an older server's message
+	var want []protocol.Message
+	for _, m := range []*protocol.Message{account, guest, anon} {
+		user, isGuest := m.User, m.Guest
+		key := ""
+		if m.CID != "" {
+			key = m.User + "\x00" + m.CID
+		}
+		appendOK(t, s, m, key)
+		if m.User != user || m.Guest != isGuest {
+			t.Errorf("Append changed the sender to user %q guest %v, want %q %v", m.User, m.Guest, user, isGuest)
+		}
+		want = append(want, *m)
+	}
+	check := func(what string, got []protocol.Message, err error, want []protocol.Message) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d messages, want %d", what, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].User != want[i].User || got[i].Guest != want[i].Guest {
+				t.Errorf("%s[%d] (seq %d): user %q guest %v, want user %q guest %v",
+					what, i, got[i].Seq, got[i].User, got[i].Guest, want[i].User, want[i].Guest)
+			} else if got[i] != want[i] {
+				t.Errorf("%s[%d] differs:\n got %+v\nwant %+v", what, i, got[i], want[i])
+			}
+		}
+	}
+	for _, st := range []history.Store{s, more()} {
+		ms, err := st.After(ctxT(t), r, 0, 10)
+		check("After(0)", ms, err, want)
+		ms, err = st.After(ctxT(t), r, 1, 1)
+		check("After(1,1)", ms, err, want[1:2])
+		ms, err = st.Latest(ctxT(t), r, 10)
+		check("Latest", ms, err, want)
+		ms, err = st.Before(ctxT(t), r, 4, 10)
+		check("Before(4)", ms, err, want)
+		ms, err = st.Before(ctxT(t), r, 3, 1)
+		check("Before(3,1)", ms, err, want[1:2])
+
+		// The server builds a retry again (new ID and TS); the store
+		// answers with the original, its sender identity included.
+		retry := msg(r, "from a guest")
+		retry.From, retry.CID, retry.ID, retry.TS = "visitor", "c-g", "id-retry", guest.TS+5000
+		seq, dup, err := st.Append(ctxT(t), retry, guest.User+"\x00c-g")
+		if err != nil || !dup || seq != guest.Seq {
+			t.Fatalf("retry = %d, dup %v, %v; want %d, dup", seq, dup, err, guest.Seq)
+		}
+		check("duplicate", []protocol.Message{*retry}, nil, want[1:2])
+	}
+}
+
+// testLegacy: a store opens on data written before messages carried a
+// sender identity (migrating it if it must, twice without harm), reads it
+// back with an empty User and Guest false, and goes on from its last seq.
+func testLegacy(t *testing.T, b Backend) {
+	r := room(t, "lg")
+	now := time.Now().UnixMilli()
+	old := []protocol.Message{
+		{Type: protocol.TypeMessage, Room: r, ID: "old-1", Seq: 1, From: "alice", Text: "before the upgrade",
+			TS: now - 3000, Server: "1000", CID: "c-1"},
+		{Type: protocol.TypeMessage, Room: r, ID: "old-2", Seq: 2, From: "ops", Text: "maintenance at 5",
+			TS: now - 2000, Server: "cli", System: true},
+		{Type: protocol.TypeMessage, Room: r, ID: "old-3", Seq: 3, From: "bob", Text: "the last old one",
+			TS: now - 1000, Server: "1000"},
+	}
+	s, more := track(t, b.Legacy(t, history.Options{}, slices.Clone(old)))
+	check := func(what string, got []protocol.Message, err error, want []protocol.Message) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d messages, want %d", what, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s[%d] differs:\n got %+v\nwant %+v", what, i, got[i], want[i])
+			}
+		}
+	}
+	ms, err := s.After(ctxT(t), r, 0, 10)
+	check("After(0)", ms, err, old)
+	ms, err = s.Latest(ctxT(t), r, 10)
+	check("Latest", ms, err, old)
+	ms, err = s.Before(ctxT(t), r, 3, 10)
+	check("Before(3)", ms, err, old[:2])
+	if bd := bounds(t, s, r); bd != (history.Bounds{First: 1, Last: 3}) {
+		t.Errorf("Bounds = %+v, want {1 3}", bd)
+	}
+	m := msg(r, "after the upgrade")
+	m.User, m.Guest = "g_9d2f4a7c", true
+	if seq := appendOK(t, s, m, "g_9d2f4a7c\x00c-9"); seq != 4 {
+		t.Errorf("first append after the upgrade got seq %d, want 4", seq)
+	}
+	// Another instance opens the upgraded data (migrating again is a no-op).
+	want := append(slices.Clone(old), *m)
+	ms, err = more().After(ctxT(t), r, 0, 10)
+	check("After(0) on another instance", ms, err, want)
 }
 
 func short(m protocol.Message) protocol.Message {
@@ -349,6 +502,11 @@ func testInvalid(t *testing.T, b Backend) {
 		if _, _, err := s.Append(ctx, msg(room(t, "inv"), text), ""); !errors.Is(err, history.ErrInvalid) {
 			t.Errorf("Append of text %q = %v, want ErrInvalid", text, err)
 		}
+	}
+	bad := msg(room(t, "inv"), "x")
+	bad.User = "u\x00"
+	if _, _, err := s.Append(ctx, bad, ""); !errors.Is(err, history.ErrInvalid) {
+		t.Errorf("Append with a NUL in User = %v, want ErrInvalid", err)
 	}
 	if _, _, err := s.Append(ctx, nil, ""); !errors.Is(err, history.ErrInvalid) {
 		t.Errorf("Append(nil) = %v, want ErrInvalid", err)
