@@ -560,6 +560,17 @@ export class Chat {
   // goes back to signing in, saying why (text).
   endSession(text) {
     const s = this.state;
+    this.clearRooms();
+    s.user = null;
+    s.sidebar = new Sidebar();
+    this.view.signedOut(text || '');
+    this.view.sidebar();
+  }
+
+  // clearRooms leaves every room at once (forgetting what was saved of
+  // them) and closes the connection.
+  clearRooms() {
+    const s = this.state;
     for (const [name, r] of s.rooms) {
       r.dropped = true;
       this.saver.forget(LS_SAVED + name);
@@ -568,10 +579,8 @@ export class Chat {
     s.active = '';
     this.saver.saveRoomList(s);
     this.saver.flush();
-    s.user = null;
-    s.sidebar = new Sidebar();
     this.conn.close();
-    this.view.signedOut(text || '');
+    this.view.tabs();
   }
 
   backToJoin(errors) {

@@ -507,6 +507,7 @@ export class Sidebar {
     this.publicRooms = [];   // [{id, title}]
     this.convs = new Map();  // room id -> convEntry
     this.loaded = false;     // the conversations came at least once
+    this.error = '';         // why the last refresh failed, in words ('' none)
   }
 
   // setPublic takes GET /api/rooms' "rooms"; server-made ids are ignored.
