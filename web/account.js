@@ -68,7 +68,10 @@ export class Account {
   // signedInAs opens the chat for the account u ({id, name}).
   signedInAs(u) {
     const s = this.state;
-    if (s.rooms.size > 0 || this.chat.conn.ws) this.chat.clearRooms(); // a guest page signing in
+    // A guest page signing in: its rooms and connection (named at the
+    // handshake) are the guest's.
+    if (s.rooms.size > 0) this.chat.clearRooms();
+    else if (this.chat.conn.ws) this.chat.conn.close();
     s.user = { id: u.id, name: u.name, guest: false };
     s.name = u.name;
     let active = this.chat.restore();
