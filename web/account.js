@@ -54,7 +54,12 @@ export class Account {
       return 'chat';
     }
     if (s.guests) {
-      const active = this.chat.restore();
+      let active = this.chat.restore();
+      const want = hashRoom(this.hash());
+      if (active && want) {
+        this.chat.addRoom(want);
+        active = want;
+      }
       if (active) {
         this.view.enterChat(active);
         this.refresh();

@@ -295,7 +295,9 @@ export class Chat {
     r.typers.delete(f.from);
     this.view.typing();
     if (typeof f.from === 'string' && f.from && !f.system) {
+      const was = r.guests.has(f.from);
       if (f.guest === true) r.guests.add(f.from); else if (f.user) r.guests.delete(f.from);
+      if (was !== r.guests.has(f.from)) this.view.members(r); // a guest is offered no direct chat
     }
     if (r.remember(f)) this.saver.schedule(r);
     this.placeMessage(r, f);
@@ -562,6 +564,7 @@ export class Chat {
     const s = this.state;
     this.clearRooms();
     s.user = null;
+    s.name = '';
     s.sidebar = new Sidebar();
     this.view.signedOut(text || '');
     this.view.sidebar();
