@@ -128,6 +128,12 @@ export class Chat {
     }
     const u = f.user;
     if (u && typeof u === 'object' && typeof u.id === 'string') {
+      if (s.signedIn() && u.id !== s.user.id) {
+        // The browser's session is someone else's now (signed in again in
+        // another tab): this page's rooms and saved messages are not theirs.
+        this.endSession('Someone else signed in on this browser (in another tab). Sign in again.');
+        return;
+      }
       const name = typeof u.name === 'string' ? u.name : '';
       s.user = { id: u.id, name: name || (s.user ? s.user.name : ''), guest: u.guest === true };
       if (!s.user.guest && name) s.name = name;

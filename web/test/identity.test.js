@@ -49,6 +49,15 @@ test('welcome: the user the server names; a signed-in join names no one, a guest
   assert.deepEqual(old.conn.sent, [{ type: 'join', room: 'general', name: 'bob' }]);
 });
 
+test('a welcome for another account than the one of the page: its rooms are forgotten, back to signing in', () => {
+  const { chat, state, conn, view } = setup({ rooms: ['_pTEAM'] });
+  chat.onFrame({ type: 'welcome', server: 's1', user: { id: 'u2', name: 'bob' } });
+  assert.equal(state.rooms.size, 0);
+  assert.equal(state.user, null);
+  assert.deepEqual(conn.sent, []);
+  assert.deepEqual(view.named('signedOut'), [['signedOut', 'Someone else signed in on this browser (in another tab). Sign in again.']]);
+});
+
 test('welcome asking for credentials the page lacks: back to signing in', () => {
   const { chat, state, conn, view } = setup({ user: null, name: 'zed' });
   chat.onFrame({ type: 'welcome', server: 's1', auth_required: true, auth_timeout_ms: 5000 });
