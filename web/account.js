@@ -143,6 +143,7 @@ export class Account {
   // and shows them. A failure is kept in state.sidebar.error.
   async refresh() {
     const s = this.state;
+    if (!s.accounts) return; // an older server has no rooms list
     const user = s.user;
     const sidebar = s.sidebar;
     const jobs = [this.api.publicRooms().then((d) => sidebar.setPublic(d.rooms))];
@@ -152,7 +153,7 @@ export class Account {
     sidebar.error = '';
     for (const r of results) {
       if (r.status === 'rejected') {
-        sidebar.error = this.fail(r.reason);
+        sidebar.error = this.fail(r.reason, { not_found: 'The rooms list is not available.' });
         if (s.sidebar !== sidebar) return;
       }
     }

@@ -624,6 +624,12 @@ export function createView(state, saver) {
     ui.signup.addEventListener('click', () => onAuthSubmit(true));
     ui.signout.addEventListener('click', () => act(account.signOut()));
     ui.roomsToggle.addEventListener('click', toggleRooms);
+    document.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && document.body.classList.contains('rooms-open')) {
+        toggleRooms();
+        ui.roomsToggle.focus();
+      }
+    });
     ui.errorClose.addEventListener('click', () => showError(''));
     ui.createRoomForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
