@@ -40,12 +40,15 @@ export class Account {
     try {
       me = await this.api.me();
     } catch (e) {
-      if (e.code !== 'not_found') {
+      if (e.code === 'not_found') {
+        s.accounts = false;
+        me = { user: null, guests: true };
+      } else if (e.code === 'signed_out') {
+        me = { user: null, guests: true }; // the session ended: signed out
+      } else {
         this.view.signedOut(errorText(e));
         return 'signin';
       }
-      s.accounts = false;
-      me = { user: null, guests: true };
     }
     s.guests = me.guests !== false;
     const u = me.user;
@@ -169,7 +172,12 @@ export class Account {
     this.lastCheck = now;
     const user = s.user;
     let me;
-    try { me = await this.api.me(); } catch (_) { return; } // the server is away: keep trying
+    try {
+      me = await this.api.me();
+    } catch (e) {
+      if (e.code !== 'signed_out' && e.code !== 'account_closed') return; // the server is away: keep trying
+      me = { user: null };
+    }
     if (s.user !== user) return;
     if (!me.user || me.user.id !== user.id) this.chat.endSession('Your session expired. Sign in again.');
   }

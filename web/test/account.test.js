@@ -272,6 +272,25 @@ test('a session that ended on the server: the rooms list or a check sends the pa
   await t.account.checkSession();
   assert.equal(t.state.signedIn(), false);
   assert.deepEqual(t.view.named('signedOut'), [['signedOut', 'Your session expired. Sign in again.']]);
+
+  // /me refusing the cookie outright is the same; a server that is away is not.
+  me = { body: { user: ALICE, guests: true } };
+  t = setup({ 'GET /api/account/me': () => me });
+  await t.account.start();
+  me = 'network';
+  t.clock.advance(CHECK_SESSION_MS);
+  await t.account.checkSession();
+  assert.equal(t.state.signedIn(), true);
+  me = apiErr(401, 'signed_out', 'sign in');
+  t.clock.advance(CHECK_SESSION_MS);
+  await t.account.checkSession();
+  assert.equal(t.state.signedIn(), false);
+});
+
+test('load with a cookie the server refuses: signed out, no error shown', async () => {
+  const t = setup({ 'GET /api/account/me': apiErr(401, 'signed_out', 'sign in') });
+  assert.equal(await t.account.start(), 'signin');
+  assert.deepEqual(t.view.named('signedOut'), [['signedOut', '']]);
 });
 
 test('the rooms list keeps a failure in words; a guest asks only for public rooms', async () => {
