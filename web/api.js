@@ -73,6 +73,8 @@ export function errorText(err, words) {
     case 'name_taken': return 'That name is taken. Pick another one.';
     case 'invalid_password': return sentence(err.message) || 'That password cannot be used.';
     case 'invalid_name': return sentence(err.message) || 'That name cannot be used.';
+    case 'invalid_room': return sentence(err.message) || 'That room name cannot be used.';
+    case 'invalid_token': return 'Could not sign in to the chat.';
     case 'throttled': {
       const n = err.retryAfter;
       if (!n) return 'Too many attempts. Try again in a moment.';

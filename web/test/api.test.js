@@ -77,6 +77,8 @@ test('errorText says every failure in plain words', () => {
   assert.equal(errorText(e('invalid_password', 'a password has at least 8 characters')), 'A password has at least 8 characters.');
   assert.equal(errorText(e('invalid_password', '')), 'That password cannot be used.');
   assert.equal(errorText(e('invalid_name', 'Names use letters.')), 'Names use letters.');
+  assert.equal(errorText(e('invalid_room', 'a room title is 1-64 characters without control characters')),
+    'A room title is 1-64 characters without control characters.');
   assert.equal(errorText(e('throttled', '', 9)), 'Too many attempts. Try again in 9 seconds.');
   assert.equal(errorText(e('throttled', '', 1)), 'Too many attempts. Try again in 1 second.');
   assert.equal(errorText(e('throttled', '', 0)), 'Too many attempts. Try again in a moment.');
