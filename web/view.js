@@ -458,6 +458,7 @@ export function createView(state, saver) {
 
   async function onAuthSubmit(create) {
     ui.authError.textContent = '';
+    ui.authPassword.autocomplete = create ? 'new-password' : 'current-password'; // password managers
     ui.signin.disabled = true;
     ui.signup.disabled = true;
     try {
