@@ -5,7 +5,9 @@
 //   state.js       rooms, members, messages ordered by seq, pending sends, saving for a reload
 //   connection.js  the WebSocket: connect, reconnect with backoff, heartbeat watch, the send queue
 //   frames.js      Chat: server frames and user actions -> state changes, reported to the view
-//   view.js        the DOM: rendering, grouped bubbles, tooltips, inputs
+//   api.js         the HTTP API: fetch with JSON and the page's cookies, errors in words
+//   account.js     Account: signing in and out, the rooms list (public, private, direct, invitations)
+//   view.js        the DOM: rendering, grouped bubbles, tooltips, inputs, sign-in, sidebar
 //
 // Only view.js and this file touch the DOM; the others load in node
 // (web/test/). One WebSocket per page; the page can be in several rooms
@@ -16,6 +18,8 @@ import { systemClock } from './clock.js';
 import { ChatState, Saver, memoryStorage, validName, validRoom } from './state.js';
 import { Connection } from './connection.js';
 import { Chat } from './frames.js';
+import { Api } from './api.js';
+import { Account } from './account.js';
 import { createView } from './view.js';
 
 // wsURL picks the WebSocket endpoint: ?ws=, then <meta name="livechat-ws">,
@@ -68,10 +72,13 @@ function init() {
     clock: systemClock,
     newCID: newCID,
     log: (...args) => { if (window.console) console.warn(...args); },
+    checkSession: () => account.checkSession(),
   });
+  const api = new Api({ fetch: (url, init) => window.fetch(url, init) });
+  const account = new Account({ api: api, state: state, chat: chat, view: view, clock: systemClock, hash: () => location.hash });
   // Exposed for debugging and automated tests; not an API.
-  window.livechat = { state: state, validName: validName, validRoom: validRoom, wsURL: wsURL };
-  view.start(chat, conn);
+  window.livechat = { state: state, validName: validName, validRoom: validRoom, wsURL: wsURL, account: account };
+  view.start(chat, conn, account);
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -25,6 +25,20 @@ export const CLOSE_REASONS = {
   1013: 'the connection was too slow to keep up',
 };
 
+// Closes for who the user is (pkg/protocol Close*): the page does not
+// reconnect after them; the user is told and goes back to signing in.
+export const IDENTITY_CLOSES = {
+  4001: 'Could not sign in to the chat.',
+  4002: 'Your session expired. Sign in again.',
+  4003: 'You were signed out (in another tab or device). Sign in again.',
+  4004: 'This account was closed.',
+};
+
+// identityClose is the words for an identity close code, or ''.
+export function identityClose(code) {
+  return Object.prototype.hasOwnProperty.call(IDENTITY_CLOSES, code) ? IDENTITY_CLOSES[code] : '';
+}
+
 // Closes the user is told about: the page itself did something wrong.
 const WARN_CODES = new Set([1007, 1008, 1009, 1013]);
 
@@ -51,8 +65,10 @@ export class Connection {
   // wanted() (false: no room needs a connection), and the callbacks
   // onFrame(f) (each parsed frame), onStatus(conn, text) (conn is
   // connecting | connected | reconnecting | offline, text is for the user),
-  // onClose({code, tag, why}) (a connection ended; tag is 'silent' or
-  // 'no-welcome' when the page gave it up) and onWarn(text).
+  // onClose({code, tag, why, welcomed}) (a connection ended; tag is
+  // 'silent' or 'no-welcome' when the page gave it up; welcomed: it had
+  // brought its welcome) and onWarn(text). After an identity close
+  // (IDENTITY_CLOSES) there is no reconnect.
   constructor(opts) {
     this.url = opts.url;
     this.WebSocket = opts.WebSocket;
@@ -186,11 +202,18 @@ export class Connection {
   }
 
   closed(ev) {
+    ev.welcomed = this.welcomed;
     this.ws = null;
     this.welcomed = false;
     this.clearWatch();
     this.clock.clearTimeout(this.stableTimer);
     this.onClose(ev);
+    if (identityClose(ev.code)) {
+      this.userClosed = true;
+      this.attempt = 0;
+      this.status('offline', 'Offline');
+      return;
+    }
     if (this.userClosed || !this.wanted()) {
       this.status('offline', 'Offline');
       return;

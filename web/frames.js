@@ -4,8 +4,8 @@
 // frames go out through the connection (connection.js), which is injected.
 
 import { systemClock } from './clock.js';
-import { Outbox, heartbeatOf } from './connection.js';
-import { MAX_MESSAGES, TYPING_SHOW_MS, LS_NAME, LS_ROOM, LS_SAVED, KEEP_MESSAGES, Room, msgEntry, validName } from './state.js';
+import { Outbox, heartbeatOf, identityClose } from './connection.js';
+import { MAX_MESSAGES, TYPING_SHOW_MS, LS_NAME, LS_ROOM, LS_SAVED, KEEP_MESSAGES, Room, Sidebar, msgEntry, validName, roomKind } from './state.js';
 
 export const TYPING_SEND_MS = 2000; // send "typing" at most this often
 export const HISTORY_PAGE = 50;     // messages asked per history request (server cap: 100)
@@ -22,8 +22,23 @@ export const JOIN_RETRY_MS = 2000;  // a join refused as unavailable is tried ag
 //   toast(text, kind)
 //   roomDropped(name, next)            the page left a room; next is the room to show ('' none)
 //   backToJoin(errors)                 no room left: {name, room, form} say why
+//   sidebar()                          the rooms list (state.sidebar) or who the user is changed
+//   signedOut(text)                    the session ended: show signing in, with text saying why
+//   enterChat(room)                    signed in (or back as a guest): show the chat and room ('' none)
+//   openRoom(room)                     enter the room (if not in it) and show it
 export const viewMethods = ['inserted', 'updated', 'removed', 'trimmed', 'olderStart', 'olderEnd', 'members',
-  'typing', 'tabs', 'composer', 'toast', 'roomDropped', 'backToJoin'];
+  'typing', 'tabs', 'composer', 'toast', 'roomDropped', 'backToJoin', 'sidebar', 'signedOut', 'enterChat', 'openRoom'];
+
+// joinRefusals are the error codes that refuse a join: the page leaves
+// the room. The value says which field of the join form the words go to.
+const joinRefusals = {
+  invalid_name: 'name',
+  name_taken: 'name',
+  forbidden_name: 'name',
+  invalid_room: 'room',
+  not_found: 'form',
+  too_many_rooms: 'form',
+};
 
 // sendErrors says in a few words why a message was not sent, by error code.
 const sendErrors = {
@@ -42,6 +57,11 @@ export function plainError(f) {
     case 'invalid_name': return 'This name cannot be used: use letters, digits, spaces and - _ . \' (up to 32).';
     case 'invalid_room': return 'This room name cannot be used: use letters, digits, - and _ (up to 64).';
     case 'too_many_rooms': return 'You are in too many rooms: leave one first.';
+    case 'not_found': return 'This conversation does not exist or you do not have access to it.';
+    case 'name_taken': return 'That name belongs to an account: sign in, or pick another name.';
+    case 'forbidden_name': return 'You cannot use another name here.';
+    case 'auth_required': return 'Sign in to chat.';
+    case 'invalid_token': return 'Could not sign in to the chat.';
     case 'unavailable': return 'The chat is having trouble right now. Try again in a moment.';
     default: return 'Something went wrong. Reloading the page may help.';
   }
@@ -59,7 +79,9 @@ export class Chat {
   // idle(), connect(), close()}; view: see viewMethods; clock; newCID()
   // makes a client id for a send; log(...) gets the server's own error
   // messages.
-  constructor({ state, saver, conn, view, clock, newCID, log }) {
+  // checkSession() is called when a signed-in page's connection ended
+  // before its welcome (the server may have refused an ended session).
+  constructor({ state, saver, conn, view, clock, newCID, log, checkSession }) {
     this.state = state;
     this.saver = saver;
     this.conn = conn;
@@ -67,6 +89,7 @@ export class Chat {
     this.clock = clock || systemClock;
     this.newCID = newCID;
     this.log = log || (() => {});
+    this.checkSession = checkSession || (() => {});
     this.lastTypingSent = 0;
     this.outbox = new Outbox({ conn: conn, clock: this.clock, onChange: (r, e) => this.view.updated(r, e) });
   }
@@ -87,7 +110,8 @@ export class Chat {
       case 'typing': this.onTyping(f); break;
       case 'history': this.onHistory(f); break;
       case 'error': this.onError(f); break;
-      default: break; // left; heartbeat only keeps the connection from going quiet
+      case 'left': this.onLeft(f); break;
+      default: break; // authed; heartbeat only keeps the connection from going quiet
     }
   }
 
@@ -96,13 +120,35 @@ export class Chat {
     s.serverID = String(f.server || '?');
     s.limits = f.limits || null;
     s.heartbeatMs = heartbeatOf(f);
+    if (f.auth_required) {
+      // The server wants credentials this page does not have (it lets no
+      // guests in and the session is gone).
+      this.endSession(s.signedIn() ? 'Your session expired. Sign in again.' : 'Sign in to chat.');
+      return;
+    }
+    const u = f.user;
+    if (u && typeof u === 'object' && typeof u.id === 'string') {
+      if (s.signedIn() && u.id !== s.user.id) {
+        // The browser's session is someone else's now (signed in again in
+        // another tab): this page's rooms and saved messages are not theirs.
+        this.endSession('Someone else signed in on this browser (in another tab). Sign in again.');
+        return;
+      }
+      const name = typeof u.name === 'string' ? u.name : '';
+      s.user = { id: u.id, name: name || (s.user ? s.user.name : ''), guest: u.guest === true };
+      if (!s.user.guest && name) s.name = name;
+      this.view.sidebar();
+    }
     for (const r of s.rooms.values()) this.joinFrame(r);
   }
 
-  // joinFrame (re)joins a room, with since = the last seq seen.
+  // joinFrame (re)joins a room, with since = the last seq seen. A signed-in
+  // user's name is the server's to say: only a guest (or a page on a
+  // server without accounts) names itself.
   joinFrame(r) {
     r.joined = false;
-    const f = { type: 'join', room: r.name, name: this.state.name };
+    const f = { type: 'join', room: r.name };
+    if (!this.state.signedIn()) f.name = this.state.name;
     if (r.lastSeq > 0) f.since = r.lastSeq;
     r.sinceSent = r.lastSeq > 0 ? r.lastSeq : null;
     r.historyBusy = false;
@@ -119,7 +165,9 @@ export class Chat {
     if (typeof f.name === 'string' && f.name) s.name = f.name;
     r.setMembers(Array.isArray(f.members) ? f.members : [], f.member_count);
     this.view.members(r);
-    if (first) this.notice(r, 'You joined #' + r.name + ' as ' + s.name + '.');
+    if (first) {
+      this.notice(r, roomKind(r.name) === 'public' ? 'You joined #' + r.name + ' as ' + s.name + '.' : 'You joined ' + s.title(r.name) + '.');
+    }
     this.joinedHistory(r, f);
     // Sends typed while disconnected, and sends that were never
     // acknowledged, go out again with their original cid.
@@ -252,6 +300,11 @@ export class Chat {
     }
     r.typers.delete(f.from);
     this.view.typing();
+    if (typeof f.from === 'string' && f.from && !f.system) {
+      const was = r.guests.has(f.from);
+      if (f.guest === true) r.guests.add(f.from); else if (f.user) r.guests.delete(f.from);
+      if (was !== r.guests.has(f.from)) this.view.members(r); // a guest is offered no direct chat
+    }
     if (r.remember(f)) this.saver.schedule(r);
     this.placeMessage(r, f);
     if (away > 0) this.notice(r, away + (away === 1 ? ' message' : ' messages') + ' came in while you were away.');
@@ -329,13 +382,19 @@ export class Chat {
     }
     if (f.room && s.rooms.has(f.room)) {
       const r = s.rooms.get(f.room);
-      if (!r.joined && (f.code === 'invalid_name' || f.code === 'invalid_room' || f.code === 'too_many_rooms')) {
+      const field = joinRefusals[f.code];
+      if (!r.joined && field) {
         // The join was refused.
+        const where = f.code === 'not_found' ? '' : s.title(f.room) + ': ';
         this.dropRoom(f.room);
+        if (f.code === 'not_found') {
+          s.sidebar.remove(f.room);
+          this.view.sidebar();
+        }
         if (s.rooms.size === 0) {
-          this.backToJoin(f.code === 'invalid_name' ? { name: msg } : f.code === 'invalid_room' ? { room: msg } : { form: msg });
+          this.backToJoin({ [field]: msg });
         } else {
-          this.view.toast('#' + f.room + ': ' + msg, 'error');
+          this.view.toast(where + msg, 'error');
         }
         return;
       }
@@ -349,7 +408,23 @@ export class Chat {
         this.joinFrame(r); // the server forgot us (e.g. it restarted the room): join again
       }
     }
-    this.view.toast((f.room ? '#' + f.room + ': ' : '') + msg, 'error');
+    this.view.toast((f.room && f.code !== 'not_found' ? s.title(f.room) + ': ' : '') + msg, 'error');
+  }
+
+  // onLeft: the server took the page out of a room. Reason "removed": the
+  // user was removed from the private room (or the invitation withdrawn);
+  // the room leaves the page and the sidebar.
+  onLeft(f) {
+    const s = this.state;
+    if (f.reason !== 'removed' || typeof f.room !== 'string') return;
+    const title = s.title(f.room);
+    const listed = s.sidebar.remove(f.room);
+    if (listed) this.view.sidebar();
+    if (!s.rooms.has(f.room)) return;
+    const msg = 'You were removed from ' + title + '.';
+    this.dropRoom(f.room);
+    if (s.rooms.size === 0) this.backToJoin({ form: msg });
+    else this.view.toast(msg, 'error');
   }
 
   // connectionLost notes why a connection ended; every room waits for its
@@ -358,6 +433,12 @@ export class Chat {
     const s = this.state;
     s.closes.push(ev.tag || String(ev.code));
     if (s.closes.length > 10) s.closes.shift();
+    const why = identityClose(ev.code);
+    if (why) {
+      this.endSession(why);
+      return;
+    }
+    if (!ev.welcomed && !ev.tag && s.signedIn()) this.checkSession();
     for (const r of s.rooms.values()) {
       r.joined = false;
       r.typers.clear();
@@ -482,17 +563,47 @@ export class Chat {
     }
   }
 
+  // endSession forgets the signed-in (or guest) page: every room is left
+  // and its saved messages forgotten, the connection closed, and the view
+  // goes back to signing in, saying why (text).
+  endSession(text) {
+    const s = this.state;
+    this.clearRooms();
+    s.user = null;
+    s.name = '';
+    s.sidebar = new Sidebar();
+    this.view.signedOut(text || '');
+    this.view.sidebar();
+  }
+
+  // clearRooms leaves every room at once (forgetting what was saved of
+  // them) and closes the connection.
+  clearRooms() {
+    const s = this.state;
+    for (const [name, r] of s.rooms) {
+      r.dropped = true;
+      this.saver.forget(LS_SAVED + name);
+    }
+    s.rooms.clear();
+    s.active = '';
+    this.saver.saveRoomList(s);
+    this.saver.flush();
+    this.conn.close();
+    this.view.tabs();
+  }
+
   backToJoin(errors) {
     if (this.state.rooms.size === 0 && this.conn.ws) this.conn.close();
     this.view.backToJoin(errors);
   }
 
-  // restore brings back the rooms saved by the last page; the room to show,
-  // or '' when there are none (the join form stays).
+  // restore brings back the rooms saved by the last page of the same user
+  // (a signed-in account, or a guest with its saved name); the room to
+  // show, or '' when there are none (the join form stays).
   restore() {
     const s = this.state;
-    const saved = this.saver.readRoomList();
-    const name = this.saver.load(LS_NAME) || '';
+    const saved = this.saver.readRoomList(s.owner());
+    const name = s.signedIn() ? s.name : this.saver.load(LS_NAME) || '';
     if (!saved || saved.rooms.length === 0 || validName(name)) return '';
     s.name = name;
     for (const room of saved.rooms) {
@@ -513,6 +624,7 @@ export class Chat {
       if (saved.seq) m.seq = saved.seq;
       if (saved.server) m.server = saved.server;
       if (saved.system === true) m.system = true;
+      if (saved.guest === true) m.guest = true;
       const e = msgEntry(m);
       const at = r.addMessage(e);
       if (at < 0) continue;

@@ -41,7 +41,7 @@ export function validName(name) {
 }
 
 // An entry is one line of a room's list: a message
-//   {kind: 'msg', id, from, text, ts, seq, server, system, cid, status, why}
+//   {kind: 'msg', id, from, text, ts, seq, server, system, guest, user, cid, status, why}
 // (id is '' until the server confirms an own message; seq 0: none; status
 // of an own message: 'queued' | 'sent' | 'failed' | '' once confirmed) or a
 // notice {kind: 'notice', text}. Every entry also gets a sort key (see
@@ -58,6 +58,8 @@ export function msgEntry(f) {
     seq: typeof f.seq === 'number' && f.seq > 0 ? f.seq : 0,
     server: typeof f.server === 'string' ? f.server : '',
     system: !!f.system,
+    guest: f.guest === true, // sent by a guest: shown as "(guest)"
+    user: typeof f.user === 'string' ? f.user : '',
     cid: '',
     status: '',
     why: '',
@@ -90,6 +92,7 @@ export class Room {
     this.pending = new Map(); // cid -> own message entry not confirmed yet
     this.typers = new Map();  // name -> when to stop showing "is typing" (ms)
     this.unread = 0;          // messages that came while another room was shown
+    this.guests = new Set();  // names seen sending as guests (no direct chat with them)
     this.dropped = false;     // the page left the room
     // The view's own: the room's list element and where it was scrolled.
     // The state never reads them.
@@ -227,6 +230,7 @@ export class Room {
     if (typeof f.seq === 'number' && f.seq > 0) m.seq = f.seq;
     if (typeof f.server === 'string' && f.server) m.server = f.server;
     if (f.system) m.system = true;
+    if (f.guest === true) m.guest = true;
     let at = log.length;
     if (m.seq) while (at > 0 && log[at - 1].seq > m.seq) at--;
     log.splice(at, 0, m);
@@ -271,6 +275,10 @@ export class Room {
 export class ChatState {
   constructor() {
     this.name = '';          // the user's name (as the server confirmed it)
+    this.user = null;        // who the server says we are: {id, name, guest} (null: not known)
+    this.guests = true;      // the server lets guests in (GET /api/account/me)
+    this.accounts = true;    // the server has accounts (false: an older server, guests only)
+    this.sidebar = new Sidebar(); // public rooms, private rooms, direct chats, invitations
     this.rooms = new Map();  // room name -> Room, in tab order
     this.active = '';        // the room shown
     this.serverID = '';      // the server of the current connection (welcome)
@@ -278,6 +286,22 @@ export class ChatState {
     this.conn = 'offline';   // offline | connecting | connected | reconnecting
     this.heartbeatMs = 0;    // the welcome's heartbeat_ms (0: the server sends none)
     this.closes = [];        // why the last connections ended (close code, 'silent', 'no-welcome')
+  }
+
+  // signedIn: the user has an account session (not a guest, not unknown).
+  signedIn() {
+    return !!this.user && !this.user.guest && !!this.user.id;
+  }
+
+  // owner is whose saved rooms the page may bring back: the account's id,
+  // or '' for a guest (guest ids change with every connection).
+  owner() {
+    return this.signedIn() ? this.user.id : '';
+  }
+
+  // title is what the page calls a room (never a server-made id).
+  title(id) {
+    return this.sidebar.title(id);
   }
 
   // maxText is the longest message the server takes, in bytes.
@@ -308,7 +332,8 @@ function validSaved(m) {
   return !!m && typeof m === 'object' && typeof m.id === 'string' && m.id !== '' &&
     typeof m.from === 'string' && typeof m.text === 'string' && typeof m.ts === 'number' &&
     (m.seq === undefined || (Number.isSafeInteger(m.seq) && m.seq > 0)) &&
-    (m.server === undefined || typeof m.server === 'string');
+    (m.server === undefined || typeof m.server === 'string') &&
+    (m.guest === undefined || typeof m.guest === 'boolean');
 }
 
 // Saver saves what a reload brings back and reads it again.
@@ -371,22 +396,29 @@ export class Saver {
     }
   }
 
-  // saveRoomList writes the rooms the page is in and the one shown.
+  // saveRoomList writes the rooms the page is in, the one shown, and whose
+  // they are (state.owner(): another account signing in on this browser
+  // does not get them).
   saveRoomList(state) {
-    const json = JSON.stringify({ v: SAVE_VERSION, rooms: Array.from(state.rooms.keys()), active: state.active });
+    const d = { v: SAVE_VERSION, rooms: Array.from(state.rooms.keys()), active: state.active };
+    const owner = typeof state.owner === 'function' ? state.owner() : '';
+    if (owner) d.user = owner;
+    const json = JSON.stringify(d);
     try { this.session.setItem(LS_ROOMS, json); } catch (_) { /* private mode */ }
     this.store(LS_ROOMS, json);
   }
 
-  // readRoomList returns the saved room list ({rooms, active}) or null:
-  // the tab's own first, else the last one any tab saved.
-  readRoomList() {
+  // readRoomList returns the saved room list ({rooms, active}) of owner
+  // ('' for a guest) or null: the tab's own first, else the last one any
+  // tab saved.
+  readRoomList(owner = '') {
     let tab = null;
     try { tab = this.session.getItem(LS_ROOMS); } catch (_) { tab = null; }
     for (const raw of [tab, this.load(LS_ROOMS)]) {
       let d;
       try { d = JSON.parse(raw); } catch (_) { continue; }
       if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION || !Array.isArray(d.rooms)) continue;
+      if ((typeof d.user === 'string' ? d.user : '') !== owner) continue;
       const rooms = [];
       for (const room of d.rooms) {
         if (typeof room === 'string' && !validRoom(room) && !rooms.includes(room)) rooms.push(room);
@@ -411,4 +443,157 @@ export class Saver {
       unsent: unsent.slice(-KEEP_UNSENT),
     };
   }
+}
+
+// ---- rooms beyond the public ones (CONTRACT.md, "Rooms") -----------------
+
+// Room ids starting with '_' are made by the server: '_p…' a private room,
+// '_d…' a direct chat. Any other valid id is a public room, named by its id.
+export const RESERVED_PREFIX = '_';
+export const PRIVATE_PREFIX = '_p';
+export const DIRECT_PREFIX = '_d';
+
+// roomKind is 'public', 'private' or 'direct' by the id alone.
+export function roomKind(id) {
+  if (typeof id !== 'string' || !id.startsWith(RESERVED_PREFIX)) return 'public';
+  return id.startsWith(DIRECT_PREFIX) ? 'direct' : 'private';
+}
+
+// roomTitle is what the page calls a room: '#' + id for a public room, the
+// peer's name for a direct chat, the title for a private room. A
+// server-made id is never shown: without what the server said of it
+// (conv), a private room is "Private room" and a direct chat "Direct chat".
+export function roomTitle(id, conv) {
+  const kind = (conv && conv.kind) || roomKind(id);
+  if (kind === 'direct') return (conv && conv.peer && conv.peer.name) || 'Direct chat';
+  if (kind === 'private') return (conv && conv.name) || 'Private room';
+  return '#' + id;
+}
+
+function text(v, max) {
+  return typeof v === 'string' ? Array.from(v).slice(0, max).join('') : '';
+}
+
+// convEntry reads one item of GET /api/conversations ({room, role, peer})
+// or of a POST answer; null when it is not usable. The result is
+// {id, kind, name, role, peer: {id, name} | null, lastActive, title}.
+export function convEntry(c) {
+  if (!c || typeof c !== 'object' || !c.room || typeof c.room !== 'object') return null;
+  const id = c.room.id;
+  if (typeof id !== 'string' || validRoom(id)) return null;
+  const kind = c.room.kind === 'public' || c.room.kind === 'private' || c.room.kind === 'direct' ? c.room.kind : roomKind(id);
+  const role = c.role === 'owner' || c.role === 'member' || c.role === 'invited' ? c.role : 'member';
+  const peer = c.peer && typeof c.peer === 'object' && typeof c.peer.name === 'string'
+    ? { id: typeof c.peer.id === 'string' ? c.peer.id : '', name: text(c.peer.name, 64) } : null;
+  const e = {
+    id: id,
+    kind: kind,
+    name: text(c.room.name, 64),
+    role: role,
+    peer: peer,
+    lastActive: typeof c.room.last_active === 'number' ? c.room.last_active : 0,
+    title: '',
+  };
+  e.title = roomTitle(id, e);
+  return e;
+}
+
+// Sidebar is the page's list of rooms: the public directory (GET
+// /api/rooms) and the user's private rooms, direct chats and invitations
+// (GET /api/conversations, kept in the server's order: most recently
+// active first).
+export class Sidebar {
+  constructor() {
+    this.publicRooms = [];   // [{id, title}]
+    this.convs = new Map();  // room id -> convEntry
+    this.loaded = false;     // the conversations came at least once
+    this.error = '';         // why the last refresh failed, in words ('' none)
+  }
+
+  // setPublic takes GET /api/rooms' "rooms"; server-made ids are ignored.
+  setPublic(rooms) {
+    const seen = new Set();
+    this.publicRooms = [];
+    for (const r of Array.isArray(rooms) ? rooms : []) {
+      if (!r || typeof r.id !== 'string' || validRoom(r.id) || roomKind(r.id) !== 'public' || seen.has(r.id)) continue;
+      seen.add(r.id);
+      this.publicRooms.push({ id: r.id, title: '#' + r.id });
+    }
+  }
+
+  // setConversations replaces the conversations with GET
+  // /api/conversations' "conversations".
+  setConversations(list) {
+    this.convs = new Map();
+    for (const c of Array.isArray(list) ? list : []) {
+      const e = convEntry(c);
+      if (e && e.kind !== 'public' && !this.convs.has(e.id)) this.convs.set(e.id, e);
+    }
+    this.loaded = true;
+  }
+
+  // upsert adds (first in the list) or updates one conversation; its
+  // entry, or null when c is not usable.
+  upsert(c) {
+    const e = convEntry(c);
+    if (!e || e.kind === 'public') return null;
+    const old = this.convs.get(e.id);
+    if (old && !e.peer) e.peer = old.peer;
+    if (old && !e.name) e.name = old.name;
+    e.title = roomTitle(e.id, e);
+    this.convs.delete(e.id);
+    this.convs = new Map([[e.id, e], ...this.convs]);
+    return e;
+  }
+
+  // setRole changes the user's role in a conversation (an accepted invitation).
+  setRole(id, role) {
+    const e = this.convs.get(id);
+    if (e) e.role = role;
+  }
+
+  // remove forgets a conversation (left, declined, removed); true when it was listed.
+  remove(id) {
+    return this.convs.delete(id);
+  }
+
+  get(id) {
+    return this.convs.get(id) || null;
+  }
+
+  // invitations are the rooms the user is invited to, not a member of yet.
+  invitations() {
+    return Array.from(this.convs.values()).filter((e) => e.role === 'invited');
+  }
+
+  // conversations are the private rooms and direct chats the user is in.
+  conversations() {
+    return Array.from(this.convs.values()).filter((e) => e.role !== 'invited');
+  }
+
+  // title is the room's title (see roomTitle).
+  title(id) {
+    return roomTitle(id, this.convs.get(id));
+  }
+
+  // canInvite: the user owns this private room.
+  canInvite(id) {
+    const e = this.convs.get(id);
+    return !!e && e.kind === 'private' && e.role === 'owner';
+  }
+}
+
+// hashRoom reads the room named by a URL hash "#room=ID" ('' for none or
+// an invalid id).
+export function hashRoom(hash) {
+  const m = /^#?room=([^&]*)/.exec(typeof hash === 'string' ? hash : '');
+  if (!m) return '';
+  let id;
+  try { id = decodeURIComponent(m[1]); } catch (_) { return ''; }
+  return validRoom(id) ? '' : id;
+}
+
+// roomHash is the URL hash naming a room.
+export function roomHash(id) {
+  return '#room=' + encodeURIComponent(id);
 }

@@ -3,14 +3,16 @@
 // module that touches the DOM. User text is only ever put into the page
 // with textContent.
 
-import { LS_NAME, LS_ROOM, validName, validRoom } from './state.js';
+import { LS_NAME, LS_ROOM, validName, validRoom, roomKind, roomHash } from './state.js';
 import { byteLen } from './frames.js';
+import { REFRESH_MS } from './account.js';
 
 const SCROLL_LOAD_PX = 60;           // scrolled this close to the top: load older messages
 const GROUP_GAP_MS = 5 * 60 * 1000;  // a sender's messages this close in time share one header
 const NEAR_BOTTOM_PX = 80;           // this close to the bottom: new messages scroll into view
 const TOAST_MS = 6000;
 const MAX_TOASTS = 4;
+const ERROR_LINE_MS = 20000;         // the error line under the header clears itself after this
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
@@ -32,14 +34,19 @@ function clear(node) {
 export function createView(state, saver) {
   let chat = null;
   let conn = null;
+  let account = null;
   const nodes = new WeakMap(); // entry -> its <li>
   const older = new Map();     // room -> {height, top} while a page of older messages goes in
 
   const ui = {};
-  for (const id of ['join-screen', 'join-form', 'name', 'room', 'join', 'name-error', 'room-error',
-    'join-error', 'chat-screen', 'room-name', 'state', 'members-toggle', 'member-count', 'member-count-2',
-    'leave', 'tabs', 'add-room-form', 'add-room', 'sidebar', 'members', 'messages', 'jump', 'typing',
-    'send-form', 'text', 'send', 'composer-note', 'toasts']) {
+  for (const id of ['auth-screen', 'loading', 'auth-form', 'auth-name', 'auth-password', 'signin', 'signup',
+    'auth-error', 'join-form', 'guest-title', 'name', 'room', 'join', 'name-error', 'room-error',
+    'join-error', 'chat-screen', 'rooms-toggle', 'room-name', 'state', 'me', 'signout', 'members-toggle',
+    'member-count', 'member-count-2', 'leave', 'tabs', 'error', 'error-text', 'error-close', 'rooms-panel',
+    'invitations-section', 'invitations', 'conversations-section', 'conversations', 'create-room-form',
+    'create-room', 'public-rooms', 'add-room-form', 'add-room', 'rooms-error', 'empty', 'sidebar', 'members',
+    'invite-form', 'invite-name', 'messages', 'jump', 'typing', 'send-form', 'text', 'send', 'composer-note',
+    'toasts']) {
     ui[id.replace(/-(.)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
   }
 
@@ -64,7 +71,12 @@ export function createView(state, saver) {
     if (e.system) li.classList.add('system');
     const meta = el('div', 'meta');
     const from = el('span', 'from', e.system ? (e.from ? 'Announcement · ' + e.from : 'Announcement') : e.from);
-    meta.append(from, el('time', 'time'));
+    meta.append(from);
+    if (e.guest && !e.system) {
+      li.dataset.guest = 'true';
+      meta.append(el('span', 'guest-mark', '(guest)'));
+    }
+    meta.append(el('time', 'time'));
     li.append(meta, el('div', 'text', e.text), el('div', 'status'));
     fill(li, e);
     return li;
@@ -161,7 +173,19 @@ export function createView(state, saver) {
 
   // ---- the rest of the page ------------------------------------------
 
+  let errorTimer = 0;
+
+  // showError puts a failure on the error line under the header (#error),
+  // where it stays a while; '' clears it.
+  function showError(text) {
+    clearTimeout(errorTimer);
+    ui.errorText.textContent = text;
+    ui.error.hidden = !text;
+    if (text) errorTimer = setTimeout(() => { ui.error.hidden = true; ui.errorText.textContent = ''; }, ERROR_LINE_MS);
+  }
+
   function toast(text, kind) {
+    if (kind === 'error') showError(text);
     const t = el('div', 'toast' + (kind ? ' ' + kind : ''), text);
     ui.toasts.appendChild(t);
     while (ui.toasts.children.length > MAX_TOASTS) ui.toasts.removeChild(ui.toasts.firstChild);
@@ -181,8 +205,22 @@ export function createView(state, saver) {
     clear(ui.members);
     const members = r ? r.members : [];
     for (const n of members) {
-      const li = el('li', n === state.name ? 'me' : '', n);
-      if (n === state.name) li.title = 'you';
+      const li = el('li', n === state.name ? 'me' : '');
+      li.dataset.name = n;
+      if (r && r.guests.has(n)) li.dataset.guest = 'true';
+      if (account && account.canDirect(n, r && r.name)) {
+        // A name is a button: it opens the direct chat with them.
+        const b = el('button', 'member-btn', n);
+        b.type = 'button';
+        b.title = 'Start a direct chat with ' + n;
+        b.setAttribute('aria-label', 'Start a direct chat with ' + n);
+        b.addEventListener('click', () => act(account.direct(n)));
+        li.appendChild(b);
+      } else {
+        li.textContent = n;
+        if (n === state.name) li.title = 'you';
+        else if (r && r.guests.has(n)) li.title = 'guest';
+      }
       ui.members.appendChild(li);
     }
     // A big room's joined frame carries only the first names: say how many
@@ -209,7 +247,8 @@ export function createView(state, saver) {
       const li = el('li', 'tab' + (r.name === state.active ? ' active' : ''));
       const b = el('button', 'tab-btn');
       b.type = 'button';
-      b.appendChild(el('span', 'tab-name', '#' + r.name));
+      li.dataset.room = r.name;
+      b.appendChild(el('span', 'tab-name', state.title(r.name)));
       if (r.unread > 0) b.appendChild(el('span', 'badge', r.unread > 99 ? '99+' : String(r.unread)));
       if (r.name === state.active) b.setAttribute('aria-current', 'page');
       b.addEventListener('click', () => showRoom(r.name));
@@ -239,12 +278,205 @@ export function createView(state, saver) {
       ui.messages.addEventListener('scroll', onScroll);
     }
     if (r.scrollTop === null) scrollToBottom(); else ui.messages.scrollTop = r.scrollTop;
-    ui.roomName.textContent = name;
-    document.title = '#' + name + ' · livechat';
+    ui.empty.hidden = true;
+    ui.messages.hidden = false;
+    renderTitle();
+    setHash(name);
     renderTabs();
     renderMembers();
     renderTyping();
+    renderSidebar();
     updateComposer();
+  }
+
+  // renderTitle names the room shown in the header and the window title.
+  function renderTitle() {
+    const name = state.active;
+    const title = name ? state.title(name) : '';
+    ui.roomName.textContent = title;
+    document.title = (title ? title + ' · ' : '') + 'livechat';
+  }
+
+  // setHash makes the URL name the room shown (#room=ID), so a reload
+  // comes back to it; without a new history entry.
+  function setHash(name) {
+    const hash = name ? roomHash(name) : '';
+    if (location.hash === hash || (!hash && !location.hash)) return;
+    try { history.replaceState(null, '', location.pathname + location.search + hash); } catch (_) { /* file: pages */ }
+  }
+
+  // showEmpty: no room is shown (a signed-in user left them all).
+  function showEmpty(text) {
+    state.active = '';
+    const list = el('ol', 'messages');
+    list.id = 'messages';
+    if (ui.messages.parentNode) ui.messages.parentNode.replaceChild(list, ui.messages);
+    ui.messages = list;
+    list.hidden = true;
+    ui.empty.hidden = false;
+    renderTitle();
+    setHash('');
+    renderTabs();
+    renderMembers();
+    renderTyping();
+    renderSidebar();
+    updateComposer();
+    if (text) showError(text);
+  }
+
+  // roomItem is one room of the sidebar: li[data-room] with a button
+  // showing its title.
+  function roomItem(id, title, extra) {
+    const li = el('li', 'room-item');
+    li.dataset.room = id;
+    const b = el('button', 'open', title);
+    b.type = 'button';
+    if (id === state.active) {
+      li.classList.add('active');
+      b.setAttribute('aria-current', 'page');
+    }
+    b.addEventListener('click', () => openRoom(id));
+    li.appendChild(b);
+    if (extra) extra(li);
+    return li;
+  }
+
+  // renderSidebar draws the rooms list (state.sidebar), who the user is,
+  // and what may be done in the room shown.
+  function renderSidebar() {
+    const sb = state.sidebar;
+    const signedIn = state.signedIn();
+    clear(ui.publicRooms);
+    const listed = new Set();
+    for (const p of sb.publicRooms) {
+      listed.add(p.id);
+      ui.publicRooms.appendChild(roomItem(p.id, p.title));
+    }
+    // Public rooms the page is in that the directory does not list yet.
+    for (const id of state.rooms.keys()) {
+      if (roomKind(id) === 'public' && !listed.has(id)) ui.publicRooms.appendChild(roomItem(id, '#' + id));
+    }
+    clear(ui.conversations);
+    for (const c of sb.conversations()) {
+      ui.conversations.appendChild(roomItem(c.id, c.title, (li) => {
+        li.dataset.kind = c.kind;
+        li.dataset.role = c.role;
+      }));
+    }
+    clear(ui.invitations);
+    for (const c of sb.invitations()) {
+      const li = el('li', 'room-item invitation');
+      li.dataset.room = c.id;
+      li.dataset.kind = c.kind;
+      li.appendChild(el('span', 'invite-title', c.title));
+      const yes = el('button', 'accept icon-btn', 'Accept');
+      yes.type = 'button';
+      yes.setAttribute('aria-label', 'Accept the invitation to ' + c.title);
+      yes.addEventListener('click', () => act(account.accept(c.id)));
+      const no = el('button', 'decline icon-btn', 'Decline');
+      no.type = 'button';
+      no.setAttribute('aria-label', 'Decline the invitation to ' + c.title);
+      no.addEventListener('click', () => act(account.decline(c.id)));
+      li.append(yes, no);
+      ui.invitations.appendChild(li);
+    }
+    ui.invitationsSection.hidden = sb.invitations().length === 0;
+    ui.conversationsSection.hidden = !signedIn;
+    ui.roomsError.textContent = sb.error || '';
+    // Who the user is.
+    const u = state.user;
+    const name = (u && u.name) || state.name;
+    ui.me.textContent = name ? name + (u && u.guest ? ' (guest)' : '') : '';
+    ui.me.title = name ? 'You are ' + name : '';
+    ui.signout.hidden = !signedIn;
+    ui.inviteForm.hidden = !(signedIn && state.active && sb.canInvite(state.active));
+    if (state.active) {
+      renderTitle();
+      renderTabs();
+      renderMembers();
+    }
+  }
+
+  // act runs an Account action and shows its failure.
+  function act(p) {
+    return p.then((err) => {
+      if (err) toast(err, 'error');
+      return err;
+    });
+  }
+
+  // openRoom enters a room (when the page is not in it) and shows it.
+  function openRoom(id) {
+    document.body.classList.remove('rooms-open');
+    ui.roomsToggle.setAttribute('aria-expanded', 'false');
+    if (!state.rooms.has(id)) {
+      const max = state.limits && state.limits.max_rooms;
+      if (max && state.rooms.size >= max) {
+        toast('You can be in at most ' + max + ' rooms.', 'error');
+        return;
+      }
+      chat.addRoom(id);
+    }
+    ui.authScreen.hidden = true;
+    ui.chatScreen.hidden = false;
+    showRoom(id);
+  }
+
+  // enterChat shows the chat with the room given ('' none) and connects.
+  function enterChat(active) {
+    ui.authScreen.hidden = true;
+    ui.authScreen.removeAttribute('aria-busy');
+    ui.chatScreen.hidden = false;
+    ui.authPassword.value = '';
+    if (active && state.rooms.has(active)) showRoom(active); else showEmpty('');
+    renderSidebar();
+    if (state.rooms.size > 0) conn.connect();
+    if (active) ui.text.focus();
+  }
+
+  // signedOut shows signing in, with text saying why.
+  function signedOut(text) {
+    document.body.classList.remove('rooms-open', 'members-open');
+    showEmpty('');
+    showError('');
+    ui.chatScreen.hidden = true;
+    ui.authScreen.hidden = false;
+    ui.authScreen.removeAttribute('aria-busy');
+    ui.loading.hidden = true;
+    ui.authForm.hidden = !state.accounts;
+    ui.joinForm.hidden = !state.guests;
+    ui.guestTitle.textContent = state.accounts ? 'Continue as a guest' : 'livechat';
+    ui.join.textContent = state.accounts ? 'Continue as guest' : 'Join';
+    ui.authError.textContent = state.accounts ? text : '';
+    ui.joinError.textContent = state.accounts ? '' : text;
+    ui.nameError.textContent = '';
+    ui.roomError.textContent = '';
+    ui.authPassword.value = '';
+    document.title = 'livechat';
+    if (state.accounts) ui.authName.focus(); else (ui.name.value ? ui.room : ui.name).focus();
+  }
+
+  async function onAuthSubmit(create) {
+    ui.authError.textContent = '';
+    ui.authPassword.autocomplete = create ? 'new-password' : 'current-password'; // password managers
+    ui.signin.disabled = true;
+    ui.signup.disabled = true;
+    try {
+      const err = await account.signIn(ui.authName.value, ui.authPassword.value, create);
+      if (err) {
+        ui.authError.textContent = err;
+        ui.authPassword.focus();
+      }
+    } finally {
+      ui.signin.disabled = false;
+      ui.signup.disabled = false;
+    }
+  }
+
+  function toggleRooms() {
+    const open = !document.body.classList.contains('rooms-open');
+    document.body.classList.toggle('rooms-open', open);
+    ui.roomsToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
   }
 
   function onScroll() {
@@ -258,6 +490,8 @@ export function createView(state, saver) {
   function updateComposer() {
     if (!ui.text) return;
     const r = state.rooms.get(state.active);
+    ui.text.disabled = !r;
+    ui.leave.disabled = !r;
     let note = '';
     if (r && state.conn !== 'connected') note = 'Not connected: your messages will be sent when the connection is back.';
     else if (r && !r.joined) note = 'Joining…';
@@ -291,17 +525,21 @@ export function createView(state, saver) {
   }
 
   function addRoom(name) {
-    chat.addRoom(name);
-    showRoom(name);
+    openRoom(name);
   }
 
+  // backToJoin: the page is in no room. A signed-in user stays in the chat
+  // (with the rooms list); a guest goes back to the join form, errors
+  // ({name, room, form}) saying why.
   function backToJoin(errors) {
-    ui.chatScreen.hidden = true;
-    ui.joinScreen.hidden = false;
+    if (state.signedIn()) {
+      showEmpty(errors.form || errors.room || errors.name || '');
+      return;
+    }
+    signedOut('');
     ui.nameError.textContent = errors.name || '';
     ui.roomError.textContent = errors.room || '';
     ui.joinError.textContent = errors.form || '';
-    document.title = 'livechat';
     ui.name.focus();
   }
 
@@ -323,33 +561,22 @@ export function createView(state, saver) {
     saver.store(LS_NAME, name);
     saver.store(LS_ROOM, room);
     state.name = name;
-    ui.joinScreen.hidden = true;
-    ui.chatScreen.hidden = false;
-    addRoom(room);
-    ui.text.focus();
+    state.user = null; // the server's welcome says who the guest is
+    chat.addRoom(room);
+    enterChat(room);
+    account.refresh();
   }
 
   function onAddRoom(ev) {
     ev.preventDefault();
-    const form = ui.addRoomForm;
-    if (!form.classList.contains('open')) { // first click on "+" shows the input
-      form.classList.add('open');
-      ui.addRoom.focus();
-      return;
-    }
     const room = ui.addRoom.value.trim().replace(/^#/, '');
-    if (room === '') { form.classList.remove('open'); return; }
+    if (room === '') { ui.addRoom.focus(); return; }
     const err = validRoom(room);
     if (err) { toast(err, 'error'); ui.addRoom.focus(); return; }
-    const max = state.limits && state.limits.max_rooms;
-    if (max && state.rooms.size >= max && !state.rooms.has(room)) {
-      toast('You can be in at most ' + max + ' rooms.', 'error');
-      return;
-    }
+    if (roomKind(room) !== 'public') { toast('A room name cannot start with _.', 'error'); ui.addRoom.focus(); return; }
     ui.addRoom.value = '';
-    form.classList.remove('open');
     addRoom(room);
-    ui.text.focus();
+    if (state.active === room) ui.text.focus();
   }
 
   function toggleMembers() {
@@ -360,9 +587,10 @@ export function createView(state, saver) {
 
   // start wires the page's events, brings back the rooms of the last page
   // (restore) and joins at once with ?join=1.
-  function start(c, connection) {
+  function start(c, connection, acct) {
     chat = c;
     conn = connection;
+    account = acct;
     const q = new URLSearchParams(location.search);
     ui.name.value = q.get('name') || saver.load(LS_NAME) || '';
     ui.room.value = q.get('room') || saver.load(LS_ROOM) || 'general';
@@ -391,8 +619,35 @@ export function createView(state, saver) {
     });
     ui.addRoomForm.addEventListener('submit', onAddRoom);
     ui.addRoom.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Escape') { ui.addRoom.value = ''; ui.addRoomForm.classList.remove('open'); }
+      if (ev.key === 'Escape') ui.addRoom.value = '';
     });
+    ui.authForm.addEventListener('submit', (ev) => { ev.preventDefault(); onAuthSubmit(false); });
+    ui.signup.addEventListener('click', () => onAuthSubmit(true));
+    ui.signout.addEventListener('click', () => act(account.signOut()));
+    ui.roomsToggle.addEventListener('click', toggleRooms);
+    document.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && document.body.classList.contains('rooms-open')) {
+        toggleRooms();
+        ui.roomsToggle.focus();
+      }
+    });
+    ui.errorClose.addEventListener('click', () => showError(''));
+    ui.createRoomForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      act(account.createPrivate(ui.createRoom.value)).then((err) => { if (!err) ui.createRoom.value = ''; });
+    });
+    ui.inviteForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const who = ui.inviteName.value.trim();
+      act(account.invite(state.active, who)).then((err) => {
+        if (err) return;
+        ui.inviteName.value = '';
+        toast('Invited ' + who + '.', '');
+      });
+    });
+    window.addEventListener('hashchange', () => account.openHash());
+    window.addEventListener('focus', () => { if (!ui.chatScreen.hidden) account.refresh(); });
+    setInterval(() => { if (document.visibilityState !== 'hidden' && !ui.chatScreen.hidden) account.refresh(); }, REFRESH_MS);
     ui.leave.addEventListener('click', () => chat.leaveRoom(state.active));
     ui.membersToggle.addEventListener('click', toggleMembers);
     ui.state.addEventListener('click', () => { if (state.conn === 'reconnecting' || state.conn === 'offline') conn.reconnectNow(); });
@@ -405,16 +660,9 @@ export function createView(state, saver) {
     window.addEventListener('pagehide', () => saver.flush());
     document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') saver.flush(); });
     updateComposer();
-    const active = chat.restore();
-    if (active) {
-      ui.joinScreen.hidden = true;
-      ui.chatScreen.hidden = false;
-      showRoom(active);
-      conn.connect();
-    }
-    if (q.get('join') === '1' && ui.name.value && ui.room.value) ui.join.click();
-    else if (active) ui.text.focus();
-    else (ui.name.value ? ui.room : ui.name).focus();
+    account.start().then((screen) => {
+      if (screen === 'signin' && state.guests && q.get('join') === '1' && ui.name.value && ui.room.value) ui.join.click();
+    });
   }
 
   return {
@@ -470,8 +718,14 @@ export function createView(state, saver) {
     toast: toast,
     roomDropped(name, next) {
       if (next) showRoom(next);
+      else if (!state.active) showEmpty('');
       renderTabs();
+      renderSidebar();
     },
     backToJoin: backToJoin,
+    sidebar: renderSidebar,
+    signedOut: signedOut,
+    enterChat: enterChat,
+    openRoom: openRoom,
   };
 }

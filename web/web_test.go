@@ -47,7 +47,10 @@ func TestIndexHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	html := string(b)
-	for _, id := range []string{"name", "room", "join", "messages", "members", "text", "send", "state", "typing"} {
+	for _, id := range []string{"name", "room", "join", "messages", "members", "text", "send", "state", "typing",
+		"auth-form", "auth-name", "auth-password", "signin", "signup", "auth-error", "me", "signout", "error",
+		"rooms-toggle", "rooms-panel", "public-rooms", "add-room", "add-room-btn", "conversations", "invitations",
+		"create-room", "create-room-btn", "invite-form", "invite-name", "invite-btn", "empty"} {
 		if !strings.Contains(html, `id="`+id+`"`) {
 			t.Errorf("index.html lacks id=%q", id)
 		}

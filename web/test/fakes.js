@@ -102,3 +102,39 @@ export function shown(r) {
 }
 
 export { Room };
+
+// fakeFetch is a fetch that answers from routes: 'METHOD /path' -> an
+// answer {status, body, headers} (body undefined: no JSON), a function
+// (call) -> answer, or 'network' (the request fails as offline). A route
+// not listed answers 404 not_found. fetch.calls lists every request as
+// {method, url, body (parsed), init}.
+export function fakeFetch(routes = {}) {
+  const calls = [];
+  const f = async (url, init = {}) => {
+    const call = { method: init.method || 'GET', url: url, body: init.body ? JSON.parse(init.body) : undefined, init: init };
+    calls.push(call);
+    let r = routes[call.method + ' ' + url];
+    if (typeof r === 'function') r = r(call);
+    if (r === 'network') throw new TypeError('Failed to fetch');
+    if (r === undefined) r = { status: 404, body: { error: { code: 'not_found', message: 'not found' } } };
+    const status = r.status || 200;
+    const headers = r.headers || {};
+    return {
+      status: status,
+      ok: status >= 200 && status < 300,
+      headers: { get: (k) => (Object.prototype.hasOwnProperty.call(headers, k) ? headers[k] : null) },
+      json: async () => {
+        if (r.body === undefined) throw new SyntaxError('Unexpected end of JSON input');
+        return JSON.parse(JSON.stringify(r.body));
+      },
+    };
+  };
+  f.calls = calls;
+  f.routes = routes;
+  return f;
+}
+
+// apiErr is an answer with the API's error shape.
+export function apiErr(status, code, message, headers) {
+  return { status: status, body: { error: { code: code, message: message || code } }, headers: headers };
+}
