@@ -57,7 +57,9 @@ func (s *Service) recordPublic(ctx context.Context, room string) {
 	}
 	_, err := s.st.CreateRoom(ctx, store.Room{ID: room, Name: room, Kind: store.KindPublic, Created: s.cfg.Now()})
 	if err != nil && !errors.Is(err, store.ErrExists) {
-		s.log.Warn("rooms: recording a public room failed", "room", room, "err", err)
+		if ctx.Err() == nil {
+			s.log.Warn("rooms: recording a public room failed", "room", room, "err", err)
+		}
 		return
 	}
 	s.remember(room)
