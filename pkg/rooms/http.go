@@ -99,6 +99,7 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, id auth.Identity) erro
 // api wraps an endpoint: same-origin check, identity, error answer.
 func (s *Service) api(needUser bool, fn apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store") // also on 204 answers
 		if httpapi.Changes(r) && !httpapi.SameOrigin(r, s.cfg.AllowedOrigins) {
 			httpapi.WriteError(w, httpapi.ErrCrossOrigin)
 			return
@@ -178,11 +179,17 @@ func (s *Service) createRoom(w http.ResponseWriter, r *http.Request, id auth.Ide
 	if id.Rooms != nil {
 		return errRestrict
 	}
-	ctx := r.Context()
-	if err := s.ensureUser(ctx, id); err != nil {
-		return err
+	// A public room belongs to nobody (anyone may enter it; membership
+	// would only put it in the creator's conversations for good); the
+	// creator of a private room is its owner.
+	ctx, owner := r.Context(), ""
+	if kind == store.KindPrivate {
+		if err := s.ensureUser(ctx, id); err != nil {
+			return err
+		}
+		owner = id.UserID
 	}
-	rm, err := s.create(ctx, req.Name, kind, id.UserID)
+	rm, err := s.create(ctx, req.Name, kind, owner)
 	switch {
 	case errors.Is(err, ErrInvalid):
 		return httpapi.Errorf(http.StatusBadRequest, "invalid_room", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))

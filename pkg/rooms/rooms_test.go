@@ -20,6 +20,12 @@ var (
 	directID  = regexp.MustCompile(`^_d[a-z0-9]{20}$`)
 )
 
+// The chat server's Authorizer (pkg/server, not imported here).
+var _ interface {
+	Enter(ctx context.Context, id auth.Identity, room string) error
+	Active(room string, t time.Time)
+} = (*Service)(nil)
+
 func TestNewID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
@@ -77,7 +83,11 @@ func TestPrivateRoomFlow(t *testing.T) {
 		}
 
 		// Accept.
-		want(t, "accept", e.do(t, "POST", "/api/rooms/"+room.ID+"/accept", bob, ""), http.StatusNoContent, "")
+		r = e.do(t, "POST", "/api/rooms/"+room.ID+"/accept", bob, "")
+		want(t, "accept", r, http.StatusNoContent, "")
+		if r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("accept: Cache-Control = %q", r.header.Get("Cache-Control"))
+		}
 		want(t, "accept twice", e.do(t, "POST", "/api/rooms/"+room.ID+"/accept", bob, ""), http.StatusNotFound, "not_found")
 		if err := e.svc.Enter(ctx, bob, room.ID); err != nil {
 			t.Fatalf("member Enter = %v", err)
@@ -136,6 +146,9 @@ func TestPublicRooms(t *testing.T) {
 		room := e.createRoom(t, alice, "lobby", "public")
 		if room.ID != "lobby" || room.Name != "lobby" || room.Kind != "public" {
 			t.Fatalf("room = %+v", room)
+		}
+		if got, err := e.st.Room(context.Background(), "lobby"); err != nil || got.Owner != "" || e.role(t, "lobby", alice.UserID) != "" {
+			t.Fatalf("public room = %+v, %v; creator's role %q", got, err, e.role(t, "lobby", alice.UserID))
 		}
 		want(t, "again", e.do(t, "POST", "/api/rooms", alice, `{"name":"lobby","kind":"public"}`), http.StatusConflict, "exists")
 		want(t, "reserved", e.do(t, "POST", "/api/rooms", alice, `{"name":"_pabc","kind":"public"}`), http.StatusBadRequest, "invalid_room")
