@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/livechat/livechat/internal/httpapi"
@@ -264,5 +265,26 @@ func TestRestrictedToken(t *testing.T) {
 	want(t, "direct", e.do(t, "POST", "/api/direct", tok, `{"name":"Bob"}`), http.StatusForbidden, "forbidden")
 	if r := e.role(t, b.ID, bob.UserID); r != "" {
 		t.Fatalf("bob's role in b = %q", r)
+	}
+}
+
+// TestWithdrawRacesAccept: an invitation withdrawn while its user accepts
+// never turns into a membership (whichever comes first, the user ends up
+// outside: removed after accepting, or refused after the withdrawal).
+func TestWithdrawRacesAccept(t *testing.T) {
+	e := sqliteEnv(t)
+	alice, bob := e.account(t, "Alice"), e.account(t, "Bob")
+	room := e.createRoom(t, alice, "team", "private")
+	for i := range 40 {
+		e.invite(t, alice, room.ID, "Bob", http.StatusCreated, "")
+		var wg sync.WaitGroup
+		wg.Go(func() { e.do(t, "POST", "/api/rooms/"+room.ID+"/accept", bob, "") })
+		wg.Go(func() {
+			want(t, "withdraw", e.do(t, "DELETE", "/api/rooms/"+room.ID+"/members/"+bob.UserID, alice, ""), http.StatusNoContent, "")
+		})
+		wg.Wait()
+		if r := e.role(t, room.ID, bob.UserID); r != "" {
+			t.Fatalf("round %d: bob's role after a withdrawn invitation = %q", i, r)
+		}
 	}
 }
