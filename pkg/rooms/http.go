@@ -24,6 +24,7 @@ var (
 	errRestrict  = httpapi.Errorf(http.StatusForbidden, "forbidden", "this token is limited to some rooms and cannot make new ones")
 	errKind      = httpapi.Errorf(http.StatusBadRequest, "bad_request", `kind must be "public" or "private"`)
 	errAfter     = httpapi.Errorf(http.StatusBadRequest, "bad_request", "after must be a room id")
+	errTokenUser = httpapi.Errorf(http.StatusBadRequest, "bad_request", "this token's user id is too long to keep rooms for")
 )
 
 // Room is a room as the API shows it.
@@ -209,7 +210,7 @@ func (s *Service) createRoom(w http.ResponseWriter, r *http.Request, id auth.Ide
 func (s *Service) conversations(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
 	ctx := r.Context()
 	cs, err := s.st.RoomsOf(ctx, id.UserID)
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrInvalid) { // an id the store cannot keep has no rooms
 		return err
 	}
 	out := make([]Conversation, 0, len(cs))
@@ -460,11 +461,16 @@ func (s *Service) ensureUser(ctx context.Context, id auth.Identity) error {
 	switch _, err := s.st.UserByID(ctx, id.UserID); {
 	case err == nil:
 		return nil
+	case errors.Is(err, store.ErrInvalid):
+		return errTokenUser
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
 	_, err := s.st.CreateUser(ctx, store.User{ID: id.UserID, Key: "token:" + id.UserID, Name: id.Name, Created: s.cfg.Now()})
-	if err != nil && !errors.Is(err, store.ErrExists) {
+	switch {
+	case errors.Is(err, store.ErrInvalid): // a subject the store cannot keep (over store.MaxIDLen bytes)
+		return errTokenUser
+	case err != nil && !errors.Is(err, store.ErrExists):
 		return err
 	}
 	return nil

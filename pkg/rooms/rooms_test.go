@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,6 +285,12 @@ func TestTokenUser(t *testing.T) {
 		}
 		e.createRoom(t, tok, "second", "private") // the row exists: fine
 		want(t, "direct", e.do(t, "POST", "/api/direct", tok, `{"name":"Bob"}`), http.StatusCreated, "")
+		// A subject too long for the store: no rooms, and a clear refusal.
+		long := auth.Identity{Kind: auth.KindToken, UserID: strings.Repeat("x", store.MaxIDLen+1), Name: "Long"}
+		e.register(long)
+		want(t, "long subject conversations", e.do(t, "GET", "/api/conversations", long, ""), http.StatusOK, "")
+		want(t, "long subject create", e.do(t, "POST", "/api/rooms", long, `{"name":"r","kind":"private"}`), http.StatusBadRequest, "bad_request")
+		want(t, "long subject direct", e.do(t, "POST", "/api/direct", long, `{"name":"Bob"}`), http.StatusBadRequest, "bad_request")
 		// A token user is not found by name.
 		want(t, "by name", e.do(t, "POST", "/api/direct", bob, `{"name":"Zed"}`), http.StatusNotFound, "no_user")
 	})
