@@ -1,0 +1,134 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/livechat/livechat/pkg/auth"
+	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/store"
+)
+
+// Enter returns nil when id may enter room (join it, read its history,
+// send, type and see its presence), auth.ErrNoRoom when the room does not
+// exist or id may not enter it (one error for both), and another error,
+// wrapping the store's, when it cannot tell now.
+//
+// A token's room restriction applies first. A public room admits everyone;
+// the first time this process admits someone to it, the room is recorded
+// in the store (kind public, so the directory lists it; a failure is logged
+// and retried on a later Enter, and does not keep anyone out). A reserved
+// room admits its owner and members only: never a guest, an invited user
+// who has not accepted, or a stranger. It blocks on the store and is safe
+// for concurrent use.
+func (s *Service) Enter(ctx context.Context, id auth.Identity, room string) error {
+	if !id.AllowsRoom(room) || protocol.ValidRoom(room) != nil {
+		return auth.ErrNoRoom
+	}
+	if protocol.PublicRoom(room) {
+		s.recordPublic(ctx, room)
+		return nil
+	}
+	if id.Guest() || id.UserID == "" {
+		return auth.ErrNoRoom
+	}
+	role, err := s.st.Member(ctx, room, id.UserID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return auth.ErrNoRoom
+	case err != nil:
+		return fmt.Errorf("rooms: enter %q: %w", room, err)
+	case role == store.RoleOwner || role == store.RoleMember:
+		return nil
+	}
+	return auth.ErrNoRoom
+}
+
+// recordPublic makes sure the public room is in the store, once per room
+// per process.
+func (s *Service) recordPublic(ctx context.Context, room string) {
+	s.mu.Lock()
+	_, known := s.public[room]
+	s.mu.Unlock()
+	if known {
+		return
+	}
+	_, err := s.st.CreateRoom(ctx, store.Room{ID: room, Name: room, Kind: store.KindPublic, Created: s.cfg.Now()})
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		if ctx.Err() == nil {
+			s.log.Warn("rooms: recording a public room failed", "room", room, "err", err)
+		}
+		return
+	}
+	s.remember(room)
+}
+
+// remember notes that the public room is in the store.
+func (s *Service) remember(room string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.public) >= maxTracked {
+		clear(s.public)
+	}
+	s.public[room] = struct{}{}
+}
+
+// touch is one store.Touch waiting in the queue.
+type touch struct {
+	room string
+	t    time.Time
+}
+
+// Active records that room had a message at t: at most once per room per
+// Config.TouchEvery, store.Touch raises the room's LastActive (the order of
+// the conversation lists). It never blocks: the write is queued for one
+// background goroutine, and dropped when the queue is full or the Service
+// is closed. Safe for concurrent use.
+func (s *Service) Active(room string, t time.Time) {
+	select {
+	case <-s.ctx.Done():
+		return
+	default:
+	}
+	s.mu.Lock()
+	last, ok := s.touched[room]
+	if ok && t.Before(last.Add(s.cfg.TouchEvery)) {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.touched) >= maxTracked {
+		clear(s.touched)
+	}
+	s.touched[room] = t
+	select {
+	case s.touches <- touch{room, t}:
+	default:
+		// Full: forget this touch so that the room's next message tries again.
+		if ok {
+			s.touched[room] = last
+		} else {
+			delete(s.touched, room)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// touchLoop writes the queued touches until Close.
+func (s *Service) touchLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case tc := <-s.touches:
+			ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+			err := s.st.Touch(ctx, tc.room, tc.t)
+			cancel()
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				s.log.Warn("rooms: touching a room failed", "room", tc.room, "err", err)
+			}
+		}
+	}
+}
