@@ -145,9 +145,9 @@ func TestRunWithoutTokens(t *testing.T) {
 	}
 }
 
-// TestClientNameAndRunID: the names Run joins with, and the run ids
+// TestTokenClientNameAndRunID: the names Run joins with, and the run ids
 // Validate takes.
-func TestClientNameAndRunID(t *testing.T) {
+func TestTokenClientNameAndRunID(t *testing.T) {
 	t.Parallel()
 	c := Config{Clients: 3, RunID: "0badcafe"}
 	for i, want := range []string{"bench-0badcafe-s0", "bench-0badcafe-s2", "bench-0badcafe-p0", "bench-0badcafe-p11"} {
