@@ -16,6 +16,8 @@
 # SERVER_FLAGS="..." adds flags to every `livechat serve` (e.g. --batch-writes=false).
 # BENCH_BIN=PATH runs the load generator from another binary than the servers
 # (to compare two servers under the same load generator).
+# TOKENS=1 makes every bench client a token user (`bench --tokens`) with a
+# fresh secret that the servers get too (LIVECHAT_SECRET_FILE).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
 # (first) server during the publishing phase (6 s, from 6 s after start).
 set -euo pipefail
@@ -67,8 +69,13 @@ print(json.dumps(d))
 PY
 }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
+TOK=()
+if [ -n "${TOKENS:-}" ]; then
+  head -c 48 /dev/urandom | base64 > "$TMP/secret"
+  export LIVECHAT_SECRET_FILE="$TMP/secret"; TOK=(--tokens)
+fi
 # Exit 1 (a delivery lost or duplicated) still gives the JSON, which counts them.
-bench() { taskset -c 1 "${BENCH_BIN:-$BIN}" bench -o json "$@" || [ $? -eq 1 ]; }
+bench() { taskset -c 1 "${BENCH_BIN:-$BIN}" bench -o json "${TOK[@]}" "$@" || [ $? -eq 1 ]; }
 profile() { # pid-port
   [ -n "${PPROF:-}" ] || return 0
   mkdir -p "$PPROF"

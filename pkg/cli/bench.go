@@ -15,6 +15,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/spf13/cobra"
 
+	"github.com/livechat/livechat/pkg/auth"
 	"github.com/livechat/livechat/pkg/loadgen"
 	"github.com/livechat/livechat/pkg/protocol"
 	"github.com/livechat/livechat/pkg/server"
@@ -30,7 +31,25 @@ type BenchOptions struct {
 	// SourceIPSpec is --source-ips: "auto", "none", a range A-B or a list
 	// A,B (see loadgen.ParseSourceIPs). Default: "auto".
 	SourceIPSpec string
+	// Tokens is --tokens: every client presents a connection token minted
+	// with the servers' secret (benchTokens). Default: false, guests.
+	Tokens bool
+	// TokenSecretFile is --token-secret-file, the file holding that
+	// secret; set, it implies Tokens and wins over LIVECHAT_SECRET and
+	// LIVECHAT_SECRET_FILE. Default: "".
+	TokenSecretFile string
 }
+
+// Environment variables of the token secret, read by bench only with
+// --tokens and no --token-secret-file (the servers read the same ones).
+const (
+	envSecret     = "LIVECHAT_SECRET"
+	envSecretFile = "LIVECHAT_SECRET_FILE"
+)
+
+// benchTokenMargin is added to a run's longest possible length for the
+// lifetime of its tokens.
+const benchTokenMargin = time.Minute
 
 // newBenchOptions returns bench's options with their defaults, which the
 // flags show and read from here.
@@ -64,6 +83,14 @@ connections bind to source addresses 127.0.0.1-127.0.0.254 in turn, so the
 server's per-IP connection cap does not refuse them (--source-ips none turns
 that off). Traffic goes only to the --url endpoints.
 
+With --tokens (or --token-secret-file) every client connects as a token user:
+its handshake carries "Authorization: Bearer <token>", an HS256 token minted
+with the servers' secret for sub "bench-<i>" and the client's bench name, valid
+for the whole run. All tokens are minted before the first dial, so the connect
+time is the servers'. The secret comes from --token-secret-file, else
+LIVECHAT_SECRET, else the file LIVECHAT_SECRET_FILE names; without --tokens
+bench reads neither.
+
 Exit code 1 when no connection could be made, or when any delivery was lost or
 duplicated: one line under the table says how many (an interrupted run reports
 its figures and exits 0).`,
@@ -74,7 +101,11 @@ its figures and exits 0).`,
   livechat bench --clients 1000 --rate 300 --duration 20s -o json
 
   # 500 rooms of 10 clients, through HAProxy in front of four servers
-  livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rooms 500 --rate 1000`,
+  livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rooms 500 --rate 1000
+
+  # a burst of 5,000 token users through HAProxy: read the connections row
+  livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rate 1 --duration 2s \
+    --warmup 0s --token-secret-file /run/secrets/livechat_secret`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("fail-on-loss") {
@@ -99,6 +130,10 @@ its figures and exits 0).`,
 	f.DurationVar(&opts.Warmup, "warmup", opts.Warmup, "pause between everyone joined and the first message")
 	f.DurationVar(&opts.Drain, "drain", opts.Drain, "wait after the last message for deliveries still under way (ends early when all arrived)")
 	f.StringVar(&opts.SourceIPSpec, "source-ips", opts.SourceIPSpec, `local addresses to bind, round-robin: "auto" (127.0.0.1-127.0.0.254 for loopback URLs), "none", A-B or A,B,...`)
+	f.BoolVar(&opts.Tokens, "tokens", opts.Tokens, "connect as token users: a connection token per client, "+
+		"with the secret of --token-secret-file, else LIVECHAT_SECRET, else LIVECHAT_SECRET_FILE")
+	f.StringVar(&opts.TokenSecretFile, "token-secret-file", opts.TokenSecretFile, "file holding the servers' "+
+		"connection token secret (at least 32 bytes); implies --tokens")
 	// Before bench failed on loss by default it took --fail-on-loss: still
 	// accepted, so that scripts keep working, and hidden.
 	f.Bool("fail-on-loss", true, "no effect: bench always exits 1 when a delivery was lost or duplicated")
@@ -154,7 +189,60 @@ func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
 		}
 		return cfg, err
 	}
+	if opts.Tokens || opts.TokenSecretFile != "" {
+		if err := benchTokens(&cfg, opts.TokenSecretFile); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, nil
+}
+
+// benchTokens makes cfg's clients token users: it loads the secret (from
+// secretFile, else LIVECHAT_SECRET, else LIVECHAT_SECRET_FILE), fixes
+// cfg.RunID so that the names are known, and sets cfg.Token to mint
+// client i's token: sub "bench-<i>", name cfg.ClientName(i), valid for
+// benchTokenTTL. cfg must be validated. A missing or short secret is a
+// UsageError that names its source, never the secret.
+func benchTokens(cfg *loadgen.Config, secretFile string) error {
+	var (
+		secret []byte
+		err    error
+	)
+	if secretFile != "" {
+		secret, err = auth.LoadSecret("", "", secretFile)
+	} else {
+		secret, err = auth.LoadSecret("", os.Getenv(envSecret), os.Getenv(envSecretFile))
+	}
+	switch {
+	case errors.Is(err, auth.ErrNoSecret):
+		return usageErrorf("--tokens needs the servers' token secret: set --token-secret-file, %s or %s", envSecret, envSecretFile)
+	case err != nil && secretFile != "":
+		return usageErrorf("--token-secret-file: %w", err)
+	case err != nil:
+		return usageErrorf("--tokens: %w", err)
+	}
+	if cfg.RunID, err = loadgen.NewRunID(); err != nil {
+		return err
+	}
+	names := loadgen.Config{Clients: cfg.Clients, RunID: cfg.RunID}
+	ttl := benchTokenTTL(*cfg)
+	cfg.Token = func(i int) (string, error) {
+		c := auth.Claims{Name: names.ClientName(i)}
+		c.Subject = "bench-" + strconv.Itoa(i)
+		return auth.MintToken(secret, c, ttl)
+	}
+	return nil
+}
+
+// benchTokenTTL is how long a validated run's tokens must stay valid:
+// its longest possible connect phase (every batch of ConnectConcurrency
+// handshakes timing out), join timeout, warm-up, duration and drain, plus
+// benchTokenMargin. Tokens are minted just before the first dial.
+func benchTokenTTL(cfg loadgen.Config) time.Duration {
+	n := cfg.Clients + cfg.Publishers
+	batches := (n + cfg.ConnectConcurrency - 1) / cfg.ConnectConcurrency
+	return time.Duration(batches)*cfg.ConnectTimeout + cfg.JoinTimeout + max(cfg.Warmup, 0) +
+		cfg.Duration + max(cfg.Drain, 0) + benchTokenMargin
 }
 
 func runBench(ctx context.Context, opts *BenchOptions, ios *IOStreams) error {
@@ -234,6 +322,10 @@ func benchRows(r *loadgen.Result) [][]string {
 	if r.Rooms > 1 {
 		rooms = strconv.Itoa(r.Rooms) + " rooms"
 	}
+	clients := fmt.Sprintf("%d subscribers + %d publishers in %s: %d members", r.Clients, r.Publishers, rooms, r.Members)
+	if r.Tokens {
+		clients += ", token users"
+	}
 	src := "system's choice"
 	if r.SourceIPs > 0 {
 		src = strconv.Itoa(r.SourceIPs) + " addresses, round-robin"
@@ -249,7 +341,7 @@ func benchRows(r *loadgen.Result) [][]string {
 	}
 	return [][]string{
 		{"target", strings.Join(r.URLs, " ")},
-		{"clients", fmt.Sprintf("%d subscribers + %d publishers in %s: %d members", r.Clients, r.Publishers, rooms, r.Members)},
+		{"clients", clients},
 		{"source addresses", src},
 		{"connections", conns},
 		{"connect time", lat(c.Time)},

@@ -189,7 +189,7 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 	for cmd, want := range map[string]string{
 		"version": "help output",
 		"bench": "clients connect-concurrency connect-timeout drain duration help join-timeout " +
-			"max-rate-per-conn output publishers rate room rooms size source-ips url warmup",
+			"max-rate-per-conn output publishers rate room rooms size source-ips token-secret-file tokens url warmup",
 		"publish": "broker from help history output prefix room",
 		"tail":    "broker help history output prefix room since subject typing",
 		"stats":   "broker help interval output prefix watch",

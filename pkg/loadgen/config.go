@@ -18,15 +18,23 @@
 // the end, so recording takes no lock.
 //
 // Names and cids are unique per run: connections join as
-// "bench-<run>-p<n>" (publishers) and "bench-<run>-s<i>", and publishers'
-// cids are "<run>-<seq>". A history de-duplicates sends on sender name and
-// cid, so a run reusing an earlier run's would have its sends answered as
-// retries ("dup":true in the ack, counted in Result.DupAcks) and delivered
-// to nobody.
+// "bench-<run>-p<n>" (publishers) and "bench-<run>-s<i>" (Config.ClientName),
+// and publishers' cids are "<run>-<seq>". A history de-duplicates sends on
+// sender name (or user id) and cid, so a run reusing an earlier run's would
+// have its sends answered as retries ("dup":true in the ack, counted in
+// Result.DupAcks) and delivered to nobody.
+//
+// With Config.Token set, every connection presents a connection token at
+// its handshake (Authorization: Bearer) and joins with the name
+// ClientName gives it, which the token must assert. Run gets all the
+// tokens before the first dial, so the connect figures time the server,
+// not the minting.
 package loadgen
 
 import (
 	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -122,6 +130,20 @@ type Config struct {
 	Progress func(Progress)
 	// ProgressInterval defaults to 500ms.
 	ProgressInterval time.Duration
+	// RunID tags the run: its names (ClientName), cids and message texts.
+	// 1 to 8 ASCII letters or digits. Default (""): Run makes a random one
+	// (NewRunID). Set it only to know the names before Run, for Token;
+	// two runs with one RunID into one server's history collide in its
+	// de-duplication (Result.DupAcks).
+	RunID string
+	// Token, if set, returns the connection token of client i (0-based:
+	// the subscribers, then the publishers; see ClientName), which the
+	// client sends at its handshake as "Authorization: Bearer <token>".
+	// The token must assert the name ClientName(i): the client joins with
+	// it. Run calls Token once per client, from one goroutine, before the
+	// first dial (not timed); an error ends Run before any connection.
+	// Default (nil): no token, guests named by ClientName.
+	Token func(client int) (string, error)
 
 	// writeWait bounds one frame write after the join (sends, pongs, the
 	// answer to a close): 0 means defaultWriteWait. The tests shorten it.
@@ -160,6 +182,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
 	case c.Publishers < 0:
 		return fmt.Errorf("%w: --publishers must not be negative, not %d", ErrConfig, c.Publishers)
+	}
+	if !validRunID(c.RunID) {
+		return fmt.Errorf("%w: run id %q must be 1 to %d ASCII letters or digits", ErrConfig, c.RunID, maxRunIDLen)
 	}
 	if err := protocol.ValidRoom(c.RoomName(c.Rooms - 1)); err != nil {
 		return fmt.Errorf("%w: --room %q: %w", ErrConfig, c.Room, err)
@@ -219,6 +244,44 @@ func (c *Config) RoomName(i int) string {
 		return c.Room
 	}
 	return c.Room + "-" + strconv.Itoa(i)
+}
+
+// maxRunIDLen bounds Config.RunID: "bench-<run>-s<i>" stays within
+// protocol.MaxNameLen for i below 10^16.
+const maxRunIDLen = 8
+
+// validRunID reports whether id is "" (Run makes one) or a valid RunID.
+func validRunID(id string) bool {
+	if len(id) > maxRunIDLen {
+		return false
+	}
+	for _, r := range id {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// NewRunID returns a random run id (8 hex digits) for Config.RunID.
+func NewRunID() (string, error) {
+	var rb [4]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return "", fmt.Errorf("loadgen: run id: %w", err)
+	}
+	return hex.EncodeToString(rb[:]), nil
+}
+
+// ClientName returns the name client i (0-based) joins with:
+// "bench-<RunID>-s<i>" for subscriber i (i < Clients), "bench-<RunID>-p<n>"
+// for publisher n = i - Clients. It is the name a Config.Token for client
+// i must assert. It reads RunID and Clients (set them, or call Validate
+// first for the default Clients); it is safe to call concurrently.
+func (c *Config) ClientName(i int) string {
+	if i >= c.Clients {
+		return "bench-" + c.RunID + "-p" + strconv.Itoa(i-c.Clients)
+	}
+	return "bench-" + c.RunID + "-s" + strconv.Itoa(i)
 }
 
 // ParseSourceIPs turns a --source-ips value into addresses:

@@ -3,8 +3,6 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +37,10 @@ type conn struct {
 	pub  int // publisher index, -1 for a subscriber
 	url  string
 	src  net.IP
-	ws   *websocket.Conn
+	// header is sent with the handshake: the Authorization of
+	// Config.Token, nil without one.
+	header http.Header
+	ws     *websocket.Conn
 	// hc is the connection under ws when the frame reader reads it itself
 	// (ws://; nil for wss://, read by gorilla).
 	hc *headerConn
@@ -123,14 +124,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var rb [4]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return nil, fmt.Errorf("loadgen: run id: %w", err)
+	if cfg.RunID == "" {
+		id, err := NewRunID()
+		if err != nil {
+			return nil, err
+		}
+		cfg.RunID = id
 	}
 	b := &bench{
 		cfg:         cfg,
-		runID:       hex.EncodeToString(rb[:]),
-		start:       time.Now(),
+		runID:       cfg.RunID,
 		errorFrames: map[string]uint64{},
 		disconnects: map[string]uint64{},
 		dialErrors:  map[string]int{},
@@ -157,7 +160,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		b.conns[i] = c
 	}
+	if cfg.Token != nil {
+		// Before the clock starts: the connect figures time the server.
+		for _, c := range b.conns {
+			tok, err := cfg.Token(c.idx)
+			if err != nil {
+				return nil, fmt.Errorf("loadgen: token of client %d (%s): %w", c.idx, cfg.ClientName(c.idx), err)
+			}
+			c.header = http.Header{"Authorization": {"Bearer " + tok}}
+		}
+	}
 
+	b.start = time.Now()
 	stopProgress := b.startProgress()
 	res, err := b.run(ctx)
 	b.closeAll()
@@ -172,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func (b *bench) run(ctx context.Context) (*Result, error) {
 	cfg := &b.cfg
 	res := &Result{RunID: b.runID, URLs: cfg.URLs, Rooms: cfg.Rooms, Clients: cfg.Clients, Publishers: cfg.Publishers,
-		SourceIPs: len(cfg.SourceIPs), Size: cfg.Size, Rate: cfg.Rate}
+		SourceIPs: len(cfg.SourceIPs), Size: cfg.Size, Rate: cfg.Rate, Tokens: cfg.Token != nil}
 	ru0 := rusage()
 
 	// Connect.
@@ -368,7 +382,7 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 	dctx, cancel := context.WithTimeout(ctx, b.cfg.ConnectTimeout)
 	defer cancel()
 	t0 := time.Now()
-	ws, resp, err := d.DialContext(dctx, c.url, nil)
+	ws, resp, err := d.DialContext(dctx, c.url, c.header)
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
@@ -380,7 +394,7 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 	c.ws = ws
 	b.connected.Add(1)
 	go b.read(c)
-	join := []byte(`{"type":"join","room":"` + b.cfg.RoomName(c.room) + `","name":"` + b.name(c) + `"}`)
+	join := []byte(`{"type":"join","room":"` + b.cfg.RoomName(c.room) + `","name":"` + b.cfg.ClientName(c.idx) + `"}`)
 	// The default bound, not writeWait: the tests shorten that one for
 	// the publishing phase's writes, and a join cut short by it (a loaded
 	// machine) would count as a disconnect.
@@ -390,18 +404,6 @@ func (b *bench) connect(ctx context.Context, c *conn) {
 		// connection never joins and is left out.
 		_ = ws.Close()
 	}
-}
-
-// name is the display name a connection joins with: "bench-<run>-p<n>"
-// for publisher n, "bench-<run>-s<i>" for subscriber i (at most 32
-// characters up to 10^16 connections). The run id makes it unique per run,
-// so that a history's de-duplication (on sender name and cid) never takes
-// a send for a retry of an earlier run's.
-func (b *bench) name(c *conn) string {
-	if c.pub >= 0 {
-		return "bench-" + b.runID + "-p" + strconv.Itoa(c.pub)
-	}
-	return "bench-" + b.runID + "-s" + strconv.Itoa(c.idx)
 }
 
 // sendHead returns the start of publisher c's send frames, up to and
@@ -435,6 +437,9 @@ func (b *bench) dialFailed(c *conn, err error, resp *http.Response) {
 	msg := fmt.Sprintf("%s: %v", c.url, err)
 	if c.src != nil {
 		msg = fmt.Sprintf("%s (from %s): %v", c.url, c.src, err)
+	}
+	if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+		msg += " (HTTP " + resp.Status + ")" // 401: the token was refused
 	}
 	b.mu.Lock()
 	b.dialErrors[kind]++

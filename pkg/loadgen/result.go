@@ -19,6 +19,9 @@ type Result struct {
 	SourceIPs  int      `json:"source_ips"` // local addresses bound round-robin; 0 = system's choice
 	Size       int      `json:"size"`       // bytes of text per message
 	Rate       float64  `json:"rate"`       // messages per second asked for, all publishers together
+	// Tokens is set when every connection presented a connection token
+	// at its handshake (Config.Token).
+	Tokens bool `json:"tokens,omitempty"`
 
 	Connect Connect `json:"connect"`
 	// Members is the number of connections that joined before publishing

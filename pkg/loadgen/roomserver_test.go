@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/livechat/livechat/pkg/auth"
 )
 
 // roomServer is a small chat server for the tests: it speaks the part of
@@ -40,6 +42,16 @@ type roomServer struct {
 	joinNever string
 	// pingEvery, when set, pings every connection that often.
 	pingEvery time.Duration
+	// secret, when set, makes the server a token server: a handshake
+	// without "Authorization: Bearer <token>" valid for it is refused
+	// with 401, and a join whose name is not the token's is answered
+	// with error forbidden_name and ignored, as pkg/server does.
+	secret []byte
+
+	handshakes atomic.Int64 // every handshake request
+	withAuth   atomic.Int64 // those with an Authorization header
+	refused    atomic.Int64 // those refused for their token
+	badNames   atomic.Int64 // joins refused for their name
 
 	dropped atomic.Int64
 	duped   atomic.Int64
@@ -64,6 +76,7 @@ type rsConn struct {
 	name      string // set by the reader before joining a room
 	role      string // name without "bench-<run>-"
 	delivered int    // guarded by roomServer.mu
+	tokenName string // the name the token asserts (secret set)
 	sends     int    // reader-owned
 }
 
@@ -106,11 +119,27 @@ func role(name string) string {
 func (rs *roomServer) url() string { return "ws" + strings.TrimPrefix(rs.ts.URL, "http") + "/ws" }
 
 func (rs *roomServer) serveWS(w http.ResponseWriter, r *http.Request) {
+	rs.handshakes.Add(1)
+	authz := r.Header.Get("Authorization")
+	if authz != "" {
+		rs.withAuth.Add(1)
+	}
+	var tokenName string
+	if rs.secret != nil {
+		tok, ok := strings.CutPrefix(authz, "Bearer ")
+		claims, err := auth.VerifyToken(rs.secret, tok, time.Now())
+		if !ok || err != nil || claims.Name == "" {
+			rs.refused.Add(1)
+			http.Error(w, "invalid token", http.StatusUnauthorized)
+			return
+		}
+		tokenName = claims.Name
+	}
 	ws, err := rsUpgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
 	}
-	c := &rsConn{ws: ws, out: make(chan []byte, 1<<14), quit: make(chan struct{})}
+	c := &rsConn{ws: ws, out: make(chan []byte, 1<<14), quit: make(chan struct{}), tokenName: tokenName}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	rs.mu.Lock()
 	rs.ips[host]++
@@ -170,6 +199,11 @@ func (rs *roomServer) serveWS(w http.ResponseWriter, r *http.Request) {
 		switch in.Type {
 		case "join":
 			if rs.joinNever != "" && strings.HasPrefix(role(in.Name), rs.joinNever) {
+				continue
+			}
+			if rs.secret != nil && in.Name != c.tokenName {
+				rs.badNames.Add(1)
+				c.out <- []byte(`{"type":"error","code":"forbidden_name","message":"not your name"}`)
 				continue
 			}
 			c.name = in.Name
