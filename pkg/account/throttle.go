@@ -86,7 +86,7 @@ func (l *limiters) allow(key string, now time.Time) time.Duration {
 		return 0
 	}
 	wait := time.Duration((1 - b.lim.TokensAt(now)) / float64(l.every) * float64(time.Second))
-	return max(wait, time.Second)
+	return max(wait.Round(time.Millisecond), time.Second)
 }
 
 func (l *limiters) remove(e *list.Element) {
