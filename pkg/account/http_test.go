@@ -254,7 +254,9 @@ func TestSignupWeakPassword(t *testing.T) {
 		{"long enough\x00", "NUL"},
 	} {
 		a := e.client().post("/api/account/signup", credentials{"Alice", tc.pw})
-		var b struct{ Error struct{ Code, Message string } }
+		var b struct {
+			Error struct{ Code, Message string }
+		}
 		_ = json.Unmarshal(a.Body, &b)
 		if a.Status != http.StatusBadRequest || b.Error.Code != "invalid_password" || !strings.Contains(b.Error.Message, tc.says) {
 			t.Errorf("password of %d bytes: %d %s, want 400 invalid_password saying %q", len(tc.pw), a.Status, a.Body, tc.says)
