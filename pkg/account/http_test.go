@@ -673,13 +673,21 @@ func TestHashingBounded(t *testing.T) {
 		}()
 	}
 	// maxHashing requests get a slot; the others wait hashWait and fail.
-	busy := 0
 	for i := 0; i < flood-maxHashing; i++ {
-		a := <-done
+		var a answer
+		select {
+		case a = <-done:
+		case <-time.After(10 * time.Second):
+			n := e.inFlight.Load()
+			close(gate)
+			for j := i; j < flood; j++ {
+				<-done
+			}
+			t.Fatalf("no request refused after 10 s; %d derivations in flight, bound %d", n, maxHashing)
+		}
 		if a.Status != http.StatusServiceUnavailable || a.errorCode() != "unavailable" || a.Header.Get("Retry-After") == "" {
 			t.Fatalf("a waiting request: %d %s", a.Status, a.Body)
 		}
-		busy++
 	}
 	if n := e.inFlight.Load(); n != maxHashing {
 		t.Errorf("%d derivations in flight, want %d", n, maxHashing)
