@@ -74,12 +74,12 @@ func (s *Service) Handler() http.Handler {
 		"/api/account/signup": "POST", "/api/account/signin": "POST", "/api/account/signout": "POST",
 		"/api/account/me": "GET, HEAD", "/api/account/password": "POST", "/api/account": "DELETE",
 	} {
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Allow", allow)
 			httpapi.WriteError(w, httpapi.Errorf(http.StatusMethodNotAllowed, "bad_method", "use "+allow))
 		})
 	}
-	mux.HandleFunc("/api/account/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/api/account/", func(w http.ResponseWriter, _ *http.Request) {
 		httpapi.WriteError(w, httpapi.ErrNotFound)
 	})
 	return mux

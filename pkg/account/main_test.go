@@ -129,7 +129,7 @@ func newEnv(t *testing.T, o opts) *env {
 	cfg := Config{
 		Store:  st,
 		Secret: testSecret,
-		Publish: func(ctx context.Context, subject string, data []byte) error {
+		Publish: func(_ context.Context, subject string, data []byte) error {
 			var ev protocol.UserEvent
 			if err := json.Unmarshal(data, &ev); err != nil {
 				t.Errorf("published %q: %v", data, err)
