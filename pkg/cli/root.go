@@ -248,6 +248,14 @@ usage mistake: an unknown command or flag, a missing, extra or bad value.`,
 		Args:          unknownCommand,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// The commands share g, and each wrote its own default of
+			// --broker into it when it registered the flag: the running
+			// command's default is the one that counts.
+			if f := cmd.Flags().Lookup("broker"); f != nil && !f.Changed {
+				if err := f.Value.Set(f.DefValue); err != nil {
+					return err
+				}
+			}
 			if err := applyEnv(cmd.Flags(), envAliases); err != nil {
 				return err
 			}
