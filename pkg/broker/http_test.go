@@ -114,13 +114,32 @@ func opsStatus(t *testing.T, url, method, auth string) int {
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// A timeout: a stream let through by mistake must fail the test, not hang it.
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestHTTPHandlerOffWithoutKey: without a key every request is refused,
+// also one whose bearer value is empty (which would match an empty key).
+func TestHTTPHandlerOffWithoutKey(t *testing.T) {
+	m := broker.NewMemory(broker.Options{})
+	t.Cleanup(func() { _ = m.Close() })
+	h := broker.NewHTTPHandler(m, nil, nil)
+	defer h.Close()
+	for _, auth := range []string{"", "Bearer ", "Bearer x"} {
+		req := httptest.NewRequest("GET", "/api/ops/ping", nil)
+		req.Header["Authorization"] = []string{auth}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusUnauthorized {
+			t.Errorf("no key, Authorization %q: %d, want 401", auth, w.Code)
+		}
+	}
 }
 
 // TestHTTPReconnects cuts every connection to the node: the subscription

@@ -153,3 +153,100 @@ func TestTokenWithoutSecret(t *testing.T) {
 		t.Errorf("short secret: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestDefaultHistory: a single node keeps its history in the data
+// directory; a Redis node keeps today's default (the broker's Redis); the
+// operator commands use the node's file next to an http:// broker when it
+// is there, else none.
+func TestDefaultHistory(t *testing.T) {
+	data := t.TempDir()
+	db, err := dataSQLiteURL(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "sqlite://" + filepath.ToSlash(filepath.Join(data, "livechat.db")); db != want {
+		t.Errorf("dataSQLiteURL = %q, want %q", db, want)
+	}
+	for _, tc := range []struct {
+		broker  string
+		serving bool
+		want    string
+	}{
+		{"memory://", true, db},
+		{"redis://127.0.0.1:6379/2", true, "redis://127.0.0.1:6379/2"},
+		{"redis://127.0.0.1:6379/2", false, "redis://127.0.0.1:6379/2"},
+		{"memory://", false, "memory://"},
+		{"http://127.0.0.1:8080", false, "none"},
+	} {
+		got, err := defaultHistory(&GlobalOptions{Broker: tc.broker, Data: data}, tc.serving)
+		if err != nil || got != tc.want {
+			t.Errorf("defaultHistory(%s, serving %v) = %q, %v; want %q", tc.broker, tc.serving, got, err, tc.want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(data, "livechat.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := defaultHistory(&GlobalOptions{Broker: "http://127.0.0.1:8080", Data: data}, false); got != db {
+		t.Errorf("http:// broker with the node's file: %q, want %q", got, db)
+	}
+}
+
+// TestCreateSecretFileOnce: processes starting together on one data
+// directory agree on one value; an existing file is never replaced.
+func TestCreateSecretFileOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	made := make(chan bool, 8)
+	for range 8 {
+		go func() {
+			ok, err := createSecretFile(path, 48)
+			if err != nil {
+				t.Error(err)
+			}
+			made <- ok
+		}()
+	}
+	n := 0
+	for range 8 {
+		if <-made {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d writers made the file, want 1", n)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(strings.TrimSpace(string(b))) != 64 {
+		t.Fatalf("secret %q, %v: want 64 base64 characters", b, err)
+	}
+	checkMode(t, path, 0o600)
+	if ok, err := createSecretFile(path, 48); ok || err != nil {
+		t.Errorf("second create: %v, %v", ok, err)
+	}
+	if again, _ := os.ReadFile(path); string(again) != string(b) {
+		t.Error("the secret was replaced")
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".secret.*")); len(m) != 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
+}
+
+// TestServeSecretFromFlag: with --secret-file serve uses that file and
+// makes no secret in the data directory; a short one stops it (exit 1,
+// naming the file, not the secret).
+func TestServeSecretFromFlag(t *testing.T) {
+	t.Setenv("LIVECHAT_SECRET", "")
+	t.Setenv("LIVECHAT_SECRET_FILE", "")
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("tooshort-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	code, _, stderr := run(t, "", "serve", "--addr", "127.0.0.1:0", "--data", data, "--secret-file", short)
+	if code != ExitError || !strings.Contains(stderr, "token secret from --secret-file "+short) || strings.Contains(stderr, "tooshort-secret") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "secret")); err == nil {
+		t.Error("serve made a secret although --secret-file was given")
+	}
+}
