@@ -133,6 +133,9 @@ func (o *ServeOptions) validate() error {
 	if err == nil && strings.TrimSpace(c.AppID) == "" {
 		err = usageErrorf("--app-id must not be empty")
 	}
+	if err == nil && isHTTPBroker(o.Global.Broker) {
+		err = usageErrorf("--broker %s: serve needs memory:// or redis://; http:// is a node's operator API, for publish, tail and stats", broker.Redact(o.Global.Broker))
+	}
 	return err
 }
 
