@@ -28,9 +28,9 @@ bin/livechat: $(SOURCES) bin/.version
 # file, so that `make -n` tells the truth too.
 $(shell mkdir -p bin && (echo '$(VERSION) $(COMMIT)' | cmp -s - bin/.version || echo '$(VERSION) $(COMMIT)' > bin/.version))
 
-## run: one node with the in-process broker on :8080 (builds bin/livechat first when needed)
+## run: one node on :8080, its data in ./livechat-data (builds bin/livechat first when needed)
 run: bin/livechat
-	bin/livechat serve --broker memory://
+	bin/livechat serve
 
 ## deps: install and start what the tests need (apt packages, golangci-lint, Redis)
 deps:

@@ -2,9 +2,10 @@
 //
 // Subjects are dot-separated tokens ("livechat.room.general"). A subscription
 // pattern may use "*" (exactly one token) and ">" (one or more trailing
-// tokens). Two backends implement Broker: an in-process one (memory://) for a
-// single node and tests, and Redis Pub/Sub (redis://, rediss://) for a
-// cluster. Open chooses one by URL.
+// tokens). Three backends implement Broker: an in-process one (memory://) for a
+// single node and tests, Redis Pub/Sub (redis://, rediss://) for a cluster,
+// and a node's operator API (http://, https://; HTTPHandler serves it) for
+// operator tools next to a single node. Open chooses one by URL.
 //
 // Delivery is at most once. Messages from one publisher on one subject are
 // delivered to a subscription in the order they were published. Every
@@ -116,6 +117,9 @@ type Options struct {
 	OnStateChange func(State)
 	// Logger receives connection events. Default: slog.Default().
 	Logger *slog.Logger
+	// Key is the operator key the http:// backend sends as a bearer token
+	// (OpenHTTP); the other backends ignore it. It is never logged.
+	Key string
 }
 
 const defaultQueueSize = 8192
@@ -132,7 +136,9 @@ func (o *Options) fill() {
 // Open returns a Broker for rawURL: "memory://" for the in-process broker, or
 // "redis://[user:password@]host:port[/db]" ("rediss://" for TLS) for Redis.
 // For Redis it connects and returns an error naming the URL, with any password
-// redacted, when the server cannot be reached.
+// redacted, when the server cannot be reached. "http://host:port"
+// ("https://") is a livechat node's operator API (OpenHTTP), with
+// opts.Key as the operator key.
 func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -148,8 +154,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 		return NewMemory(opts), nil
 	case "redis", "rediss":
 		return OpenRedis(ctx, rawURL, opts)
+	case "http", "https":
+		return OpenHTTP(ctx, rawURL, opts)
 	}
-	return nil, fmt.Errorf("%w %q: scheme must be memory:// or redis:// (rediss://)", ErrUnsupportedURL, Redact(rawURL))
+	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and

@@ -65,7 +65,7 @@ func TestErrors(t *testing.T) {
 		{"publish no stdin", []string{"publish", "--room", "g"}, "\n\n", ExitUsage, "no text", ""},
 		{"publish long text", []string{"publish", "--room", "g", strings.Repeat("x", 4001)}, "", ExitUsage, "longer than 4000", ""},
 		{"publish unknown scheme", []string{"publish", "--broker", "kafka://x:1", "--room", "g", "hi"}, "", ExitUsage,
-			"error: --broker: broker: unsupported URL \"kafka://x:1\": scheme must be memory:// or redis:// (rediss://)\nRun 'livechat publish --help' for usage.\n", ""},
+			"error: --broker: broker: unsupported URL \"kafka://x:1\": scheme must be memory://, redis:// (rediss://) or http:// (https://, a node's operator API)\nRun 'livechat publish --help' for usage.\n", ""},
 		{"publish unreachable", []string{"publish", "--broker", "redis://:s3cret@127.0.0.1:1/0", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", "s3cret"},
 		{"publish unreachable history", []string{"publish", "--broker", "memory://", "--history", "redis://127.0.0.1:1", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", ""},
 		{"publish bad history scheme", []string{"publish", "--broker", "memory://", "--history", "mongo://x", "--room", "g", "hi"}, "", ExitUsage, "--history", ""},
@@ -166,7 +166,7 @@ func TestEnvLayering(t *testing.T) {
 }
 
 func TestHelpHasExamplesAndEnv(t *testing.T) {
-	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench", "version"} {
+	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench", "token", "version"} {
 		code, out, _ := run(t, "", cmd, "--help")
 		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "(env LIVECHAT_") {
 			t.Errorf("%s --help: code %d, want examples and env names:\n%s", cmd, code, out)
@@ -190,12 +190,13 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 		"version": "help output",
 		"bench": "clients connect-concurrency connect-timeout drain duration help join-timeout " +
 			"max-rate-per-conn output publishers rate room rooms size source-ips token-secret-file tokens url warmup",
-		"publish": "broker from help history output prefix room",
-		"tail":    "broker help history output prefix room since subject typing",
-		"stats":   "broker help interval output prefix watch",
-		"serve": "addr allowed-origins app-id batch-writes broker drain-delay flusher heartbeat heartbeat-interval help history " +
+		"publish": "broker data from help history operator-key-file output prefix room",
+		"tail":    "broker data help history operator-key-file output prefix room since subject typing",
+		"stats":   "broker data help interval operator-key-file output prefix watch",
+		"token":   "data help name output room secret-file ttl user",
+		"serve": "addr allowed-origins app-id batch-writes broker data drain-delay flusher heartbeat heartbeat-interval help history " +
 			"inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn prefix presence-interval rate rate-burst " +
-			"read-limit read-poller send-queue shutdown-timeout trust-proxy",
+			"read-limit read-poller secret-file send-queue shutdown-timeout store trust-proxy",
 	} {
 		code, out, _ := run(t, "", cmd, "--help")
 		var got []string

@@ -47,6 +47,12 @@ func TestServeDefaultsAreTheServers(t *testing.T) {
 		"allowed-origins":    d.AllowedOrigins,
 		"batch-writes":       !d.NoBatchedWrites,
 		"read-poller":        !d.NoReadPoller,
+		"addr":               DefaultAddr,
+		"broker":             DefaultServeBroker,
+		"data":               DefaultDataDir,
+		"history":            "",
+		"store":              "",
+		"secret-file":        "",
 	})
 	opts := newServeOptions(&GlobalOptions{})
 	want := server.DefaultConfig()
@@ -54,6 +60,26 @@ func TestServeDefaultsAreTheServers(t *testing.T) {
 	if !reflect.DeepEqual(opts.Server, want) {
 		t.Errorf("serve's server config %+v\nwant server.DefaultConfig() %+v", opts.Server, want)
 	}
+}
+
+// TestOpsDefaultsAreTheSingleNodes: publish, tail and stats default to the
+// operator API of a node that serve runs with no flags, and find its key in
+// the same data directory; token finds its secret there.
+func TestOpsDefaultsAreTheSingleNodes(t *testing.T) {
+	ios, _, _ := testIO("")
+	if want := "http://127.0.0.1" + newServeOptions(&GlobalOptions{}).Addr; DefaultOpsBroker != want {
+		t.Errorf("DefaultOpsBroker %q, want serve's address %q", DefaultOpsBroker, want)
+	}
+	for _, cmd := range []*cobra.Command{newPublishCmd(ios, &GlobalOptions{}), newTailCmd(ios, &GlobalOptions{}), newStatsCmd(ios, &GlobalOptions{})} {
+		checkFlagDefaults(t, cmd, map[string]any{
+			"broker":            DefaultOpsBroker,
+			"data":              DefaultDataDir,
+			"operator-key-file": "",
+		})
+	}
+	checkFlagDefaults(t, newTokenCmd(ios, &GlobalOptions{}), map[string]any{
+		"data": DefaultDataDir, "ttl": defaultTokenTTL, "secret-file": "",
+	})
 }
 
 // TestBenchDefaultsAreLoadgens: bench's flags default to

@@ -31,13 +31,18 @@ func documentEnv(cmd *cobra.Command) {
 	}
 }
 
+// manualEnv are flags whose variable the command reads itself, because
+// another variable comes between the flag and it: --secret-file >
+// LIVECHAT_SECRET > LIVECHAT_SECRET_FILE (tokenSecret).
+var manualEnv = map[string]bool{"secret-file": true}
+
 // applyEnv sets every flag the command line left unset from its LIVECHAT_*
 // variable, so settings layer as flag > env > default. aliases names extra
 // variables read when the LIVECHAT_ one is unset (APPID for --app-id).
 func applyEnv(fs *pflag.FlagSet, aliases map[string]string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || err != nil {
+		if f.Changed || err != nil || manualEnv[f.Name] {
 			return
 		}
 		name := envName(f.Name)

@@ -25,8 +25,8 @@ type PublishOptions struct {
 	From string
 	// Text is the announcement; empty means read one per line from stdin.
 	Text string
-	// History is the servers' history store ("" derives it from the broker,
-	// "none" publishes live only): an announcement stored there gets the
+	// History is the servers' history store ("" derives it from the broker:
+	// defaultHistory; "none" publishes live only): an announcement stored there gets the
 	// room's next seq, so clients that reconnect see it too.
 	History string
 }
@@ -48,8 +48,8 @@ non-empty line of standard input is published as its own announcement.`,
 	}
 	cmd.Flags().StringVarP(&opts.Room, "room", "r", "", "room to publish into (required)")
 	cmd.Flags().StringVar(&opts.From, "from", "ops", "sender name shown to clients")
-	cmd.Flags().StringVar(&opts.History, "history", "", `the servers' history store, as for serve (empty: the broker's Redis; "none": live only, not replayed)`)
-	addBrokerFlags(cmd, g)
+	cmd.Flags().StringVar(&opts.History, "history", "", `the servers' history store, as for serve (empty: the broker's Redis, or with an http:// broker the node's livechat.db in --data when there; "none": live only, not replayed)`)
+	addOpsFlags(cmd, g)
 	addOutputFlag(cmd, g)
 	return cmd
 }
@@ -95,7 +95,7 @@ func runPublish(ctx context.Context, opts *PublishOptions, ios *IOStreams) error
 		return err
 	}
 	defer b.Close()
-	store, _, err := openHistory(ctx, opts.History, opts.Global, nil)
+	store, _, err := openHistory(ctx, opts.History, opts.Global, nil, false)
 	if err != nil {
 		return err
 	}

@@ -63,31 +63,66 @@ func usageErrorf(format string, args ...any) error {
 }
 
 // GlobalOptions are the flags that several commands share. Each command
-// registers only those it uses (addBrokerFlags, addOutputFlag), so its help
-// lists only flags that apply to it.
+// registers only those it uses (addBrokerFlags, addOutputFlag,
+// addDataFlag), so its help lists only flags that apply to it.
 type GlobalOptions struct {
-	// Broker is the broker URL. Default: $LIVECHAT_BROKER or redis://127.0.0.1:6379.
+	// Broker is the broker URL. Default: $LIVECHAT_BROKER, else memory://
+	// for serve (a single node) and the single node's operator API
+	// (DefaultOpsBroker) for the operator commands.
 	Broker string
 	// Prefix is the subject namespace. Default: $LIVECHAT_PREFIX or "livechat".
 	Prefix string
 	// Output is "table" or "json" where a command supports it. Default: table.
 	Output string
+	// Data is the data directory of a single node (history, store, token
+	// secret, operator key). Default: $LIVECHAT_DATA or DefaultDataDir.
+	Data string
+	// OperatorKeyFile holds the key of a node's operator API, for an
+	// http:// broker. Default: "" (the data directory's operator.key).
+	OperatorKeyFile string
 }
 
-// addBrokerFlags registers --broker and --prefix on a command that talks to
-// the broker.
-func addBrokerFlags(cmd *cobra.Command, g *GlobalOptions) {
-	cmd.Flags().StringVar(&g.Broker, "broker", DefaultBroker, "broker URL: redis://host:port/db, rediss://..., or memory://")
+// Defaults shared by several commands, read from here by the flags.
+const (
+	// DefaultServeBroker is serve's broker when neither flag nor env sets
+	// one: the in-process broker of a single node.
+	DefaultServeBroker = "memory://"
+	// DefaultAddr is serve's listen address.
+	DefaultAddr = ":8080"
+	// DefaultOpsBroker is the broker of publish, tail and stats when
+	// neither flag nor env sets one: the operator API of a single node
+	// started with no flags on this machine.
+	DefaultOpsBroker = "http://127.0.0.1" + DefaultAddr
+	// DefaultDataDir is the data directory when neither --data nor
+	// LIVECHAT_DATA sets one.
+	DefaultDataDir = "./livechat-data"
+)
+
+// addBrokerFlags registers --broker (defaulting to def) and --prefix on a
+// command that talks to the broker.
+func addBrokerFlags(cmd *cobra.Command, g *GlobalOptions, def string) {
+	cmd.Flags().StringVar(&g.Broker, "broker", def, "broker URL: redis://host:port/db, rediss://..., memory:// (in-process), or http://host:port (a single node's operator API)")
 	cmd.Flags().StringVar(&g.Prefix, "prefix", protocol.DefaultPrefix, "subject namespace, so deployments can share a broker")
+}
+
+// addOpsFlags registers the flags of an operator command (publish, tail,
+// stats): the broker flags, defaulting to the single node's operator API,
+// --operator-key-file and --data.
+func addOpsFlags(cmd *cobra.Command, g *GlobalOptions) {
+	addBrokerFlags(cmd, g, DefaultOpsBroker)
+	cmd.Flags().StringVar(&g.OperatorKeyFile, "operator-key-file", "", "file holding the operator key of an http:// broker (default: operator.key in --data)")
+	addDataFlag(cmd, g)
+}
+
+// addDataFlag registers --data.
+func addDataFlag(cmd *cobra.Command, g *GlobalOptions) {
+	cmd.Flags().StringVar(&g.Data, "data", DefaultDataDir, "data directory of a single node: history and store (livechat.db), token secret (secret), operator key (operator.key)")
 }
 
 // addOutputFlag registers --output on a command that can print JSON.
 func addOutputFlag(cmd *cobra.Command, g *GlobalOptions) {
 	cmd.Flags().StringVarP(&g.Output, "output", "o", "table", "output format: table or json")
 }
-
-// DefaultBroker is the broker URL used when neither flag nor env sets one.
-const DefaultBroker = "redis://127.0.0.1:6379"
 
 // Build information, set with -ldflags "-X github.com/livechat/livechat/pkg/cli.version=..." .
 var (
@@ -198,8 +233,8 @@ Settings layer as flag > LIVECHAT_* environment variable > default.
 Exit status: 0 on success; 1 when the command failed (the broker cannot be
 reached, the port is taken, bench lost or duplicated a delivery, ...); 2 for a
 usage mistake: an unknown command or flag, a missing, extra or bad value.`,
-		Example: `  # one node, no Redis needed
-  livechat serve --broker memory://
+		Example: `  # one node, no Redis needed; its data in ./livechat-data
+  livechat serve
 
   # a cluster node sharing Redis
   APPID=1000 livechat serve --addr :8081 --broker redis://127.0.0.1:6379
@@ -213,6 +248,14 @@ usage mistake: an unknown command or flag, a missing, extra or bad value.`,
 		Args:          unknownCommand,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// The commands share g, and each wrote its own default of
+			// --broker into it when it registered the flag: the running
+			// command's default is the one that counts.
+			if f := cmd.Flags().Lookup("broker"); f != nil && !f.Changed {
+				if err := f.Value.Set(f.DefValue); err != nil {
+					return err
+				}
+			}
 			if err := applyEnv(cmd.Flags(), envAliases); err != nil {
 				return err
 			}
@@ -257,6 +300,7 @@ usage mistake: an unknown command or flag, a missing, extra or bad value.`,
 		newTailCmd(ios, g),
 		newStatsCmd(ios, g),
 		newBenchCmd(ios, g),
+		newTokenCmd(ios, g),
 	)
 	documentEnv(root)
 	return root

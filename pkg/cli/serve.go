@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/server"
+	"github.com/livechat/livechat/pkg/store"
 	"github.com/livechat/livechat/web"
 )
 
@@ -37,9 +40,28 @@ type ServeOptions struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel, LogFormat string
-	// History is the history store URL: "" means the broker's own backend
-	// (history.URLForBroker), "none" disables history.
+	// History is the history store URL: "" means defaultHistory (the data
+	// directory's database with the in-process broker, the broker's Redis
+	// with a Redis broker), "none" disables history.
 	History string
+	// StoreURL is the store of accounts and rooms (--store): "" means the
+	// data directory's database (sqlite://DIR/livechat.db).
+	StoreURL string
+	// SecretFlags name the token secret: --secret-file, else
+	// LIVECHAT_SECRET, else LIVECHAT_SECRET_FILE, else the data
+	// directory's secret file, created on first start.
+	SecretFlags secretOptions
+
+	// Store is the opened store of StoreURL, set by runServe and closed at
+	// shutdown, for the server wiring (accounts, rooms). Not a flag.
+	Store store.Store
+	// Secret is the token secret, set by runServe, for the server wiring
+	// (token verification). Not a flag; never logged.
+	Secret []byte
+	// OperatorKey is the key of the operator API (OpsPath), set by
+	// runServe from the data directory's operator.key (created on first
+	// start). Not a flag; never logged.
+	OperatorKey []byte
 	// Pprof is a listen address for net/http/pprof (hidden flag, for
 	// profiling); "" serves no profiles.
 	Pprof string
@@ -66,7 +88,7 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 	cfg.AppID, _ = os.Hostname()
 	return &ServeOptions{
 		Global:          g,
-		Addr:            ":8080",
+		Addr:            DefaultAddr,
 		Server:          cfg,
 		ShutdownTimeout: 15 * time.Second,
 		LogLevel:        "info",
@@ -111,6 +133,9 @@ func (o *ServeOptions) validate() error {
 	if err == nil && strings.TrimSpace(c.AppID) == "" {
 		err = usageErrorf("--app-id must not be empty")
 	}
+	if err == nil && isHTTPBroker(o.Global.Broker) {
+		err = usageErrorf("--broker %s: serve needs memory:// or redis://; http:// is a node's operator API, for publish, tail and stats", broker.Redact(o.Global.Broker))
+	}
 	return err
 }
 
@@ -120,20 +145,29 @@ func newServeCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
 		Use:   "serve",
 		Short: "Run a chat server: the web client, the WebSocket endpoint, health and metrics",
 		Long: `Run a chat server. It serves the web client at /, WebSockets at /ws, /healthz,
-/readyz (503 while the broker is down or the server drains) and /metrics
-(Prometheus). Messages go through the broker, so any number of servers sharing
-one Redis form one chat. With history (default: in the broker's Redis, see
---history) every message is stored with a per-room seq before it is
-acknowledged, and clients that reconnect get what they missed. On SIGTERM or SIGINT it drains: /readyz turns 503, after
---drain-delay clients are closed with 1001 (going away) and the process exits
-within --shutdown-timeout.`,
-		Example: `  # single node, in-process broker
-  livechat serve --broker memory://
+/readyz (503 while the broker is down or the server drains), /metrics
+(Prometheus) and the operator API at /api/ops/ (publish, tail and stats use it
+when there is no shared broker; it needs the key in <data>/operator.key).
+
+With no flags it is a single node that keeps its data: the in-process broker,
+the message history and the store in <data>/livechat.db (--data, default
+./livechat-data, created 0700), the token secret in <data>/secret and the
+operator key in <data>/operator.key (both made on first start, 0600).
+With --broker redis://... any number of servers sharing one Redis form one
+chat, and the history defaults to that Redis (see --history).
+
+Every message is stored with a per-room seq before it is acknowledged, and
+clients that reconnect get what they missed. On SIGTERM or SIGINT it drains:
+/readyz turns 503, after --drain-delay clients are closed with 1001 (going
+away) and the process exits within --shutdown-timeout.`,
+		Example: `  # single node, in-process broker, data in ./livechat-data
+  livechat serve
 
   # cluster node behind HAProxy
   APPID=1000 livechat serve --addr :8081 --broker redis://redis:6379 --trust-proxy --drain-delay 3s`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.SecretFlags.FileSet = cmd.Flags().Changed("secret-file")
 			return runServe(cmd.Context(), opts, ios)
 		},
 	}
@@ -153,7 +187,9 @@ within --shutdown-timeout.`,
 	f.DurationVar(&opts.Server.HeartbeatInterval, "heartbeat-interval", opts.Server.HeartbeatInterval, "period of the stats heartbeat between servers (livechat stats); not the clients' --heartbeat")
 	f.DurationVar(&opts.Server.ClientHeartbeat, "heartbeat", opts.Server.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else "+show(heartbeatMin)+" to "+show(heartbeatMax))
 	f.DurationVar(&opts.Server.PresenceInterval, "presence-interval", opts.Server.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
-	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis (memory:// with a memory:// broker). Every server of a cluster must use the same store`)
+	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis with a Redis broker, else livechat.db in --data. Every server of a cluster must use the same store`)
+	f.StringVar(&opts.StoreURL, "store", opts.StoreURL, "store of accounts and rooms: sqlite:///path/file.db, postgres://... or memory://; empty means livechat.db in --data. Every server of a cluster must use the same store")
+	f.StringVar(&opts.SecretFlags.File, "secret-file", opts.SecretFlags.File, "file holding the connection token secret (at least 32 bytes); without it LIVECHAT_SECRET, then LIVECHAT_SECRET_FILE, then secret in --data (made on first start) is used. Every server of a cluster must use the same secret")
 	f.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "log format: text or json")
 	f.BoolVar(&opts.BatchWrites, "batch-writes", opts.BatchWrites, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
@@ -162,7 +198,8 @@ within --shutdown-timeout.`,
 	f.BoolVar(&opts.Flusher, "flusher", opts.Flusher, "write the queued frames of many connections from one flusher goroutine per processor without blocking; false gives each connection a writer goroutine that drains its queue with one blocking writev (gorilla's writePump)")
 	f.StringVar(&opts.Pprof, "pprof", opts.Pprof, "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
-	addBrokerFlags(cmd, g)
+	addBrokerFlags(cmd, g, DefaultServeBroker)
+	addDataFlag(cmd, g)
 	return cmd
 }
 
@@ -208,7 +245,16 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		return err
 	}
 	defer b.Close()
-	hist, histURL, err := openHistory(ctx, opts.History, opts.Global, log)
+	storeURL, err := openData(ctx, opts, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := opts.Store.Close(); err != nil {
+			log.Warn("close store", "err", err)
+		}
+	}()
+	hist, histURL, err := openHistory(ctx, opts.History, opts.Global, log, true)
 	if err != nil {
 		return err
 	}
@@ -241,13 +287,20 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
+	// The operator API is served next to the chat, which knows nothing of
+	// it; Shutdown ends its streams (it would wait for them otherwise).
+	ops := broker.NewHTTPHandler(b, opts.OperatorKey, log)
+	mux := http.NewServeMux()
+	mux.Handle(broker.OpsPath, ops)
+	mux.Handle("/", srv.Handler())
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	hs.RegisterOnShutdown(ops.Close)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	if opts.Pprof != "" {
@@ -258,7 +311,8 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 		}
 		defer stop()
 	}
-	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", cfg.AppID, "broker", broker.Redact(opts.Global.Broker), "history", histURL, "version", version)
+	log.Info("livechat serving", "addr", ln.Addr().String(), "app_id", cfg.AppID, "broker", broker.Redact(opts.Global.Broker), "history", histURL,
+		"store", storeURL, "data", opts.Global.Data, "version", version)
 
 	select {
 	case err := <-served:
@@ -278,6 +332,52 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	return nil
 }
 
+// openData prepares what serve keeps in the data directory or is told to
+// find elsewhere: the directory itself (0700), the store (opts.Store), the
+// token secret (opts.Secret) and the operator key (opts.OperatorKey), the
+// last two made on first start (0600). On error nothing stays open.
+func openData(ctx context.Context, opts *ServeOptions, log *slog.Logger) (storeURL string, err error) {
+	dir := opts.Global.Data
+	if strings.TrimSpace(dir) == "" {
+		return "", usageErrorf("--data must not be empty")
+	}
+	if err := ensureDataDir(dir); err != nil {
+		return "", err
+	}
+	storeURL = opts.StoreURL
+	if storeURL == "" {
+		if storeURL, err = dataSQLiteURL(dir); err != nil {
+			return "", err
+		}
+	}
+	opts.Secret, _, err = tokenSecret(opts.SecretFlags, dir, true)
+	if err != nil {
+		return "", err
+	}
+	keyPath := filepath.Join(dir, operatorKeyFile)
+	if made, err := createSecretFile(keyPath, 32); err != nil {
+		return "", fmt.Errorf("create the operator key %s: %w (set --data to a writable directory)", keyPath, err)
+	} else if made {
+		log.Info("operator key created", "file", keyPath)
+	}
+	key, err := readKeyFile(keyPath)
+	if err != nil {
+		return "", fmt.Errorf("operator key: %w", err)
+	}
+	opts.OperatorKey = []byte(key)
+	sctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	st, err := store.Open(sctx, storeURL)
+	if err != nil {
+		if errors.Is(err, store.ErrUnsupportedURL) {
+			return "", usageErrorf("--store: %v", err)
+		}
+		return "", fmt.Errorf("%w (set --store or LIVECHAT_STORE)", err)
+	}
+	opts.Store = st
+	return history.Redact(storeURL), nil
+}
+
 // clientHeartbeat is server.Config's ClientHeartbeat for --heartbeat d
 // (validated): 0 (off) becomes negative, as server.Config's zero is its
 // default.
@@ -288,16 +388,19 @@ func clientHeartbeat(d time.Duration) time.Duration {
 	return d
 }
 
-// openHistory opens the history store named by raw ("" derives it from the
-// broker URL, "none" returns a nil store), with a bounded wait and an error
-// that names the URL (password redacted) and says what to do. It also
+// openHistory opens the history store named by raw ("" means
+// defaultHistory, "none" returns a nil store), with a bounded wait and an
+// error that names the URL (password redacted) and says what to do. It also
 // returns the redacted URL, or "none".
-func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Logger) (history.Store, string, error) {
+func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Logger, serving bool) (history.Store, string, error) {
+	if raw == "" {
+		var err error
+		if raw, err = defaultHistory(g, serving); err != nil {
+			return nil, "", err
+		}
+	}
 	if raw == "none" {
 		return nil, "none", nil
-	}
-	if raw == "" {
-		raw = history.URLForBroker(g.Broker)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -312,6 +415,25 @@ func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Lo
 		return nil, "", fmt.Errorf("%w (set --history or LIVECHAT_HISTORY; \"none\" disables history)", err)
 	}
 	return st, history.Redact(raw), nil
+}
+
+// defaultHistory is the history URL when --history is empty: the broker's
+// own Redis for a Redis broker (history.URLForBroker); the data
+// directory's database for a single node (serve with the in-process
+// broker) and for the operator commands next to it (an http:// broker)
+// when that file exists, else "none" (live only); memory:// otherwise.
+func defaultHistory(g *GlobalOptions, serving bool) (string, error) {
+	u, err := url.Parse(g.Broker)
+	switch {
+	case err == nil && serving && u.Scheme == "memory":
+		return dataSQLiteURL(g.Data)
+	case err == nil && (u.Scheme == "http" || u.Scheme == "https"):
+		if _, serr := os.Stat(filepath.Join(g.Data, dataDBFile)); serr != nil {
+			return "none", nil
+		}
+		return dataSQLiteURL(g.Data)
+	}
+	return history.URLForBroker(g.Broker), nil
 }
 
 // servePprof serves the net/http/pprof handlers on their own listener at

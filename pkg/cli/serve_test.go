@@ -93,6 +93,8 @@ func TestServeRefusesBadFlags(t *testing.T) {
 			"error: --addr \"localhost\": must be host:port or :port, such as :8080 or 127.0.0.1:8080\n"},
 		{"profile port", []string{"--pprof", "127.0.0.1:70000"}, [2]string{},
 			"error: --pprof 127.0.0.1:70000: port must be a number between 0 and 65535\n"},
+		{"operator API as broker", []string{"--broker", "http://127.0.0.1:8080"}, [2]string{},
+			"error: --broker http://127.0.0.1:8080: serve needs memory:// or redis://; http:// is a node's operator API, for publish, tail and stats\n"},
 		{"from the environment", nil, [2]string{"LIVECHAT_RATE", "-5"},
 			"error: --rate -5: must be between 0.1 and 10000\n"},
 	} {

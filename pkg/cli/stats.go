@@ -57,7 +57,7 @@ itself.`,
 	}
 	cmd.Flags().DurationVarP(&opts.Interval, "interval", "i", 3*time.Second, "how long to listen for heartbeats (and the refresh period with --watch)")
 	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "refresh the table every interval until interrupted")
-	addBrokerFlags(cmd, g)
+	addOpsFlags(cmd, g)
 	addOutputFlag(cmd, g)
 	return cmd
 }

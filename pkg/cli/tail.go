@@ -52,11 +52,11 @@ reconnects are reported on standard error.`,
 		},
 	}
 	cmd.Flags().Uint64Var(&opts.Since, "since", 0, "first print the room's stored messages after this seq (0: all held), then the live ones, without duplicates; needs exactly one --room")
-	cmd.Flags().StringVar(&opts.History, "history", "", `history store for --since, as for serve: empty means the broker's Redis`)
+	cmd.Flags().StringVar(&opts.History, "history", "", `history store for --since, as for publish: empty means the broker's Redis, or with an http:// broker the node's livechat.db in --data when there`)
 	cmd.Flags().StringArrayVarP(&opts.Rooms, "room", "r", nil, "room to watch (repeatable)")
 	cmd.Flags().StringArrayVar(&opts.Subjects, "subject", nil, "raw subject pattern to watch, with * and > wildcards (repeatable)")
 	cmd.Flags().BoolVar(&opts.Typing, "typing", false, "also print typing notices")
-	addBrokerFlags(cmd, g)
+	addOpsFlags(cmd, g)
 	addOutputFlag(cmd, g)
 	return cmd
 }
@@ -148,7 +148,7 @@ type replayer struct {
 }
 
 func startReplay(ctx context.Context, opts *TailOptions, ios *IOStreams) (*replayer, error) {
-	h, _, err := openHistory(ctx, opts.History, opts.Global, nil)
+	h, _, err := openHistory(ctx, opts.History, opts.Global, nil, false)
 	if err != nil {
 		return nil, err
 	}
