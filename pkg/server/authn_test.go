@@ -249,6 +249,8 @@ func TestAuthNoGuests(t *testing.T) {
 		}
 	})
 	t.Run("bad token", func(t *testing.T) {
+		// Long before the auth timeout: the bad token closes it.
+		ts := authServer(t, Config{Auth: newFakeAuth(), NoGuests: true, AuthTimeout: time.Minute})
 		c := dial(t, ts.url)
 		c.next(protocol.TypeWelcome)
 		c.sendJSON(map[string]string{"type": "auth", "token": mint(t, "u1", "Ann", time.Hour)[:40] + "x"})
