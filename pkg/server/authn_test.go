@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/livechat/livechat/pkg/auth"
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -490,4 +491,32 @@ func TestReservedRoomsWithoutAccess(t *testing.T) {
 	}
 	c.join("public-room", "x")
 	c.join("second", "y") // without Auth each join names the connection anew
+}
+
+// TestAuthHistoryDedupByUser: with history, a retried cid is taken for the
+// same message when the same user sends it (from another connection too),
+// and never confused with another user's message of the same cid, even
+// under the same name (a token user named like an account).
+func TestAuthHistoryDedupByUser(t *testing.T) {
+	fa := newFakeAuth()
+	fa.session("ca1", "uA", "alice", "s1")
+	fa.session("ca2", "uA", "alice", "s2")
+	ts := authServer(t, Config{Auth: fa, History: memStore(t, history.Options{})})
+	a1, a2 := dialH(t, ts.url, cookie("ca1")), dialH(t, ts.url, cookie("ca2"))
+	bob := dialH(t, ts.url, bearer(mint(t, "uT", "alice", time.Hour)))
+	for _, c := range []*client{a1, a2, bob} {
+		c.join("lobby", "")
+	}
+	send := func(c *client) rx {
+		t.Helper()
+		c.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "lobby", Text: "once", CID: "same"})
+		return c.next(protocol.TypeAck)
+	}
+	first := send(a1)
+	if again := send(a2); again.Dup == nil || !*again.Dup || again.Seq != first.Seq {
+		t.Fatalf("the same user's retry from another connection: %+v, want dup of seq %d", again, first.Seq)
+	}
+	if other := send(bob); other.Dup != nil && *other.Dup || other.Seq == first.Seq {
+		t.Fatalf("another user's message with the same cid: %+v, taken for a duplicate", other)
+	}
 }
