@@ -210,20 +210,21 @@ func (c *session) joinName(in *protocol.Inbound) (string, bool) {
 
 // enter reports whether the connection may enter room (joining as name),
 // or sends the error: not_found, the same frame for a room that does not
-// exist and one it may not enter, or unavailable when Access cannot tell.
-// Without Access every public room is open and no reserved one exists.
-func (c *session) enter(room, name string) bool {
+// exist and one it may not enter (denied), or unavailable when Access
+// cannot tell. Without Access every public room is open and no reserved
+// one exists.
+func (c *session) enter(room, name string) (ok, denied bool) {
 	s := c.s
 	if c.id != nil && !c.id.AllowsRoom(room) {
 		c.sendError(protocol.CodeNotFound, notFoundMessage, "", room)
-		return false
+		return false, true
 	}
 	if s.cfg.Access == nil {
 		if !protocol.PublicRoom(room) {
 			c.sendError(protocol.CodeNotFound, notFoundMessage, "", room)
-			return false
+			return false, true
 		}
-		return true
+		return true, false
 	}
 	who := auth.Identity{Kind: auth.KindGuest, Name: name} // without Auth
 	if c.id != nil {
@@ -235,14 +236,15 @@ func (c *session) enter(room, name string) bool {
 	cancel()
 	switch {
 	case err == nil:
-		return true
+		return true, false
 	case errors.Is(err, auth.ErrNoRoom):
 		c.sendError(protocol.CodeNotFound, notFoundMessage, "", room)
+		return false, true
 	default:
 		s.log.Warn("server: room access", "room", room, "err", err)
 		c.sendError(protocol.CodeUnavailable, "cannot join now, retry", "", room)
 	}
-	return false
+	return false, false
 }
 
 // takeOut takes the session out of m's room unless it is out already, and

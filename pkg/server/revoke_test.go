@@ -209,3 +209,30 @@ func mustIdentity(t testing.TB, fa *fakeAuth, cookieValue string) auth.Identity 
 	}
 	return id
 }
+
+// TestRejoinAfterLostRemoval: a re-join asks the Authorizer again; one it
+// refuses takes the connection out of the room, as the removal's event
+// would have (an event is at most once).
+func TestRejoinAfterLostRemoval(t *testing.T) {
+	fa := newFakeAuth()
+	fa.session("c1", "uA", "alice", "s1")
+	acc := newFakeAccess()
+	acc.add("_pclub", "uA")
+	ts := authServer(t, Config{Auth: fa, Access: acc})
+	a := dialH(t, ts.url, cookie("c1"))
+	a.join("_pclub", "")
+	acc.mu.Lock()
+	delete(acc.members["_pclub"], "uA") // removed, and the event lost
+	acc.mu.Unlock()
+	a.sendJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "_pclub"})
+	if e := a.next(protocol.TypeError); e.Code != protocol.CodeNotFound {
+		t.Fatalf("re-join: %+v, want not_found", e)
+	}
+	if l := a.next(protocol.TypeLeft); l.Room != "_pclub" || l.Reason != protocol.ReasonRemoved {
+		t.Fatalf("left %+v", l)
+	}
+	a.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "_pclub", Text: "x"})
+	if e := a.next(protocol.TypeError); e.Code != protocol.CodeNotJoined {
+		t.Fatalf("send after the refused re-join: %+v, want not_joined", e)
+	}
+}

@@ -237,7 +237,12 @@ func (c *session) join(in *protocol.Inbound) {
 	if c.id != nil {
 		mark = s.eventMark()
 	}
-	if !c.enter(in.Room, name) {
+	if ok, denied := c.enter(in.Room, name); !ok {
+		if m := c.rooms[in.Room]; denied && m != nil {
+			// A re-join of a room it may no longer enter (its removal's
+			// event was lost): out of it too.
+			c.takeOut(m)
+		}
 		return
 	}
 	if m := c.rooms[in.Room]; m != nil {
