@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/livechat/livechat/pkg/history"
@@ -149,6 +150,35 @@ type Config struct {
 	// only while its client's bytes are read and handled, so an idle
 	// connection holds no goroutine stack. Default: false.
 	NoReadPoller bool
+	// Auth establishes who a connection is (Authenticator; pkg/account
+	// implements it). With it the WebSocket handshake is authenticated
+	// before the upgrade (a refused session or token gets HTTP 401), every
+	// connection has one identity whose name is on everything it sends,
+	// tokens expire (close 4002) and the server applies the users' events
+	// (protocol.UserEvent on protocol.UserSubject: sign-outs, bans,
+	// removals from rooms) to its connections. Its calls may block: with
+	// it (or Access) the engine's pollers do not run the readers
+	// themselves (NoInlineReads). Default: nil, no identities: every
+	// connection is a guest named by its joins, and may join each room
+	// under another name.
+	Auth Authenticator
+	// Access decides who may enter which room (Authorizer; pkg/rooms
+	// implements it), asked on every join. Default: nil, every room is
+	// public, but the reserved rooms (protocol.ReservedRoomPrefix, "_") are
+	// refused with not_found.
+	Access Authorizer
+	// NoGuests refuses connections without credentials: with Auth set, a
+	// handshake without a session or a token is upgraded unauthenticated
+	// (the welcome says auth_required) and must send an auth frame with a
+	// valid token within AuthTimeout, or is closed with 4001. It requires
+	// Auth. Default: false, guests allowed.
+	NoGuests bool
+	// AuthTimeout is how long an unauthenticated connection (NoGuests) has
+	// to send a valid auth frame. Default: 5s.
+	AuthTimeout time.Duration
+	// API is served under "/api/" (pkg/cli mounts the account and room
+	// endpoints there). Default: nil, no "/api/" route.
+	API http.Handler
 	// Logger receives connection and broker events. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Default: a new registry per
@@ -193,6 +223,17 @@ const (
 	defaultHistoryTimeout = 3 * time.Second
 	defaultGapTimeout     = 30 * time.Second
 	defaultSweepInterval  = 5 * time.Second
+	defaultAuthTimeout    = 5 * time.Second
+	// accessTimeout bounds each call to Config.Auth or Config.Access made
+	// for a client frame (a guest's name, Enter).
+	accessTimeout = 3 * time.Second
+	// userEventsRetry is the interval of the retries of the user events
+	// subscription while the broker refuses it.
+	userEventsRetry = time.Second
+	// eventMemory is how long an applied user event is remembered, so
+	// that a connection or a join that was being established when it came
+	// does not escape it (Server.marks).
+	eventMemory = time.Minute
 	// gapReadTimeout bounds a store read made by a room's delivery to fill
 	// a gap; it runs on the room's subscription goroutine.
 	gapReadTimeout = time.Second
@@ -237,6 +278,9 @@ func (c *Config) fill() error {
 	if c.PingPeriod >= c.PongWait {
 		return fmt.Errorf("%w: PingPeriod %v must be shorter than PongWait %v", ErrConfig, c.PingPeriod, c.PongWait)
 	}
+	if c.NoGuests && c.Auth == nil {
+		return fmt.Errorf("%w: NoGuests requires Auth (nobody could sign in)", ErrConfig)
+	}
 	if c.ClientHeartbeat > 0 && c.ClientHeartbeat < minClientHeartbeat {
 		return fmt.Errorf("%w: ClientHeartbeat %v must be at least %v (or negative: off)", ErrConfig, c.ClientHeartbeat, minClientHeartbeat)
 	}
@@ -271,6 +315,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.HistoryTimeout, defaultHistoryTimeout)
 	orDefault(&c.SweepInterval, defaultSweepInterval)
 	orDefault(&c.GapTimeout, defaultGapTimeout)
+	orDefault(&c.AuthTimeout, defaultAuthTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -39,7 +39,7 @@ func TestDefaultConfigIsWhatNewFills(t *testing.T) {
 		RatePerSec: 20, RateBurst: 40, RateStrikes: 20, HeartbeatInterval: 2 * time.Second,
 		ClientHeartbeat: 10 * time.Second, PresenceInterval: 3 * time.Second, JoinHistory: 50, ReplayLimit: 1000,
 		HistoryTimeout: 3 * time.Second, GapTimeout: 30 * time.Second, SweepInterval: 5 * time.Second,
-		Logger: def.Logger,
+		AuthTimeout: 5 * time.Second, Logger: def.Logger,
 	}
 	if !reflect.DeepEqual(def, stated) {
 		t.Errorf("DefaultConfig() = %+v\nthe fields' comments state %+v", def, stated)
@@ -70,6 +70,7 @@ func TestConfigErrors(t *testing.T) {
 		{},
 		{AppID: "a", PongWait: time.Second, PingPeriod: time.Second},
 		{AppID: "a", ClientHeartbeat: minClientHeartbeat - 1},
+		{AppID: "a", NoGuests: true}, // nobody could sign in
 	} {
 		if err := c.fill(); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: err %v, want ErrConfig", c, err)

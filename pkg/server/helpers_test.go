@@ -135,6 +135,14 @@ type rx struct {
 	Messages   []protocol.Message `json:"messages"`
 	More       bool               `json:"more"`
 	Dup        *bool              `json:"dup"` // ack; nil when absent
+	// identity fields: user is an object in welcome and authed frames, a
+	// string on messages
+	User          json.RawMessage `json:"user"`
+	Guest         bool            `json:"guest"`
+	Reason        string          `json:"reason"`
+	AuthRequired  bool            `json:"auth_required"`
+	AuthTimeoutMS int64           `json:"auth_timeout_ms"`
+	ExpiresMS     int64           `json:"expires_ms"`
 }
 
 // client is a test WebSocket client with a background reader that records

@@ -20,6 +20,7 @@ type metrics struct {
 	handler  http.Handler
 
 	historyErrors *prometheus.CounterVec
+	userEvents    *prometheus.CounterVec
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
@@ -41,7 +42,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "rejected_connections_total",
-			Help: "WebSocket handshakes refused, by reason (origin, per_ip, draining, upgrade).",
+			Help: "WebSocket handshakes refused, by reason (origin, per_ip, draining, upgrade, auth).",
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "errors_total",
@@ -57,12 +58,16 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		Namespace: metricsNamespace, Name: "history_errors_total",
 		Help: "Failed history store calls, by operation (append, replay, history, gap_fill, bounds).",
 	}, []string{"op"})
+	m.userEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "user_events_applied_total",
+		Help: "Users' events applied to this server's connections, by type: revoke (a connection closed), removed (a connection taken out of a room), ignored (an event not understood).",
+	}, []string{"type"})
 	counter := func(name, help string, v interface{ Load() uint64 }) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help},
 			func() float64 { return float64(v.Load()) })
 	}
 	cs := []prometheus.Collector{
-		m.rejected, m.errors, m.latency, m.historyErrors,
+		m.rejected, m.errors, m.latency, m.historyErrors, m.userEvents,
 		counter("gaps_filled_total", "Gaps in a room's live message stream filled from the history store.", &s.gapsFilled),
 		counter("gap_messages_lost_total", "Seqs skipped in a room's live stream because the store did not hold them or stayed down.", &s.gapLost),
 		counter("duplicates_dropped_total", "Live messages dropped because their seq was already delivered.", &s.dupsDropped),

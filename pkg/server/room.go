@@ -183,18 +183,27 @@ func (s *Server) joinRoom(c *session, name, user string, since *uint64) (*room, 
 	return r, nil
 }
 
-// rejoinRoom answers a repeated join, renaming the member when the name
-// changed.
-func (s *Server) rejoinRoom(c *session, r *room, oldName, newName string) {
+// rejoinRoom answers a repeated join of m's room, renaming the member when
+// the name changed (only without Config.Auth: an identity's name is fixed).
+// It reports false, and does nothing, when m was taken out of the room
+// meanwhile (takeOut marks it gone before it takes r.mu): the caller joins
+// afresh.
+func (s *Server) rejoinRoom(c *session, m *membership, newName string) bool {
+	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if oldName != newName {
-		r.removeNameLocked(oldName)
+	if m.gone.Load() {
+		return false
+	}
+	if m.name != newName {
+		r.removeNameLocked(m.name)
 		r.addNameLocked(newName)
+		m.name = newName
 		r.dirty = true
 		s.kickPresence()
 	}
 	c.sendJSON(r.joinedLocked(newName, time.Now()))
+	return true
 }
 
 // joinedLocked is the joined frame for user: the member count and the

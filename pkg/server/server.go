@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +31,8 @@ import (
 	"time"
 
 	"github.com/livechat/livechat/internal/engine"
+	"github.com/livechat/livechat/internal/httpapi"
+	"github.com/livechat/livechat/pkg/auth"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
@@ -48,7 +49,10 @@ type Server struct {
 	eng     *engine.Engine // reads and writes the clients' sockets
 	mux     *http.ServeMux
 	metrics *metrics
-	welcome *engine.Frame // encoded once
+	welcome *engine.Frame // encoded once (without Config.Auth)
+	// hello is the welcome frame's content; with Config.Auth each
+	// connection's welcome is encoded from it with the connection's user.
+	hello protocol.Welcome
 	// inprocBroker and inprocHist are set when the broker or the history
 	// store declares that its calls never block (broker.NeverBlocks,
 	// history.NeverBlocks): the send path then gives them no deadline (a
@@ -74,6 +78,9 @@ type Server struct {
 	// heartbeatsSent counts the heartbeat frames queued to clients
 	// (heartbeat.go).
 	heartbeatsSent atomic.Uint64
+	// userEventsOn is set once the user events subscription is in place
+	// (revoke.go); for tests.
+	userEventsOn atomic.Bool
 
 	// history counters
 	dupsDropped atomic.Uint64 // live messages dropped as already delivered
@@ -87,10 +94,17 @@ type Server struct {
 	// presenceKick asks the presence loop for an early (debounced) snapshot.
 	presenceKick chan struct{}
 
-	mu       sync.Mutex
-	conns    map[*session]struct{}
-	perIP    map[string]int
-	rooms    map[string]*room
+	mu    sync.Mutex
+	conns map[*session]struct{}
+	perIP map[string]int
+	rooms map[string]*room
+	// users indexes the connections of known users (accounts and tokens,
+	// not guests) by user id, for the user events (revoke.go).
+	users map[string]map[*session]struct{}
+	// evSeq numbers the user events applied; marks remembers the recent
+	// ones (revoke.go).
+	evSeq    uint64
+	marks    map[string]eventMark
 	closing  bool // Shutdown or kill began: no new connections
 	loopStop context.CancelFunc
 	loopWG   sync.WaitGroup
@@ -118,6 +132,8 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		conns:        make(map[*session]struct{}),
 		perIP:        make(map[string]int),
 		rooms:        make(map[string]*room),
+		users:        make(map[string]map[*session]struct{}),
+		marks:        make(map[string]eventMark),
 	}
 	s.inprocBroker = broker.NeverBlocks(b)
 	s.inprocHist = cfg.History != nil && history.NeverBlocks(cfg.History)
@@ -128,8 +144,10 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		WriteTimeout: cfg.WriteTimeout,
 		SendQueue:    cfg.SendQueue,
 		// With backends that never block no handler waits on the
-		// network, so the pollers run the readers themselves.
-		Inline:          !cfg.NoInlineReads && s.inprocBroker && (s.hist == nil || s.inprocHist),
+		// network, so the pollers run the readers themselves. The
+		// identity services (a store behind them) may block.
+		Inline: !cfg.NoInlineReads && s.inprocBroker && (s.hist == nil || s.inprocHist) &&
+			cfg.Auth == nil && cfg.Access == nil,
 		NoPoller:        cfg.NoReadPoller,
 		NoFlusher:       cfg.NoFlusher,
 		NoBatchedWrites: cfg.NoBatchedWrites,
@@ -163,11 +181,15 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: encode welcome: %w", err)
 	}
 	s.welcome = engine.TextFrame(welcome)
+	s.hello = hello
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("/healthz", s.serveHealthz)
 	mux.HandleFunc("/readyz", s.serveReadyz)
 	mux.Handle("/metrics", m.handler)
+	if cfg.API != nil {
+		mux.Handle("/api/", cfg.API)
+	}
 	if cfg.Static != nil {
 		mux.Handle("/", http.FileServerFS(cfg.Static))
 	}
@@ -176,13 +198,16 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 }
 
 // Handler returns the HTTP handler: "/" (the web client, when Config.Static
-// is set), "/ws", "/healthz", "/readyz" and "/metrics".
+// is set), "/api/" (Config.API, when set), "/ws", "/healthz", "/readyz" and
+// "/metrics".
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Start runs the background loops until ctx is done or Shutdown is called:
-// the stats heartbeat, presence, the history sweep (with a store) and the
-// clients' heartbeat frames (unless Config.ClientHeartbeat is off). It does
-// not block. Calling it twice is an error.
+// the stats heartbeat, presence, the history sweep (with a store), the
+// clients' heartbeat frames (unless Config.ClientHeartbeat is off) and,
+// with Config.Auth, the users' events (one subscription to
+// "<prefix>.user.*", retried while the broker refuses it). It does not
+// block. Calling it twice is an error.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -205,6 +230,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.ClientHeartbeat > 0 {
 		s.loopWG.Add(1)
 		go s.clientHeartbeatLoop(ctx)
+	}
+	if s.cfg.Auth != nil {
+		s.loopWG.Add(1)
+		go s.userEventsLoop(ctx)
 	}
 	return nil
 }
@@ -405,25 +434,11 @@ func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 
 // checkOrigin allows a missing Origin, the request's own host, and the hosts
 // matching Config.AllowedOrigins.
+// It counts a refusal.
 func (s *Server) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || httpapi.OriginAllowed(origin, r.Host, s.cfg.AllowedOrigins) {
 		return true
-	}
-	host := origin
-	if i := strings.Index(host, "://"); i >= 0 {
-		host = host[i+3:]
-	}
-	if strings.EqualFold(host, r.Host) {
-		return true
-	}
-	for _, p := range s.cfg.AllowedOrigins {
-		if p == "*" {
-			return true
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(host)); ok {
-			return true
-		}
 	}
 	s.metrics.rejected.WithLabelValues("origin").Inc()
 	return false
@@ -446,6 +461,10 @@ func (s *Server) clientIP(r *http.Request) string {
 	return host
 }
 
+// serveWS answers a WebSocket handshake. With Config.Auth the request is
+// authenticated first (after the origin check): refused credentials get
+// 401 and no upgrade; none make a guest or, with NoGuests, an
+// unauthenticated connection that must send an auth frame.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIP(r)
 	s.mu.Lock()
@@ -463,7 +482,21 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.perIP[ip]++
 	s.connWG.Add(1)
+	mark := s.evSeq // the events from here on are checked at registration
 	s.mu.Unlock()
+
+	var id *auth.Identity // nil without Config.Auth
+	pending := false
+	if s.cfg.Auth != nil {
+		var ok bool
+		if id, pending, ok = s.authenticate(w, r); !ok {
+			s.mu.Lock()
+			s.releaseIP(ip)
+			s.mu.Unlock()
+			s.connWG.Done()
+			return
+		}
+	}
 
 	c, err := s.eng.Upgrade(w, r)
 	if err != nil {
@@ -479,17 +512,28 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := newSession(s, c, ip)
+	sess.id, sess.pending = id, pending
 	s.mu.Lock()
 	closing := s.closing
 	s.conns[sess] = struct{}{}
+	revoked := 0
+	if id != nil {
+		revoked = s.registerLocked(sess, mark)
+	}
 	s.mu.Unlock()
 	s.nconns.Add(1)
-	if closing {
+	switch {
+	case closing:
 		// Shutdown started during the handshake: it may already have
 		// closed everyone, so say goodbye here.
 		c.Close(engine.CloseGoingAway, "server shutting down")
-	} else {
+	case revoked != 0:
+		// Revoked while the handshake ran (registerLocked).
+		c.Close(revoked, "session ended")
+	case id == nil:
 		c.Send(s.welcome)
+	default:
+		sess.startIdentity()
 	}
 	c.Serve(sess)
 }
@@ -507,6 +551,7 @@ func (s *Server) releaseIP(ip string) {
 func (s *Server) removeConn(c *session) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.unregisterLocked(c)
 	s.releaseIP(c.ip)
 	s.outClosed.Add(c.c.FramesOut())
 	s.mu.Unlock()

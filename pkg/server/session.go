@@ -1,14 +1,17 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/livechat/livechat/internal/engine"
+	"github.com/livechat/livechat/pkg/auth"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 	"golang.org/x/time/rate"
@@ -18,7 +21,8 @@ import (
 // handling of its frames (join, send, typing, leave, history). It writes
 // through its engine connection and never touches the socket. The engine
 // calls Message on the connection's reader, one frame at a time, and
-// Closed once at the end: the fields below closed are theirs only.
+// Closed once at the end: the fields below closed are theirs only, except
+// where a field says otherwise.
 type session struct {
 	s  *Server
 	c  *engine.Conn // the connection it writes through
@@ -28,16 +32,47 @@ type session struct {
 	// frame.
 	closed atomic.Bool
 
-	limiter *rate.Limiter          // inbound frames
-	strikes int                    // rate_limited errors so far
-	rooms   map[string]*membership // the rooms it is in, by name
+	limiter *rate.Limiter // inbound frames
+	strikes int           // rate_limited errors so far
+	// rooms holds the rooms it is in, by name. Only the reader writes it,
+	// holding mu; the reader reads it without mu, anyone else with mu. A
+	// membership taken out of its room from outside (a user event) is
+	// marked gone and deleted by the reader when it next meets it.
+	rooms map[string]*membership
+	mu    sync.Mutex // guards rooms as stated on it
+
+	// The identity (Config.Auth; authn.go).
+	//
+	// id is who the connection is; nil without Config.Auth (every
+	// connection a guest named by its joins).
+	id *auth.Identity
+	// pending is set while a connection without credentials (NoGuests)
+	// has not sent a valid auth frame: it may send nothing else.
+	pending bool
+	// authTimer closes a pending connection at Config.AuthTimeout;
+	// expiry closes a token connection when its token expires. Both are
+	// stopped by Closed.
+	authTimer *time.Timer
+	expiry    *time.Timer
+	// userID and sessionID are the identity's user and store session as
+	// indexed in Server.users; guarded by Server.mu.
+	userID, sessionID string
 }
 
 // membership is a session's presence in one room.
 type membership struct {
-	room       *room
+	room *room
+	// name is the name the session is in the room under; user and guest
+	// say who it is on its messages (the identity's user id and kind;
+	// empty and false without Config.Auth).
 	name       string
+	user       string
+	guest      bool
 	lastTyping time.Time
+	// gone is set by whoever takes the session out of the room first, and
+	// only that one calls leaveRoom: the reader (leave, the end of the
+	// connection) or a user event from another goroutine (takeOut).
+	gone atomic.Bool
 }
 
 func newSession(s *Server, c *engine.Conn, ip string) *session {
@@ -76,6 +111,11 @@ func (c *session) Message(_ *engine.Conn, op int, data []byte) (int, string) {
 		c.sendError(protocol.CodeBadRequest, "frame is not a valid JSON object: "+err.Error(), "", "")
 		return 0, ""
 	}
+	if c.id != nil {
+		if ok, code, reason := c.admit(&in, data); !ok {
+			return code, reason
+		}
+	}
 	switch in.Type {
 	case protocol.TypeJoin:
 		c.join(&in)
@@ -113,10 +153,20 @@ func (c *session) Closed(_ *engine.Conn, e engine.End) {
 		s.countError("invalid_utf8")
 	}
 	c.closed.Store(true)
-	for name, m := range c.rooms {
-		s.leaveRoom(c, m.room, m.name)
-		delete(c.rooms, name)
+	if c.authTimer != nil {
+		c.authTimer.Stop()
 	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	for _, m := range c.rooms {
+		if m.gone.CompareAndSwap(false, true) {
+			s.leaveRoom(c, m.room, m.name)
+		}
+	}
+	c.mu.Lock()
+	clear(c.rooms)
+	c.mu.Unlock()
 	s.removeConn(c)
 }
 
@@ -155,38 +205,99 @@ func (c *session) member(in *protocol.Inbound) *membership {
 		return nil
 	}
 	m := c.rooms[in.Room]
+	if m != nil && m.gone.Load() {
+		c.forget(in.Room) // taken out from outside (takeOut)
+		m = nil
+	}
 	if m == nil {
 		c.sendError(protocol.CodeNotJoined, "not in room "+in.Room+": join it first", in.CID, in.Room)
 	}
 	return m
 }
 
+// join answers a join: the name (the identity's with Config.Auth, see
+// joinName), the access (enter), then the room.
 func (c *session) join(in *protocol.Inbound) {
+	s := c.s
 	if err := protocol.ValidRoom(in.Room); err != nil {
 		c.sendError(protocol.CodeInvalidRoom, err.Error(), "", "")
 		return
 	}
-	if err := protocol.ValidName(in.Name); err != nil {
+	name := in.Name
+	if c.id != nil {
+		var ok bool
+		if name, ok = c.joinName(in); !ok {
+			return
+		}
+	} else if err := protocol.ValidName(in.Name); err != nil {
 		c.sendError(protocol.CodeInvalidName, err.Error(), "", in.Room)
 		return
 	}
-	if m := c.rooms[in.Room]; m != nil {
-		// Idempotent re-join; a new name replaces the old one.
-		c.s.rejoinRoom(c, m.room, m.name, in.Name)
-		m.name = in.Name
+	var mark uint64
+	if c.id != nil {
+		mark = s.eventMark()
+	}
+	if ok, denied := c.enter(in.Room, name); !ok {
+		if m := c.rooms[in.Room]; denied && m != nil {
+			// A re-join of a room it may no longer enter (its removal's
+			// event was lost): out of it too.
+			c.takeOut(m)
+		}
 		return
 	}
-	if len(c.rooms) >= c.s.cfg.MaxRoomsPerConn {
+	if m := c.rooms[in.Room]; m != nil {
+		// Idempotent re-join; without Config.Auth a new name replaces the
+		// old one.
+		if s.rejoinRoom(c, m, name) {
+			return
+		}
+		c.forget(in.Room) // taken out meanwhile: join again
+	}
+	if c.id != nil {
+		c.forgetGone()
+	}
+	if len(c.rooms) >= s.cfg.MaxRoomsPerConn {
 		c.sendError(protocol.CodeTooManyRooms, "too many rooms: leave one first", "", in.Room)
 		return
 	}
-	r, err := c.s.joinRoom(c, in.Room, in.Name, in.Since)
+	r, err := s.joinRoom(c, in.Room, name, in.Since)
 	if err != nil {
-		c.s.log.Warn("server: join", "room", in.Room, "err", err)
+		s.log.Warn("server: join", "room", in.Room, "err", err)
 		c.sendError(protocol.CodeUnavailable, "cannot join now, retry: "+err.Error(), "", in.Room)
 		return
 	}
-	c.rooms[in.Room] = &membership{room: r, name: in.Name}
+	m := &membership{room: r, name: name}
+	if c.id != nil {
+		m.user, m.guest = c.id.UserID, c.id.Guest()
+		if c.id.Guest() && c.id.Name == "" {
+			c.id.Name = name // a guest's first join names it for good
+		}
+	}
+	c.mu.Lock()
+	c.rooms[in.Room] = m
+	c.mu.Unlock()
+	if c.id != nil && s.missedRemoval(c, in.Room, mark) {
+		c.takeOut(m) // removed while it joined
+	}
+}
+
+// forget deletes room's membership (the reader only).
+func (c *session) forget(room string) {
+	c.mu.Lock()
+	delete(c.rooms, room)
+	c.mu.Unlock()
+}
+
+// forgetGone deletes the memberships taken out from outside, so that they
+// do not count against MaxRoomsPerConn (the reader only).
+func (c *session) forgetGone() {
+	c.mu.Lock()
+	for name, m := range c.rooms {
+		if m.gone.Load() {
+			delete(c.rooms, name)
+		}
+	}
+	c.mu.Unlock()
 }
 
 func (c *session) leave(in *protocol.Inbound) {
@@ -194,7 +305,10 @@ func (c *session) leave(in *protocol.Inbound) {
 	if m == nil {
 		return
 	}
-	delete(c.rooms, in.Room)
+	c.forget(in.Room)
+	if !m.gone.CompareAndSwap(false, true) {
+		return // taken out meanwhile: the client was told (takeOut)
+	}
 	c.s.leaveRoom(c, m.room, m.name)
 	c.sendJSON(protocol.Left{Type: protocol.TypeLeft, Room: in.Room})
 }
@@ -213,13 +327,16 @@ func (c *session) sendMsg(in *protocol.Inbound) {
 		return
 	}
 	s := c.s
+	now := time.Now()
 	msg := protocol.Message{
 		Type:   protocol.TypeMessage,
 		Room:   in.Room,
 		ID:     s.nextID(),
 		From:   m.name,
+		User:   m.user,
+		Guest:  m.guest,
 		Text:   in.Text,
-		TS:     time.Now().UnixMilli(),
+		TS:     now.UnixMilli(),
 		Server: s.cfg.AppID,
 		CID:    in.CID,
 	}
@@ -238,6 +355,9 @@ func (c *session) sendMsg(in *protocol.Inbound) {
 	}
 	s.msgsIn.Add(1)
 	c.send(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: in.CID, ID: msg.ID, Room: in.Room, TS: msg.TS}))
+	if a := s.cfg.Access; a != nil {
+		a.Active(in.Room, now)
+	}
 }
 
 func (c *session) typing(in *protocol.Inbound) {
@@ -272,7 +392,8 @@ func (c *session) sendStored(m *membership, msg *protocol.Message) {
 	s := c.s
 	key := ""
 	if msg.CID != "" {
-		key = m.name + "\x00" + msg.CID
+		// The sender: its user id with Config.Auth, else its name.
+		key = cmp.Or(m.user, m.name) + "\x00" + msg.CID
 	}
 	cid, room := msg.CID, msg.Room
 	ctx, cancel := s.historyCtx()
@@ -292,6 +413,9 @@ func (c *session) sendStored(m *membership, msg *protocol.Message) {
 	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(msg)), msg)
 	if !dup {
 		s.msgsIn.Add(1)
+		if a := s.cfg.Access; a != nil {
+			a.Active(room, time.UnixMilli(msg.TS))
+		}
 	}
 	c.send(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq, Dup: dup}))
 	ctx, cancel = s.publishCtx()
