@@ -162,8 +162,8 @@ func appendJSONString(b []byte, s string) []byte {
 // DecodeInbound decodes a client frame into in, which it overwrites: the
 // result is that of json.Unmarshal into a zero Inbound, the same value and
 // an error exactly when encoding/json gives one (then encoding/json's). The
-// fast path takes an object of the string members type, room, name, text
-// and cid written without escapes, in one allocation (what a join, send,
+// fast path takes an object of the string members type, room, name, text,
+// cid and token written without escapes, in one allocation (what a join, send,
 // typing or leave usually is); anything else (since, before, limit, escaped
 // strings, other keys) is decoded by encoding/json.
 func DecodeInbound(data []byte, in *Inbound) error {
@@ -183,7 +183,7 @@ func DecodeInbound(data []byte, in *Inbound) error {
 func decodeInboundFast(data []byte, in *Inbound) bool {
 	// The fields are substrings of one copy of the frame: one allocation.
 	// val is a subslice of data, so its offset is cap(data) - cap(val).
-	var typ, room, name, text, cid [2]int
+	var typ, room, name, text, cid, token [2]int
 	at := func(val []byte) [2]int {
 		off := cap(data) - cap(val)
 		return [2]int{off, off + len(val)}
@@ -203,6 +203,8 @@ func decodeInboundFast(data []byte, in *Inbound) bool {
 			text = at(val)
 		case "cid":
 			cid = at(val)
+		case "token":
+			token = at(val)
 		default:
 			return false // encoding/json matches keys case-insensitively
 		}
@@ -213,11 +215,12 @@ func decodeInboundFast(data []byte, in *Inbound) bool {
 	}
 	all := string(data)
 	*in = Inbound{
-		Type: internType(data[typ[0]:typ[1]], all[typ[0]:typ[1]]),
-		Room: all[room[0]:room[1]],
-		Name: all[name[0]:name[1]],
-		Text: all[text[0]:text[1]],
-		CID:  all[cid[0]:cid[1]],
+		Type:  internType(data[typ[0]:typ[1]], all[typ[0]:typ[1]]),
+		Room:  all[room[0]:room[1]],
+		Name:  all[name[0]:name[1]],
+		Text:  all[text[0]:text[1]],
+		CID:   all[cid[0]:cid[1]],
+		Token: all[token[0]:token[1]],
 	}
 	return true
 }

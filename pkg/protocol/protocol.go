@@ -125,6 +125,8 @@ type Inbound struct {
 	// Limit is how many messages a history request wants (capped by the
 	// server, MaxHistoryPage).
 	Limit int `json:"limit,omitempty"`
+	// Token is an auth frame's connection token.
+	Token string `json:"token,omitempty"`
 }
 
 // Welcome is the first frame on every connection.

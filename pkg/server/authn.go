@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -116,7 +115,7 @@ func (c *session) armExpiry() {
 func (c *session) admit(in *protocol.Inbound, data []byte) (ok bool, code int, reason string) {
 	switch {
 	case in.Type == protocol.TypeAuth:
-		code, reason = c.authFrame(data)
+		code, reason = c.authFrame(in.Token)
 		return false, code, reason
 	case c.pending:
 		c.sendError(protocol.CodeAuthRequired, "authenticate first: send an auth frame with your token", in.CID, in.Room)
@@ -133,17 +132,10 @@ func (c *session) admit(in *protocol.Inbound, data []byte) (ok bool, code int, r
 // joined yet becomes the connection's identity; a token connection's fresh
 // token of the same user moves its expiry (and its room restriction).
 // Anything else gets invalid_token and changes nothing.
-func (c *session) authFrame(data []byte) (int, string) {
+func (c *session) authFrame(token string) (int, string) {
 	s := c.s
-	var f struct {
-		Token string `json:"token"`
-	}
-	var nid auth.Identity
-	err := json.Unmarshal(data, &f)
 	mark := s.eventMark()
-	if err == nil {
-		nid, err = s.cfg.Auth.Token(f.Token)
-	}
+	nid, err := s.cfg.Auth.Token(token)
 	switch {
 	case c.pending && err != nil:
 		s.countError(protocol.CodeInvalidToken)
