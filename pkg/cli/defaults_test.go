@@ -47,6 +47,7 @@ func TestServeDefaultsAreTheServers(t *testing.T) {
 		"allowed-origins":    d.AllowedOrigins,
 		"batch-writes":       !d.NoBatchedWrites,
 		"read-poller":        !d.NoReadPoller,
+		"guests":             !d.NoGuests,
 		"addr":               DefaultAddr,
 		"broker":             DefaultServeBroker,
 		"data":               DefaultDataDir,

@@ -18,8 +18,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/livechat/livechat/pkg/account"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/history"
+	"github.com/livechat/livechat/pkg/rooms"
 	"github.com/livechat/livechat/pkg/server"
 	"github.com/livechat/livechat/pkg/store"
 	"github.com/livechat/livechat/web"
@@ -74,6 +76,10 @@ type ServeOptions struct {
 	// InlineReads runs the readers on the read pollers' goroutines when the
 	// broker and the history never block (memory://). Default: true.
 	InlineReads bool
+	// Guests lets people without an account or a token chat in public
+	// rooms, under a name no account holds. Default: true
+	// (server.Config.NoGuests false).
+	Guests bool
 	// Flusher writes the queues of many connections from a few flusher
 	// goroutines without blocking; false gives each connection's writes to
 	// a goroutine of its own. Default: true.
@@ -96,6 +102,7 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 		BatchWrites:     !cfg.NoBatchedWrites,
 		ReadPoller:      !cfg.NoReadPoller,
 		Flusher:         !cfg.NoFlusher,
+		Guests:          !cfg.NoGuests,
 		InlineReads:     !cfg.NoInlineReads,
 	}
 }
@@ -195,6 +202,7 @@ away) and the process exits within --shutdown-timeout.`,
 	f.BoolVar(&opts.BatchWrites, "batch-writes", opts.BatchWrites, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
 	f.BoolVar(&opts.ReadPoller, "read-poller", opts.ReadPoller, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
 	f.BoolVar(&opts.InlineReads, "inline-reads", opts.InlineReads, "with memory:// broker and history, whose calls never block, read and handle a client's frames on the read poller's goroutine; false starts a goroutine per read, as with Redis or PostgreSQL")
+	f.BoolVar(&opts.Guests, "guests", opts.Guests, "let people without an account or token chat in public rooms as guests (under a name no account holds); false: only signed-in and token users")
 	f.BoolVar(&opts.Flusher, "flusher", opts.Flusher, "write the queued frames of many connections from one flusher goroutine per processor without blocking; false gives each connection a writer goroutine that drains its queue with one blocking writev (gorilla's writePump)")
 	f.StringVar(&opts.Pprof, "pprof", opts.Pprof, "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
@@ -276,8 +284,14 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	cfg.NoBatchedWrites = !opts.BatchWrites
 	cfg.NoReadPoller = !opts.ReadPoller
 	cfg.NoFlusher = !opts.Flusher
+	cfg.NoGuests = !opts.Guests
 	cfg.NoInlineReads = !opts.InlineReads
 	cfg.Logger = log
+	ids, err := newIdentity(ctx, b, opts, &cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ids.Close()
 	srv, err := server.New(b, cfg)
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -376,6 +390,83 @@ func openData(ctx context.Context, opts *ServeOptions, log *slog.Logger) (storeU
 	}
 	opts.Store = st
 	return history.Redact(storeURL), nil
+}
+
+// identity is what serve adds to the chat for accounts and rooms: the
+// account and room services on the store, their API, and the sweep of
+// expired sessions.
+type identity struct {
+	rooms *rooms.Service
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// newIdentity builds the account and room services on opts.Store and
+// opts.Secret, publishing the users' events on b, and sets cfg's Auth,
+// Access and API. Close stops them.
+func newIdentity(ctx context.Context, b broker.Broker, opts *ServeOptions, cfg *server.Config, log *slog.Logger) (*identity, error) {
+	publish := b.Publish
+	acct, err := account.New(account.Config{
+		Store:          opts.Store,
+		Secret:         opts.Secret,
+		Publish:        publish,
+		Prefix:         cfg.Prefix,
+		Guests:         !cfg.NoGuests,
+		AllowedOrigins: cfg.AllowedOrigins,
+		TrustProxy:     cfg.TrustProxy,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rms, err := rooms.New(rooms.Config{
+		Store:          opts.Store,
+		Identify:       acct.Authenticate,
+		Publish:        publish,
+		Prefix:         cfg.Prefix,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	api := http.NewServeMux()
+	ah := acct.Handler()
+	api.Handle("/api/account", ah)
+	api.Handle("/api/account/", ah)
+	api.Handle("/api/", rms.Handler())
+	cfg.Auth, cfg.Access, cfg.API = acct, rms, api
+
+	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	id := &identity{rooms: rms, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(id.done)
+		t := time.NewTicker(sessionSweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n, err := acct.SweepSessions(ctx); err != nil {
+				log.Warn("sweep expired sessions", "err", err)
+			} else if n > 0 {
+				log.Info("expired sessions deleted", "count", n)
+			}
+		}
+	}()
+	return id, nil
+}
+
+// sessionSweepEvery is how often serve deletes expired sessions.
+const sessionSweepEvery = time.Hour
+
+// Close stops the session sweep and the room service's background work.
+func (id *identity) Close() {
+	id.stop()
+	<-id.done
+	id.rooms.Close()
 }
 
 // clientHeartbeat is server.Config's ClientHeartbeat for --heartbeat d
