@@ -236,7 +236,10 @@ func TestIdentityPrivateConversations(t *testing.T) {
 			t.Fatalf("frames for %s: %+v, for a guessed id: %+v", id, got, want)
 		}
 		for i := range got {
-			if got[i].Code != want[i].Code || got[i].Message != want[i].Message {
+			// An error may quote the room the client named: compare with it blanked.
+			gotMsg := strings.ReplaceAll(got[i].Message, id, "ROOM")
+			wantMsg := strings.ReplaceAll(want[i].Message, ids[1], "ROOM")
+			if got[i].Code != want[i].Code || gotMsg != wantMsg {
 				t.Fatalf("frame %d for %s: %+v, for a guessed id: %+v", i, id, got[i], want[i])
 			}
 		}
