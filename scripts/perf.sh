@@ -30,10 +30,15 @@ cleanup() {
   pids=()
 }
 waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+# A server that keeps a data directory (accounts, the token secret) gets a
+# fresh one; the in-process points keep their history in memory, as they
+# always have (a plain `serve` would write it to SQLite).
+DATA=(); "$BIN" serve --help 2>/dev/null | grep -q -- '--data' && DATA=(--data "$TMP/data")
 serve() { # port broker [extra...]
   local port=$1 br=$2; shift 2
+  local hist=(); [ "$br" = memory:// ] && hist=(--history memory://)
   # shellcheck disable=SC2086 # SERVER_FLAGS is split on purpose
-  taskset -c 0 env ${SERVER_GOGC:+GOGC=$SERVER_GOGC} "$BIN" serve --broker "$br" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error ${SERVER_FLAGS:-} "$@" &
+  taskset -c 0 env ${SERVER_GOGC:+GOGC=$SERVER_GOGC} "$BIN" serve --broker "$br" "${hist[@]}" "${DATA[@]}" --addr 127.0.0.1:"$port" --app-id "s$port" --log-level error ${SERVER_FLAGS:-} "$@" &
   pids+=($!); waitport "$port"
 }
 # cpu PID...: user+system CPU seconds and runnable-but-waiting seconds
