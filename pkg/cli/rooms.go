@@ -315,19 +315,15 @@ func runRoomsAdd(ctx context.Context, opts *RoomsOptions, ios *IOStreams) error 
 	if err := a.rooms.Add(ctx, r.ID, u.ID, role); err != nil {
 		return err
 	}
-	fmt.Fprintf(ios.ErrOut, "%s is %s of room %s\n", showUser(u), article(role), r.ID)
+	fmt.Fprintf(ios.ErrOut, "%s is %s room %s\n", showUser(u), roleIn[role], r.ID)
 	return nil
 }
 
-// article is "a member", "an owner", "invited".
-func article(r store.Role) string {
-	switch r {
-	case store.RoleOwner:
-		return "an owner"
-	case store.RoleInvited:
-		return "invited"
-	}
-	return "a " + string(r)
+// roleIn says a role in a sentence: "bob is <roleIn> room R".
+var roleIn = map[store.Role]string{
+	store.RoleOwner:   "an owner of",
+	store.RoleMember:  "a member of",
+	store.RoleInvited: "invited to",
 }
 
 func newRoomsRemoveCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {

@@ -214,6 +214,14 @@ func TestUsersDelete(t *testing.T) {
 	// Not a terminal: --yes is required.
 	checkRun(t, "", ExitUsage, "", "error: users delete alice: --yes is required when standard input is not a terminal; nothing was deleted\n"+
 		"Run 'livechat users delete --help' for usage.\n", "users", "delete", "alice")
+	// No variable stands for --yes.
+	t.Setenv("LIVECHAT_YES", "true")
+	if code, _, _ := run(t, "", "users", "delete", "alice"); code != ExitUsage {
+		t.Errorf("LIVECHAT_YES=true: exit %d, want the refusal", code)
+	}
+	if _, out, _ := run(t, "", "users", "delete", "--help"); strings.Contains(out, "LIVECHAT_YES") {
+		t.Errorf("help names LIVECHAT_YES:\n%s", out)
+	}
 	if _, err := e.st.UserByID(ctx, "u1alice"); err != nil {
 		t.Fatalf("alice deleted without --yes: %v", err)
 	}
