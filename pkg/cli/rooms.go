@@ -79,8 +79,9 @@ private room.`,
   livechat rooms create --private "Design team" --owner alice
   livechat rooms add _pxxxxxxxxxxxxxxxxxxxx bob
   livechat rooms remove _pxxxxxxxxxxxxxxxxxxxx bob`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Args:                       unknownCommand,
+		SuggestionsMinimumDistance: 2,
+		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newRoomsListCmd(ios, g), newRoomsCreateCmd(ios, g), newRoomsMembersCmd(ios, g),
 		newRoomsAddCmd(ios, g), newRoomsRemoveCmd(ios, g))

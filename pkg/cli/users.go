@@ -64,8 +64,9 @@ close at once.`,
   livechat users add alice < password.txt
   livechat users ban alice
   livechat users delete alice --yes`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Args:                       unknownCommand,
+		SuggestionsMinimumDistance: 2,
+		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newUsersListCmd(ios, g), newUsersAddCmd(ios, g),
 		newUsersBanCmd(ios, g, true), newUsersBanCmd(ios, g, false), newUsersDeleteCmd(ios, g))
@@ -313,7 +314,7 @@ func runUsersBan(ctx context.Context, opts *UsersOptions, ios *IOStreams, ban bo
 		return err
 	}
 	if ban {
-		fmt.Fprintf(ios.ErrOut, "banned %s: sessions ended, connections closed on every server\n", showUser(u))
+		fmt.Fprintf(ios.ErrOut, "banned %s: sessions ended, revocation published (its connections close on every server)\n", showUser(u))
 	} else {
 		fmt.Fprintf(ios.ErrOut, "unbanned %s\n", showUser(u))
 	}
@@ -374,6 +375,6 @@ func runUsersDelete(ctx context.Context, opts *UsersOptions, ios *IOStreams) err
 		}
 		return err
 	}
-	fmt.Fprintf(ios.ErrOut, "deleted %s: connections closed on every server\n", showUser(u))
+	fmt.Fprintf(ios.ErrOut, "deleted %s: revocation published (its connections close on every server)\n", showUser(u))
 	return nil
 }

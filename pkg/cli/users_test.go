@@ -160,7 +160,7 @@ func TestUsersBanAndUnban(t *testing.T) {
 	events := e.events(t, "u1alice")
 
 	// By name, matched as sign-in matches it.
-	checkRun(t, "", ExitOK, "", "banned alice (u1alice): sessions ended, connections closed on every server\n", "users", "ban", "ALICE")
+	checkRun(t, "", ExitOK, "", "banned alice (u1alice): sessions ended, revocation published (its connections close on every server)\n", "users", "ban", "ALICE")
 	if ev := awaitEvent(t, events); ev != (protocol.UserEvent{Type: protocol.TypeRevoke, User: "u1alice", Reason: protocol.ReasonBanned}) {
 		t.Errorf("event %+v, want a revoke with reason banned", ev)
 	}
@@ -181,6 +181,7 @@ func TestUsersBanAndUnban(t *testing.T) {
 	checkRun(t, "", ExitError, "", "error: no user named \"nobody\" (`livechat users list` lists them; --id takes a user id)\n", "users", "ban", "nobody")
 	checkRun(t, "", ExitError, "", "error: no user with id \"u404\" (`livechat users list` lists them)\n", "users", "unban", "--id", "u404")
 	checkRun(t, "", ExitUsage, "", "error: NAME is required: livechat users ban NAME [flags]\nRun 'livechat users ban --help' for usage.\n", "users", "ban")
+	checkRun(t, "", ExitUsage, "", "error: unknown command \"bann\" for \"livechat users\"; did you mean \"ban\"?\nRun 'livechat users --help' for usage.\n", "users", "bann", "alice")
 	noEvent(t, events)
 
 	// A broker that cannot be reached: nothing changes.
@@ -251,7 +252,7 @@ func TestUsersDelete(t *testing.T) {
 	}
 
 	bob := e.events(t, "u2bob")
-	checkRun(t, "", ExitOK, "", "deleted Bob (u2bob): connections closed on every server\n", "users", "delete", "bob", "--yes")
+	checkRun(t, "", ExitOK, "", "deleted Bob (u2bob): revocation published (its connections close on every server)\n", "users", "delete", "bob", "--yes")
 	if ev := awaitEvent(t, bob); ev.Reason != protocol.ReasonDeleted {
 		t.Errorf("event %+v", ev)
 	}
