@@ -67,7 +67,7 @@ func openStore(ctx context.Context, raw string) (store.Store, error) {
 // and, when it publishes, the flags of the broker (addOpsFlags: the same
 // default as publish, the single node's operator API).
 func addAdminFlags(cmd *cobra.Command, g *GlobalOptions, dst *string, publishes bool) {
-	cmd.Flags().StringVar(dst, "store", "", "the servers' store of accounts and rooms, as for serve: sqlite:///path/file.db, postgres://... ; empty means livechat.db in --data, which `livechat serve` made")
+	cmd.Flags().StringVar(dst, "store", "", "the servers' store of accounts and rooms, as for serve: sqlite:///path/file.db, postgres://... ; empty means livechat.db in --data, made by serve")
 	if publishes {
 		addOpsFlags(cmd, g)
 	} else {
