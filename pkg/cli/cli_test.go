@@ -166,8 +166,9 @@ func TestEnvLayering(t *testing.T) {
 }
 
 func TestHelpHasExamplesAndEnv(t *testing.T) {
-	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench", "token", "version"} {
-		code, out, _ := run(t, "", cmd, "--help")
+	for _, cmd := range []string{"serve", "publish", "tail", "stats", "bench", "token", "version", "users list", "users add",
+		"users ban", "users unban", "users delete", "rooms list", "rooms create", "rooms members", "rooms add", "rooms remove"} {
+		code, out, _ := run(t, "", append(strings.Fields(cmd), "--help")...)
 		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "(env LIVECHAT_") {
 			t.Errorf("%s --help: code %d, want examples and env names:\n%s", cmd, code, out)
 		}
@@ -197,8 +198,18 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 		"serve": "addr allowed-origins app-id batch-writes broker data drain-delay flusher guests heartbeat heartbeat-interval help history " +
 			"inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn prefix presence-interval rate rate-burst " +
 			"read-limit read-poller secret-file send-queue shutdown-timeout store trust-proxy",
+		"users list":    "after data help limit output store",
+		"users add":     "data help output store",
+		"users ban":     "broker data help id operator-key-file prefix store",
+		"users unban":   "data help id store",
+		"users delete":  "broker data help id operator-key-file prefix store yes",
+		"rooms list":    "after data help limit output store",
+		"rooms create":  "data help output owner private store",
+		"rooms members": "data help output store",
+		"rooms add":     "data help id role store",
+		"rooms remove":  "broker data help id operator-key-file prefix store",
 	} {
-		code, out, _ := run(t, "", cmd, "--help")
+		code, out, _ := run(t, "", append(strings.Fields(cmd), "--help")...)
 		var got []string
 		for _, line := range strings.Split(out[strings.Index(out, "\nFlags:\n"):], "\n") {
 			if m := flagName.FindStringSubmatch(line); m != nil {

@@ -81,6 +81,29 @@ func TestOpsDefaultsAreTheSingleNodes(t *testing.T) {
 	checkFlagDefaults(t, newTokenCmd(ios, &GlobalOptions{}), map[string]any{
 		"data": DefaultDataDir, "ttl": defaultTokenTTL, "secret-file": "",
 	})
+	// users and rooms: the servers' store as serve finds it (--store empty:
+	// livechat.db in --data), and those that publish the same broker as
+	// publish.
+	sub := func(parent *cobra.Command, name string) *cobra.Command {
+		c, _, err := parent.Find([]string{name})
+		if err != nil || c == parent {
+			t.Fatalf("%s has no %s: %v", parent.Name(), name, err)
+		}
+		return c
+	}
+	users, rooms := newUsersCmd(ios, &GlobalOptions{}), newRoomsCmd(ios, &GlobalOptions{})
+	for _, c := range []*cobra.Command{sub(users, "ban"), sub(users, "delete"), sub(rooms, "remove")} {
+		checkFlagDefaults(t, c, map[string]any{
+			"broker": DefaultOpsBroker, "data": DefaultDataDir, "operator-key-file": "", "store": "", "prefix": "livechat",
+		})
+	}
+	for _, c := range []*cobra.Command{sub(users, "list"), sub(users, "add"), sub(users, "unban"),
+		sub(rooms, "list"), sub(rooms, "create"), sub(rooms, "members"), sub(rooms, "add")} {
+		checkFlagDefaults(t, c, map[string]any{"data": DefaultDataDir, "store": ""})
+	}
+	checkFlagDefaults(t, sub(users, "list"), map[string]any{"limit": defaultPage})
+	checkFlagDefaults(t, sub(rooms, "list"), map[string]any{"limit": defaultPage})
+	checkFlagDefaults(t, sub(rooms, "add"), map[string]any{"role": "member"})
 }
 
 // TestBenchDefaultsAreLoadgens: bench's flags default to

@@ -19,7 +19,7 @@ func envName(flag string) string {
 // and its subcommands, so the help tells the whole layering.
 func documentEnv(cmd *cobra.Command) {
 	add := func(f *pflag.Flag) {
-		if f.Name == "help" || strings.Contains(f.Usage, "(env ") {
+		if f.Name == "help" || noEnvFlags[f.Name] || strings.Contains(f.Usage, "(env ") {
 			return
 		}
 		f.Usage += " (env " + envName(f.Name) + ")"
@@ -42,7 +42,7 @@ var manualEnv = map[string]bool{"secret-file": true}
 func applyEnv(fs *pflag.FlagSet, aliases map[string]string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || err != nil || manualEnv[f.Name] {
+		if f.Changed || err != nil || manualEnv[f.Name] || noEnvFlags[f.Name] {
 			return
 		}
 		name := envName(f.Name)

@@ -1,7 +1,8 @@
 // Package cli is livechat's command line: `serve`, `publish`, `tail`,
-// `stats`, `bench` and `version`, built with Cobra. Every subcommand has an
-// options struct and a run function that Cobra never reaches into, so tests
-// call run directly with their own IOStreams.
+// `stats`, `bench`, `token`, `users`, `rooms` and `version`, built with
+// Cobra. Every subcommand has an options struct and a run function that
+// Cobra never reaches into, so tests call run directly with their own
+// IOStreams.
 package cli
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -37,11 +39,24 @@ type IOStreams struct {
 	// IsTerminal says Out is a terminal: tables and progress bars are drawn
 	// for a person; otherwise output is plain for scripts.
 	IsTerminal bool
+	// InTerminal says In is a terminal: a command may ask the person there
+	// (a confirmation, a password). Otherwise it reads In as data and never
+	// asks.
+	InTerminal bool
+	// ReadSecret reads one line from the terminal In without echoing it (a
+	// password), when InTerminal. SystemIO sets it; nil reads a line of In.
+	ReadSecret func() (string, error)
 }
 
 // SystemIO returns the process's standard streams.
 func SystemIO() *IOStreams {
-	return &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, IsTerminal: isTerminal(os.Stdout)}
+	return &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, IsTerminal: isTerminal(os.Stdout),
+		InTerminal: isTerminal(os.Stdin),
+		ReadSecret: func() (string, error) {
+			b, err := term.ReadPassword(int(os.Stdin.Fd()))
+			return string(b), err
+		},
+	}
 }
 
 func isTerminal(f *os.File) bool {
@@ -242,7 +257,8 @@ usage mistake: an unknown command or flag, a missing, extra or bad value.`,
   # operators
   livechat publish --room general "maintenance at 18:00"
   livechat tail --room general
-  livechat stats --watch`,
+  livechat stats --watch
+  livechat users ban alice`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          unknownCommand,
@@ -301,6 +317,8 @@ usage mistake: an unknown command or flag, a missing, extra or bad value.`,
 		newStatsCmd(ios, g),
 		newBenchCmd(ios, g),
 		newTokenCmd(ios, g),
+		newUsersCmd(ios, g),
+		newRoomsCmd(ios, g),
 	)
 	documentEnv(root)
 	return root

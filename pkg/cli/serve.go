@@ -358,11 +358,8 @@ func openData(ctx context.Context, opts *ServeOptions, log *slog.Logger) (storeU
 	if err := ensureDataDir(dir); err != nil {
 		return "", err
 	}
-	storeURL = opts.StoreURL
-	if storeURL == "" {
-		if storeURL, err = dataSQLiteURL(dir); err != nil {
-			return "", err
-		}
+	if storeURL, err = storeURLFor(opts.StoreURL, dir); err != nil {
+		return "", err
 	}
 	opts.Secret, _, err = tokenSecret(opts.SecretFlags, dir, true)
 	if err != nil {
@@ -379,16 +376,9 @@ func openData(ctx context.Context, opts *ServeOptions, log *slog.Logger) (storeU
 		return "", fmt.Errorf("operator key: %w", err)
 	}
 	opts.OperatorKey = []byte(key)
-	sctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	st, err := store.Open(sctx, storeURL)
-	if err != nil {
-		if errors.Is(err, store.ErrUnsupportedURL) {
-			return "", usageErrorf("--store: %v", err)
-		}
-		return "", fmt.Errorf("%w (set --store or LIVECHAT_STORE)", err)
+	if opts.Store, err = openStore(ctx, storeURL); err != nil {
+		return "", err
 	}
-	opts.Store = st
 	return history.Redact(storeURL), nil
 }
 
