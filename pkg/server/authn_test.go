@@ -520,3 +520,27 @@ func TestAuthHistoryDedupByUser(t *testing.T) {
 		t.Fatalf("another user's message with the same cid: %+v, taken for a duplicate", other)
 	}
 }
+
+// TestAuthHistoryDedupGuest: a guest's id is new on every connection, so a
+// guest that reconnects and resends a cid (after a server died before its
+// ack) is recognised by its name; a guest named like a user's id is not
+// taken for that user.
+func TestAuthHistoryDedupGuest(t *testing.T) {
+	fa := newFakeAuth()
+	fa.session("ca1", "uA", "alice", "s1")
+	ts := authServer(t, Config{Auth: fa, History: memStore(t, history.Options{})})
+	send := func(c *client, name string) rx {
+		t.Helper()
+		c.join("lobby", name)
+		c.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "lobby", Text: "once", CID: "same"})
+		return c.next(protocol.TypeAck)
+	}
+	first := send(dial(t, ts.url), "zed")
+	if again := send(dial(t, ts.url), "zed"); again.Dup == nil || !*again.Dup || again.Seq != first.Seq {
+		t.Fatalf("a guest's retry from a new connection: %+v, want dup of seq %d", again, first.Seq)
+	}
+	alice := send(dialH(t, ts.url, cookie("ca1")), "")
+	if mimic := send(dial(t, ts.url), "uA"); mimic.Dup != nil && *mimic.Dup || mimic.Seq == alice.Seq {
+		t.Fatalf("a guest named like alice's id: %+v, taken for alice's message", mimic)
+	}
+}

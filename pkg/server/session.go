@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -381,6 +380,21 @@ func (c *session) typing(in *protocol.Inbound) {
 	}
 }
 
+// dedupSender is who the history de-duplicates a cid for: a user by its
+// id (the same from every connection and server); a guest, whose id is new
+// on every connection, by its name, so that its retry after a reconnect is
+// still a retry; without Config.Auth, the name. The prefixes keep a guest
+// named like someone's user id from passing for that user.
+func dedupSender(m *membership) string {
+	switch {
+	case m.user == "":
+		return m.name
+	case m.guest:
+		return "g:" + m.name
+	}
+	return "u:" + m.user
+}
+
 // sendStored is the send path with history: persist first (the store
 // assigns the seq and de-duplicates on the sender's cid), then acknowledge,
 // then publish. A store error gets an "unavailable" error and no ack, and
@@ -392,8 +406,7 @@ func (c *session) sendStored(m *membership, msg *protocol.Message) {
 	s := c.s
 	key := ""
 	if msg.CID != "" {
-		// The sender: its user id with Config.Auth, else its name.
-		key = cmp.Or(m.user, m.name) + "\x00" + msg.CID
+		key = dedupSender(m) + "\x00" + msg.CID
 	}
 	cid, room := msg.CID, msg.Room
 	ctx, cancel := s.historyCtx()
