@@ -51,6 +51,10 @@ export class Account {
       }
     }
     s.guests = me.guests !== false;
+    // The room of the URL, kept for the sign-in: the sign-in screen
+    // clears the hash, and a link opened while signed out must still lead
+    // there once signed in.
+    this.wanted = hashRoom(this.hash());
     const u = me.user;
     if (u && typeof u === 'object' && typeof u.id === 'string' && typeof u.name === 'string') {
       this.signedInAs(u);
@@ -83,7 +87,8 @@ export class Account {
     s.user = { id: u.id, name: u.name, guest: false };
     s.name = u.name;
     let active = this.chat.restore();
-    const want = hashRoom(this.hash());
+    const want = hashRoom(this.hash()) || this.wanted;
+    this.wanted = '';
     if (want) {
       this.chat.addRoom(want);
       active = want;

@@ -166,7 +166,7 @@ export class Chat {
     r.setMembers(Array.isArray(f.members) ? f.members : [], f.member_count);
     this.view.members(r);
     if (first) {
-      this.notice(r, roomKind(r.name) === 'public' ? 'You joined #' + r.name + ' as ' + s.name + '.' : 'You joined ' + s.title(r.name) + '.');
+      this.notice(r, roomKind(r.name) === 'public' ? 'You joined #' + r.name + ' as ' + s.name + '.' : (roomKind(r.name) === 'direct' ? 'Direct chat with ' : 'You joined ') + s.title(r.name) + '.');
     }
     this.joinedHistory(r, f);
     // Sends typed while disconnected, and sends that were never

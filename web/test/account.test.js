@@ -311,3 +311,18 @@ test('the URL hash opens its room', () => {
   t.account.openHash();
   assert.deepEqual(t.view.named('openRoom'), [['openRoom', '_pTEAM']]);
 });
+
+test('a link opened while signed out leads to its room after signing in (the sign-in screen clears the hash)', async () => {
+  const { account, state, setHash, view } = setup({
+    'GET /api/account/me': { body: { user: null, guests: false } },
+    'POST /api/account/signin': { body: { user: ALICE } },
+  }, { hash: '#room=_pTEAM' });
+  assert.equal(await account.start(), 'signin');
+  setHash(''); // what showing the sign-in screen does to the URL
+  assert.equal(await account.signIn('alice', 'right one'), '');
+  assert.ok(state.rooms.has('_pTEAM'), 'the linked room was not opened');
+  assert.ok(!state.rooms.has(DEFAULT_ROOM));
+  assert.deepEqual(view.named('enterChat').at(-1), ['enterChat', '_pTEAM']);
+  // Only once: signing in again later does not go back to it.
+  assert.equal(account.wanted, '');
+});

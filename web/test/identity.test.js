@@ -128,7 +128,7 @@ test('the joined notice of a private room or direct chat names its title', () =>
   const { chat, state } = setup({ rooms: ['_dBOB'] });
   state.sidebar.setConversations([{ room: { id: '_dBOB', kind: 'direct' }, role: 'member', peer: { id: 'u2', name: 'bob' } }]);
   chat.onFrame({ type: 'joined', room: '_dBOB', name: 'alice', members: ['alice', 'bob'] });
-  assert.deepEqual(shown(state.rooms.get('_dBOB')), ['-:You joined bob.']);
+  assert.deepEqual(shown(state.rooms.get('_dBOB')), ['-:Direct chat with bob.']);
 });
 
 test('identity close codes: every room forgotten, no reconnect, back to signing in with the reason', () => {
