@@ -112,7 +112,9 @@ func OpenHTTP(ctx context.Context, rawURL string, opts Options) (*HTTP, error) {
 	defer pcancel()
 	resp, err := h.do(pctx, http.MethodGet, "ping", "", nil)
 	if err == nil {
-		err = h.check(resp, http.StatusNoContent)
+		if err = h.check(resp, http.StatusNoContent); err == nil {
+			_ = resp.Body.Close()
+		}
 	}
 	if err != nil {
 		cancel()
@@ -266,7 +268,7 @@ func (h *HTTP) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (S
 // confirmation. The returned body is positioned after it.
 func (h *HTTP) connect(ctx context.Context, pat string) (*lineReader, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	resp, err := h.do(ctx, http.MethodGet, "subscribe", pat, nil)
+	resp, err := h.do(ctx, http.MethodGet, "subscribe", pat, nil) //nolint:bodyclose // the stream's body is the lineReader's, which closes it
 	if err == nil {
 		err = h.check(resp, http.StatusOK)
 	}

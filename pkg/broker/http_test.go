@@ -188,7 +188,7 @@ func TestHTTPHandlerCloseEndsStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+testKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed below, read by the goroutine
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 var (
 	errForbidden = httpapi.Errorf(http.StatusForbidden, "forbidden", "only the room's owner may do that")
 	errNoUser    = httpapi.Errorf(http.StatusNotFound, "no_user", "no user of that name")
-	errExists    = httpapi.Errorf(http.StatusConflict, "exists", "that already exists")
 	errMember    = httpapi.Errorf(http.StatusConflict, "exists", "that user is already a member or invited")
 	errSelf      = httpapi.Errorf(http.StatusBadRequest, "bad_request", "a direct chat needs another user than yourself")
 	errLeaveDM   = httpapi.Errorf(http.StatusBadRequest, "bad_request", "a direct chat cannot be left")

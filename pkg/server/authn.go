@@ -112,7 +112,7 @@ func (c *session) armExpiry() {
 // handled: an auth frame is handled here; a pending connection may send
 // nothing else; a frame naming someone else is dropped. It reports whether
 // the frame goes on, else the close code (0: the connection stays).
-func (c *session) admit(in *protocol.Inbound, data []byte) (ok bool, code int, reason string) {
+func (c *session) admit(in *protocol.Inbound) (ok bool, code int, reason string) {
 	switch {
 	case in.Type == protocol.TypeAuth:
 		code, reason = c.authFrame(in.Token)

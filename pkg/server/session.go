@@ -111,7 +111,7 @@ func (c *session) Message(_ *engine.Conn, op int, data []byte) (int, string) {
 		return 0, ""
 	}
 	if c.id != nil {
-		if ok, code, reason := c.admit(&in, data); !ok {
+		if ok, code, reason := c.admit(&in); !ok {
 			return code, reason
 		}
 	}
