@@ -55,17 +55,7 @@ func (id Identity) Guest() bool { return id.Kind == KindGuest }
 
 // AllowsRoom reports whether id's token restriction lets it into room (true
 // without a restriction). The room's own permissions still apply.
-func (id Identity) AllowsRoom(room string) bool {
-	if id.Rooms == nil {
-		return true
-	}
-	for _, r := range id.Rooms {
-		if r == room {
-			return true
-		}
-	}
-	return false
-}
+func (id Identity) AllowsRoom(room string) bool { return allows(id.Rooms, room) }
 
 // Errors shared by the services that establish identities (pkg/account),
 // decide room access (pkg/rooms) and the chat server that asks them.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -63,16 +64,11 @@ type Claims struct {
 
 // AllowsRoom reports whether the token lets its holder into room. It is
 // only the token's restriction: the room's own permissions still apply.
-func (c Claims) AllowsRoom(room string) bool {
-	if c.Rooms == nil {
-		return true
-	}
-	for _, r := range c.Rooms {
-		if r == room {
-			return true
-		}
-	}
-	return false
+func (c Claims) AllowsRoom(room string) bool { return allows(c.Rooms, room) }
+
+// allows is a room restriction: nil allows every room, a list only its own.
+func allows(rooms []string, room string) bool {
+	return rooms == nil || slices.Contains(rooms, room)
 }
 
 // check validates the claims of ours; jwt checks the registered ones.
