@@ -115,20 +115,39 @@ func (s *Service) Active(room string, t time.Time) {
 	s.mu.Unlock()
 }
 
-// touchLoop writes the queued touches until Close.
+// touchLoop writes the queued touches until Close: what has queued up
+// meanwhile goes in one store write (one transaction, one sync to disk for
+// SQLite), so a burst of rooms becoming active costs one write, not one
+// each.
 func (s *Service) touchLoop() {
 	defer s.wg.Done()
 	for {
+		var first touch
 		select {
 		case <-s.ctx.Done():
 			return
-		case tc := <-s.touches:
-			ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
-			err := s.st.Touch(ctx, tc.room, tc.t)
-			cancel()
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				s.log.Warn("rooms: touching a room failed", "room", tc.room, "err", err)
+		case first = <-s.touches:
+		}
+		batch := map[string]time.Time{first.room: first.t}
+	drain:
+		for len(batch) < maxTouchBatch {
+			select {
+			case tc := <-s.touches:
+				if tc.t.After(batch[tc.room]) {
+					batch[tc.room] = tc.t
+				}
+			default:
+				break drain
 			}
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+		err := s.st.TouchRooms(ctx, batch)
+		cancel()
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("rooms: recording the rooms' activity failed", "rooms", len(batch), "err", err)
 		}
 	}
 }
+
+// maxTouchBatch bounds the rooms of one store write of touchLoop.
+const maxTouchBatch = 1000

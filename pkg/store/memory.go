@@ -351,6 +351,27 @@ func (m *Memory) DirectRoom(ctx context.Context, a, b, newID string) (Room, bool
 	return r, true, nil
 }
 
+// TouchRooms implements Store.
+func (m *Memory) TouchRooms(ctx context.Context, rooms map[string]time.Time) error {
+	for id := range rooms {
+		if err := checkID("room id", id); err != nil {
+			return err
+		}
+	}
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	for id, t := range rooms {
+		t = t.UTC().Truncate(time.Microsecond)
+		if r, ok := m.rooms[id]; ok && t.After(r.LastActive) {
+			r.LastActive = t
+			m.rooms[id] = r
+		}
+	}
+	return nil
+}
+
 // Touch implements Store.
 func (m *Memory) Touch(ctx context.Context, roomID string, t time.Time) error {
 	if err := checkID("room id", roomID); err != nil {

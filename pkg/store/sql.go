@@ -495,6 +495,35 @@ func (s *sqlStore) Touch(ctx context.Context, roomID string, t time.Time) error 
 		v, v, roomID)
 }
 
+func (s *sqlStore) TouchRooms(ctx context.Context, rooms map[string]time.Time) error {
+	for id := range rooms {
+		if err := checkID("room id", id); err != nil {
+			return err
+		}
+	}
+	if len(rooms) == 0 {
+		return nil
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`UPDATE store_rooms SET last_active = CASE WHEN last_active < ? THEN ? ELSE last_active END WHERE id = ?`))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = stmt.Close() }()
+		for id, t := range rooms {
+			v := us(t)
+			if _, err := stmt.ExecContext(ctx, v, v, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s.wrap("room", err)
+}
+
 func (s *sqlStore) AddMember(ctx context.Context, roomID, userID string, role Role) error {
 	if err := errorsJoin(checkID("room id", roomID), checkID("user id", userID), checkRole(role)); err != nil {
 		return err

@@ -194,6 +194,9 @@ type Store interface {
 	// Touch raises the room's LastActive to t (an earlier t changes
 	// nothing), or gives ErrNotFound.
 	Touch(ctx context.Context, roomID string, t time.Time) error
+	// TouchRooms is Touch for many rooms in one write (one transaction):
+	// rooms that do not exist are skipped, not an error.
+	TouchRooms(ctx context.Context, rooms map[string]time.Time) error
 
 	// AddMember makes the user a member of the room with role, or changes
 	// its role. ErrNotFound if the room or user does not exist; ErrInvalid

@@ -535,6 +535,17 @@ func testRoomsOfAndTouch(t *testing.T, s store.Store) {
 	is(t, "Touch a", s.Touch(ctx, "a", t0.Add(time.Hour)), nil)
 	is(t, "Touch b earlier changes nothing", s.Touch(ctx, "b", t0.Add(-time.Hour)), nil)
 	is(t, "Touch missing", s.Touch(ctx, "nowhere", t0), store.ErrNotFound)
+	later := time.Now().UTC().Add(48 * time.Hour).Truncate(time.Microsecond) // not-mine was made now
+	is(t, "TouchRooms", s.TouchRooms(ctx, map[string]time.Time{
+		"c":        t0.Add(2 * time.Second), // the same: changes nothing
+		"not-mine": later,
+		"nowhere":  t0, // skipped
+	}), nil)
+	is(t, "TouchRooms none", s.TouchRooms(ctx, nil), nil)
+	if r, _ := s.Room(ctx, "not-mine"); !r.LastActive.Equal(later) {
+		t.Fatalf("Room not-mine LastActive = %v after TouchRooms", r.LastActive)
+	}
+	is(t, "TouchRooms bad id", s.TouchRooms(ctx, map[string]time.Time{"": t0}), store.ErrInvalid)
 	convs, err := s.RoomsOf(ctx, "u")
 	is(t, "RoomsOf", err, nil)
 	var got []string
