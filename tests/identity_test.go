@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -465,6 +466,15 @@ func TestIdentityTokens(t *testing.T) {
 			if c, err := dial(t, ic.wsURL()+"?token="+url.QueryEscape(tok), "x"); err == nil || !strings.Contains(err.Error(), "401") {
 				t.Fatalf("%s token: %v (server %v)", name, err, c)
 			}
+		}
+	}
+	// A token sent in the URL never reaches HAProxy's log (it logs paths).
+	haproxyLog := func() string { data, _ := os.ReadFile(ic.haproxy.logPath); return string(data) }
+	waitFor(t, 10*time.Second, func() bool { return strings.Count(haproxyLog(), " 401 ") >= 12 },
+		"HAProxy logged %d refused handshakes, want 12", strings.Count(haproxyLog(), " 401 "))
+	for _, tok := range []string{good, expired, none, forged} {
+		if strings.Contains(haproxyLog(), tok[len(tok)-20:]) {
+			t.Fatal("HAProxy's log holds a token")
 		}
 	}
 }
