@@ -198,6 +198,24 @@ func TestBrowserDirectChat(t *testing.T) {
 	evalJS[bool](t, bob, `document.activeElement.blur(), true`)
 	writeArtifact(t, "browser-direct-chat-bob.png", screenshot(t, bob, 1100, 800))
 
+	// On a phone: the rooms list folds behind its button and still holds the
+	// direct chat; nothing is wider than the screen.
+	writeArtifact(t, "browser-direct-chat-phone.png", screenshot(t, bob, 390, 844))
+	if w := evalJS[int](t, bob, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("at 390 px bob's page is %d px wide: it scrolls sideways", w)
+	}
+	if !evalJS[bool](t, bob, `(() => { const b = document.querySelector('#rooms-toggle'); return !!b && b.offsetParent !== null &&
+		getComputedStyle(document.querySelector('#rooms-panel')).display === 'none'; })()`) {
+		t.Error("at 390 px the rooms list is not folded behind #rooms-toggle")
+	}
+	evalJS[bool](t, bob, `document.querySelector('#rooms-toggle').click(), true`)
+	expectPage(t, bob, "bob", "the unfolded rooms list on a phone, with the direct chat", fmt.Sprintf(
+		`getComputedStyle(document.querySelector('#rooms-panel')).display !== 'none' &&
+		(document.querySelector(%q + ' button.open') || {}).textContent === 'alice'`, convItem), signedInState)
+	writeArtifact(t, "browser-direct-chat-phone-rooms.png", screenshot(t, bob, 390, 844))
+	evalJS[bool](t, bob, `document.querySelector('#rooms-toggle').click(), true`)
+	screenshot(t, bob, 1100, 800) // back to the desktop size
+
 	// carol's rooms list, asked again now that the chat exists, has none.
 	// (Focus makes the page ask; the page's own refresh, awaited, makes
 	// sure the list drawn is one asked for after the chat was made.)
