@@ -105,8 +105,12 @@ func (s *Server) onUserEvent(m broker.Message) {
 		targets := s.userConnsLocked(ev.User, ev.Session)
 		s.mu.Unlock()
 		for _, c := range targets {
+			// Counted once per connection: a connection still being
+			// closed by an earlier event may be in the index.
+			if c.revoked.CompareAndSwap(false, true) {
+				s.metrics.userEvents.WithLabelValues(protocol.TypeRevoke).Inc()
+			}
 			c.c.Close(code, reason)
-			s.metrics.userEvents.WithLabelValues(protocol.TypeRevoke).Inc()
 		}
 	case protocol.TypeRemoved:
 		if protocol.ValidRoom(ev.Room) != nil {

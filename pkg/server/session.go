@@ -30,6 +30,9 @@ type session struct {
 	// leaves its rooms: it leaves them because it ended, not with a leave
 	// frame.
 	closed atomic.Bool
+	// revoked is set by the first users' event that closes the connection
+	// (revoke.go), which alone counts it.
+	revoked atomic.Bool
 
 	limiter *rate.Limiter // inbound frames
 	strikes int           // rate_limited errors so far
