@@ -137,12 +137,16 @@ func CheckID(id string) error {
 		return fmt.Errorf("%w: id longer than %d bytes", ErrInvalid, MaxIDLen)
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: id has byte %#x at %d (want [A-Za-z0-9_-])", ErrInvalid, c, i)
+		if !idByte(id[i]) {
+			return fmt.Errorf("%w: id has byte %#x at %d (want [A-Za-z0-9_-])", ErrInvalid, id[i], i)
 		}
 	}
 	return nil
+}
+
+// idByte reports whether c may appear in an id.
+func idByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
 }
 
 func checkPut(id string, max int64) error {

@@ -8,5 +8,5 @@ import (
 )
 
 func TestMemory(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) blob.Store { return blob.NewMemory() })
+	blobtest.Run(t, func(*testing.T) blob.Store { return blob.NewMemory() })
 }

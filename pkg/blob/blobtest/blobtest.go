@@ -252,7 +252,7 @@ func testSeek(t *testing.T, s blob.Store) {
 		if _, err := r.Seek(off, io.SeekStart); err != nil {
 			t.Fatalf("Seek to %d: %v", off, err)
 		}
-		if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		if n, err := r.Read(make([]byte, 10)); n != 0 || !errors.Is(err, io.EOF) {
 			t.Fatalf("Read at %d = %d, %v; want 0, io.EOF", off, n, err)
 		}
 	}
