@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"time"
 )
@@ -169,6 +170,16 @@ func pageLimit(limit int) int {
 
 // now is the creation time of a new blob.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// limited reads r on ctx up to max+1 bytes: one byte past max is enough to
+// tell ErrTooLarge (max+1 saturates, so math.MaxInt64 means no limit).
+func limited(ctx context.Context, r io.Reader, max int64) io.Reader {
+	n := max
+	if n < math.MaxInt64 {
+		n++
+	}
+	return io.LimitReader(ctxReader{ctx, r}, n)
+}
 
 // ctxReader fails with ctx's error once ctx is done, so a Put copying from
 // a slow or endless reader stops when its caller gives up.

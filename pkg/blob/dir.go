@@ -112,7 +112,7 @@ func (d *Dir) Put(ctx context.Context, id string, r io.Reader, max int64) (info 
 	if _, err := f.Write(make([]byte, headerSize)); err != nil {
 		return Info{}, fmt.Errorf("blob: put %s: %w", id, err)
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, max+1))
+	n, err := io.Copy(io.MultiWriter(f, h), limited(ctx, r, max))
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: put %s: %w", id, err)
 	}

@@ -41,7 +41,7 @@ func (m *Memory) Put(ctx context.Context, id string, r io.Reader, max int64) (In
 	info := Info{ID: id, Created: now()}
 	var buf bytes.Buffer
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(&buf, h), io.LimitReader(ctxReader{ctx, r}, max+1))
+	n, err := io.Copy(io.MultiWriter(&buf, h), limited(ctx, r, max))
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: put %s: %w", id, err)
 	}

@@ -144,7 +144,7 @@ func (p *Postgres) Put(ctx context.Context, id string, r io.Reader, max int64) (
 		return Info{}, fmt.Errorf("blob: put %s: %w", id, err)
 	}
 	h := sha256.New()
-	lr := io.LimitReader(ctxReader{ctx, r}, max+1)
+	lr := limited(ctx, r, max)
 	buf := make([]byte, ChunkSize)
 	for n := 0; ; n++ {
 		k, rerr := io.ReadFull(lr, buf)

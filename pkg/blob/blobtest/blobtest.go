@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -155,8 +156,14 @@ func testMax(t *testing.T, s blob.Store) {
 		}
 		readAll(t, s, exact, data)
 	}
+	// No limit: max+1 must not overflow into a limit of nothing.
+	info, err := s.Put(ctx, "nolimit", strings.NewReader("abc"), math.MaxInt64)
+	is(t, "Put with max MaxInt64", err, nil)
+	if info.Size != 3 {
+		t.Fatalf("Put with max MaxInt64 stored %d bytes, want 3", info.Size)
+	}
 	// An endless body stops at max+1 bytes.
-	_, err := s.Put(ctx, "endless", endless{}, 1<<20)
+	_, err = s.Put(ctx, "endless", endless{}, 1<<20)
 	is(t, "Put endless", err, blob.ErrTooLarge)
 	gone(t, s, "endless")
 	_, err = s.Put(ctx, "negative", bytes.NewReader(nil), -1)
