@@ -31,6 +31,12 @@ const ChunkSize = 256 << 10
 // commit and nothing is left after a rollback. A Reader fetches one chunk
 // per query, on the context given to Open, and Seek is arithmetic; a blob
 // deleted while a Reader is open makes its next fetch fail.
+//
+// A Put holds a pooled connection and an open transaction for as long as
+// its reader takes: the caller bounds slow uploads with ctx (and the
+// server's idle_in_transaction_session_timeout must exceed the time
+// between two chunks). The pool has pgx's default size unless the URL sets
+// pool_max_conns.
 type Postgres struct {
 	pool   *pgxpool.Pool
 	url    string // redacted
