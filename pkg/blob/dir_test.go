@@ -1,0 +1,180 @@
+package blob_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/livechat/livechat/pkg/blob"
+	"github.com/livechat/livechat/pkg/blob/blobtest"
+)
+
+// newDir opens a Dir store in parent/store and, when the test ends (after
+// the suite closed the store), checks that tmp/ is empty and that nothing
+// was created next to the store directory.
+func newDir(t *testing.T) (*blob.Dir, string) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "store")
+	s, err := blob.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+			t.Errorf("temporary files left behind: %v", left)
+		}
+		if out, _ := os.ReadDir(parent); len(out) != 1 {
+			t.Errorf("files created outside the store directory: %v", out)
+		}
+	})
+	return s, dir
+}
+
+func TestDir(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) blob.Store {
+		s, _ := newDir(t)
+		return s
+	})
+}
+
+// TestDirSymlinkOutside plants symlinks in blobs/ pointing outside the
+// directory (at a valid blob file copied there, so only the confinement can
+// stop it); Open and Stat must refuse them.
+func TestDirSymlinkOutside(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newDir(t)
+	defer func() { _ = s.Close() }()
+	if _, err := s.Put(ctx, "real", strings.NewReader("secret outside"), 100); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "victim")
+	raw, err := os.ReadFile(filepath.Join(dir, "blobs", "real"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(outside, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "blobs", "abs")); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(filepath.Join(dir, "blobs"), outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rel, filepath.Join(dir, "blobs", "rel")); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"abs", "rel"} {
+		r, _, err := s.Open(ctx, id)
+		if err == nil {
+			b, _ := io.ReadAll(r)
+			_ = r.Close()
+			t.Fatalf("Open %s followed a symlink outside the directory and read %q", id, b)
+		}
+		if _, err := s.Stat(ctx, id); err == nil {
+			t.Fatalf("Stat %s followed a symlink outside the directory", id)
+		}
+	}
+	// A symlink in place of tmp/ is not followed by Put either: the new
+	// file would land outside.
+	if err := os.RemoveAll(filepath.Join(dir, "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Dir(outside), filepath.Join(dir, "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "via-tmp", strings.NewReader("x"), 10); err == nil {
+		t.Fatal("Put wrote through a symlinked tmp/ outside the directory")
+	}
+	if left, _ := os.ReadDir(filepath.Dir(outside)); len(left) != 1 {
+		t.Fatalf("files appeared outside: %v", left)
+	}
+	if err := os.Remove(filepath.Join(dir, "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDirCleansTmp: a Put interrupted by a crash leaves a file in tmp/;
+// opening the directory again removes it and keeps the blobs.
+func TestDirCleansTmp(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := blob.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "kept", strings.NewReader("kept"), 10); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := os.WriteFile(filepath.Join(dir, "tmp", "CRASHED"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := blob.Open(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Fatalf("tmp/ after open: %v", left)
+	}
+	r, _, err := st.Open(ctx, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	if b, _ := io.ReadAll(r); !bytes.Equal(b, []byte("kept")) {
+		t.Fatalf("kept blob reads %q", b)
+	}
+}
+
+// TestDirNotABlob: a file in blobs/ without a valid header is refused,
+// not served.
+func TestDirNotABlob(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newDir(t)
+	defer func() { _ = s.Close() }()
+	if err := os.WriteFile(filepath.Join(dir, "blobs", "junk"), bytes.Repeat([]byte("j"), 200), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "blobs", "adir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"junk", "adir"} {
+		if _, err := s.Stat(ctx, id); err == nil || errors.Is(err, blob.ErrNotFound) {
+			t.Fatalf("Stat %s: %v, want a not-a-blob error", id, err)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, "blobs", "adir")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenURL(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, u := range []string{"memory://", "file://" + dir + "/a", "file://localhost" + dir + "/b"} {
+		s, err := blob.Open(ctx, u)
+		if err != nil {
+			t.Fatalf("Open %q: %v", u, err)
+		}
+		_ = s.Close()
+	}
+	for _, u := range []string{"file://rel/dir", "file:rel", "file:///x?y=1", "dir:///x", "s3://bucket", "::"} {
+		if s, err := blob.Open(ctx, u); !errors.Is(err, blob.ErrUnsupportedURL) {
+			if s != nil {
+				_ = s.Close()
+			}
+			t.Fatalf("Open %q: %v, want ErrUnsupportedURL", u, err)
+		}
+	}
+}
