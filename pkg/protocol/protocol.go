@@ -80,6 +80,11 @@ const (
 	// CodeInvalidToken: an auth frame's token was refused (one code for
 	// every reason: forged, expired, wrong key or algorithm, another user).
 	CodeInvalidToken = "invalid_token"
+	// CodeInvalidFiles: a send's files are refused: more than MaxFiles, an
+	// id repeated, or an id that is not an upload of the sender into that
+	// room (one code and message for missing, another user's and another
+	// room's), or the server takes no files.
+	CodeInvalidFiles = "invalid_files"
 )
 
 // Close codes (RFC 6455 leaves 4000-4999 to applications) a server ends a
@@ -106,6 +111,8 @@ const (
 	MaxCIDLen  = 64
 	// MaxHistoryPage caps the messages of one history answer.
 	MaxHistoryPage = 100
+	// MaxFiles caps the files attached to one message.
+	MaxFiles = 10
 )
 
 // Inbound is any client frame; fields not used by a type are ignored.
@@ -127,6 +134,9 @@ type Inbound struct {
 	Limit int `json:"limit,omitempty"`
 	// Token is an auth frame's connection token.
 	Token string `json:"token,omitempty"`
+	// Files are the upload ids a send attaches (POST /api/files made
+	// them); the server fills in each File from its own record.
+	Files []string `json:"files,omitempty"`
 }
 
 // Welcome is the first frame on every connection.
@@ -249,6 +259,23 @@ type Message struct {
 	Server string `json:"server"` // APPID of the accepting server, or "cli"
 	CID    string `json:"cid,omitempty"`
 	System bool   `json:"system,omitempty"` // an operator announcement
+	// Files are the message's attachments, described by the server.
+	Files []File `json:"files,omitempty"`
+}
+
+// File describes a file attached to a message, as the server recorded it
+// when it was uploaded (never as a client claims it). Its bytes are at
+// /api/files/{id} and, for images, a thumbnail at /api/files/{id}/thumb,
+// for the members of the message's room only.
+type File struct {
+	ID   string `json:"id"`   // the upload id
+	Type string `json:"type"` // the MIME type the server decided from the content
+	Size int64  `json:"size"` // bytes
+	Name string `json:"name"` // the uploader's file name, for display only
+	// Width and Height are an image's pixels (0 for other files), so that
+	// a page reserves the space before the image arrives.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Ack acknowledges a send to its sender.

@@ -167,6 +167,9 @@ type Config struct {
 	// public, but the reserved rooms (protocol.ReservedRoomPrefix, "_") are
 	// refused with not_found.
 	Access Authorizer
+	// Files attaches uploaded files to sends (FileAttacher; pkg/files
+	// implements it). Default: nil, a send with files gets invalid_files.
+	Files FileAttacher
 	// NoGuests refuses connections without credentials: with Auth set, a
 	// handshake without a session or a token is upgraded unauthenticated
 	// (the welcome says auth_required) and must send an auth frame with a

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/livechat/livechat/pkg/auth"
+	"github.com/livechat/livechat/pkg/protocol"
 )
 
 // Authenticator establishes who a connection is (pkg/account implements it).
@@ -21,6 +22,19 @@ type Authenticator interface {
 	Token(token string) (auth.Identity, error)
 	// GuestName returns auth.ErrNameTaken when an account holds name.
 	GuestName(ctx context.Context, name string) error
+}
+
+// FileAttacher attaches uploads to messages (pkg/files implements it). Its
+// methods are safe for concurrent use.
+type FileAttacher interface {
+	// Attach marks the uploads ids of user in room as attached to the
+	// message msgID (one already attached stays with its first message: a
+	// retried send) and returns their descriptions in the order of ids.
+	// It returns an error wrapping store.ErrNotFound when an id is not an
+	// upload of user into room (one error for missing and another's), one
+	// wrapping store.ErrInvalid for repeated ids, and another error when
+	// it cannot tell now (the store is down).
+	Attach(ctx context.Context, user, room, msgID string, ids []string) ([]protocol.File, error)
 }
 
 // Authorizer decides who may enter which room (pkg/rooms implements it).

@@ -67,6 +67,8 @@ const (
 	MaxNameLen = 256  // User.Name and Room.Name; may be empty
 	MaxHashLen = 1024 // User.PasswordHash; may be empty
 	MaxPage    = 1000 // the most rows ListUsers and PublicRooms return
+	MaxTypeLen = 128  // Upload.Type; non-empty
+	MaxAttach  = 100  // the most ids of one AttachUploads
 )
 
 // Kind is a room's kind.
@@ -214,10 +216,62 @@ type Store interface {
 	// most recently active first (then by ID).
 	RoomsOf(ctx context.Context, userID string) ([]Conversation, error)
 
+	// CreateUpload records an upload whose bytes are stored (ErrExists if
+	// its ID is taken) and returns it with Created filled in when zero.
+	CreateUpload(ctx context.Context, u Upload) (Upload, error)
+	// Upload returns the upload with that ID, or ErrNotFound.
+	Upload(ctx context.Context, id string) (Upload, error)
+	// AttachUploads attaches uploads to a message, all or nothing in one
+	// transaction: every id (1 to MaxAttach, no repeats, else ErrInvalid)
+	// must name an upload of userID into room, else ErrNotFound and nothing
+	// changes. An upload not yet attached gets Message = messageID; one
+	// already attached keeps its Message (a retried send). It returns the
+	// uploads in the order of ids, as stored after the change.
+	AttachUploads(ctx context.Context, userID, room, messageID string, ids []string) ([]Upload, error)
+	// DeleteUpload deletes the record of an upload, or gives ErrNotFound.
+	// Its blobs are the caller's to delete.
+	DeleteUpload(ctx context.Context, id string) error
+	// UploadUsage returns how many uploads the user has and their total
+	// Size, attached or not (0, 0 for an unknown user).
+	UploadUsage(ctx context.Context, userID string) (count int, bytes int64, err error)
+	// StaleUploads returns up to limit (as in ListUsers) uploads never
+	// attached and created before before, the oldest first (then by ID).
+	StaleUploads(ctx context.Context, before time.Time, limit int) ([]Upload, error)
+	// MessageUploads returns the uploads attached to the message messageID
+	// of room (ordered by ID), so that deleting a message can delete its
+	// files; none is not an error.
+	MessageUploads(ctx context.Context, room, messageID string) ([]Upload, error)
+
 	// Close releases the store; later calls give ErrClosed. It waits for
 	// calls in flight and is safe to call more than once.
 	Close() error
 }
+
+// Upload is the record of a file a user uploaded into a room: what the
+// server decided about it, and the message it was attached to. Its bytes
+// are the blob (pkg/blob) with the same ID; an image's thumbnail is the
+// blob ID+ThumbSuffix.
+type Upload struct {
+	ID     string // also the blob id; 1 to MaxIDLen bytes
+	UserID string // the uploader; required
+	Room   string // the room it was uploaded into; required
+	Type   string // MIME type; 1 to MaxTypeLen bytes
+	Name   string // the uploader's file name, for display; up to MaxNameLen
+	Size   int64  // bytes of the stored file; >= 0
+	Width  int    // an image's pixels; 0 for other files
+	Height int
+	// Thumb says that a thumbnail blob (ID+ThumbSuffix) exists.
+	Thumb  bool
+	SHA256 string // lower-case hex of the stored bytes; up to 64
+	// Created is when the upload was recorded, UTC, microseconds.
+	Created time.Time
+	// Message is the id of the message it was first attached to; empty
+	// while it is attached to none.
+	Message string
+}
+
+// ThumbSuffix ends the blob id of an upload's thumbnail.
+const ThumbSuffix = "_t"
 
 // Open returns the Store named by rawURL: memory://, sqlite:///abs/file.db
 // (sqlite://rel/file.db for a path relative to the working directory) or

@@ -275,7 +275,7 @@ func testRoundTrip(t *testing.T, b Backend) {
 			t.Fatalf("%s: %d messages, want %d", what, len(got), len(in))
 		}
 		for i := range in {
-			if got[i] != in[i] {
+			if !reflect.DeepEqual(got[i], in[i]) {
 				t.Errorf("%s[%d] differs:\n got %+v\nwant %+v", what, i, short(got[i]), short(in[i]))
 			}
 		}
@@ -333,7 +333,7 @@ func testSenderIdentity(t *testing.T, b Backend) {
 			if got[i].User != want[i].User || got[i].Guest != want[i].Guest {
 				t.Errorf("%s[%d] (seq %d): user %q guest %v, want user %q guest %v",
 					what, i, got[i].Seq, got[i].User, got[i].Guest, want[i].User, want[i].Guest)
-			} else if got[i] != want[i] {
+			} else if !reflect.DeepEqual(got[i], want[i]) {
 				t.Errorf("%s[%d] differs:\n got %+v\nwant %+v", what, i, got[i], want[i])
 			}
 		}
@@ -386,7 +386,7 @@ func testLegacy(t *testing.T, b Backend) {
 			t.Fatalf("%s: %d messages, want %d", what, len(got), len(want))
 		}
 		for i := range want {
-			if got[i] != want[i] {
+			if !reflect.DeepEqual(got[i], want[i]) {
 				t.Errorf("%s[%d] differs:\n got %+v\nwant %+v", what, i, got[i], want[i])
 			}
 		}
@@ -531,7 +531,7 @@ func testDedup(t *testing.T, b Backend) {
 		if err != nil || !dup || got != seq {
 			t.Fatalf("retry = %d, dup %v, %v; want %d, dup", got, dup, err, seq)
 		}
-		if *retry != *first {
+		if !reflect.DeepEqual(*retry, *first) {
 			t.Errorf("retry message = %+v, want the original %+v", *retry, *first)
 		}
 	}

@@ -1,0 +1,91 @@
+// Package media decides what an uploaded byte stream is and makes it safe
+// to serve: the type comes from the content (never the name or a client's
+// header) against an allowlist, images are checked for their pixel count
+// before they are decoded, then re-encoded without their metadata (EXIF,
+// GPS, comments) and given a thumbnail. It knows nothing of HTTP, stores or
+// users.
+package media
+
+import (
+	"errors"
+	"io"
+)
+
+// The types Process gives (Result.Type).
+const (
+	TypePNG   = "image/png"
+	TypeJPEG  = "image/jpeg"
+	TypeGIF   = "image/gif"
+	TypePDF   = "application/pdf"
+	TypeText  = "text/plain; charset=utf-8"
+	TypeOther = "application/octet-stream" // only with Limits.AllowOther
+)
+
+// Errors of Process and CleanName; each wraps one of these (compare with
+// errors.Is) with words for the uploader.
+var (
+	// ErrTooLarge: the stream is longer than Limits.MaxBytes.
+	ErrTooLarge = errors.New("media: too large")
+	// ErrRefused: the content is of a type not allowed (HTML, SVG, an
+	// executable...), or does not match what its name says (.png that is
+	// not a PNG).
+	ErrRefused = errors.New("media: type refused")
+	// ErrBadImage: an image that does not decode (truncated, corrupt) or
+	// has more than Limits.MaxPixels pixels.
+	ErrBadImage = errors.New("media: bad image")
+	// ErrBadName: a file name that is empty, too long, has a path
+	// separator, "..", NUL or another control character.
+	ErrBadName = errors.New("media: bad file name")
+)
+
+// Defaults and bounds.
+const (
+	DefaultMaxPixels = 40_000_000 // about 7,700 x 5,200
+	DefaultThumbSize = 320        // the longest side of a thumbnail, pixels
+	MaxNameLen       = 255        // bytes of a file name
+)
+
+// Limits bound Process.
+type Limits struct {
+	// MaxBytes is the most bytes read from the stream; one more gives
+	// ErrTooLarge. Required (> 0).
+	MaxBytes int64
+	// MaxPixels caps width x height (times the frames of an animated
+	// GIF), checked from the header before decoding. Default:
+	// DefaultMaxPixels.
+	MaxPixels int64
+	// AllowOther takes content of any other type as TypeOther (served as
+	// a download). Default: false, ErrRefused.
+	AllowOther bool
+	// ThumbSize is the longest side of thumbnails. Default:
+	// DefaultThumbSize.
+	ThumbSize int
+}
+
+// Result is what Process decided and wrote.
+type Result struct {
+	Type          string // one of the Type constants
+	Size          int64  // bytes written to out
+	Image         bool   // Type is an image: Width, Height and Thumb are set
+	Width, Height int
+	Thumb         []byte // an image's thumbnail, encoded as ThumbType
+	ThumbType     string // TypeJPEG or TypePNG
+	ThumbWidth    int
+	ThumbHeight   int
+}
+
+// Process reads an upload from r (at most lim.MaxBytes), decides its type
+// from the content and writes what is to be stored to out: an image
+// re-encoded without metadata (a WebP as PNG), anything else as received.
+// name is the uploader's file name, used only to refuse a content that
+// does not match its extension. On error, what was written to out must be
+// discarded. It holds at most one decoded image in memory.
+func Process(r io.Reader, name string, lim Limits, out io.Writer) (Result, error) {
+	return Result{}, errors.New("media: not implemented yet")
+}
+
+// CleanName returns the display name of an uploaded file: name with
+// surrounding spaces trimmed, or ErrBadName.
+func CleanName(name string) (string, error) {
+	return "", errors.New("media: not implemented yet")
+}
