@@ -834,43 +834,49 @@ func testAttachUploadsAllOrNothing(t *testing.T, s store.Store) {
 }
 
 func testAttachUploadsConcurrent(t *testing.T, s store.Store) {
-	const n = 16
-	files := []string{"f1", "f2", "f3"}
-	for _, id := range files {
-		mustUpload(t, s, upload(id, "u", "r"))
-	}
-	var wg sync.WaitGroup
-	got := make([][]store.Upload, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			// Half the calls name the uploads in reverse order.
-			order := slices.Clone(files)
-			if i%2 == 1 {
-				slices.Reverse(order)
-			}
-			got[i], errs[i] = s.AttachUploads(ctx, "u", "r", fmt.Sprint("m", i), order)
-		})
-	}
-	wg.Wait()
-	msg := ""
-	for i := range n {
-		is(t, fmt.Sprint("AttachUploads call ", i), errs[i], nil)
-		if len(got[i]) != len(files) {
-			t.Fatalf("call %d returned %d uploads", i, len(got[i]))
+	// Several rounds of n calls released together, so that calls overlap.
+	const rounds, n = 4, 24
+	for r := range rounds {
+		files := []string{fmt.Sprint(r, "f1"), fmt.Sprint(r, "f2"), fmt.Sprint(r, "f3")}
+		for _, id := range files {
+			mustUpload(t, s, upload(id, "u", "r"))
 		}
-		for _, u := range got[i] {
-			if msg == "" {
-				msg = u.Message
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		got := make([][]store.Upload, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				// Half the calls name the uploads in reverse order.
+				order := slices.Clone(files)
+				if i%2 == 1 {
+					slices.Reverse(order)
+				}
+				<-start
+				got[i], errs[i] = s.AttachUploads(ctx, "u", "r", fmt.Sprint("m", i), order)
+			})
+		}
+		close(start)
+		wg.Wait()
+		msg := ""
+		for i := range n {
+			is(t, fmt.Sprint("AttachUploads call ", i), errs[i], nil)
+			if len(got[i]) != len(files) {
+				t.Fatalf("call %d returned %d uploads", i, len(got[i]))
 			}
-			if u.Message != msg || msg == "" {
-				t.Fatalf("call %d: %s has Message %q, another %q", i, u.ID, u.Message, msg)
+			for _, u := range got[i] {
+				if msg == "" {
+					msg = u.Message
+				}
+				if u.Message != msg || msg == "" {
+					t.Fatalf("call %d: %s has Message %q, another %q", i, u.ID, u.Message, msg)
+				}
 			}
 		}
-	}
-	for _, id := range files {
-		if u, _ := s.Upload(ctx, id); u.Message != msg {
-			t.Fatalf("%s stored Message %q, the calls returned %q", id, u.Message, msg)
+		for _, id := range files {
+			if u, _ := s.Upload(ctx, id); u.Message != msg {
+				t.Fatalf("%s stored Message %q, the calls returned %q", id, u.Message, msg)
+			}
 		}
 	}
 }
