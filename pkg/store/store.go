@@ -15,8 +15,8 @@
 // Guarantees shared by every backend, checked by the conformance suite in
 // storetest:
 //
-//   - A User's Key, a Session's ID and a Room's ID are unique: creating a
-//     second one gives ErrExists and changes nothing.
+//   - A User's Key and the ID of a Session, Room or Upload are unique:
+//     creating a second one gives ErrExists and changes nothing.
 //   - Looking up, changing or deleting something that does not exist gives
 //     ErrNotFound; so does asking for the role of a non-member, so a caller
 //     answers the same for "missing" and "forbidden".
@@ -47,8 +47,8 @@ import (
 
 // Errors returned by stores. Compare with errors.Is.
 var (
-	// ErrNotFound: the user, session, room, membership or upload does not exist
-	// (or the session has expired).
+	// ErrNotFound: the user, session, room, membership or upload does not
+	// exist (or the session has expired).
 	ErrNotFound = errors.New("store: not found")
 	// ErrExists: a user with that Key, or a session, room or upload with
 	// that ID, already exists.
@@ -67,7 +67,7 @@ var (
 const (
 	MaxIDLen   = 128  // user, session, room, upload and message ids; non-empty
 	MaxKeyLen  = 256  // User.Key; non-empty
-	MaxNameLen = 256  // User.Name and Room.Name; may be empty
+	MaxNameLen = 256  // User.Name, Room.Name and Upload.Name; may be empty
 	MaxHashLen = 1024 // User.PasswordHash; may be empty
 	MaxPage    = 1000 // the most rows ListUsers and PublicRooms return
 	MaxTypeLen = 128  // Upload.Type; non-empty
@@ -141,8 +141,9 @@ type Conversation struct {
 	Role Role
 }
 
-// Store keeps users, sessions, rooms, memberships and uploads. All methods are safe
-// for concurrent use; see the package doc for the shared guarantees.
+// Store keeps users, sessions, rooms, memberships and uploads. All methods
+// are safe for concurrent use; see the package doc for the shared
+// guarantees.
 type Store interface {
 	// CreateUser stores u (ErrExists if its ID or Key is taken) and returns
 	// it with Created filled in.
