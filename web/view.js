@@ -600,12 +600,26 @@ export function createView(state, saver) {
   function renderUploads() {
     if (!ui.uploads || !uploads) return;
     const list = state.active ? uploads.list(state.active) : [];
+    // Chips are kept (and only moved when they must), so a focused cancel
+    // button keeps the focus while the progress moves.
     const keep = new Map();
     for (const li of Array.from(ui.uploads.children)) keep.set(li.dataset.key, li);
-    clear(ui.uploads);
+    let at = ui.uploads.firstElementChild;
     for (const u of list) {
       let li = keep.get(String(u.key));
-      if (!li || li.dataset.state !== u.state) li = uploadChip(u);
+      keep.delete(String(u.key));
+      if (li && li.dataset.state !== u.state) {
+        const fresh = uploadChip(u);
+        const focused = li.contains(document.activeElement);
+        li.replaceWith(fresh);
+        if (at === li) at = fresh;
+        li = fresh;
+        if (focused) li.querySelector('.upload-cancel').focus();
+      } else if (!li) {
+        li = uploadChip(u);
+      }
+      if (li !== at) ui.uploads.insertBefore(li, at);
+      else at = at.nextElementSibling;
       const bar = li.querySelector('.upload-progress');
       if (bar) {
         bar.max = u.size || 1;
@@ -613,8 +627,8 @@ export function createView(state, saver) {
         bar.textContent = Math.floor(100 * bar.value / bar.max) + '%';
         bar.setAttribute('aria-label', 'Uploading ' + u.name);
       }
-      ui.uploads.appendChild(li);
     }
+    for (const li of keep.values()) li.remove();
     ui.uploads.hidden = list.length === 0;
     updateComposer();
   }
