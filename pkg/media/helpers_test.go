@@ -22,7 +22,7 @@ func wantErr(t *testing.T, err, want error) {
 		t.Fatalf("err = %v, want %v", err, want)
 	}
 	for _, s := range sentinels {
-		if s != want && errors.Is(err, s) {
+		if !errors.Is(s, want) && errors.Is(err, s) {
 			t.Fatalf("err = %v wraps %v too", err, s)
 		}
 	}
@@ -47,7 +47,8 @@ func gradient(w, h int) *image.RGBA {
 	m := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
 		for x := range w {
-			m.Set(x, y, color.RGBA{uint8(x * 255 / max(w-1, 1)), uint8(y * 255 / max(h-1, 1)), 90, 255})
+			i := m.PixOffset(x, y)
+			copy(m.Pix[i:i+4], []uint8{uint8(x * 255 / max(w-1, 1)), uint8(y * 255 / max(h-1, 1)), 90, 255})
 		}
 	}
 	return m

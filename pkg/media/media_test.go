@@ -299,7 +299,7 @@ func TestOrient(t *testing.T) {
 			}
 		case *image.RGBA:
 			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256)) | 0
+				m.Pix[i] = uint8(rng.IntN(256))
 			}
 		case *image.CMYK:
 			for i := range m.Pix {

@@ -188,7 +188,7 @@ func (s *textScan) scan(p []byte) {
 
 // rune takes one decoded rune (utf8.RuneError of size 1: an invalid byte).
 func (s *textScan) rune(r rune, size int) {
-	if !s.started && r != '\uFEFF' && !(unicode.IsSpace(r) && !unicode.IsControl(r) || r == '\t' || r == '\n' || r == '\r' || r == '\f') {
+	if !s.started && !isBlank(r) {
 		s.started = true
 		s.markup = r == '<'
 	}
@@ -202,6 +202,16 @@ func (s *textScan) rune(r rune, size int) {
 	case unicode.IsControl(r):
 		s.notText = fmt.Sprintf("it has the control character %U", r)
 	}
+}
+
+// isBlank reports the characters skipped before the first one that
+// counts: spaces (not \v, a control character) and the byte order mark.
+func isBlank(r rune) bool {
+	switch r {
+	case '\t', '\n', '\r', '\f', '\uFEFF':
+		return true
+	}
+	return unicode.IsSpace(r) && !unicode.IsControl(r)
 }
 
 // end is called after the last chunk: a rune still cut is not UTF-8.
