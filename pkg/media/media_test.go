@@ -408,29 +408,32 @@ func TestProcessRefuses(t *testing.T) {
 		name string
 		data []byte
 		word string // in the message
+		// other: taken as TypeOther with AllowOther (not markup, no name
+		// that says otherwise).
+		other bool
 	}{
-		{"HTML named .png", "cat.png", []byte("<html><script>alert(1)</script></html>"), "not a PNG"},
-		{"JavaScript named .png", "cat.png", js, "not a PNG"},
-		{"PNG named .jpg", "cat.jpg", png1, "not a JPEG"},
-		{"text named .pdf", "a.pdf", []byte("hello"), "not a PDF"},
-		{"PNG named .svg", "x.svg", png1, "SVG"},
-		{"PNG named .HTML.", "x.HTML.", png1, "HTML"},
-		{"text named .htm", "x.htm", []byte("hi"), "HTML"},
-		{"text named .xhtml", "x.xhtml", []byte("hi"), "XHTML"},
-		{"SVG", "x.txt", []byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`), "SVG"},
-		{"SVG with a prologue", "x", []byte("<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>"), "SVG"},
-		{"XML", "x", []byte("<?xml version=\"1.0\"?><a/>"), "XML"},
-		{"HTML", "page.txt", []byte("<!DOCTYPE html><p>hi"), "HTML"},
-		{"HTML after blanks and a BOM", "x", []byte("\xef\xbb\xbf \r\n\t<html>"), "HTML"},
-		{"HTML after 40 KiB of blanks", "x", append(bytes.Repeat([]byte(" \n"), 20<<10), "<script>alert(1)</script>"...), "HTML"},
-		{"text with NUL", "a.txt", []byte("abc\x00def"), "U+0000"},
-		{"text with ESC", "a.txt", []byte("abc\x1b[31mred"), "U+001B"},
-		{"text with a vertical tab", "a.txt", []byte("\x0b<html>"), "U+000B"},
-		{"invalid UTF-8", "a.txt", []byte("caf\xe9"), "UTF-8"},
-		{"a WebP named .gif", "a.gif", []byte("RIFF\x00\x00\x00\x00WEBPVP8 "), "not a GIF"},
+		{"HTML named .png", "cat.png", []byte("<html><script>alert(1)</script></html>"), "not a PNG", false},
+		{"JavaScript named .png", "cat.png", js, "not a PNG", false},
+		{"PNG named .jpg", "cat.jpg", png1, "not a JPEG", false},
+		{"text named .pdf", "a.pdf", []byte("hello"), "not a PDF", false},
+		{"PNG named .svg", "x.svg", png1, "SVG", false},
+		{"PNG named .HTML.", "x.HTML.", png1, "HTML", false},
+		{"text named .htm", "x.htm", []byte("hi"), "HTML", false},
+		{"text named .xhtml", "x.xhtml", []byte("hi"), "XHTML", false},
+		{"SVG", "x.txt", []byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`), "SVG", false},
+		{"SVG with a prologue", "x", []byte("<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>"), "SVG", false},
+		{"XML", "x", []byte("<?xml version=\"1.0\"?><a/>"), "XML", false},
+		{"HTML", "page.txt", []byte("<!DOCTYPE html><p>hi"), "HTML", false},
+		{"HTML after blanks and a BOM", "x", []byte("\xef\xbb\xbf \r\n\t<html>"), "HTML", false},
+		{"HTML after 40 KiB of blanks", "x", append(bytes.Repeat([]byte(" \n"), 20<<10), "<script>alert(1)</script>"...), "HTML", false},
+		{"text with NUL", "a.txt", []byte("abc\x00def"), "U+0000", true},
+		{"text with ESC", "a.txt", []byte("abc\x1b[31mred"), "U+001B", true},
+		{"text with a vertical tab", "a.txt", []byte("\x0b<html>"), "U+000B", true},
+		{"invalid UTF-8", "a.txt", []byte("caf\xe9"), "UTF-8", true},
+		{"a WebP named .gif", "a.gif", []byte("RIFF\x00\x00\x00\x00WEBPVP8 "), "not a GIF", false},
 	}
 	for _, c := range cases {
-		_, out, err := process(t, c.data, c.name, Limits{})
+		_, _, err := process(t, c.data, c.name, Limits{})
 		if !errors.Is(err, ErrRefused) {
 			t.Errorf("%s: err = %v, want ErrRefused", c.what, err)
 			continue
@@ -439,10 +442,12 @@ func TestProcessRefuses(t *testing.T) {
 		if !strings.Contains(err.Error(), c.word) {
 			t.Errorf("%s: message %q lacks %q", c.what, err, c.word)
 		}
-		_ = out
-		// Markup stays refused with AllowOther.
-		if _, _, err := process(t, c.data, c.name, Limits{AllowOther: true}); !errors.Is(err, ErrRefused) && !strings.Contains(c.what, "text with") && c.what != "invalid UTF-8" {
-			t.Errorf("%s with AllowOther: err = %v", c.what, err)
+		res, _, err := process(t, c.data, c.name, Limits{AllowOther: true})
+		switch {
+		case c.other && (err != nil || res.Type != TypeOther):
+			t.Errorf("%s with AllowOther: %+v, %v; want TypeOther", c.what, res, err)
+		case !c.other && !errors.Is(err, ErrRefused):
+			t.Errorf("%s with AllowOther: err = %v, want ErrRefused", c.what, err)
 		}
 	}
 }
@@ -527,6 +532,9 @@ func TestProcessBadImages(t *testing.T) {
 			continue
 		}
 		wantErr(t, err, ErrBadImage)
+		if c.what == "JPEG with too many scans" && !strings.Contains(err.Error(), "scans") {
+			t.Errorf("%s: %v", c.what, err)
+		}
 	}
 }
 
