@@ -693,3 +693,39 @@ func TestCleanName(t *testing.T) {
 
 // The decoders registered for image.Decode in these tests.
 var _ = jpeg.Decode
+
+func TestProcessDropsTrailingData(t *testing.T) {
+	// An image with a script after its end (a polyglot's usual place):
+	// re-encoded, the tail is gone; the bytes still count to the limit.
+	tail := []byte("<script>alert(document.cookie)</script>")
+	for _, img := range [][]byte{pngBytes(t, gradient(8, 8)), jpegBytes(t, gradient(8, 8))} {
+		data := append(append([]byte{}, img...), tail...)
+		_, out, err := process(t, data, "", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(out, []byte("<script>")) {
+			t.Fatal("the tail survived")
+		}
+		_, _, err = process(t, data, "", Limits{MaxBytes: int64(len(data) - 1)})
+		wantErr(t, err, ErrTooLarge)
+	}
+}
+
+func TestProcessGIFFrameLimit(t *testing.T) {
+	g := &gif.GIF{}
+	for range maxGIFFrames + 1 {
+		g.Image = append(g.Image, palettedFrame(1, 1, 0))
+		g.Delay = append(g.Delay, 1)
+	}
+	data := gifBytes(t, g)
+	_, _, err := process(t, data, "", Limits{})
+	wantErr(t, err, ErrBadImage)
+	if !strings.Contains(err.Error(), "frames") {
+		t.Fatalf("message %q", err)
+	}
+	g.Image, g.Delay = g.Image[:maxGIFFrames], g.Delay[:maxGIFFrames]
+	if _, _, err := process(t, gifBytes(t, g), "", Limits{}); err != nil {
+		t.Fatal(err)
+	}
+}
