@@ -28,12 +28,15 @@ const (
 var (
 	// ErrTooLarge: the stream is longer than Limits.MaxBytes.
 	ErrTooLarge = errors.New("media: too large")
-	// ErrRefused: the content is of a type not allowed (HTML, SVG, an
-	// executable...), or does not match what its name says (.png that is
-	// not a PNG).
+	// ErrRefused: the content is of a type not allowed (markup: HTML,
+	// SVG, XML, even with AllowOther; other than text without
+	// AllowOther), does not match what its name says (.png that is not a
+	// PNG), or its name is .svg, .html and the like.
 	ErrRefused = errors.New("media: type refused")
-	// ErrBadImage: an image that does not decode (truncated, corrupt) or
-	// has more than Limits.MaxPixels pixels.
+	// ErrBadImage: an image that does not decode (truncated, corrupt),
+	// has more than Limits.MaxPixels pixels or 65535 on a side, or would
+	// cost too much to decode (over 4096 GIF frames, over 1000 JPEG
+	// scans).
 	ErrBadImage = errors.New("media: bad image")
 	// ErrBadName: a file name that is empty, too long, has a path
 	// separator, "..", NUL or another control character.
