@@ -10,7 +10,7 @@ import (
 )
 
 func FuzzProcess(f *testing.F) {
-	for _, name := range []string{"testdata/lossless_alpha.webp", "testdata/lossy.webp"} {
+	for _, name := range []string{"testdata/lossless_alpha.webp", "testdata/lossy.webp", "testdata/animated.webp"} {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)

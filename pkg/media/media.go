@@ -109,6 +109,9 @@ func Process(r io.Reader, name string, lim Limits, out io.Writer) (Result, error
 	if named != kindNone && named != k {
 		return Result{}, fmt.Errorf("%w: the file is named %s but is not %s", ErrRefused, extOf(name), named.desc())
 	}
+	if k == kindWebP && animatedWebP(head) {
+		return Result{}, fmt.Errorf("%w: animated WebP images are not accepted (a GIF is)", ErrRefused)
+	}
 	w := &countWriter{w: out}
 	var res Result
 	switch k {

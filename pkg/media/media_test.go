@@ -430,6 +430,7 @@ func TestProcessRefuses(t *testing.T) {
 		{"text with ESC", "a.txt", []byte("abc\x1b[31mred"), "U+001B", true},
 		{"text with a vertical tab", "a.txt", []byte("\x0b<html>"), "U+000B", true},
 		{"invalid UTF-8", "a.txt", []byte("caf\xe9"), "UTF-8", true},
+		{"animated WebP", "a.webp", animatedWebPFixture(t), "animated", false},
 		{"a WebP named .gif", "a.gif", []byte("RIFF\x00\x00\x00\x00WEBPVP8 "), "not a GIF", false},
 	}
 	for _, c := range cases {
@@ -728,4 +729,13 @@ func TestProcessGIFFrameLimit(t *testing.T) {
 	if _, _, err := process(t, gifBytes(t, g), "", Limits{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func animatedWebPFixture(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/animated.webp") // img2webp, 2 frames
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -55,6 +55,12 @@ func sniff(head []byte) kind {
 	return kindNone
 }
 
+// animatedWebP reports a WebP whose VP8X header says it is animated (the
+// decoder has no animation).
+func animatedWebP(head []byte) bool {
+	return len(head) > 20 && string(head[12:16]) == "VP8X" && head[20]&0x02 != 0
+}
+
 // The extensions that name a kind: a content under such a name must be of
 // that kind.
 var extKinds = map[string]kind{
