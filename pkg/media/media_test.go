@@ -392,6 +392,17 @@ func TestProcessTextAcrossChunks(t *testing.T) {
 			t.Fatalf("res = %+v", res)
 		}
 	}
+	// A rune's start cut by a read, then no continuation: not UTF-8, and
+	// the verdict is the same one byte at a time.
+	for _, bad := range []string{"ok \xe2\x82A", "ok \xe2\x82\xe2\x82\xac", "\xf0\x9f\x98 x"} {
+		for _, allow := range []bool{false, true} {
+			var out bytes.Buffer
+			res, err := Process(iotest.OneByteReader(strings.NewReader(bad)), "", Limits{MaxBytes: 100, AllowOther: allow}, &out)
+			if allow && (err != nil || res.Type != TypeOther) || !allow && !errors.Is(err, ErrRefused) {
+				t.Fatalf("%q (AllowOther %v): %+v, %v", bad, allow, res, err)
+			}
+		}
+	}
 	// The same with a rune cut at the very end: not UTF-8.
 	_, _, err := process(t, []byte(text+"\xe6\x97"), "t.txt", Limits{})
 	wantErr(t, err, ErrRefused)
