@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"unicode"
@@ -112,7 +113,7 @@ func markupError(head []byte) error {
 // streamText streams a content that is neither an image nor a PDF: text
 // (UTF-8 over the whole stream, no control characters but \t \n \r \f)
 // or, with lim.AllowOther, anything else but markup.
-func streamText(head []byte, br interface{ Read([]byte) (int, error) }, lr *limitReader, w *countWriter, lim Limits) (Result, error) {
+func streamText(head []byte, br io.Reader, lr *limitReader, w *countWriter, lim Limits) (Result, error) {
 	if ct := http.DetectContentType(head); strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "text/xml") {
 		return Result{}, markupError(head)
 	}
