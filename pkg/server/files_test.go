@@ -11,16 +11,17 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/livechat/livechat/internal/wstest"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 	"github.com/livechat/livechat/pkg/store"
 )
 
 // fakeFiles is a FileAttacher over a map of uploads: the real one (pkg/files
-// over pkg/store) is tested end to end elsewhere. down makes Attach fail as
-// a store outage would.
+// over pkg/store) is tested end to end elsewhere. fail, when set, is the
+// error of every Attach (an outage, or a refusal the fake would not make).
 type fakeFiles struct {
-	down  atomic.Bool
+	fail  atomic.Pointer[error]
 	calls atomic.Int64
 
 	mu       sync.Mutex
@@ -52,8 +53,8 @@ func (f *fakeFiles) upload(user, room, id, name string, w, h int) protocol.File 
 
 func (f *fakeFiles) Attach(_ context.Context, user, room, msgID string, ids []string) ([]protocol.File, error) {
 	f.calls.Add(1)
-	if f.down.Load() {
-		return nil, errors.New("files: store down (injected)")
+	if err := f.fail.Load(); err != nil {
+		return nil, *err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -236,6 +237,21 @@ func TestFilesRefused(t *testing.T) {
 			t.Errorf("%s: attacher called %v, want %v", tc.desc, asked, tc.asked)
 		}
 	}
+	// An attacher's ErrInvalid is a refusal too.
+	invalid := fmt.Errorf("files: %w: refused", store.ErrInvalid)
+	ff.fail.Store(&invalid)
+	alice.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "lobby", Text: "x", Files: []string{"mine"}, CID: "inv"})
+	if e := alice.next(protocol.TypeAck, protocol.TypeError); e.Code != protocol.CodeInvalidFiles || e.Message != errFileNotAvailable || e.CID != "inv" {
+		t.Errorf("attacher's ErrInvalid: %+v, want invalid_files", e)
+	}
+	ff.fail.Store(nil)
+	// "files" of another type than an array of strings: bad_request.
+	for _, raw := range []string{`"mine"`, `[1]`, `{"id":"mine"}`, `[["mine"]]`} {
+		alice.sendRaw(wstest.TextMessage, []byte(`{"type":"send","room":"lobby","text":"x","files":`+raw+`}`))
+		if e := alice.next(protocol.TypeAck, protocol.TypeError); e.Type != protocol.TypeError || e.Code != protocol.CodeBadRequest {
+			t.Errorf("files %s: %+v, want bad_request", raw, e)
+		}
+	}
 	// A guest may not attach files, not even an existing upload's id.
 	guest := dial(t, sb.url)
 	guest.join("lobby", "zed")
@@ -287,13 +303,14 @@ func TestFilesAttacherDown(t *testing.T) {
 			want := []protocol.File{ff.upload("uA", "lobby", "up1", "a.png", 3, 4)}
 			sa, sb := filesCluster(t, ff, hist)
 			alice, bob := joinBoth(t, sa, sb)
-			ff.down.Store(true)
+			down := errors.New("files: store down (injected)")
+			ff.fail.Store(&down)
 			send := protocol.Inbound{Type: protocol.TypeSend, Room: "lobby", Text: "look", Files: []string{"up1"}, CID: "retry"}
 			alice.sendJSON(send)
 			if e := alice.next(protocol.TypeAck, protocol.TypeError); e.Type != protocol.TypeError || e.Code != protocol.CodeUnavailable || e.CID != "retry" {
 				t.Fatalf("attacher down: %+v, want unavailable", e)
 			}
-			ff.down.Store(false)
+			ff.fail.Store(nil)
 			alice.sendJSON(send)
 			ack := alice.next(protocol.TypeAck, protocol.TypeError)
 			if ack.Type != protocol.TypeAck || ack.CID != "retry" || ack.Dup != nil && *ack.Dup {
