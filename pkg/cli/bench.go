@@ -194,15 +194,16 @@ func (o *BenchOptions) validate() error {
 	for _, u := range o.URLs {
 		err = firstError(err, wsURLPort("url", u))
 	}
-	if err == nil && o.Uploaders > 0 {
-		if _, serr := o.uploadSize(); serr != nil {
-			return serr
-		}
-		if !o.Tokens && o.TokenSecretFile == "" {
-			return usageErrorf("--uploaders %d needs --tokens or --token-secret-file: the uploads are made by token users", o.Uploaders)
-		}
+	if err != nil {
+		return err
 	}
-	return err
+	if _, err := o.uploadSize(); err != nil {
+		return err
+	}
+	if o.Uploaders > 0 && !o.Tokens && o.TokenSecretFile == "" {
+		return usageErrorf("--uploaders %d needs --tokens or --token-secret-file: the uploads are made by token users", o.Uploaders)
+	}
+	return nil
 }
 
 // uploadSize returns --upload-size in bytes, a UsageError when it is not

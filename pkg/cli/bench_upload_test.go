@@ -35,6 +35,8 @@ func TestBenchUploadFlags(t *testing.T) {
 			"error: --upload-size 0: must be between 1 and 1073741824\n"},
 		{"huge size", []string{"--uploaders", "1", "--token-secret-file", secret, "--upload-size", "2GiB"},
 			"error: --upload-size 2147483648: must be between 1 and 1073741824\n"},
+		// A typo is caught without --uploaders too.
+		{"bad size alone", []string{"--upload-size", "5 apples"}, `error: --upload-size "5 apples": want a number of bytes`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearSecretEnv(t)
