@@ -3,12 +3,18 @@
 # server side pinned to core 0 and `livechat bench` to core 1. Prints one JSON
 # result per run (bench -o json) with the server's figures added.
 #
-#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | floor
+#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | upload1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | floor
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
 # rooms500, redisrooms500: MSGRATE=N sends N messages a second in all
 # (default 23100).
+# upload1000: mem1000 while UPLOADERS token users (default 20) upload files of
+# UPLOAD_SIZE (default 10MiB) to the server over and over during the publishing
+# phase (bench --uploaders; TOKENS is forced on). The JSON line adds the
+# server's VmRSS (sampled every 0.5 s): "rss_kib_before" (the last sample
+# before the uploads can start, 5 s after bench started), "rss_kib_peak" and
+# "rss_kib_end". If the server needs flags for files, pass them in SERVER_FLAGS.
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
@@ -74,7 +80,10 @@ print(json.dumps(d))
 PY
 }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
+# rss_sample PID: "EPOCH_SECONDS KIB" of PID's VmRSS every 0.5 s, until PID is gone.
+rss_sample() { local k; while k=$(rss_kib "$1" 2>/dev/null) && [ -n "$k" ]; do echo "$(date +%s.%N) $k"; sleep 0.5; done; }
 TOK=()
+if [ "$POINT" = upload1000 ]; then TOKENS=1; fi
 if [ -n "${TOKENS:-}" ]; then
   head -c 48 /dev/urandom | base64 > "$TMP/secret"
   export LIVECHAT_SECRET_FILE="$TMP/secret"; TOK=(--tokens)
@@ -94,6 +103,25 @@ for run in $(seq "$RUNS"); do
   mem1000)
     serve 18080 memory:// "${PP[@]}"; profile
     measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 10s --warmup 5s ;;
+  upload1000)
+    serve 18080 memory:// "${PP[@]}"; spid=${pids[-1]}; profile
+    rss_sample "$spid" > "$TMP/rss" & rsp=$!
+    t0=$(date +%s.%N)
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 10s --warmup 5s \
+      --uploaders "${UPLOADERS:-20}" --upload-size "${UPLOAD_SIZE:-10MiB}" > "$TMP/m.json"
+    kill "$rsp" 2>/dev/null || true; wait "$rsp" 2>/dev/null || true
+    python3 - "$TMP/m.json" "$TMP/rss" "$t0" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); t0 = float(sys.argv[3])
+s = [tuple(map(float, l.split())) for l in open(sys.argv[2]) if len(l.split()) == 2]
+# Bench starts uploading with publishing: after connecting, joining and the 5 s warm-up.
+before = [k for t, k in s if t < t0 + 5]
+d["rss_kib_before"] = int(before[-1]) if before else None
+d["rss_kib_peak"] = int(max(k for _, k in s)) if s else None
+d["rss_kib_end"] = int(s[-1][1]) if s else None
+print(json.dumps(d))
+PY
+    ;;
   redis1000)
     taskset -c 0 redis-server --port 16399 --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &
     pids+=($!); waitport 16399

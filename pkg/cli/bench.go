@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
@@ -38,6 +41,13 @@ type BenchOptions struct {
 	// secret; set, it implies Tokens and wins over LIVECHAT_SECRET and
 	// LIVECHAT_SECRET_FILE. Default: "".
 	TokenSecretFile string
+	// Uploaders is --uploaders: token users uploading files while the
+	// publishers send (loadgen.RunUploads). Default: 0, none.
+	Uploaders int
+	// UploadSize is --upload-size, the bytes of each upload, a number
+	// with an optional B, KiB, MiB or GiB suffix (parseByteSize).
+	// Default: "10MiB".
+	UploadSize string
 }
 
 // Environment variables of the token secret, read by bench only with
@@ -47,6 +57,12 @@ const (
 	envSecretFile = "LIVECHAT_SECRET_FILE"
 )
 
+// Bounds and default of --upload-size.
+const (
+	defaultUploadSize = "10MiB"
+	maxUploadSize     = 1 << 30
+)
+
 // benchTokenMargin is added to a run's longest possible length for the
 // lifetime of its tokens.
 const benchTokenMargin = time.Minute
@@ -54,7 +70,7 @@ const benchTokenMargin = time.Minute
 // newBenchOptions returns bench's options with their defaults, which the
 // flags show and read from here.
 func newBenchOptions(g *GlobalOptions) *BenchOptions {
-	return &BenchOptions{Global: g, Config: loadgen.DefaultConfig(), SourceIPSpec: "auto"}
+	return &BenchOptions{Global: g, Config: loadgen.DefaultConfig(), SourceIPSpec: "auto", UploadSize: defaultUploadSize}
 }
 
 func newBenchCmd(ios *IOStreams, g *GlobalOptions) *cobra.Command {
@@ -91,6 +107,14 @@ time is the servers'. The secret comes from --token-secret-file, else
 LIVECHAT_SECRET, else the file LIVECHAT_SECRET_FILE names; without --tokens
 bench reads neither.
 
+With --uploaders N, N more token users (sub "bench-up-<i>") upload files of
+--upload-size bytes (a PDF header and filler) into the room (the first with
+--rooms) while the publishers send, over and over: POST /api/files on the
+first --url's server (ws://h:p/... becomes http://h:p), then DELETE of each
+upload taken, so no quota fills up. They start when publishing starts and stop
+when it ends; a row (JSON "uploads") gives uploads, MiB/s, upload time and
+errors by status and code. --uploaders needs --tokens or --token-secret-file.
+
 Exit code 1 when no connection could be made, or when any delivery was lost or
 duplicated: one line under the table says how many (an interrupted run reports
 its figures and exits 0).`,
@@ -102,6 +126,10 @@ its figures and exits 0).`,
 
   # 500 rooms of 10 clients, through HAProxy in front of four servers
   livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rooms 500 --rate 1000
+
+  # 1,000 clients in one room while 20 users upload 10 MiB files
+  livechat bench --clients 1000 --rate 300 --duration 10s --warmup 5s \
+    --token-secret-file /run/secrets/livechat_secret --uploaders 20 --upload-size 10MiB
 
   # a burst of 5,000 token users through HAProxy: read the connections row
   livechat bench --url ws://127.0.0.1:8080/ws --clients 5000 --rate 1 --duration 2s \
@@ -134,6 +162,9 @@ its figures and exits 0).`,
 		"with the secret of --token-secret-file, else LIVECHAT_SECRET, else LIVECHAT_SECRET_FILE")
 	f.StringVar(&opts.TokenSecretFile, "token-secret-file", opts.TokenSecretFile, "file holding the servers' "+
 		"connection token secret (at least 32 bytes); implies --tokens")
+	f.IntVar(&opts.Uploaders, "uploaders", opts.Uploaders, fmt.Sprintf("token users uploading files while the publishers send "+
+		"(0-%d; needs --tokens)", loadgen.MaxUploaders))
+	f.StringVar(&opts.UploadSize, "upload-size", opts.UploadSize, "bytes of each upload, with an optional B, KiB, MiB or GiB suffix")
 	// Before bench failed on loss by default it took --fail-on-loss: still
 	// accepted, so that scripts keep working, and hidden.
 	f.Bool("fail-on-loss", true, "no effect: bench always exits 1 when a delivery was lost or duplicated")
@@ -158,21 +189,100 @@ func (o *BenchOptions) validate() error {
 		between("join-timeout", o.JoinTimeout, 10*time.Millisecond, time.Hour),
 		between("warmup", o.Warmup, 0, 10*time.Minute),
 		between("drain", o.Drain, 0, 10*time.Minute),
+		between("uploaders", o.Uploaders, 0, loadgen.MaxUploaders),
 	)
 	for _, u := range o.URLs {
 		err = firstError(err, wsURLPort("url", u))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if _, err := o.uploadSize(); err != nil {
+		return err
+	}
+	if o.Uploaders > 0 && !o.Tokens && o.TokenSecretFile == "" {
+		return usageErrorf("--uploaders %d needs --tokens or --token-secret-file: the uploads are made by token users", o.Uploaders)
+	}
+	return nil
 }
 
-// benchConfig checks opts and turns them into the engine's configuration.
+// uploadSize returns --upload-size in bytes, a UsageError when it is not
+// a size from 1 B to 1 GiB.
+func (o *BenchOptions) uploadSize() (int64, error) {
+	n, err := parseByteSize(o.UploadSize)
+	if err != nil {
+		return 0, usageErrorf("--upload-size %q: %w", o.UploadSize, err)
+	}
+	if err := between("upload-size", n, 1, maxUploadSize); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// byteUnits are the suffixes parseByteSize knows, longest first.
+var byteUnits = []struct {
+	suffix string
+	size   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// parseByteSize parses a byte count: digits and an optional suffix B,
+// KiB, MiB or GiB (binary units; case-insensitive, spaces allowed before
+// it): "512", "512KiB", "10 MiB".
+func parseByteSize(s string) (int64, error) {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range byteUnits {
+		if len(num) >= len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) {
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.size
+			break
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 63)
+	if err != nil || n > math.MaxInt64/uint64(mult) {
+		return 0, errors.New("want a number of bytes, optionally with a suffix B, KiB, MiB or GiB (e.g. 10MiB)")
+	}
+	return int64(n) * mult, nil
+}
+
+// uploadBaseURL returns the HTTP base of a WebSocket URL: its scheme
+// ws becomes http, wss https, and the path goes.
+func uploadBaseURL(ws string) (string, error) {
+	u, err := url.Parse(ws)
+	if err != nil {
+		return "", fmt.Errorf("--url %q: %w", ws, err)
+	}
+	switch u.Scheme {
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("--url %q: want ws:// or wss://", ws)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("--url %q: no host", ws)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// benchConfig checks opts and turns them into the engine's configuration
+// (benchPlan without the uploads).
 func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
+	cfg, _, err := benchPlan(opts)
+	return cfg, err
+}
+
+// benchPlan checks opts and turns them into the engine's configuration
+// and, with --uploaders, the upload load's (else nil): the uploaders are
+// token users with the clients' secret, sub "bench-up-<i>" and name
+// "bench-<run>-u<i>", uploading into the first room on the first URL's
+// server.
+func benchPlan(opts *BenchOptions) (loadgen.Config, *loadgen.UploadConfig, error) {
 	if err := opts.validate(); err != nil {
-		return loadgen.Config{}, err
+		return loadgen.Config{}, nil, err
 	}
 	ips, err := loadgen.ParseSourceIPs(opts.SourceIPSpec, opts.URLs)
 	if err != nil {
-		return loadgen.Config{}, &UsageError{Err: err}
+		return loadgen.Config{}, nil, &UsageError{Err: err}
 	}
 	cfg := opts.Config
 	cfg.SourceIPs = ips
@@ -185,25 +295,43 @@ func benchConfig(opts *BenchOptions) (loadgen.Config, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		if errors.Is(err, loadgen.ErrConfig) {
-			return cfg, &UsageError{Err: err}
+			return cfg, nil, &UsageError{Err: err}
 		}
-		return cfg, err
+		return cfg, nil, err
 	}
-	if opts.Tokens || opts.TokenSecretFile != "" {
-		if err := benchTokens(&cfg, opts.TokenSecretFile); err != nil {
-			return cfg, err
-		}
+	if !opts.Tokens && opts.TokenSecretFile == "" {
+		return cfg, nil, nil
 	}
-	return cfg, nil
+	mint, err := benchTokens(&cfg, opts.TokenSecretFile)
+	if err != nil || opts.Uploaders == 0 {
+		return cfg, nil, err
+	}
+	size, err := opts.uploadSize()
+	if err != nil {
+		return cfg, nil, err
+	}
+	base, err := uploadBaseURL(cfg.URLs[0])
+	if err != nil {
+		return cfg, nil, &UsageError{Err: err}
+	}
+	runID := cfg.RunID
+	up := &loadgen.UploadConfig{BaseURL: base, Room: cfg.RoomName(0), Uploaders: opts.Uploaders, Size: size,
+		Token: func(i int) (string, error) {
+			c := auth.Claims{Name: "bench-" + runID + "-u" + strconv.Itoa(i)}
+			c.Subject = "bench-up-" + strconv.Itoa(i)
+			return mint(c)
+		}}
+	return cfg, up, nil
 }
 
 // benchTokens makes cfg's clients token users: it loads the secret (from
 // secretFile, else LIVECHAT_SECRET, else LIVECHAT_SECRET_FILE), fixes
 // cfg.RunID so that the names are known, and sets cfg.Token to mint
 // client i's token: sub "bench-<i>", name cfg.ClientName(i), valid for
-// benchTokenTTL. cfg must be validated. A missing or short secret is a
+// benchTokenTTL. It returns the function minting those tokens, for the
+// uploaders'. cfg must be validated. A missing or short secret is a
 // UsageError that names its source, never the secret.
-func benchTokens(cfg *loadgen.Config, secretFile string) error {
+func benchTokens(cfg *loadgen.Config, secretFile string) (func(auth.Claims) (string, error), error) {
 	var (
 		secret []byte
 		err    error
@@ -215,23 +343,24 @@ func benchTokens(cfg *loadgen.Config, secretFile string) error {
 	}
 	switch {
 	case errors.Is(err, auth.ErrNoSecret):
-		return usageErrorf("--tokens needs the servers' token secret: set --token-secret-file, %s or %s", envSecret, envSecretFile)
+		return nil, usageErrorf("--tokens needs the servers' token secret: set --token-secret-file, %s or %s", envSecret, envSecretFile)
 	case err != nil && secretFile != "":
-		return usageErrorf("--token-secret-file: %w", err)
+		return nil, usageErrorf("--token-secret-file: %w", err)
 	case err != nil:
-		return usageErrorf("--tokens: %w", err)
+		return nil, usageErrorf("--tokens: %w", err)
 	}
 	if cfg.RunID, err = loadgen.NewRunID(); err != nil {
-		return err
+		return nil, err
 	}
 	names := loadgen.Config{Clients: cfg.Clients, RunID: cfg.RunID}
 	ttl := benchTokenTTL(*cfg)
+	mint := func(c auth.Claims) (string, error) { return auth.MintToken(secret, c, ttl) }
 	cfg.Token = func(i int) (string, error) {
 		c := auth.Claims{Name: names.ClientName(i)}
 		c.Subject = "bench-" + strconv.Itoa(i)
-		return auth.MintToken(secret, c, ttl)
+		return mint(c)
 	}
-	return nil
+	return mint, nil
 }
 
 // benchTokenTTL is how long a validated run's tokens must stay valid:
@@ -246,14 +375,19 @@ func benchTokenTTL(cfg loadgen.Config) time.Duration {
 }
 
 func runBench(ctx context.Context, opts *BenchOptions, ios *IOStreams) error {
-	cfg, err := benchConfig(opts)
+	cfg, upCfg, err := benchPlan(opts)
 	if err != nil {
 		return err
 	}
 	if f, ok := ios.ErrOut.(*os.File); ok && isTerminal(f) {
 		cfg.Progress = progressLine(ios.ErrOut)
 	}
+	var up *uploadPhase
+	if upCfg != nil {
+		up = newUploadPhase(ctx, *upCfg, &cfg)
+	}
 	res, err := loadgen.Run(ctx, cfg)
+	uploads := up.stop()
 	if err != nil {
 		return err
 	}
@@ -267,10 +401,94 @@ func runBench(ctx context.Context, opts *BenchOptions, ios *IOStreams) error {
 	if res.Connect.Failed > 0 {
 		fmt.Fprintf(ios.ErrOut, "warning: %d of %d connections failed, first: %s\n", res.Connect.Failed, res.Connect.Attempted, res.Connect.FirstError)
 	}
-	if err := writeBench(ios.Out, res, opts.Global.Output, ios.IsTerminal); err != nil {
+	if err := writeBench(ios.Out, res, uploads, opts.Global.Output, ios.IsTerminal); err != nil {
 		return err
 	}
 	return lossError(res)
+}
+
+// uploadPhase runs the uploaders during a run's publishing phase: it
+// hooks the run's Progress, whose calls are serialised and come at each
+// phase's start, to start them when publishing starts and stop them when
+// it ends.
+type uploadPhase struct {
+	ctx context.Context
+	cfg loadgen.UploadConfig
+
+	mu      sync.Mutex
+	started bool
+	cancel  context.CancelFunc // nil until started
+	done    chan struct{}      // closed once res is set
+	res     loadgen.UploadResult
+}
+
+// newUploadPhase returns the upload phase of the run cfg describes and
+// hooks it into cfg.Progress (keeping the progress line, if any). The
+// uploaders run under ctx.
+func newUploadPhase(ctx context.Context, up loadgen.UploadConfig, cfg *loadgen.Config) *uploadPhase {
+	u := &uploadPhase{ctx: ctx, cfg: up, done: make(chan struct{})}
+	show := cfg.Progress
+	if show == nil {
+		// Only the phase changes matter: no snapshots in between.
+		cfg.ProgressInterval = 24 * time.Hour
+	}
+	cfg.Progress = func(p loadgen.Progress) {
+		switch p.Phase {
+		case "publishing":
+			u.start()
+		case "draining", "done":
+			u.end()
+		}
+		if show != nil {
+			show(p)
+		}
+	}
+	return u
+}
+
+// start starts the uploaders, once.
+func (u *uploadPhase) start() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.started {
+		return
+	}
+	u.started = true
+	ctx, cancel := context.WithCancel(u.ctx)
+	u.cancel = cancel
+	go func() {
+		u.res = loadgen.RunUploads(ctx, u.cfg)
+		close(u.done)
+	}()
+}
+
+// end stops the uploaders (they may not have started) and keeps them from
+// starting; it does not wait for them.
+func (u *uploadPhase) end() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.started = true
+	if u.cancel != nil {
+		u.cancel()
+	}
+}
+
+// stop ends the phase and returns what the uploaders did, once they have
+// ended; nil for a nil phase or one that never started (the run failed
+// before publishing).
+func (u *uploadPhase) stop() *loadgen.UploadResult {
+	if u == nil {
+		return nil
+	}
+	u.end()
+	u.mu.Lock()
+	ran := u.cancel != nil
+	u.mu.Unlock()
+	if !ran {
+		return nil
+	}
+	<-u.done
+	return &u.res
 }
 
 // lossError is the failure of a run that lost or duplicated a delivery,
@@ -294,13 +512,23 @@ func progressLine(w io.Writer) func(loadgen.Progress) {
 	}
 }
 
-// writeBench prints res as JSON, a table for a terminal, or tab-separated
-// name/value lines for a pipe.
-func writeBench(w io.Writer, res *loadgen.Result, output string, terminal bool) error {
+// benchJSON is bench's JSON output: the run's result and, with
+// --uploaders, "uploads".
+type benchJSON struct {
+	*loadgen.Result
+	Uploads *loadgen.UploadResult `json:"uploads,omitempty"`
+}
+
+// writeBench prints res (and uploads, if not nil) as JSON, a table for a
+// terminal, or tab-separated name/value lines for a pipe.
+func writeBench(w io.Writer, res *loadgen.Result, uploads *loadgen.UploadResult, output string, terminal bool) error {
 	if output == "json" {
-		return json.NewEncoder(w).Encode(res)
+		return json.NewEncoder(w).Encode(benchJSON{Result: res, Uploads: uploads})
 	}
 	rows := benchRows(res)
+	if uploads != nil {
+		rows = append(rows, []string{"uploads", uploadRow(uploads)})
+	}
 	if !terminal {
 		for _, r := range rows {
 			if _, err := fmt.Fprintln(w, r[0]+"\t"+r[1]); err != nil {
@@ -358,6 +586,23 @@ func benchRows(r *loadgen.Result) [][]string {
 		{"bench cpu", fmt.Sprintf("%.2fs user + %.2fs sys: %.0f%% of one core (whole run %.0f%%)",
 			r.CPU.UserSeconds, r.CPU.SystemSeconds, r.CPU.Percent, r.CPU.TotalPercent)},
 	}
+}
+
+// uploadRow is the uploads row: what the uploaders did, their upload
+// time and their errors.
+func uploadRow(u *loadgen.UploadResult) string {
+	return fmt.Sprintf("%d uploads of %s by %d users in %s, %.1f MiB/s sent; p50 %s  p99 %s; errors: %s", u.Uploads,
+		byteSize(u.Size), u.Uploaders, secs(u.Seconds), u.MiBPerSec, msec(u.P50), msec(u.P99), counts(u.Errors))
+}
+
+// byteSize formats n bytes in the largest binary unit that divides it.
+func byteSize(n int64) string {
+	for _, u := range byteUnits {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + " " + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + " B"
 }
 
 func lat(l loadgen.Latency) string {

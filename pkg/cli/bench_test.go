@@ -227,7 +227,7 @@ func sampleBenchResult() *loadgen.Result {
 
 func TestBenchOutputForPipe(t *testing.T) {
 	var b strings.Builder
-	if err := writeBench(&b, sampleBenchResult(), "table", false); err != nil {
+	if err := writeBench(&b, sampleBenchResult(), nil, "table", false); err != nil {
 		t.Fatal(err)
 	}
 	want := `target	ws://127.0.0.1:18080/ws
@@ -252,7 +252,7 @@ bench cpu	5.50s user + 2.50s sys: 80% of one core (whole run 60%)
 
 func TestBenchOutputTable(t *testing.T) {
 	var b strings.Builder
-	if err := writeBench(&b, sampleBenchResult(), "table", true); err != nil {
+	if err := writeBench(&b, sampleBenchResult(), nil, "table", true); err != nil {
 		t.Fatal(err)
 	}
 	want := `┌──────────────────┬───────────────────────────────────────────────────────────────┐
@@ -281,7 +281,7 @@ func TestBenchOutputTable(t *testing.T) {
 
 func TestBenchOutputJSON(t *testing.T) {
 	var b strings.Builder
-	if err := writeBench(&b, sampleBenchResult(), "json", true); err != nil {
+	if err := writeBench(&b, sampleBenchResult(), nil, "json", true); err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any

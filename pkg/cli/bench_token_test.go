@@ -133,6 +133,11 @@ func TestBenchTokenConfig(t *testing.T) {
 // not the token's with error forbidden_name, and delivers every message
 // to every member. It counts the handshakes it accepted.
 func tokenRoomServer(t *testing.T, secret []byte) (*httptest.Server, *atomic.Int64) {
+	return tokenRoomServerWith(t, secret, nil)
+}
+
+// tokenRoomServerWith is tokenRoomServer serving /api/ with api, if not nil.
+func tokenRoomServerWith(t *testing.T, secret []byte, api http.Handler) (*httptest.Server, *atomic.Int64) {
 	var (
 		accepted atomic.Int64
 		wg       sync.WaitGroup
@@ -146,6 +151,10 @@ func tokenRoomServer(t *testing.T, secret []byte) (*httptest.Server, *atomic.Int
 		_ = ws.WriteJSON(v)
 	}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if api != nil && strings.HasPrefix(r.URL.Path, "/api/") {
+			api.ServeHTTP(w, r)
+			return
+		}
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		claims, err := auth.VerifyToken(secret, tok, time.Now())
 		if err != nil {
