@@ -1,6 +1,6 @@
 // api.js: the chat's HTTP API (the server's pkg/account under
 // /api/account/, pkg/rooms under /api/rooms, /api/conversations and
-// /api/direct), without a DOM. fetch is injected, so
+// /api/direct, pkg/files under /api/files), without a DOM. fetch is injected, so
 // node's tests bring a fake one. Requests send JSON with the page's own
 // cookies (credentials: same-origin) and are never cached; a failure is an
 // ApiError {code, message, status, retryAfter}, and errorText says it in
@@ -56,7 +56,7 @@ export function apiError(status, body, retryAfter, now) {
 
 // sentence makes a server's short message a sentence: capital first
 // letter, a full stop at the end.
-function sentence(msg) {
+export function sentence(msg) {
   const t = (msg || '').trim();
   if (!t) return '';
   const s = t.charAt(0).toUpperCase() + t.slice(1);
@@ -88,6 +88,14 @@ export function errorText(err, words) {
     case 'forbidden': return 'Only the owner of this room can do that.';
     case 'exists': return 'That already exists.';
     case 'bad_request': return 'The chat could not do that.';
+    case 'too_large': return 'Too big for the chat.';
+    case 'type_refused': return 'This type of file is not accepted.';
+    case 'bad_image': return 'This picture could not be read.';
+    case 'bad_name': return 'This file name cannot be used: rename the file.';
+    case 'quota_exceeded': return 'You have used all your storage for files.';
+    case 'too_many_uploads': return 'Too many uploads at once: wait for some to finish.';
+    case 'timeout': return 'The upload was too slow. Try again.';
+    case 'invalid_files': return 'A file could not be attached: upload it again.';
     case 'network': return 'Cannot reach the chat. Check your connection and try again.';
     case 'unavailable': return 'The chat is having trouble right now. Try again in a moment.';
     default: return 'Something went wrong. Try again.';
@@ -149,4 +157,9 @@ export class Api {
   }
   accept(id) { return this.request('POST', '/api/rooms/' + encodeURIComponent(id) + '/accept', {}); }
   direct(name) { return this.request('POST', '/api/direct', { name: name }); }
+
+  // Files (pkg/files). The upload itself goes through XMLHttpRequest for
+  // its progress events (files.js).
+  fileLimits() { return this.request('GET', '/api/files'); }
+  deleteFile(id) { return this.request('DELETE', '/api/files/' + encodeURIComponent(id)); }
 }

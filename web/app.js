@@ -7,6 +7,7 @@
 //   frames.js      Chat: server frames and user actions -> state changes, reported to the view
 //   api.js         the HTTP API: fetch with JSON and the page's cookies, errors in words
 //   account.js     Account: signing in and out, the rooms list (public, private, direct, invitations)
+//   files.js       Uploads: attached files sent with XHR (progress, cancel); checks of a message's files
 //   view.js        the DOM: rendering, grouped bubbles, tooltips, inputs, sign-in, sidebar
 //
 // Only view.js and this file touch the DOM; the others load in node
@@ -20,6 +21,7 @@ import { Connection } from './connection.js';
 import { Chat } from './frames.js';
 import { Api } from './api.js';
 import { Account } from './account.js';
+import { Uploads } from './files.js';
 import { createView } from './view.js';
 
 // wsURL picks the WebSocket endpoint: ?ws=, then <meta name="livechat-ws">,
@@ -76,9 +78,15 @@ function init() {
   });
   const api = new Api({ fetch: (url, init) => window.fetch(url, init) });
   const account = new Account({ api: api, state: state, chat: chat, view: view, clock: systemClock, hash: () => location.hash });
+  const uploads = new Uploads({
+    XHR: window.XMLHttpRequest,
+    api: api,
+    onChange: (room) => view.uploadsChanged(room),
+    log: (...args) => { if (window.console) console.warn(...args); },
+  });
   // Exposed for debugging and automated tests; not an API.
-  window.livechat = { state: state, validName: validName, validRoom: validRoom, wsURL: wsURL, account: account };
-  view.start(chat, conn, account);
+  window.livechat = { state: state, validName: validName, validRoom: validRoom, wsURL: wsURL, account: account, uploads: uploads };
+  view.start(chat, conn, account, uploads);
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -295,7 +295,7 @@ export class Connection {
 // Connection. A send that is not acknowledged within ACK_TIMEOUT_MS on the
 // same socket is marked failed (the user may retry, with the same cid);
 // after a reconnect, resend sends every unacknowledged one again with its
-// cid, so the server can drop the copies it already has.
+// cid (and its files' ids), so the server can drop the copies it already has.
 export class Outbox {
   // conn: {send(frame) -> bool, ws}; onChange(room, entry) is called when
   // an entry's status changes.
@@ -310,7 +310,9 @@ export class Outbox {
   // is no connection.
   transmit(room, e) {
     this.cancel(e);
-    if (this.conn.send({ type: 'send', room: room.name, text: e.text, cid: e.cid })) {
+    const f = { type: 'send', room: room.name, text: e.text, cid: e.cid };
+    if (e.files && e.files.length) f.files = e.files.map((x) => x.id); // every retry carries them
+    if (this.conn.send(f)) {
       e.status = 'sent';
       e.why = '';
       this.onChange(room, e);

@@ -4,6 +4,7 @@
 // frames go out through the connection (connection.js), which is injected.
 
 import { systemClock } from './clock.js';
+import { fileList } from './files.js';
 import { Outbox, heartbeatOf, identityClose } from './connection.js';
 import { MAX_MESSAGES, TYPING_SHOW_MS, LS_NAME, LS_ROOM, LS_SAVED, KEEP_MESSAGES, Room, Sidebar, msgEntry, validName, roomKind } from './state.js';
 
@@ -14,7 +15,7 @@ export const JOIN_RETRY_MS = 2000;  // a join refused as unavailable is tried ag
 // View lists what Chat reports; every method may be a no-op.
 //   inserted(room, index, entry, how)  an entry is at index of room.entries;
 //                                      how: 'live' | 'history' | 'restore'
-//   updated(room, entry)               an entry's id, seq, ts, server or status changed
+//   updated(room, entry)               an entry's id, seq, ts, server, files or status changed
 //   removed(room, entry)               an entry left room.entries
 //   trimmed(room, entries)             the oldest entries were dropped
 //   olderStart(room), olderEnd(room)   a page of older messages is inserted between them
@@ -46,6 +47,7 @@ const sendErrors = {
   invalid_text: 'it is empty or too long',
   unavailable: 'the chat is having trouble, try again',
   not_joined: 'you are not in this room',
+  invalid_files: 'a file could not be attached: upload it again',
 };
 
 // plainError says what an error frame means for the user. The server's
@@ -63,6 +65,7 @@ export function plainError(f) {
     case 'auth_required': return 'Sign in to chat.';
     case 'invalid_token': return 'Could not sign in to the chat.';
     case 'unavailable': return 'The chat is having trouble right now. Try again in a moment.';
+    case 'invalid_files': return 'A file could not be attached: upload it again.';
     default: return 'Something went wrong. Reloading the page may help.';
   }
 }
@@ -340,6 +343,7 @@ export class Chat {
     if (typeof f.seq === 'number' && f.seq > 0) r.setSeq(e, f.seq);
     if (typeof f.server === 'string' && f.server) e.server = f.server;
     if (typeof f.ts === 'number') e.ts = f.ts;
+    if (Array.isArray(f.files)) e.files = fileList(f.files);
     this.view.updated(r, e);
   }
 
@@ -470,13 +474,16 @@ export class Chat {
   // ---- the user's actions --------------------------------------------
 
   // sendText sends text to the room shown (or keeps it until the room is
-  // joined); false when there is nothing to send or it is too long.
-  sendText(text) {
+  // joined), with files (the finished uploads' {id, type, size, name,
+  // width, height}; the text may then be empty); false when there is
+  // nothing to send or the text is too long.
+  sendText(text, files) {
     const s = this.state;
     const r = s.rooms.get(s.active);
-    if (!r || text.trim() === '') return false;
+    const attached = fileList(files);
+    if (!r || (text.trim() === '' && attached.length === 0)) return false;
     if (byteLen(text) > s.maxText()) return false;
-    const e = msgEntry({ from: s.name, text: text, ts: this.clock.now() });
+    const e = msgEntry({ from: s.name, text: text, files: attached, ts: this.clock.now() });
     e.cid = this.newCID();
     e.status = 'queued';
     r.pending.set(e.cid, e);
@@ -625,6 +632,7 @@ export class Chat {
       if (saved.server) m.server = saved.server;
       if (saved.system === true) m.system = true;
       if (saved.guest === true) m.guest = true;
+      if (saved.files) m.files = saved.files;
       const e = msgEntry(m);
       const at = r.addMessage(e);
       if (at < 0) continue;
@@ -640,7 +648,7 @@ export class Chat {
     r.everJoined = true; // no "You joined" again
     for (const u of d.unsent) {
       if (r.pending.has(u.cid)) continue;
-      const e = msgEntry({ from: this.state.name, text: u.text, ts: typeof u.ts === 'number' ? u.ts : this.clock.now() });
+      const e = msgEntry({ from: this.state.name, text: u.text, files: u.files, ts: typeof u.ts === 'number' ? u.ts : this.clock.now() });
       e.cid = u.cid;
       e.status = 'queued';
       r.pending.set(u.cid, e);

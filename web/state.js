@@ -4,6 +4,7 @@
 // storage and the clock are injected, so node's test runner can load it.
 
 import { systemClock } from './clock.js';
+import { fileList } from './files.js';
 
 export const MAX_MESSAGES = 500;   // entries (messages and notices) kept per room
 export const TYPING_SHOW_MS = 3000; // show "x is typing" this long after the last frame
@@ -41,9 +42,10 @@ export function validName(name) {
 }
 
 // An entry is one line of a room's list: a message
-//   {kind: 'msg', id, from, text, ts, seq, server, system, guest, user, cid, status, why}
+//   {kind: 'msg', id, from, text, files, ts, seq, server, system, guest, user, cid, status, why}
 // (id is '' until the server confirms an own message; seq 0: none; status
-// of an own message: 'queued' | 'sent' | 'failed' | '' once confirmed) or a
+// of an own message: 'queued' | 'sent' | 'failed' | '' once confirmed;
+// files: the checked files it carries, see files.js fileList) or a
 // notice {kind: 'notice', text}. Every entry also gets a sort key (see
 // Room.place).
 
@@ -54,6 +56,7 @@ export function msgEntry(f) {
     id: typeof f.id === 'string' ? f.id : '',
     from: typeof f.from === 'string' ? f.from : '',
     text: typeof f.text === 'string' ? f.text : '',
+    files: fileList(f.files),
     ts: typeof f.ts === 'number' ? f.ts : undefined,
     seq: typeof f.seq === 'number' && f.seq > 0 ? f.seq : 0,
     server: typeof f.server === 'string' ? f.server : '',
@@ -231,6 +234,8 @@ export class Room {
     if (typeof f.server === 'string' && f.server) m.server = f.server;
     if (f.system) m.system = true;
     if (f.guest === true) m.guest = true;
+    const files = fileList(f.files);
+    if (files.length) m.files = files;
     let at = log.length;
     if (m.seq) while (at > 0 && log[at - 1].seq > m.seq) at--;
     log.splice(at, 0, m);
@@ -333,7 +338,8 @@ function validSaved(m) {
     typeof m.from === 'string' && typeof m.text === 'string' && typeof m.ts === 'number' &&
     (m.seq === undefined || (Number.isSafeInteger(m.seq) && m.seq > 0)) &&
     (m.server === undefined || typeof m.server === 'string') &&
-    (m.guest === undefined || typeof m.guest === 'boolean');
+    (m.guest === undefined || typeof m.guest === 'boolean') &&
+    (m.files === undefined || Array.isArray(m.files));
 }
 
 // Saver saves what a reload brings back and reads it again.
@@ -380,7 +386,11 @@ export class Saver {
   // browser's quota).
   saveRoom(r) {
     const unsent = [];
-    for (const [cid, p] of r.pending) unsent.push({ cid: cid, text: p.text, ts: p.ts || this.clock.now() });
+    for (const [cid, p] of r.pending) {
+      const u = { cid: cid, text: p.text, ts: p.ts || this.clock.now() };
+      if (p.files && p.files.length) u.files = p.files;
+      unsent.push(u);
+    }
     let messages = r.log;
     for (;;) {
       const json = JSON.stringify({ v: SAVE_VERSION, seq: r.lastSeq, messages: messages, unsent: unsent.slice(-KEEP_UNSENT) });
@@ -429,14 +439,14 @@ export class Saver {
   }
 
   // readRoom returns what was saved for the room, checked: {seq, messages,
-  // unsent}, or null when there is nothing usable.
+  // unsent} (an unsent message may have files and no text), or null when there is nothing usable.
   readRoom(name) {
     let d;
     try { d = JSON.parse(this.load(LS_SAVED + name)); } catch (_) { d = null; }
     if (!d || typeof d !== 'object' || d.v !== SAVE_VERSION) return null;
     const messages = (Array.isArray(d.messages) ? d.messages : []).filter(validSaved).slice(-KEEP_MESSAGES);
     const unsent = (Array.isArray(d.unsent) ? d.unsent : []).filter((u) => !!u && typeof u === 'object' &&
-      typeof u.cid === 'string' && u.cid !== '' && u.cid.length <= 64 && typeof u.text === 'string' && u.text.trim() !== '');
+      typeof u.cid === 'string' && u.cid !== '' && u.cid.length <= 64 && typeof u.text === 'string' && (u.text.trim() !== '' || fileList(u.files).length > 0));
     return {
       seq: Number.isSafeInteger(d.seq) && d.seq > 0 ? d.seq : 0,
       messages: messages,

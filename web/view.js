@@ -1,11 +1,12 @@
 // view.js: the page. It draws the state (state.js) as frames.js reports
 // its changes, and turns the user's input into Chat actions. It is the only
-// module that touches the DOM. User text is only ever put into the page
-// with textContent.
+// module that touches the DOM. User text (and file names) is only ever put
+// into the page with textContent.
 
 import { LS_NAME, LS_ROOM, validName, validRoom, roomKind, roomHash } from './state.js';
 import { byteLen } from './frames.js';
 import { REFRESH_MS } from './account.js';
+import { MAX_FILES, fileKind, fileURL, thumbURL, fitBox, formatSize } from './files.js';
 
 const SCROLL_LOAD_PX = 60;           // scrolled this close to the top: load older messages
 const GROUP_GAP_MS = 5 * 60 * 1000;  // a sender's messages this close in time share one header
@@ -35,6 +36,7 @@ export function createView(state, saver) {
   let chat = null;
   let conn = null;
   let account = null;
+  let uploads = null;
   const nodes = new WeakMap(); // entry -> its <li>
   const older = new Map();     // room -> {height, top} while a page of older messages goes in
 
@@ -46,7 +48,8 @@ export function createView(state, saver) {
     'invitations-section', 'invitations', 'conversations-section', 'conversations', 'create-room-form',
     'create-room', 'public-rooms', 'add-room-form', 'add-room', 'rooms-error', 'empty', 'sidebar', 'members',
     'invite-form', 'invite-name', 'messages', 'jump', 'typing', 'send-form', 'text', 'send', 'composer-note',
-    'toasts']) {
+    'toasts', 'drop-zone', 'uploads', 'attach-input', 'attach', 'viewer', 'viewer-name', 'viewer-open',
+    'viewer-close', 'viewer-img']) {
     ui[id.replace(/-(.)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
   }
 
@@ -60,8 +63,9 @@ export function createView(state, saver) {
 
   // render builds an entry's element. A message is li.msg[data-id]
   // [data-from] with a .meta header (.from and .time, hidden on a group's
-  // later messages), .text and .status; the full time and the server that
-  // took it are in the bubble's tooltip. A notice is li.notice.
+  // later messages), .text, .files (when it carries some) and .status; the
+  // full time and the server that took it are in the bubble's tooltip. A
+  // notice is li.notice.
   function render(e) {
     if (e.kind !== 'msg') return el('li', 'notice', e.text);
     const li = el('li', 'msg');
@@ -82,6 +86,82 @@ export function createView(state, saver) {
     return li;
   }
 
+  // setFiles shows the files a message carries (again when they changed):
+  // a .files block before its .status.
+  function setFiles(li, e) {
+    const ids = (e.files || []).map((f) => f.id).join(' ');
+    if ((li.dataset.files || '') === ids) return;
+    const old = li.querySelector(':scope > .files');
+    if (old) old.remove();
+    if (ids) {
+      li.dataset.files = ids;
+      li.insertBefore(renderFiles(e.files), li.querySelector(':scope > .status'));
+    } else {
+      delete li.dataset.files;
+    }
+  }
+
+  // renderFiles builds div.files: pictures as a.thumb > img.thumb (its box
+  // reserved by width/height before it loads; a click opens the viewer),
+  // other files as div.file-card[data-kind] with an icon, the name, the
+  // size and a.file-download.
+  function renderFiles(files) {
+    const box = el('div', 'files');
+    for (const f of files) {
+      const kind = fileKind(f.type);
+      if (kind === 'image') {
+        const a = el('a', 'thumb');
+        a.href = fileURL(f.id);
+        a.dataset.file = f.id;
+        a.title = f.name + ' (' + formatSize(f.size) + ')';
+        const img = el('img', 'thumb');
+        img.src = thumbURL(f.id);
+        img.alt = f.name;
+        img.loading = 'lazy';
+        img.decoding = 'async';
+        const fit = fitBox(f.width, f.height);
+        if (fit) {
+          img.width = fit.width;
+          img.height = fit.height;
+        }
+        a.appendChild(img);
+        a.addEventListener('click', (ev) => {
+          if (ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || !ui.viewer || !ui.viewer.showModal) return;
+          ev.preventDefault();
+          openViewer(f);
+        });
+        box.appendChild(a);
+        continue;
+      }
+      const card = el('div', 'file-card');
+      card.dataset.kind = kind;
+      card.dataset.file = f.id;
+      card.appendChild(el('span', 'file-icon', kind === 'pdf' ? 'PDF' : (kind === 'text' ? 'TXT' : 'FILE')));
+      const info = el('div', 'file-info');
+      const name = el('span', 'file-name', f.name);
+      name.title = f.name;
+      info.append(name, el('span', 'file-size', formatSize(f.size)));
+      const dl = el('a', 'file-download', 'Download');
+      dl.href = fileURL(f.id);
+      dl.download = f.name;
+      dl.setAttribute('aria-label', 'Download ' + f.name);
+      card.append(info, dl);
+      box.appendChild(card);
+    }
+    return box;
+  }
+
+  // openViewer shows a picture at full size in the #viewer dialog.
+  function openViewer(f) {
+    ui.viewerImg.alt = f.name;
+    ui.viewerImg.src = fileURL(f.id);
+    ui.viewerName.textContent = f.name;
+    ui.viewerName.title = f.name;
+    ui.viewerOpen.href = fileURL(f.id);
+    if (!ui.viewer.open) ui.viewer.showModal();
+    ui.viewerClose.focus();
+  }
+
   // fill writes what may change after a message is shown: its id, seq,
   // server, time and status.
   function fill(li, e) {
@@ -91,6 +171,7 @@ export function createView(state, saver) {
     if (e.server) li.dataset.server = e.server;
     if (typeof e.ts === 'number') setTime(li, e.ts);
     else setTitle(li);
+    setFiles(li, e);
     setStatus(li, e);
   }
 
@@ -286,7 +367,7 @@ export function createView(state, saver) {
     renderMembers();
     renderTyping();
     renderSidebar();
-    updateComposer();
+    renderUploads();
   }
 
   // renderTitle names the room shown in the header and the window title.
@@ -389,6 +470,7 @@ export function createView(state, saver) {
     ui.me.textContent = name ? name + (u && u.guest ? ' (guest)' : '') : '';
     ui.me.title = name ? 'You are ' + name : '';
     ui.signout.hidden = !signedIn;
+    ui.attach.hidden = !signedIn; // uploads need an account
     ui.inviteForm.hidden = !(signedIn && state.active && sb.canInvite(state.active));
     if (state.active) {
       renderTitle();
@@ -431,11 +513,14 @@ export function createView(state, saver) {
     if (active && state.rooms.has(active)) showRoom(active); else showEmpty('');
     renderSidebar();
     if (state.rooms.size > 0) conn.connect();
+    if (state.signedIn() && uploads) uploads.loadLimits();
+    renderUploads();
     if (active) ui.text.focus();
   }
 
   // signedOut shows signing in, with text saying why.
   function signedOut(text) {
+    if (uploads) for (const u of uploads.items.slice()) uploads.cancel(u.key);
     document.body.classList.remove('rooms-open', 'members-open');
     showEmpty('');
     showError('');
@@ -492,15 +577,98 @@ export function createView(state, saver) {
     const r = state.rooms.get(state.active);
     ui.text.disabled = !r;
     ui.leave.disabled = !r;
+    ui.attach.hidden = !state.signedIn();
+    ui.attach.disabled = !r;
+    const busy = !!r && !!uploads && uploads.busy(r.name);
+    const ready = r && uploads ? uploads.ready(r.name).length : 0;
     let note = '';
     if (r && state.conn !== 'connected') note = 'Not connected: your messages will be sent when the connection is back.';
     else if (r && !r.joined) note = 'Joining…';
+    if (busy) note = 'Uploading… the message can be sent when the files are up.';
     const len = byteLen(ui.text.value);
     const max = state.maxText();
     if (len > max) note = 'Too long: ' + len + ' of ' + max + ' allowed (some symbols count more than one).';
     else if (len > max * 0.8) note = len + ' of ' + max;
     ui.composerNote.textContent = note;
-    ui.send.disabled = !r || ui.text.value.trim() === '' || len > max;
+    ui.send.disabled = !r || busy || (ui.text.value.trim() === '' && ready === 0) || len > max;
+  }
+
+  // renderUploads draws the chips of the room shown's uploads (#uploads):
+  // li.upload[data-key][data-state=uploading|done|error] with .upload-name,
+  // .upload-size, progress.upload-progress (while uploading), .upload-error
+  // and button.upload-cancel (cancel, or remove).
+  function renderUploads() {
+    if (!ui.uploads || !uploads) return;
+    const list = state.active ? uploads.list(state.active) : [];
+    // Chips are kept (and only moved when they must), so a focused cancel
+    // button keeps the focus while the progress moves.
+    const keep = new Map();
+    for (const li of Array.from(ui.uploads.children)) keep.set(li.dataset.key, li);
+    let at = ui.uploads.firstElementChild;
+    for (const u of list) {
+      let li = keep.get(String(u.key));
+      keep.delete(String(u.key));
+      if (li && li.dataset.state !== u.state) {
+        const fresh = uploadChip(u);
+        const focused = li.contains(document.activeElement);
+        li.replaceWith(fresh);
+        if (at === li) at = fresh;
+        li = fresh;
+        if (focused) li.querySelector('.upload-cancel').focus();
+      } else if (!li) {
+        li = uploadChip(u);
+      }
+      if (li !== at) ui.uploads.insertBefore(li, at);
+      else at = at.nextElementSibling;
+      const bar = li.querySelector('.upload-progress');
+      if (bar) {
+        bar.max = u.size || 1;
+        bar.value = Math.min(u.loaded, u.size || 1);
+        bar.textContent = Math.floor(100 * bar.value / bar.max) + '%';
+        bar.setAttribute('aria-label', 'Uploading ' + u.name);
+      }
+    }
+    for (const li of keep.values()) li.remove();
+    ui.uploads.hidden = list.length === 0;
+    updateComposer();
+  }
+
+  function uploadChip(u) {
+    const li = el('li', 'upload');
+    li.dataset.key = String(u.key);
+    li.dataset.state = u.state;
+    const top = el('div', 'upload-top');
+    const name = el('span', 'upload-name', u.name);
+    name.title = u.name;
+    top.append(name, el('span', 'upload-size', formatSize(u.size)));
+    const x = el('button', 'upload-cancel', '×');
+    x.type = 'button';
+    const label = (u.state === 'uploading' ? 'Cancel the upload of ' : 'Remove ') + u.name;
+    x.setAttribute('aria-label', label);
+    x.title = u.state === 'uploading' ? 'Cancel' : 'Remove';
+    x.addEventListener('click', () => { uploads.cancel(u.key); ui.text.focus(); });
+    top.appendChild(x);
+    li.appendChild(top);
+    if (u.state === 'uploading') li.appendChild(el('progress', 'upload-progress'));
+    if (u.state === 'error') {
+      const why = el('span', 'upload-error', u.error);
+      why.setAttribute('role', 'alert');
+      li.appendChild(why);
+    }
+    return li;
+  }
+
+  // attachFiles starts uploading files into the room shown.
+  function attachFiles(files) {
+    const r = state.rooms.get(state.active);
+    if (!r || !uploads || !state.signedIn() || files.length === 0) return;
+    uploads.add(r.name, files);
+  }
+
+  // dragFiles: a drag carries files (not text or a link).
+  function dragFiles(ev) {
+    const dt = ev.dataTransfer;
+    return !!dt && Array.from(dt.types || []).includes('Files');
   }
 
   function autosize() {
@@ -510,7 +678,14 @@ export function createView(state, saver) {
   }
 
   function sendText() {
-    if (chat.sendText(ui.text.value)) {
+    const r = state.rooms.get(state.active);
+    if (r && uploads && uploads.busy(r.name)) {
+      ui.composerNote.textContent = 'Wait for the upload to finish (or cancel it) before sending.';
+      return;
+    }
+    const files = r && uploads ? uploads.ready(r.name).slice(0, MAX_FILES) : [];
+    if (chat.sendText(ui.text.value, files)) {
+      if (files.length) uploads.take(r.name);
       scrollToBottom();
       ui.text.value = '';
       autosize();
@@ -585,12 +760,71 @@ export function createView(state, saver) {
     ui.membersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
   }
 
+  // startFiles wires attaching (the paperclip, drag and drop onto the
+  // conversation, pasting into the composer) and the picture viewer.
+  function startFiles() {
+    ui.attach.addEventListener('click', () => ui.attachInput.click());
+    ui.attachInput.addEventListener('change', () => {
+      attachFiles(Array.from(ui.attachInput.files || []));
+      ui.attachInput.value = '';
+      ui.text.focus();
+    });
+    ui.text.addEventListener('paste', (ev) => {
+      const cd = ev.clipboardData;
+      if (!cd) return;
+      let files = Array.from(cd.files || []);
+      if (files.length === 0) {
+        for (const it of Array.from(cd.items || [])) {
+          const f = it.kind === 'file' ? it.getAsFile() : null;
+          if (f) files.push(f);
+        }
+      }
+      if (files.length === 0 || !state.signedIn()) return;
+      ev.preventDefault(); // the text of a pasted picture (its name) stays out
+      attachFiles(files);
+    });
+    const area = ui.dropZone.parentNode;
+    let depth = 0;
+    const hide = () => { depth = 0; ui.dropZone.hidden = true; };
+    area.addEventListener('dragenter', (ev) => {
+      if (!dragFiles(ev) || !state.active || !state.signedIn()) return;
+      ev.preventDefault();
+      depth += 1;
+      ui.dropZone.hidden = false;
+    });
+    area.addEventListener('dragover', (ev) => {
+      if (!dragFiles(ev) || !state.active || !state.signedIn()) return;
+      ev.preventDefault();
+      ev.dataTransfer.dropEffect = 'copy';
+    });
+    area.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) ui.dropZone.hidden = true;
+    });
+    area.addEventListener('drop', (ev) => {
+      if (!dragFiles(ev)) return;
+      ev.preventDefault();
+      hide();
+      attachFiles(Array.from(ev.dataTransfer.files || []));
+    });
+    // A file dropped anywhere else must not replace the page.
+    window.addEventListener('dragover', (ev) => { if (dragFiles(ev)) ev.preventDefault(); });
+    window.addEventListener('drop', (ev) => { if (dragFiles(ev)) { ev.preventDefault(); hide(); } });
+    window.addEventListener('dragend', hide);
+    // The viewer: the close button, Escape (the dialog's own) and a click
+    // outside the picture close it.
+    ui.viewerClose.addEventListener('click', () => ui.viewer.close());
+    ui.viewer.addEventListener('click', (ev) => { if (ev.target === ui.viewer) ui.viewer.close(); });
+    ui.viewer.addEventListener('close', () => { ui.viewerImg.removeAttribute('src'); });
+  }
+
   // start wires the page's events, brings back the rooms of the last page
   // (restore) and joins at once with ?join=1.
-  function start(c, connection, acct) {
+  function start(c, connection, acct, ups) {
     chat = c;
     conn = connection;
     account = acct;
+    uploads = ups;
     const q = new URLSearchParams(location.search);
     ui.name.value = q.get('name') || saver.load(LS_NAME) || '';
     ui.room.value = q.get('room') || saver.load(LS_ROOM) || 'general';
@@ -617,6 +851,7 @@ export function createView(state, saver) {
         ev.preventDefault();
       }
     });
+    startFiles();
     ui.addRoomForm.addEventListener('submit', onAddRoom);
     ui.addRoom.addEventListener('keydown', (ev) => {
       if (ev.key === 'Escape') ui.addRoom.value = '';
@@ -668,6 +903,7 @@ export function createView(state, saver) {
   return {
     start: start,
     setConn: setConn,
+    uploadsChanged(room) { if (room === state.active) renderUploads(); },
 
     // What Chat reports (frames.js, viewMethods).
     inserted(r, at, e, how) {
@@ -717,6 +953,7 @@ export function createView(state, saver) {
     composer: updateComposer,
     toast: toast,
     roomDropped(name, next) {
+      if (uploads) uploads.drop(name);
       if (next) showRoom(next);
       else if (!state.active) showEmpty('');
       renderTabs();

@@ -50,7 +50,8 @@ func TestIndexHooks(t *testing.T) {
 	for _, id := range []string{"name", "room", "join", "messages", "members", "text", "send", "state", "typing",
 		"auth-form", "auth-name", "auth-password", "signin", "signup", "auth-error", "me", "signout", "error",
 		"rooms-toggle", "rooms-panel", "public-rooms", "add-room", "add-room-btn", "conversations", "invitations",
-		"create-room", "create-room-btn", "invite-form", "invite-name", "invite-btn", "empty"} {
+		"create-room", "create-room-btn", "invite-form", "invite-name", "invite-btn", "empty",
+		"attach", "attach-input", "uploads", "drop-zone", "viewer", "viewer-img", "viewer-open", "viewer-close"} {
 		if !strings.Contains(html, `id="`+id+`"`) {
 			t.Errorf("index.html lacks id=%q", id)
 		}

@@ -20,6 +20,7 @@ type Memory struct {
 	rooms    map[string]Room            // by ID
 	direct   map[[2]string]string       // ordered pair -> room ID
 	members  map[string]map[string]Role // room ID -> user ID -> role
+	uploads  map[string]Upload          // by ID
 }
 
 var _ Store = (*Memory)(nil)
@@ -33,6 +34,7 @@ func NewMemory() *Memory {
 		rooms:    map[string]Room{},
 		direct:   map[[2]string]string{},
 		members:  map[string]map[string]Role{},
+		uploads:  map[string]Upload{},
 	}
 }
 

@@ -45,7 +45,8 @@ func OpenPostgres(ctx context.Context, rawURL string) (*Postgres, error) {
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
-	s := &Postgres{sqlStore{w: db, r: db, d: dialect{name: "postgres", dollar: true, collate: `COLLATE "C"`, classify: pgClassify}}}
+	s := &Postgres{sqlStore{w: db, r: db, d: dialect{name: "postgres", dollar: true, collate: `COLLATE "C"`,
+		forUpdate: " FOR UPDATE", classify: pgClassify}}}
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: cannot reach postgres at %s: %w", redacted, err)

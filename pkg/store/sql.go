@@ -31,6 +31,10 @@ type dialect struct {
 	dollar bool
 	// collate is the binary collation: COLLATE BINARY or COLLATE "C".
 	collate string
+	// forUpdate locks the rows a SELECT reads until the transaction ends:
+	// " FOR UPDATE" on PostgreSQL; empty on SQLite, whose one writer
+	// connection already serialises write transactions.
+	forUpdate string
 	// classify maps a driver error to ErrExists (unique violation),
 	// ErrNotFound (foreign key violation) or nil (anything else).
 	classify func(error) error
@@ -78,6 +82,28 @@ var schema = [][]string{{
 		PRIMARY KEY (room_id, user_id)
 	)`,
 	`CREATE INDEX store_members_user ON store_members (user_id)`,
+}, {
+	// Version 2: uploads. No foreign keys: token users have no user row,
+	// and deleting a user or room leaves its uploads (their blobs are the
+	// caller's). message is '' while the upload is attached to none.
+	`CREATE TABLE store_uploads (
+		id      text {C} PRIMARY KEY,
+		user_id text {C} NOT NULL,
+		room    text {C} NOT NULL,
+		type    text NOT NULL,
+		name    text NOT NULL,
+		size    bigint NOT NULL,
+		width   bigint NOT NULL,
+		height  bigint NOT NULL,
+		thumb   boolean NOT NULL,
+		sha256  text NOT NULL,
+		created bigint NOT NULL,
+		message text {C} NOT NULL DEFAULT ''
+	)`,
+	`CREATE INDEX store_uploads_user ON store_uploads (user_id)`,
+	// Both SQLite and PostgreSQL have partial indexes.
+	`CREATE INDEX store_uploads_stale ON store_uploads (created, id) WHERE message = ''`,
+	`CREATE INDEX store_uploads_message ON store_uploads (room, message)`,
 }}
 
 // q rewrites the ? placeholders of query for the dialect.

@@ -1,5 +1,6 @@
 // Package store is the durable record of who and where: user accounts,
-// sign-in sessions, rooms and room memberships. It does not hash passwords,
+// sign-in sessions, rooms, room memberships and the records of uploaded
+// files (which message each is attached to). It does not hash passwords,
 // mint ids, normalise names or decide who may do what; its callers do, and
 // the store keeps the result consistent (unique keys, one direct room per
 // pair of users, no membership or session outliving its user).
@@ -14,13 +15,15 @@
 // Guarantees shared by every backend, checked by the conformance suite in
 // storetest:
 //
-//   - A User's Key, a Session's ID and a Room's ID are unique: creating a
-//     second one gives ErrExists and changes nothing.
+//   - A User's Key and the ID of a Session, Room or Upload are unique:
+//     creating a second one gives ErrExists and changes nothing.
 //   - Looking up, changing or deleting something that does not exist gives
 //     ErrNotFound; so does asking for the role of a non-member, so a caller
 //     answers the same for "missing" and "forbidden".
 //   - Deleting a user deletes its sessions and memberships in the same
-//     transaction.
+//     transaction; its uploads stay (token users have no user record).
+//   - AttachUploads is all or nothing, and concurrent calls for one upload
+//     agree on its Message.
 //   - DirectRoom returns the same room for (a, b) and (b, a), also when
 //     called concurrently from many goroutines or servers.
 //   - Times are kept with microsecond precision and returned in UTC.
@@ -44,11 +47,11 @@ import (
 
 // Errors returned by stores. Compare with errors.Is.
 var (
-	// ErrNotFound: the user, session, room or membership does not exist
-	// (or the session has expired).
+	// ErrNotFound: the user, session, room, membership or upload does not
+	// exist (or the session has expired).
 	ErrNotFound = errors.New("store: not found")
-	// ErrExists: a user with that Key, or a session or room with that ID,
-	// already exists.
+	// ErrExists: a user with that Key, or a session, room or upload with
+	// that ID, already exists.
 	ErrExists = errors.New("store: already exists")
 	// ErrClosed is returned by every call on a closed Store.
 	ErrClosed = errors.New("store: closed")
@@ -62,9 +65,9 @@ var (
 
 // Bounds on the arguments, in bytes.
 const (
-	MaxIDLen   = 128  // user, session and room ids; non-empty
+	MaxIDLen   = 128  // user, session, room, upload and message ids; non-empty
 	MaxKeyLen  = 256  // User.Key; non-empty
-	MaxNameLen = 256  // User.Name and Room.Name; may be empty
+	MaxNameLen = 256  // User.Name, Room.Name and Upload.Name; may be empty
 	MaxHashLen = 1024 // User.PasswordHash; may be empty
 	MaxPage    = 1000 // the most rows ListUsers and PublicRooms return
 	MaxTypeLen = 128  // Upload.Type; non-empty
@@ -138,8 +141,9 @@ type Conversation struct {
 	Role Role
 }
 
-// Store keeps users, sessions, rooms and memberships. All methods are safe
-// for concurrent use; see the package doc for the shared guarantees.
+// Store keeps users, sessions, rooms, memberships and uploads. All methods
+// are safe for concurrent use; see the package doc for the shared
+// guarantees.
 type Store interface {
 	// CreateUser stores u (ErrExists if its ID or Key is taken) and returns
 	// it with Created filled in.
@@ -313,6 +317,48 @@ func check(what, s string, maxLen int, required bool) error {
 }
 
 func checkID(what, id string) error { return check(what, id, MaxIDLen, true) }
+
+// maxSHA256Len bounds Upload.SHA256 (64 hex digits).
+const maxSHA256Len = 64
+
+func checkUpload(u Upload) error {
+	err := errorsJoin(checkID("upload id", u.ID), checkID("upload user id", u.UserID), checkID("upload room", u.Room),
+		check("upload type", u.Type, MaxTypeLen, true), check("upload name", u.Name, MaxNameLen, false),
+		check("upload sha256", u.SHA256, maxSHA256Len, false), check("upload message", u.Message, MaxIDLen, false))
+	if err == nil && (u.Size < 0 || u.Width < 0 || u.Height < 0) {
+		err = fmt.Errorf("%w: negative upload size, width or height", ErrInvalid)
+	}
+	return err
+}
+
+// checkAttach validates the arguments of AttachUploads.
+func checkAttach(userID, room, messageID string, ids []string) error {
+	if err := errorsJoin(checkID("user id", userID), checkID("room id", room), checkID("message id", messageID)); err != nil {
+		return err
+	}
+	if len(ids) == 0 || len(ids) > MaxAttach {
+		return fmt.Errorf("%w: %d upload ids (want 1 to %d)", ErrInvalid, len(ids), MaxAttach)
+	}
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if err := checkID("upload id", id); err != nil {
+			return err
+		}
+		if seen[id] {
+			return fmt.Errorf("%w: upload id %q repeated", ErrInvalid, id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// compareStale orders StaleUploads: oldest first, then by ID.
+func compareStale(a, b Upload) int {
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
 
 func checkUser(u User) error {
 	return errorsJoin(checkID("user id", u.ID), check("user key", u.Key, MaxKeyLen, true),

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,14 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DirectRoomConcurrent", testDirectRoomConcurrent},
 		{"Members", testMembers},
 		{"RoomsOfAndTouch", testRoomsOfAndTouch},
+		{"Uploads", testUploads},
+		{"UploadsInvalid", testUploadsInvalid},
+		{"AttachUploads", testAttachUploads},
+		{"AttachUploadsAllOrNothing", testAttachUploadsAllOrNothing},
+		{"AttachUploadsConcurrent", testAttachUploadsConcurrent},
+		{"UploadUsageAndDelete", testUploadUsageAndDelete},
+		{"StaleUploads", testStaleUploads},
+		{"MessageUploads", testMessageUploads},
 		{"ContextCanceled", testContextCanceled},
 		{"Closed", testClosed},
 	}
@@ -593,7 +602,380 @@ func testClosed(t *testing.T, s store.Store) {
 		"Member":     func() error { _, err := s.Member(ctx, "r", "u"); return err }(),
 		"RoomsOf":    func() error { _, err := s.RoomsOf(ctx, "u"); return err }(),
 		"Touch":      s.Touch(ctx, "r", time.Now()),
+		"CreateUpload": func() error {
+			_, err := s.CreateUpload(ctx, store.Upload{ID: "f", UserID: "u", Room: "r", Type: "text/plain"})
+			return err
+		}(),
+		"Upload":         func() error { _, err := s.Upload(ctx, "f"); return err }(),
+		"AttachUploads":  func() error { _, err := s.AttachUploads(ctx, "u", "r", "m", []string{"f"}); return err }(),
+		"DeleteUpload":   s.DeleteUpload(ctx, "f"),
+		"UploadUsage":    func() error { _, _, err := s.UploadUsage(ctx, "u"); return err }(),
+		"StaleUploads":   func() error { _, err := s.StaleUploads(ctx, time.Now(), 0); return err }(),
+		"MessageUploads": func() error { _, err := s.MessageUploads(ctx, "r", "m"); return err }(),
 	} {
 		is(t, name+" after Close", err, store.ErrClosed)
+	}
+}
+
+// upload is a valid unattached upload of user into room.
+func upload(id, user, room string) store.Upload {
+	return store.Upload{ID: id, UserID: user, Room: room, Type: "image/png", Name: id + ".png",
+		Size: 100, Width: 4, Height: 3, Thumb: true, SHA256: strings.Repeat("ab", 32)}
+}
+
+func mustUpload(t *testing.T, s store.Store, u store.Upload) store.Upload {
+	t.Helper()
+	got, err := s.CreateUpload(ctx, u)
+	is(t, "CreateUpload "+u.ID, err, nil)
+	return got
+}
+
+// ids lists the IDs and Messages of uploads, for comparing.
+func ids(us []store.Upload) string {
+	var b []string
+	for _, u := range us {
+		b = append(b, u.ID+":"+u.Message)
+	}
+	return strings.Join(b, " ")
+}
+
+func testUploads(t *testing.T, s store.Store) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.FixedZone("x", 3600))
+	in := store.Upload{ID: "f1", UserID: "token-user", Room: "r", Type: "application/pdf", Name: "Ærlig rapport.pdf",
+		Size: 1 << 40, Width: 1 << 20, Height: 7, Thumb: true, SHA256: strings.Repeat("0f", 32), Created: created}
+	u, err := s.CreateUpload(ctx, in)
+	is(t, "CreateUpload (no user or room row needed)", err, nil)
+	want := in
+	want.Created = created.UTC().Truncate(time.Microsecond)
+	if u != want || u.Created.Location() != time.UTC {
+		t.Fatalf("CreateUpload = %+v, want %+v (UTC, microseconds)", u, want)
+	}
+	got, err := s.Upload(ctx, "f1")
+	is(t, "Upload", err, nil)
+	if got != want || got.Created.Location() != time.UTC {
+		t.Fatalf("Upload = %+v, want %+v", got, want)
+	}
+
+	// Zero values round-trip too, and a zero Created becomes now.
+	plain := store.Upload{ID: "f2", UserID: "u", Room: "r", Type: "text/plain"}
+	p, err := s.CreateUpload(ctx, plain)
+	is(t, "CreateUpload with zero fields", err, nil)
+	if p.Created.IsZero() || time.Since(p.Created) > time.Minute || p.Created.Location() != time.UTC {
+		t.Fatalf("Created = %v, want now in UTC", p.Created)
+	}
+	got, err = s.Upload(ctx, "f2")
+	is(t, "Upload f2", err, nil)
+	if got != p {
+		t.Fatalf("Upload = %+v, want %+v", got, p)
+	}
+
+	_, err = s.CreateUpload(ctx, store.Upload{ID: "f1", UserID: "v", Room: "r2", Type: "text/plain"})
+	is(t, "CreateUpload with a taken id", err, store.ErrExists)
+	if got, _ = s.Upload(ctx, "f1"); got != want {
+		t.Fatalf("the refused upload changed f1: %+v", got)
+	}
+	_, err = s.Upload(ctx, "nothing")
+	is(t, "Upload missing", err, store.ErrNotFound)
+
+	// Deleting the uploader's user record leaves the uploads.
+	mustUser(t, s, "u")
+	is(t, "DeleteUser", s.DeleteUser(ctx, "u"), nil)
+	_, err = s.Upload(ctx, "f2")
+	is(t, "Upload after its user was deleted", err, nil)
+}
+
+func testUploadsInvalid(t *testing.T, s store.Store) {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	for name, f := range map[string]func(*store.Upload){
+		"empty id":        func(u *store.Upload) { u.ID = "" },
+		"long id":         func(u *store.Upload) { u.ID = long(store.MaxIDLen + 1) },
+		"NUL in id":       func(u *store.Upload) { u.ID = "a\x00b" },
+		"empty user":      func(u *store.Upload) { u.UserID = "" },
+		"long user":       func(u *store.Upload) { u.UserID = long(store.MaxIDLen + 1) },
+		"bad UTF-8 user":  func(u *store.Upload) { u.UserID = "\xff" },
+		"empty room":      func(u *store.Upload) { u.Room = "" },
+		"long room":       func(u *store.Upload) { u.Room = long(store.MaxIDLen + 1) },
+		"empty type":      func(u *store.Upload) { u.Type = "" },
+		"long type":       func(u *store.Upload) { u.Type = long(store.MaxTypeLen + 1) },
+		"NUL in type":     func(u *store.Upload) { u.Type = "text/\x00" },
+		"long name":       func(u *store.Upload) { u.Name = long(store.MaxNameLen + 1) },
+		"bad UTF-8 name":  func(u *store.Upload) { u.Name = "a\xc3.png" },
+		"NUL in name":     func(u *store.Upload) { u.Name = "a\x00.png" },
+		"negative size":   func(u *store.Upload) { u.Size = -1 },
+		"negative width":  func(u *store.Upload) { u.Width = -1 },
+		"negative height": func(u *store.Upload) { u.Height = -1 },
+		"long sha256":     func(u *store.Upload) { u.SHA256 = long(65) },
+		"NUL in sha256":   func(u *store.Upload) { u.SHA256 = "\x00" },
+		"long message":    func(u *store.Upload) { u.Message = long(store.MaxIDLen + 1) },
+	} {
+		u := upload("ok", "u", "r")
+		f(&u)
+		_, err := s.CreateUpload(ctx, u)
+		is(t, "CreateUpload with "+name, err, store.ErrInvalid)
+	}
+	// The bounds themselves are accepted.
+	edge := store.Upload{ID: long(store.MaxIDLen), UserID: long(store.MaxIDLen), Room: long(store.MaxIDLen),
+		Type: long(store.MaxTypeLen), Name: long(store.MaxNameLen), SHA256: long(64)}
+	_, err := s.CreateUpload(ctx, edge)
+	is(t, "CreateUpload at the bounds", err, nil)
+	if n, _, _ := s.UploadUsage(ctx, "u"); n != 0 {
+		t.Fatalf("refused uploads were stored: usage count %d", n)
+	}
+
+	_, err = s.Upload(ctx, "")
+	is(t, "Upload empty id", err, store.ErrInvalid)
+	is(t, "DeleteUpload empty id", s.DeleteUpload(ctx, ""), store.ErrInvalid)
+	_, _, err = s.UploadUsage(ctx, "")
+	is(t, "UploadUsage empty user", err, store.ErrInvalid)
+	_, err = s.MessageUploads(ctx, "", "m")
+	is(t, "MessageUploads empty room", err, store.ErrInvalid)
+	_, err = s.MessageUploads(ctx, "r", "")
+	is(t, "MessageUploads empty message", err, store.ErrInvalid)
+	for name, args := range map[string][3]string{
+		"empty user":    {"", "r", "m"},
+		"empty room":    {"u", "", "m"},
+		"empty message": {"u", "r", ""},
+		"bad message":   {"u", "r", "m\x00"},
+	} {
+		_, err = s.AttachUploads(ctx, args[0], args[1], args[2], []string{"x"})
+		is(t, "AttachUploads with "+name, err, store.ErrInvalid)
+	}
+	_, err = s.AttachUploads(ctx, "u", "r", "m", []string{""})
+	is(t, "AttachUploads with an empty id", err, store.ErrInvalid)
+}
+
+func testAttachUploads(t *testing.T, s store.Store) {
+	for _, id := range []string{"a", "b", "c", "d"} {
+		mustUpload(t, s, upload(id, "u", "r"))
+	}
+	got, err := s.AttachUploads(ctx, "u", "r", "m1", []string{"c", "a"})
+	is(t, "AttachUploads", err, nil)
+	if ids(got) != "c:m1 a:m1" {
+		t.Fatalf("AttachUploads = %q, want c:m1 a:m1 (in the order of ids)", ids(got))
+	}
+	want := upload("c", "u", "r")
+	want.Message, want.Created = "m1", got[0].Created
+	if got[0] != want {
+		t.Fatalf("AttachUploads returned %+v, want %+v", got[0], want)
+	}
+	if u, _ := s.Upload(ctx, "c"); u != want {
+		t.Fatalf("Upload after AttachUploads = %+v, want %+v", u, want)
+	}
+	if u, _ := s.Upload(ctx, "b"); u.Message != "" {
+		t.Fatalf("an upload not named was attached: %+v", u)
+	}
+
+	// A retried send (another message id) keeps the first Message and
+	// attaches what was not attached yet.
+	got, err = s.AttachUploads(ctx, "u", "r", "m2", []string{"a", "b", "c"})
+	is(t, "AttachUploads again", err, nil)
+	if ids(got) != "a:m1 b:m2 c:m1" {
+		t.Fatalf("AttachUploads again = %q, want a:m1 b:m2 c:m1", ids(got))
+	}
+	if u, _ := s.Upload(ctx, "a"); u.Message != "m1" {
+		t.Fatalf("a retry changed Message to %q", u.Message)
+	}
+	if u, _ := s.Upload(ctx, "b"); u.Message != "m2" {
+		t.Fatalf("b Message = %q, want m2", u.Message)
+	}
+
+	_, err = s.AttachUploads(ctx, "u", "r", "m3", []string{"d", "a", "d"})
+	is(t, "AttachUploads with a repeated id", err, store.ErrInvalid)
+	_, err = s.AttachUploads(ctx, "u", "r", "m3", nil)
+	is(t, "AttachUploads with no ids", err, store.ErrInvalid)
+	many := make([]string, store.MaxAttach+1)
+	for i := range many {
+		many[i] = fmt.Sprint("x", i)
+	}
+	_, err = s.AttachUploads(ctx, "u", "r", "m3", many)
+	is(t, "AttachUploads with too many ids", err, store.ErrInvalid)
+	if u, _ := s.Upload(ctx, "d"); u.Message != "" {
+		t.Fatalf("a refused AttachUploads attached d: %+v", u)
+	}
+
+	// MaxAttach ids at once are accepted.
+	for _, id := range many[:store.MaxAttach] {
+		mustUpload(t, s, upload(id, "u", "r"))
+	}
+	got, err = s.AttachUploads(ctx, "u", "r", "big", many[:store.MaxAttach])
+	is(t, "AttachUploads with MaxAttach ids", err, nil)
+	if len(got) != store.MaxAttach || got[store.MaxAttach-1].ID != many[store.MaxAttach-1] || got[0].Message != "big" {
+		t.Fatalf("AttachUploads with MaxAttach ids: %d uploads, %q", len(got), ids(got[:min(len(got), 2)]))
+	}
+}
+
+func testAttachUploadsAllOrNothing(t *testing.T, s store.Store) {
+	mustUpload(t, s, upload("mine", "u", "r"))
+	mustUpload(t, s, upload("mine2", "u", "r"))
+	mustUpload(t, s, upload("theirs", "v", "r"))
+	mustUpload(t, s, upload("elsewhere", "u", "r2"))
+	for name, other := range map[string]string{
+		"another user's upload":   "theirs",
+		"an upload of other room": "elsewhere",
+		"a missing upload":        "nothing",
+	} {
+		_, err := s.AttachUploads(ctx, "u", "r", "m", []string{"mine", other, "mine2"})
+		is(t, "AttachUploads with "+name, err, store.ErrNotFound)
+		for _, id := range []string{"mine", "mine2", "theirs", "elsewhere"} {
+			if u, _ := s.Upload(ctx, id); u.Message != "" {
+				t.Fatalf("after AttachUploads with %s, %s has Message %q", name, id, u.Message)
+			}
+		}
+	}
+	// The owner of "theirs" attaches it in its own room.
+	got, err := s.AttachUploads(ctx, "v", "r", "mv", []string{"theirs"})
+	is(t, "AttachUploads by its uploader", err, nil)
+	if ids(got) != "theirs:mv" {
+		t.Fatalf("AttachUploads = %q", ids(got))
+	}
+	// Attached to another message does not make it anyone else's.
+	_, err = s.AttachUploads(ctx, "u", "r", "m", []string{"theirs"})
+	is(t, "AttachUploads of an attached upload of another user", err, store.ErrNotFound)
+}
+
+func testAttachUploadsConcurrent(t *testing.T, s store.Store) {
+	// Several rounds of n calls released together, so that calls overlap.
+	const rounds, n = 4, 24
+	for r := range rounds {
+		files := []string{fmt.Sprint(r, "f1"), fmt.Sprint(r, "f2"), fmt.Sprint(r, "f3")}
+		for _, id := range files {
+			mustUpload(t, s, upload(id, "u", "r"))
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		got := make([][]store.Upload, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				// Half the calls name the uploads in reverse order.
+				order := slices.Clone(files)
+				if i%2 == 1 {
+					slices.Reverse(order)
+				}
+				<-start
+				got[i], errs[i] = s.AttachUploads(ctx, "u", "r", fmt.Sprint("m", i), order)
+			})
+		}
+		close(start)
+		wg.Wait()
+		msg := ""
+		for i := range n {
+			is(t, fmt.Sprint("AttachUploads call ", i), errs[i], nil)
+			if len(got[i]) != len(files) {
+				t.Fatalf("call %d returned %d uploads", i, len(got[i]))
+			}
+			for _, u := range got[i] {
+				if msg == "" {
+					msg = u.Message
+				}
+				if u.Message != msg || msg == "" {
+					t.Fatalf("call %d: %s has Message %q, another %q", i, u.ID, u.Message, msg)
+				}
+			}
+		}
+		for _, id := range files {
+			if u, _ := s.Upload(ctx, id); u.Message != msg {
+				t.Fatalf("%s stored Message %q, the calls returned %q", id, u.Message, msg)
+			}
+		}
+	}
+}
+
+func testUploadUsageAndDelete(t *testing.T, s store.Store) {
+	n, b, err := s.UploadUsage(ctx, "nobody")
+	is(t, "UploadUsage of an unknown user", err, nil)
+	if n != 0 || b != 0 {
+		t.Fatalf("UploadUsage of an unknown user = %d, %d", n, b)
+	}
+	for i, size := range []int64{10, 0, 1 << 33} {
+		u := upload(fmt.Sprint("f", i), "u", "r")
+		u.Size = size
+		mustUpload(t, s, u)
+	}
+	other := upload("g", "v", "r")
+	other.Size = 5
+	mustUpload(t, s, other)
+	_, err = s.AttachUploads(ctx, "u", "r", "m", []string{"f0"})
+	is(t, "AttachUploads", err, nil)
+	n, b, err = s.UploadUsage(ctx, "u")
+	is(t, "UploadUsage", err, nil)
+	if n != 3 || b != 10+1<<33 {
+		t.Fatalf("UploadUsage = %d, %d; want 3, %d (attached and not)", n, b, 10+1<<33)
+	}
+
+	is(t, "DeleteUpload", s.DeleteUpload(ctx, "f0"), nil)
+	_, err = s.Upload(ctx, "f0")
+	is(t, "Upload after DeleteUpload", err, store.ErrNotFound)
+	is(t, "DeleteUpload again", s.DeleteUpload(ctx, "f0"), store.ErrNotFound)
+	n, b, _ = s.UploadUsage(ctx, "u")
+	if n != 2 || b != 1<<33 {
+		t.Fatalf("UploadUsage after DeleteUpload = %d, %d", n, b)
+	}
+	if n, b, _ = s.UploadUsage(ctx, "v"); n != 1 || b != 5 {
+		t.Fatalf("UploadUsage v = %d, %d", n, b)
+	}
+	// The id is free again.
+	mustUpload(t, s, upload("f0", "u", "r"))
+}
+
+func testStaleUploads(t *testing.T, s store.Store) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, f := range []struct {
+		id  string
+		age time.Duration
+	}{{"c", 3}, {"a", 1}, {"b", 1}, {"d", 2}, {"attached", 0}, {"new", 10}} {
+		u := upload(f.id, "u", "r")
+		u.Created = t0.Add(f.age * time.Second)
+		mustUpload(t, s, u)
+	}
+	_, err := s.AttachUploads(ctx, "u", "r", "m", []string{"attached"})
+	is(t, "AttachUploads", err, nil)
+	cut := t0.Add(10 * time.Second) // "new" is at the cutoff: not before it
+	got, err := s.StaleUploads(ctx, cut, 0)
+	is(t, "StaleUploads", err, nil)
+	if ids(got) != "a: b: d: c:" {
+		t.Fatalf("StaleUploads = %q, want a: b: d: c: (unattached, before the cutoff, oldest first, then by id)", ids(got))
+	}
+	if got[0] != (func() store.Upload { u := upload("a", "u", "r"); u.Created = t0.Add(time.Second); return u }()) {
+		t.Fatalf("StaleUploads returned %+v", got[0])
+	}
+	got, err = s.StaleUploads(ctx, cut.Add(time.Microsecond), 2)
+	is(t, "StaleUploads limit 2", err, nil)
+	if ids(got) != "a: b:" {
+		t.Fatalf("StaleUploads limit 2 = %q", ids(got))
+	}
+	got, _ = s.StaleUploads(ctx, cut.Add(time.Microsecond), -1)
+	if ids(got) != "a: b: d: c: new:" {
+		t.Fatalf("StaleUploads just after new = %q", ids(got))
+	}
+	got, _ = s.StaleUploads(ctx, t0.Add(time.Second), 0)
+	if len(got) != 0 {
+		t.Fatalf("StaleUploads before the oldest = %q", ids(got))
+	}
+}
+
+func testMessageUploads(t *testing.T, s store.Store) {
+	for _, id := range []string{"z", "y", "x", "w"} {
+		mustUpload(t, s, upload(id, "u", "r"))
+	}
+	mustUpload(t, s, upload("o", "u", "r2"))
+	_, err := s.AttachUploads(ctx, "u", "r", "m", []string{"z", "x"})
+	is(t, "AttachUploads", err, nil)
+	_, err = s.AttachUploads(ctx, "u", "r", "m2", []string{"y"})
+	is(t, "AttachUploads m2", err, nil)
+	_, err = s.AttachUploads(ctx, "u", "r2", "m", []string{"o"})
+	is(t, "AttachUploads in r2", err, nil)
+	got, err := s.MessageUploads(ctx, "r", "m")
+	is(t, "MessageUploads", err, nil)
+	if ids(got) != "x:m z:m" {
+		t.Fatalf("MessageUploads = %q, want x:m z:m (that room's, by id)", ids(got))
+	}
+	if got[0].Type != "image/png" || got[0].Size != 100 || !got[0].Thumb {
+		t.Fatalf("MessageUploads returned %+v", got[0])
+	}
+	got, err = s.MessageUploads(ctx, "r", "none")
+	is(t, "MessageUploads of a message without files", err, nil)
+	if len(got) != 0 {
+		t.Fatalf("MessageUploads of a message without files = %q", ids(got))
 	}
 }
