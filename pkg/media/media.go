@@ -7,7 +7,9 @@
 package media
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -26,12 +28,15 @@ const (
 var (
 	// ErrTooLarge: the stream is longer than Limits.MaxBytes.
 	ErrTooLarge = errors.New("media: too large")
-	// ErrRefused: the content is of a type not allowed (HTML, SVG, an
-	// executable...), or does not match what its name says (.png that is
-	// not a PNG).
+	// ErrRefused: the content is of a type not allowed (markup: HTML,
+	// SVG, XML, even with AllowOther; other than text without
+	// AllowOther), does not match what its name says (.png that is not a
+	// PNG), or its name is .svg, .html and the like.
 	ErrRefused = errors.New("media: type refused")
-	// ErrBadImage: an image that does not decode (truncated, corrupt) or
-	// has more than Limits.MaxPixels pixels.
+	// ErrBadImage: an image that does not decode (truncated, corrupt),
+	// has more than Limits.MaxPixels pixels or 65535 on a side, or would
+	// cost too much to decode (over 4096 GIF frames, over 1000 JPEG
+	// scans).
 	ErrBadImage = errors.New("media: bad image")
 	// ErrBadName: a file name that is empty, too long, has a path
 	// separator, "..", NUL or another control character.
@@ -74,18 +79,72 @@ type Result struct {
 	ThumbHeight   int
 }
 
-// Process reads an upload from r (at most lim.MaxBytes), decides its type
-// from the content and writes what is to be stored to out: an image
-// re-encoded without metadata (a WebP as PNG), anything else as received.
-// name is the uploader's file name, used only to refuse a content that
-// does not match its extension. On error, what was written to out must be
-// discarded. It holds at most one decoded image in memory.
+// Process reads an upload from r (at most lim.MaxBytes: the byte after
+// them gives ErrTooLarge, and no more is read), decides its type from the
+// content and writes what is to be stored to out: an image re-encoded
+// without metadata (a WebP as PNG, a JPEG turned upright by its EXIF
+// orientation), anything else as received, streamed. name is the
+// uploader's file name, used only to refuse a content that does not match
+// its extension (and .svg, .html names). Every error wraps ErrTooLarge,
+// ErrRefused, ErrBadImage or ErrBadName, or is an error of r (other than
+// io.EOF) or of out, wrapped. On error, what was written to out must be
+// discarded. It holds at most one decoded image (the frames of an animated
+// GIF) and its thumbnail in memory. A zero lim.MaxBytes gives ErrTooLarge.
 func Process(r io.Reader, name string, lim Limits, out io.Writer) (Result, error) {
-	return Result{}, errors.New("media: not implemented yet")
+	if lim.MaxBytes <= 0 {
+		return Result{}, fmt.Errorf("%w: no upload size limit is set (Limits.MaxBytes %d)", ErrTooLarge, lim.MaxBytes)
+	}
+	lim = lim.withDefaults()
+	named, err := nameKind(name)
+	if err != nil {
+		return Result{}, err
+	}
+	lr := &limitReader{r: r, max: lim.MaxBytes}
+	br := bufio.NewReaderSize(lr, readBuf)
+	head, err := br.Peek(sniffLen)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Result{}, lr.failure(err)
+	}
+	k := sniff(head)
+	if named != kindNone && named != k {
+		return Result{}, fmt.Errorf("%w: the file is named %s but is not %s", ErrRefused, extOf(name), named.desc())
+	}
+	if k == kindWebP && animatedWebP(head) {
+		return Result{}, fmt.Errorf("%w: animated WebP images are not accepted (a GIF is)", ErrRefused)
+	}
+	w := &countWriter{w: out}
+	var res Result
+	switch k {
+	case kindPNG, kindJPEG, kindGIF, kindWebP:
+		res, err = processImage(k, br, lr, lim, w)
+	case kindPDF:
+		res, err = stream(br, lr, w, nil)
+		res.Type = TypePDF
+	default:
+		res, err = streamText(head, br, lr, w, lim)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res.Size = w.n
+	return res, nil
+}
+
+// withDefaults fills the zero fields of l.
+func (l Limits) withDefaults() Limits {
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = DefaultMaxPixels
+	}
+	if l.ThumbSize <= 0 {
+		l.ThumbSize = DefaultThumbSize
+	}
+	return l
 }
 
 // CleanName returns the display name of an uploaded file: name with
-// surrounding spaces trimmed, or ErrBadName.
+// surrounding spaces trimmed, or ErrBadName when it is empty, longer than
+// MaxNameLen bytes, not UTF-8, has a control character (bidirectional
+// overrides and isolates too), a '/' or '\\', or is "." or "..".
 func CleanName(name string) (string, error) {
-	return "", errors.New("media: not implemented yet")
+	return cleanName(name)
 }
