@@ -336,6 +336,7 @@ func TestParallelUploads(t *testing.T) {
 	const n = 100
 	// Every body blocks until all answers but PerUser's have come.
 	release := make(chan struct{})
+	var once sync.Once
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -355,7 +356,7 @@ func TestParallelUploads(t *testing.T) {
 			refused := codes[429]
 			mu.Unlock()
 			if refused == n-files.DefaultPerUser {
-				close(release)
+				once.Do(func() { close(release) })
 			}
 		}()
 	}
