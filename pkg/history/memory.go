@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -52,8 +53,8 @@ type memRoom struct {
 	first  uint32
 }
 
-// memRec is a held message. Its Type, ID, From, User, Text, Server, CID
-// and dedup key lie back to back from off in chunk number chunk; ends[i] is
+// memRec is a held message. Its Type, ID, From, User, Text, Server, CID,
+// files (their JSON, empty for none) and dedup key lie back to back from off in chunk number chunk; ends[i] is
 // where field i ends, from off.
 type memRec struct {
 	seq    uint64
@@ -66,7 +67,7 @@ type memRec struct {
 	guest  bool
 }
 
-const memFields = 8 // Type, ID, From, User, Text, Server, CID, dedup key
+const memFields = 9 // Type, ID, From, User, Text, Server, CID, files, dedup key
 
 // Chunk sizes: a room's first chunk holds minChunk bytes, each next one
 // twice the last up to maxChunk (a bigger message gets a chunk its size),
@@ -97,16 +98,27 @@ func (r *memRoom) message(rec *memRec, room string) protocol.Message {
 		}
 		return text[lo:rec.ends[i]]
 	}
-	return protocol.Message{
+	m := protocol.Message{
 		Type: f(0), Room: room, ID: f(1), Seq: rec.seq, From: f(2), User: f(3), Guest: rec.guest,
 		Text: f(4), TS: rec.ts, Server: f(5), CID: f(6), System: rec.system,
 	}
+	if files := f(7); files != "" {
+		// Our own JSON of a []protocol.File: it decodes. Each read makes
+		// new Files, so no caller shares another's.
+		_ = json.Unmarshal([]byte(files), &m.Files)
+	}
+	return m
 }
 
 // add writes m (its Room aside) and its dedup key into the room's chunks
 // and appends its record.
 func (r *memRoom) add(m *protocol.Message, dedupKey string, keyHash uint64) {
-	fields := [memFields]string{m.Type, m.ID, m.From, m.User, m.Text, m.Server, m.CID, dedupKey}
+	var files string
+	if len(m.Files) > 0 {
+		b, _ := json.Marshal(m.Files) // plain fields: it cannot fail
+		files = string(b)
+	}
+	fields := [memFields]string{m.Type, m.ID, m.From, m.User, m.Text, m.Server, m.CID, files, dedupKey}
 	n := 0
 	for _, f := range fields {
 		n += len(f)

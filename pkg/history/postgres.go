@@ -124,6 +124,10 @@ var migrations = []string{
 	`ALTER TABLE history_messages
 		ADD COLUMN IF NOT EXISTS user_id text    NOT NULL DEFAULT '',
 		ADD COLUMN IF NOT EXISTS guest   boolean NOT NULL DEFAULT false;`,
+	// Version 3: Message.Files as JSON, NULL for none (and for the rows
+	// written before). Nullable without a default: a catalogue change, and
+	// servers still on version 2 go on inserting without it.
+	`ALTER TABLE history_messages ADD COLUMN IF NOT EXISTS files text;`,
 }
 
 // migrate brings the schema to the latest version in one transaction,
@@ -334,10 +338,10 @@ func (s *Postgres) write(ctx context.Context, reqs []*pgReq) ([]pgRes, error) {
 			lSeqs = append(lSeqs, seq)
 		}
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO history_messages (room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system, dedup_key)
+		b.Queue(`INSERT INTO history_messages (room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system, dedup_key, files)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[],
-				$8::text[], $9::bigint[], $10::text[], $11::text[], $12::boolean[], $13::bytea[])`,
-			ins.room, ins.seq, ins.typ, ins.id, ins.from, ins.user, ins.guest, ins.text, ins.ts, ins.server, ins.cid, ins.system, ins.key)
+				$8::text[], $9::bigint[], $10::text[], $11::text[], $12::boolean[], $13::bytea[], $14::text[])`,
+			ins.room, ins.seq, ins.typ, ins.id, ins.from, ins.user, ins.guest, ins.text, ins.ts, ins.server, ins.cid, ins.system, ins.key, ins.files)
 		b.Queue(`UPDATE history_rooms SET last_seq = v.last FROM unnest($1::text[], $2::bigint[]) AS v(room, last)
 			WHERE history_rooms.room = v.room AND history_rooms.last_seq < v.last`, lRooms, lSeqs)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -356,6 +360,7 @@ type insertArrays struct {
 	seq, ts                                      []int64
 	guest, system                                []bool
 	key                                          [][]byte // nil for none
+	files                                        []*string
 }
 
 func (a *insertArrays) add(m *protocol.Message, key string) {
@@ -371,6 +376,7 @@ func (a *insertArrays) add(m *protocol.Message, key string) {
 	a.server = append(a.server, m.Server)
 	a.cid = append(a.cid, m.CID)
 	a.system = append(a.system, m.System)
+	a.files = append(a.files, filesJSON(m.Files))
 	if key == "" {
 		a.key = append(a.key, nil)
 	} else {
@@ -378,19 +384,20 @@ func (a *insertArrays) add(m *protocol.Message, key string) {
 	}
 }
 
-const msgColumns = `m.room, m.seq, m.type, m.id, m.sender, m.user_id, m.guest, m.body, m.ts, m.server, m.cid, m.system`
+const msgColumns = `m.room, m.seq, m.type, m.id, m.sender, m.user_id, m.guest, m.body, m.ts, m.server, m.cid, m.system, m.files`
 
 // scanMessage scans msgColumns, then extra.
 func scanMessage(rows pgx.Rows, extra ...any) (protocol.Message, error) {
 	var m protocol.Message
 	var seq int64
-	dest := append([]any{&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.User, &m.Guest, &m.Text, &m.TS, &m.Server, &m.CID, &m.System},
+	var files *string
+	dest := append([]any{&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.User, &m.Guest, &m.Text, &m.TS, &m.Server, &m.CID, &m.System, &files},
 		extra...)
 	if err := rows.Scan(dest...); err != nil {
 		return m, err
 	}
 	m.Seq = uint64(seq)
-	return m, nil
+	return m, scanFiles(files, &m)
 }
 
 // query runs a read returning messages in the order given by the query.

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS history_messages (
 	server  TEXT    NOT NULL,
 	cid     TEXT    NOT NULL,
 	system  INTEGER NOT NULL,
+	files   TEXT, -- JSON of Message.Files, NULL for none
 	PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_dedup (
@@ -103,6 +104,8 @@ var sqliteAdded = []struct{ name, def string }{
 	// The sender's identity (Message.User, Message.Guest).
 	{"user_id", "TEXT NOT NULL DEFAULT ''"},
 	{"guest", "INTEGER NOT NULL DEFAULT 0"},
+	// Message.Files as JSON, NULL for none.
+	{"files", "TEXT"},
 }
 
 // migrate creates the tables and adds the columns a file from an older
@@ -171,6 +174,7 @@ func (s *SQLite) Append(ctx context.Context, m *protocol.Message, dedupKey strin
 // append runs the transaction of one Append and returns the stored message
 // (the original one for a duplicate, or only its Seq if it was trimmed).
 func (s *SQLite) append(ctx context.Context, m protocol.Message, key string, now time.Time) (protocol.Message, bool, error) {
+	files := filesJSON(m.Files)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return m, false, err
@@ -210,9 +214,9 @@ func (s *SQLite) append(ctx context.Context, m protocol.Message, key string, now
 	}{
 		{`INSERT INTO history_rooms (room, last_seq) VALUES (?, ?)
 			ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq`, []any{m.Room, seq}},
-		{`INSERT INTO history_messages (room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			[]any{m.Room, seq, m.Type, m.ID, m.From, m.User, m.Guest, m.Text, m.TS, m.Server, m.CID, m.System}},
+		{`INSERT INTO history_messages (room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system, files)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			[]any{m.Room, seq, m.Type, m.ID, m.From, m.User, m.Guest, m.Text, m.TS, m.Server, m.CID, m.System, files}},
 		// Trim: beyond MaxLen, and older than MaxAge except the newest.
 		{`DELETE FROM history_messages WHERE room = ? AND (seq <= ? OR (seq < ? AND ts < ?))`,
 			[]any{m.Room, seq - int64(s.opts.MaxLen), seq, now.Add(-s.opts.MaxAge).UnixMilli()}},
@@ -236,7 +240,7 @@ func (s *SQLite) append(ctx context.Context, m protocol.Message, key string, now
 	return m, false, nil
 }
 
-const sqliteColumns = `room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system`
+const sqliteColumns = `room, seq, type, id, sender, user_id, guest, body, ts, server, cid, system, files`
 
 // rowScanner is what *sql.Row and *sql.Rows have in common.
 type rowScanner interface{ Scan(dest ...any) error }
@@ -244,11 +248,12 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanSQLite(r rowScanner) (protocol.Message, error) {
 	var m protocol.Message
 	var seq int64
-	if err := r.Scan(&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.User, &m.Guest, &m.Text, &m.TS, &m.Server, &m.CID, &m.System); err != nil {
+	var files *string
+	if err := r.Scan(&m.Room, &seq, &m.Type, &m.ID, &m.From, &m.User, &m.Guest, &m.Text, &m.TS, &m.Server, &m.CID, &m.System, &files); err != nil {
 		return m, err
 	}
 	m.Seq = uint64(seq)
-	return m, nil
+	return m, scanFiles(files, &m)
 }
 
 // get reads one message inside tx; found is false when it was trimmed.

@@ -60,14 +60,57 @@ func AppendMessage(b []byte, m *Message) []byte {
 	if m.System {
 		b = append(b, `,"system":true`...)
 	}
+	if len(m.Files) > 0 {
+		b = appendFiles(b, m.Files)
+	}
 	return append(b, '}')
 }
+
+// appendFiles appends a message's "files" member, as encoding/json writes
+// it; a separate function keeps AppendMessage small for the usual message
+// without files.
+func appendFiles(b []byte, files []File) []byte {
+	b = append(b, `,"files":[`...)
+	for i := range files {
+		f := &files[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":`...)
+		b = appendJSONString(b, f.ID)
+		b = append(b, `,"type":`...)
+		b = appendJSONString(b, f.Type)
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, f.Size, 10)
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, f.Name)
+		if f.Width != 0 {
+			b = append(b, `,"width":`...)
+			b = strconv.AppendInt(b, int64(f.Width), 10)
+		}
+		if f.Height != 0 {
+			b = append(b, `,"height":`...)
+			b = strconv.AppendInt(b, int64(f.Height), 10)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// fileSizeHint is the usual JSON length of one File besides its strings:
+// keys, quotes and numbers.
+const fileSizeHint = 96
 
 // MessageSizeHint is the usual length of AppendMessage's output for m: its
 // strings plus the keys, the type and the numbers, with room for a few
 // escapes in the text. It is a capacity hint, not a bound.
 func MessageSizeHint(m *Message) int {
-	return 128 + len(m.Room) + len(m.ID) + len(m.From) + len(m.User) + len(m.Text)*11/10 + len(m.Server) + len(m.CID)
+	n := 128 + len(m.Room) + len(m.ID) + len(m.From) + len(m.User) + len(m.Text)*11/10 + len(m.Server) + len(m.CID)
+	for i := range m.Files {
+		f := &m.Files[i]
+		n += fileSizeHint + len(f.ID) + len(f.Type) + len(f.Name)*11/10
+	}
+	return n
 }
 
 // AppendAck appends the JSON of a to b and returns the extended buffer. The
@@ -164,8 +207,9 @@ func appendJSONString(b []byte, s string) []byte {
 // an error exactly when encoding/json gives one (then encoding/json's). The
 // fast path takes an object of the string members type, room, name, text,
 // cid and token written without escapes, in one allocation (what a join, send,
-// typing or leave usually is); anything else (since, before, limit, escaped
-// strings, other keys) is decoded by encoding/json.
+// typing or leave usually is); anything else (since, before, limit, a send's
+// files, escaped strings, other keys) is decoded by encoding/json, so a
+// "files" that is not an array of strings is its type error.
 func DecodeInbound(data []byte, in *Inbound) error {
 	if decodeInboundFast(data, in) {
 		return nil

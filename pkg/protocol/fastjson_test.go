@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -24,10 +25,24 @@ func setField(t *testing.T, name string, f reflect.Value, n int, plain bool) {
 	case reflect.String:
 		f.SetString(testString(name, n, plain))
 	case reflect.Slice:
-		if f.Type().Elem().Kind() != reflect.Uint8 {
+		switch f.Type().Elem().Kind() {
+		case reflect.Uint8:
+			f.SetBytes([]byte(testString(name, n, plain))) // Header's strings
+		case reflect.String, reflect.Struct:
+			// Inbound.Files, Message.Files: two elements, the second
+			// with its fields numbered apart from the first's.
+			s := reflect.MakeSlice(f.Type(), 2, 2)
+			for e := range 2 {
+				setField(t, name, s.Index(e), n+100*(e+1), plain)
+			}
+			f.Set(s)
+		default:
 			t.Fatalf("%s: a field of type %s: teach setField (and the fast path) its values", name, f.Type())
 		}
-		f.SetBytes([]byte(testString(name, n, plain))) // Header's strings
+	case reflect.Struct:
+		for i := range f.NumField() {
+			setField(t, name+"."+f.Type().Field(i).Name, f.Field(i), n+i, plain)
+		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		f.SetInt(-int64(n+1) * 1_000_003)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
@@ -105,8 +120,8 @@ func checkEncoder[T any](t *testing.T, enc func([]byte, *T) []byte) {
 }
 
 // inboundSlowKeys are the keys of Inbound that DecodeInbound leaves to
-// encoding/json by design: numbers, rare beside sends.
-var inboundSlowKeys = map[string]bool{"since": true, "before": true, "limit": true}
+// encoding/json by design: numbers and a send's files, rare beside sends.
+var inboundSlowKeys = map[string]bool{"since": true, "before": true, "limit": true, "files": true}
 
 func TestDecodeInboundCoversEveryField(t *testing.T) {
 	failed := 0
@@ -307,6 +322,17 @@ var inboundCases = []string{
 	"{\"type\":\"send\",\"te\xffxt\":\"x\"}",
 	`{"type":"send","ſince":3}`,
 	`{"type":"send","room":{"a":[1,{"b":null}]}}`,
+	`{"type":"send","room":"r","text":"","files":["u1","u2"],"cid":"c"}`,
+	`{"type":"send","room":"r","files":[]}`,
+	`{"type":"send","room":"r","files":null}`,
+	`{"type":"send","room":"r","files":["a\u0041","é"]}`,
+	`{"type":"send","room":"r","files":"u1"}`,
+	`{"type":"send","room":"r","files":[1]}`,
+	`{"type":"send","room":"r","files":[null,"x"]}`,
+	`{"type":"send","room":"r","files":{"id":"u1"}}`,
+	`{"type":"send","room":"r","files":[["u1"]]}`,
+	`{"type":"send","room":"r","Files":["u1"]}`,
+	`{"type":"send","room":"r","files":["u1",]}`,
 }
 
 func TestDecodeInboundMatchesEncodingJSON(t *testing.T) {
@@ -424,11 +450,23 @@ var texts = []string{
 	"bad \xff\xfe utf-8 \xe2\x80 cut \xed\xa0\x80 surrogate", "\xc3",
 }
 
+// testFiles are attachments whose names exercise the escapes.
+func testFiles(name string) []File {
+	return []File{
+		{ID: "u1", Type: "image/png", Size: 12345, Name: name, Width: 640, Height: 480},
+		{ID: "u-2_x", Type: "application/pdf", Size: 0, Name: "a \"quoted\" <name>.pdf"},
+		{ID: "u3", Type: "image/gif", Size: math.MaxInt64, Name: "ünïcødé 😀\u2028\x01.gif", Width: 1},
+		{ID: "u4", Type: "text/plain", Size: -1, Name: "", Height: 7},
+	}
+}
+
 func TestAppendMessageAndAckAreEncodingJSON(t *testing.T) {
 	for _, text := range texts {
 		for _, m := range []Message{
 			{Type: TypeMessage, Room: "general", ID: "s1-x-1", From: "alice", Text: text, TS: 1700000000000, Server: "s1"},
 			{Type: TypeMessage, Room: "r", ID: "i", Seq: 99, From: "b o", Text: text, TS: 1, Server: "cli", CID: text, System: true},
+			{Type: TypeMessage, Room: "r", ID: "i", Seq: 7, From: "a", User: "u", Text: text, TS: 1, Server: "s", Files: testFiles(text)},
+			{Type: TypeMessage, Room: "r", ID: "i", From: "a", Text: text, Server: "s", Files: []File{}},
 		} {
 			want, err := json.Marshal(m)
 			if err != nil {
@@ -538,6 +576,9 @@ func FuzzAppendMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		m := Message{Type: TypeMessage, Room: s, ID: "i", From: s, Text: s, Server: s, CID: s}
+		if len(s)%2 == 1 {
+			m.Files = []File{{ID: s, Type: s, Size: int64(len(s)), Name: s, Width: len(s) % 3}, {Name: s, Height: 1}}
+		}
 		want, err := json.Marshal(&m)
 		if err != nil {
 			t.Fatal(err)
@@ -601,5 +642,18 @@ func BenchmarkAppendMessage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = AppendMessage(make([]byte, 0, MessageSizeHint(&benchMessage)), &benchMessage)
+	}
+}
+
+// TestMessageSizeHintFiles: a message with ten files of plain names fits
+// its hint, so the accepting server encodes it in one allocation.
+func TestMessageSizeHintFiles(t *testing.T) {
+	m := benchMessage
+	for i := range MaxFiles {
+		m.Files = append(m.Files, File{ID: strings.Repeat("u", 40) + strconv.Itoa(i), Type: "application/octet-stream",
+			Size: math.MaxInt64, Name: strings.Repeat("n", 200), Width: 65535, Height: 65535})
+	}
+	if n, hint := len(AppendMessage(nil, &m)), MessageSizeHint(&m); n > hint {
+		t.Errorf("message of %d bytes, hint %d", n, hint)
 	}
 }

@@ -542,3 +542,53 @@ func ValidText(text string) error {
 	}
 	return nil
 }
+
+// Errors of ValidFiles.
+var (
+	ErrTooManyFiles  = errors.New("a message has at most 10 files")
+	ErrInvalidFileID = errors.New("a file id must be 1-128 characters of letters, digits, '-' and '_'")
+	ErrRepeatedFile  = errors.New("a file is attached twice")
+)
+
+// MaxFileIDLen bounds an upload id in a send's files.
+const MaxFileIDLen = 128
+
+// ValidFiles checks a send's upload ids: at most MaxFiles, each 1..MaxFileIDLen
+// bytes of [A-Za-z0-9_-], none repeated. It does not allocate.
+func ValidFiles(ids []string) error {
+	if len(ids) > MaxFiles {
+		return ErrTooManyFiles
+	}
+	for i, id := range ids {
+		if id == "" || len(id) > MaxFileIDLen {
+			return ErrInvalidFileID
+		}
+		for j := 0; j < len(id); j++ {
+			if !roomByte(id[j]) {
+				return ErrInvalidFileID
+			}
+		}
+		for _, prev := range ids[:i] {
+			if prev == id {
+				return ErrRepeatedFile
+			}
+		}
+	}
+	return nil
+}
+
+// ValidSendText checks the text of a send that attaches nfiles files:
+// without files ValidText; with files the text may be empty or blank, but
+// is still at most MaxTextLen bytes without a NUL character.
+func ValidSendText(text string, nfiles int) error {
+	if nfiles == 0 {
+		return ValidText(text)
+	}
+	if len(text) > MaxTextLen {
+		return ErrLongText
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		return ErrNULText
+	}
+	return nil
+}

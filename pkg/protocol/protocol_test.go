@@ -82,3 +82,57 @@ func TestSubjects(t *testing.T) {
 		t.Errorf("StatsSubject = %q", got)
 	}
 }
+
+func TestValidFiles(t *testing.T) {
+	many := make([]string, MaxFiles+1)
+	for i := range many {
+		many[i] = "f" + strings.Repeat("x", i)
+	}
+	for _, tc := range []struct {
+		ids  []string
+		want error
+	}{
+		{nil, nil},
+		{[]string{"a"}, nil},
+		{[]string{"Ab_9-z", strings.Repeat("f", MaxFileIDLen)}, nil},
+		{many[:MaxFiles], nil},
+		{many, ErrTooManyFiles},
+		{[]string{""}, ErrInvalidFileID},
+		{[]string{strings.Repeat("f", MaxFileIDLen+1)}, ErrInvalidFileID},
+		{[]string{"a.b"}, ErrInvalidFileID},
+		{[]string{"a/../b"}, ErrInvalidFileID},
+		{[]string{"café"}, ErrInvalidFileID},
+		{[]string{"a b"}, ErrInvalidFileID},
+		{[]string{"a", "b", "a"}, ErrRepeatedFile},
+	} {
+		if err := ValidFiles(tc.ids); err != tc.want {
+			t.Errorf("ValidFiles(%q) = %v, want %v", tc.ids, err, tc.want)
+		}
+	}
+	ids := []string{"a", "b", "c"}
+	if n := testing.AllocsPerRun(10, func() { _ = ValidFiles(ids) }); n != 0 {
+		t.Errorf("ValidFiles: %v allocations", n)
+	}
+}
+
+func TestValidSendText(t *testing.T) {
+	for _, tc := range []struct {
+		text   string
+		nfiles int
+		want   error
+	}{
+		{"hi", 0, nil},
+		{"", 0, ErrEmptyText},
+		{" \n", 0, ErrEmptyText},
+		{"", 1, nil},
+		{" \n", 2, nil},
+		{"caption", 1, nil},
+		{strings.Repeat("x", MaxTextLen+1), 1, ErrLongText},
+		{"a\x00b", 1, ErrNULText},
+		{"a\x00b", 0, ErrNULText},
+	} {
+		if err := ValidSendText(tc.text, tc.nfiles); err != tc.want {
+			t.Errorf("ValidSendText(%.20q, %d) = %v, want %v", tc.text, tc.nfiles, err, tc.want)
+		}
+	}
+}

@@ -135,6 +135,8 @@ type rx struct {
 	Messages   []protocol.Message `json:"messages"`
 	More       bool               `json:"more"`
 	Dup        *bool              `json:"dup"` // ack; nil when absent
+	// Files: a message's attachments.
+	Files []protocol.File `json:"files"`
 	// identity fields: user is an object in welcome and authed frames, a
 	// string on messages
 	User          json.RawMessage `json:"user"`

@@ -13,6 +13,7 @@ import (
 	"github.com/livechat/livechat/pkg/auth"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/store"
 	"golang.org/x/time/rate"
 )
 
@@ -324,8 +325,12 @@ func (c *session) sendMsg(in *protocol.Inbound) {
 		c.sendError(protocol.CodeInvalidCID, err.Error(), "", in.Room)
 		return
 	}
-	if err := protocol.ValidText(in.Text); err != nil {
-		c.sendError(protocol.CodeInvalidText, err.Error(), in.CID, in.Room)
+	if len(in.Files) == 0 {
+		if err := protocol.ValidText(in.Text); err != nil {
+			c.sendError(protocol.CodeInvalidText, err.Error(), in.CID, in.Room)
+			return
+		}
+	} else if !c.checkFiles(m, in) {
 		return
 	}
 	s := c.s
@@ -341,6 +346,9 @@ func (c *session) sendMsg(in *protocol.Inbound) {
 		TS:     now.UnixMilli(),
 		Server: s.cfg.AppID,
 		CID:    in.CID,
+	}
+	if len(in.Files) > 0 && !c.attachFiles(m, in, &msg) {
+		return
 	}
 	if s.hist != nil {
 		c.sendStored(m, &msg)
@@ -360,6 +368,56 @@ func (c *session) sendMsg(in *protocol.Inbound) {
 	if a := s.cfg.Access; a != nil {
 		a.Active(in.Room, now)
 	}
+}
+
+// errFileNotAvailable is the one answer to a send whose files the attacher
+// refused: missing, another user's, another room's, repeated.
+const errFileNotAvailable = "a file is not available: upload it again"
+
+// checkFiles checks a send that attaches files, before anything is done
+// with it: its text (which may be blank), the server taking files, the ids
+// and a sender that is not a guest (uploads need an account or a token).
+// It answers a refused send and reports whether to go on.
+func (c *session) checkFiles(m *membership, in *protocol.Inbound) bool {
+	if err := protocol.ValidSendText(in.Text, len(in.Files)); err != nil {
+		c.sendError(protocol.CodeInvalidText, err.Error(), in.CID, in.Room)
+		return false
+	}
+	if c.s.cfg.Files == nil {
+		c.sendError(protocol.CodeInvalidFiles, "this server takes no files", in.CID, in.Room)
+		return false
+	}
+	if err := protocol.ValidFiles(in.Files); err != nil {
+		c.sendError(protocol.CodeInvalidFiles, err.Error(), in.CID, in.Room)
+		return false
+	}
+	if m.guest || m.user == "" {
+		c.sendError(protocol.CodeInvalidFiles, "guests cannot send files: sign in", in.CID, in.Room)
+		return false
+	}
+	return true
+}
+
+// attachFiles attaches in's files to msg (Config.Files) and describes them
+// in msg.Files. A refused file gets invalid_files, an attacher that cannot
+// tell now unavailable (the retry with the same cid attaches again: an
+// attach is idempotent); either way nothing is stored or delivered. It
+// reports whether to go on.
+func (c *session) attachFiles(m *membership, in *protocol.Inbound, msg *protocol.Message) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), accessTimeout)
+	files, err := c.s.cfg.Files.Attach(ctx, m.user, msg.Room, msg.ID, in.Files)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		c.sendError(protocol.CodeInvalidFiles, errFileNotAvailable, in.CID, in.Room)
+		return false
+	case err != nil:
+		c.s.log.Warn("server: attach files", "room", in.Room, "err", err)
+		c.sendError(protocol.CodeUnavailable, "message not sent, retry with the same cid", in.CID, in.Room)
+		return false
+	}
+	msg.Files = files
+	return true
 }
 
 func (c *session) typing(in *protocol.Inbound) {

@@ -43,7 +43,7 @@ type Backend struct {
 	Bounded bool
 	// Legacy, when set, prepares a fresh namespace as New does, holding
 	// ms (all of one room, with seqs 1..len(ms)) written the way the
-	// backend stored messages before they carried a sender identity
+	// backend stored messages before they carried a sender identity and files
 	// (Message.User and Message.Guest: older tables, older JSON), and
 	// returns the opener of stores on it. The suite then checks that the
 	// store opens on that data, reads it back with an empty User and Guest
@@ -65,6 +65,7 @@ func Run(t *testing.T, b Backend) {
 		{"SeqStartsAtOneAndIncrementsPerRoom", testSeq},
 		{"RoundTripAllFields", testRoundTrip},
 		{"SenderIdentity", testSenderIdentity},
+		{"Files", testFiles},
 		{"Reads", testReads},
 		{"InvalidArguments", testInvalid},
 		{"Dedup", testDedup},
@@ -243,7 +244,7 @@ func testRoundTrip(t *testing.T, b Backend) {
 	}
 	in := []protocol.Message{
 		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-1", From: "Zoë O'Brien", User: "u5mhq2c7xk0a1b2c3d4e5", Text: text,
-			TS: time.Now().UnixMilli() - 2000, Server: "2000", CID: "c-1"},
+			TS: time.Now().UnixMilli() - 2000, Server: "2000", CID: "c-1", Files: testFileList()},
 		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-2", From: "operator", Text: "maintenance at 5", TS: time.Now().UnixMilli() - 1000, Server: "cli", System: true},
 		{Type: protocol.TypeMessage, Room: r, ID: "01HX-id-3", From: "visitor", User: "g_9d2f4a7c", Guest: true, Text: "hi, guest here",
 			TS: time.Now().UnixMilli() - 500, Server: "2000", CID: "c-3"},
@@ -409,6 +410,86 @@ func testLegacy(t *testing.T, b Backend) {
 	want := append(slices.Clone(old), *m)
 	ms, err = more().After(ctxT(t), r, 0, 10)
 	check("After(0) on another instance", ms, err, want)
+}
+
+// testFileList is a message's attachments: images and other files, names
+// in several scripts and with characters JSON and SQL must carry.
+func testFileList() []protocol.File {
+	return []protocol.File{
+		{ID: "upA1b2C3d4", Type: "image/png", Size: 204800, Name: "Zoë's «photo» 日本 🙂.png", Width: 1920, Height: 1080},
+		{ID: "up-2_x", Type: "application/pdf", Size: 1, Name: `report "final" \ <b>&amp;</b>` + "	 .pdf"},
+		{ID: "up3", Type: "image/gif", Size: 10 << 20, Name: "tall.gif", Width: 1, Height: 65535},
+		{ID: "up4", Type: "text/plain", Size: 0, Name: "'; DROP TABLE history_messages; --.txt"},
+	}
+}
+
+// testFiles: a message's files come back from every read, on every
+// instance, in order and unchanged, and with the original when a retry is
+// taken for a duplicate; a message without files reads back with nil
+// Files; a caller changing what it appended or read changes nothing stored.
+func testFiles(t *testing.T, b Backend) {
+	s, more := open(t, b, history.Options{})
+	r := room(t, "fl")
+	many := msg(r, "")
+	many.User, many.CID, many.Files = "uA", "c-f", testFileList()
+	one := msg(r, "a caption")
+	one.User, one.Files = "uA", []protocol.File{{ID: "only", Type: "image/jpeg", Size: 99, Name: "ä.jpg", Width: 3}}
+	none := msg(r, "no files")
+	empty := msg(r, "empty files")
+	empty.Files = []protocol.File{}
+	var want []protocol.Message
+	for _, m := range []*protocol.Message{many, one, none, empty} {
+		key := ""
+		if m.CID != "" {
+			key = m.User + "\x00" + m.CID
+		}
+		appendOK(t, s, m, key)
+		w := *m
+		w.Files = slices.Clone(m.Files)
+		if len(w.Files) == 0 {
+			w.Files = nil // none and empty read back as nil
+		}
+		want = append(want, w)
+	}
+	// The caller reuses its slices: the store kept its own copy.
+	many.Files[0].Name, one.Files[0].ID = "changed", "changed"
+	check := func(what string, got []protocol.Message, err error, want []protocol.Message) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d messages, want %d", what, len(got), len(want))
+		}
+		for i := range want {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("%s[%d] (seq %d) differs:\n got %+v\nwant %+v", what, i, got[i].Seq, got[i].Files, want[i].Files)
+			}
+		}
+	}
+	for _, st := range []history.Store{s, more()} {
+		ms, err := st.After(ctxT(t), r, 0, 10)
+		check("After(0)", ms, err, want)
+		ms[0].Files[1].Name = "scribbled" // a reader's change stays its own
+		ms, err = st.After(ctxT(t), r, 1, 2)
+		check("After(1,2)", ms, err, want[1:3])
+		ms, err = st.Latest(ctxT(t), r, 10)
+		check("Latest", ms, err, want)
+		ms, err = st.Before(ctxT(t), r, 5, 10)
+		check("Before(5)", ms, err, want)
+		ms, err = st.Before(ctxT(t), r, 2, 1)
+		check("Before(2,1)", ms, err, want[:1])
+
+		// A retry (new ID, no files described yet): the original, files
+		// included.
+		retry := msg(r, "")
+		retry.User, retry.CID, retry.ID = "uA", "c-f", "id-retry"
+		seq, dup, err := st.Append(ctxT(t), retry, "uA\x00c-f")
+		if err != nil || !dup || seq != want[0].Seq {
+			t.Fatalf("retry = %d, dup %v, %v; want %d, dup", seq, dup, err, want[0].Seq)
+		}
+		check("duplicate", []protocol.Message{*retry}, nil, want[:1])
+	}
 }
 
 func short(m protocol.Message) protocol.Message {
