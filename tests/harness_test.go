@@ -478,6 +478,7 @@ type frame struct {
 	User   json.RawMessage `json:"user"`
 	Guest  bool            `json:"guest"`
 	Reason string          `json:"reason"`
+	Files  []fileJSON      `json:"files"`
 }
 
 // wsClient is a WebSocket client with one reader goroutine that records

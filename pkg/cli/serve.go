@@ -19,7 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/livechat/livechat/pkg/account"
+	"github.com/livechat/livechat/pkg/blob"
 	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/files"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/rooms"
 	"github.com/livechat/livechat/pkg/server"
@@ -53,10 +55,16 @@ type ServeOptions struct {
 	// LIVECHAT_SECRET, else LIVECHAT_SECRET_FILE, else the data
 	// directory's secret file, created on first start.
 	SecretFlags secretOptions
+	// Uploads are the flags of pictures and files: where their bytes go
+	// (--blobs) and the limits.
+	Uploads uploadOptions
 
 	// Store is the opened store of StoreURL, set by runServe and closed at
 	// shutdown, for the server wiring (accounts, rooms). Not a flag.
 	Store store.Store
+	// Blobs is the opened blob store of Uploads.BlobsURL, set by runServe
+	// and closed at shutdown. Not a flag.
+	Blobs blob.Store
 	// Secret is the token secret, set by runServe, for the server wiring
 	// (token verification). Not a flag; never logged.
 	Secret []byte
@@ -97,6 +105,7 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 		Addr:            DefaultAddr,
 		Server:          cfg,
 		ShutdownTimeout: 15 * time.Second,
+		Uploads:         defaultUploadOptions(),
 		LogLevel:        "info",
 		LogFormat:       "text",
 		BatchWrites:     !cfg.NoBatchedWrites,
@@ -131,6 +140,9 @@ func (o *ServeOptions) validate() error {
 		between("presence-interval", c.PresenceInterval, 100*time.Millisecond, time.Minute),
 		offOrBetween("heartbeat", c.ClientHeartbeat, heartbeatMin, heartbeatMax),
 	)
+	if err == nil {
+		err = o.Uploads.validate()
+	}
 	if err == nil && o.Pprof != "" {
 		err = listenAddr("pprof", o.Pprof)
 	}
@@ -206,6 +218,7 @@ away) and the process exits within --shutdown-timeout.`,
 	f.BoolVar(&opts.Flusher, "flusher", opts.Flusher, "write the queued frames of many connections from one flusher goroutine per processor without blocking; false gives each connection a writer goroutine that drains its queue with one blocking writev (gorilla's writePump)")
 	f.StringVar(&opts.Pprof, "pprof", opts.Pprof, "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
 	_ = f.MarkHidden("pprof")
+	addUploadFlags(f, &opts.Uploads)
 	addBrokerFlags(cmd, g, DefaultServeBroker)
 	addDataFlag(cmd, g)
 	return cmd
@@ -260,6 +273,9 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	defer func() {
 		if err := opts.Store.Close(); err != nil {
 			log.Warn("close store", "err", err)
+		}
+		if err := opts.Blobs.Close(); err != nil {
+			log.Warn("close blobs", "err", err)
 		}
 	}()
 	hist, histURL, err := openHistory(ctx, opts.History, opts.Global, log, true)
@@ -376,7 +392,15 @@ func openData(ctx context.Context, opts *ServeOptions, log *slog.Logger) (storeU
 		return "", fmt.Errorf("operator key: %w", err)
 	}
 	opts.OperatorKey = []byte(key)
+	blobsURL, err := blobsURLFor(opts.Uploads.BlobsURL, storeURL, dir)
+	if err != nil {
+		return "", err
+	}
 	if opts.Store, err = openStore(ctx, storeURL); err != nil {
+		return "", err
+	}
+	if opts.Blobs, err = openBlobs(ctx, blobsURL); err != nil {
+		_ = opts.Store.Close()
 		return "", err
 	}
 	return history.Redact(storeURL), nil
@@ -387,6 +411,7 @@ func openData(ctx context.Context, opts *ServeOptions, log *slog.Logger) (storeU
 // expired sessions.
 type identity struct {
 	rooms *rooms.Service
+	files *files.Service
 	stop  context.CancelFunc
 	done  chan struct{}
 }
@@ -420,15 +445,36 @@ func newIdentity(ctx context.Context, b broker.Broker, opts *ServeOptions, cfg *
 	if err != nil {
 		return nil, err
 	}
+	up := opts.Uploads
+	fs, err := files.New(files.Config{
+		Store:          opts.Store,
+		Blobs:          opts.Blobs,
+		Identify:       acct.Authenticate,
+		Enter:          rms.Enter,
+		MaxBytes:       int64(up.MaxBytes),
+		Quota:          int64(up.Quota),
+		AllowOther:     up.AllowOther,
+		Timeout:        up.Timeout,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Logger:         log,
+	})
+	if err != nil {
+		rms.Close()
+		return nil, err
+	}
 	api := http.NewServeMux()
 	ah := acct.Handler()
 	api.Handle("/api/account", ah)
 	api.Handle("/api/account/", ah)
+	fh := fs.Handler()
+	api.Handle("/api/files", fh)
+	api.Handle("/api/files/", fh)
 	api.Handle("/api/", rms.Handler())
-	cfg.Auth, cfg.Access, cfg.API = acct, rms, api
+	cfg.Auth, cfg.Access, cfg.API, cfg.Files = acct, rms, api, fs
+	fs.Start()
 
 	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	id := &identity{rooms: rms, stop: stop, done: make(chan struct{})}
+	id := &identity{rooms: rms, files: fs, stop: stop, done: make(chan struct{})}
 	go func() {
 		defer close(id.done)
 		t := time.NewTicker(sessionSweepEvery)
@@ -456,6 +502,7 @@ const sessionSweepEvery = time.Hour
 func (id *identity) Close() {
 	id.stop()
 	<-id.done
+	id.files.Close()
 	id.rooms.Close()
 }
 

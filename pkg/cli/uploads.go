@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/livechat/livechat/pkg/blob"
+	"github.com/livechat/livechat/pkg/files"
+)
+
+// uploadOptions are the flags of pictures and files, shared by serve
+// (where the bytes go, the limits) and publish --file (where the bytes go).
+type uploadOptions struct {
+	// BlobsURL is --blobs: "" means blobsURLFor's default.
+	BlobsURL string
+	// MaxBytes, Quota (--max-upload, --upload-quota) and AllowOther
+	// (--upload-any) are files.Config's.
+	MaxBytes   byteSize
+	Quota      byteSize
+	AllowOther bool
+	// Timeout is --upload-timeout.
+	Timeout time.Duration
+}
+
+func defaultUploadOptions() uploadOptions {
+	return uploadOptions{MaxBytes: files.DefaultMaxBytes, Quota: files.DefaultQuota, Timeout: files.DefaultTimeout}
+}
+
+// addBlobsFlag registers --blobs.
+func addBlobsFlag(f *pflag.FlagSet, dst *string) {
+	f.StringVar(dst, "blobs", *dst, "store of uploaded pictures and files: file:///abs/dir (one node), postgres://... (shared by a cluster) or memory://; empty means the store's PostgreSQL with a postgres --store, blobs/ in --data with the default SQLite store. Every server of a cluster must use the same")
+}
+
+// addUploadFlags registers serve's flags of pictures and files.
+func addUploadFlags(f *pflag.FlagSet, o *uploadOptions) {
+	addBlobsFlag(f, &o.BlobsURL)
+	f.Var(&o.MaxBytes, "max-upload", "largest picture or file a member may upload (e.g. 10MiB, 500KiB, or bytes)")
+	f.Var(&o.Quota, "upload-quota", "most bytes of uploads one user keeps (e.g. 1GiB)")
+	f.BoolVar(&o.AllowOther, "upload-any", o.AllowOther, "take files of any type as downloads; false takes pictures (PNG, JPEG, GIF, WebP), PDF and plain text only")
+	f.DurationVar(&o.Timeout, "upload-timeout", o.Timeout, "longest an upload may take; a slower client gets 408 and nothing is kept")
+}
+
+// validate checks the limits.
+func (o *uploadOptions) validate() error {
+	switch {
+	case o.MaxBytes < 1:
+		return usageErrorf("--max-upload must be at least 1 byte")
+	case o.Quota < o.MaxBytes:
+		return usageErrorf("--upload-quota (%s) must be at least --max-upload (%s)", o.Quota.String(), o.MaxBytes.String())
+	case o.Timeout < time.Second:
+		return usageErrorf("--upload-timeout must be at least 1s")
+	}
+	return nil
+}
+
+// blobsURLFor is the blob store of flag, else the default for the store
+// at storeURL: the same PostgreSQL database (a cluster), memory:// for a
+// memory store, else the data directory's blobs/ directory.
+func blobsURLFor(flag, storeURL, dataDir string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	u, err := url.Parse(storeURL)
+	if err == nil {
+		switch u.Scheme {
+		case "postgres", "postgresql":
+			return storeURL, nil
+		case "memory":
+			return "memory://", nil
+		}
+	}
+	abs, err := filepath.Abs(filepath.Join(dataDir, "blobs"))
+	if err != nil {
+		return "", fmt.Errorf("blobs directory: %w", err)
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
+}
+
+// openBlobs opens the blob store at raw with a bounded wait and an error
+// that says what to set.
+func openBlobs(ctx context.Context, raw string) (blob.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	bs, err := blob.Open(ctx, raw)
+	if err != nil {
+		if errors.Is(err, blob.ErrUnsupportedURL) {
+			return nil, usageErrorf("--blobs: %v", err)
+		}
+		return nil, fmt.Errorf("%w (set --blobs)", err)
+	}
+	return bs, nil
+}
+
+// byteSize is a flag of a number of bytes: 1048576, 512KiB, 10MiB, 1GiB
+// (KB, MB and GB are taken as the binary units too, as people mean them).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		s string
+		v int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.v && n%u.v == 0 {
+			return strconv.FormatInt(n/u.v, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		s string
+		v int64
+	}{{"gib", 1 << 30}, {"gb", 1 << 30}, {"g", 1 << 30}, {"mib", 1 << 20}, {"mb", 1 << 20}, {"m", 1 << 20}, {"kib", 1 << 10}, {"kb", 1 << 10}, {"k", 1 << 10}, {"b", 1}} {
+		if strings.HasSuffix(strings.ToLower(t), u.s) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.s)]), u.v
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size (e.g. 10MiB, 500KiB, 1048576)", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+func (b *byteSize) Type() string { return "size" }

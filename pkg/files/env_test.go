@@ -1,0 +1,303 @@
+package files_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livechat/livechat/internal/leaktest"
+	"github.com/livechat/livechat/pkg/auth"
+	"github.com/livechat/livechat/pkg/blob"
+	"github.com/livechat/livechat/pkg/files"
+	"github.com/livechat/livechat/pkg/history/historytest"
+	"github.com/livechat/livechat/pkg/protocol"
+	"github.com/livechat/livechat/pkg/rooms"
+	"github.com/livechat/livechat/pkg/store"
+)
+
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
+// env is a files Service on real stores, with the real rooms Service
+// deciding who enters which room, behind a real HTTP server. Requests name
+// their user in the X-Test-User header (identity is pkg/account's job).
+type env struct {
+	st    store.Store
+	bl    blob.Store
+	rooms *rooms.Service
+	svc   *files.Service
+	srv   *httptest.Server
+
+	mu  sync.Mutex
+	now time.Time // the service's clock, moved by advance
+}
+
+// backends are the store and blob store pairs the flow tests run on: a
+// single node's (SQLite and a directory) and a cluster's (PostgreSQL).
+func backends(t *testing.T) map[string][2]string {
+	dir := t.TempDir()
+	return map[string][2]string{
+		"node":    {"sqlite://" + filepath.Join(dir, "store.db"), "file://" + filepath.Join(dir, "blobs")},
+		"cluster": {"postgres", "postgres"},
+	}
+}
+
+// forBackends runs f on a fresh env of each backend pair.
+func forBackends(t *testing.T, f func(t *testing.T, e *env)) {
+	for name, urls := range backends(t) {
+		t.Run(name, func(t *testing.T) { f(t, newEnv(t, urls, nil)) })
+	}
+}
+
+// newEnv opens the stores ("postgres" means a fresh schema of the test
+// PostgreSQL for both) and the services; tweak may change the Config.
+func newEnv(t *testing.T, urls [2]string, tweak func(*files.Config)) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if urls[0] == "postgres" {
+		pg := historytest.PostgresURL(t)
+		urls = [2]string{pg, pg}
+	}
+	st, err := store.Open(ctx, urls[0])
+	if err != nil {
+		t.Fatalf("store.Open(%s): %v", urls[0], err)
+	}
+	bl, err := blob.Open(ctx, urls[1])
+	if err != nil {
+		t.Fatalf("blob.Open(%s): %v", urls[1], err)
+	}
+	rms, err := rooms.New(rooms.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st, bl: bl, rooms: rms, now: time.Now()}
+	cfg := files.Config{
+		Store:    st,
+		Blobs:    bl,
+		Identify: e.identify,
+		Enter:    rms.Enter,
+		MaxBytes: 1 << 20,
+		Now:      e.clock,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	svc, err := files.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	e.srv = httptest.NewServer(svc.Handler())
+	t.Cleanup(func() {
+		e.srv.Close()
+		svc.Close()
+		rms.Close()
+		_ = bl.Close()
+		_ = st.Close()
+	})
+	return e
+}
+
+func (e *env) identify(r *http.Request) (auth.Identity, error) {
+	v := r.Header.Get("X-Test-User")
+	if v == "" {
+		return auth.Identity{}, auth.ErrNoCredentials
+	}
+	return auth.Identity{UserID: v, Name: v, Kind: auth.KindAccount}, nil
+}
+
+func (e *env) clock() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
+}
+
+func (e *env) advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(d)
+}
+
+// user makes an account and returns its id (its X-Test-User value).
+func (e *env) user(t *testing.T, name string) string {
+	t.Helper()
+	u, err := e.st.CreateUser(context.Background(), store.User{ID: "u_" + name, Key: name, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}
+
+// direct returns the direct room of two users.
+func (e *env) direct(t *testing.T, a, b string) string {
+	t.Helper()
+	r, _, err := e.st.DirectRoom(context.Background(), a, b, rooms.NewID(protocol.DirectRoomPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
+// answer is an HTTP answer, read whole.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// apiError is the error code of a JSON error answer.
+func (a answer) code() string {
+	var v struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(a.body, &v)
+	return v.Error.Code
+}
+
+// do sends a request as user ("" for none).
+func (e *env) do(t *testing.T, method, path, user string, body io.Reader, hdr map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.Header.Set("X-Test-User", user)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read: %v", method, path, err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// upload posts data as name into room as user.
+func (e *env) upload(t *testing.T, user, room, name string, data []byte) answer {
+	t.Helper()
+	return e.do(t, http.MethodPost, "/api/files?room="+url.QueryEscape(room)+"&name="+url.QueryEscape(name), user, bytes.NewReader(data), nil)
+}
+
+// uploaded posts data and returns the file, failing unless 201.
+func (e *env) uploaded(t *testing.T, user, room, name string, data []byte) protocol.File {
+	t.Helper()
+	a := e.upload(t, user, room, name, data)
+	if a.status != http.StatusCreated {
+		t.Fatalf("upload %s: %d %s", name, a.status, a.body)
+	}
+	var v struct{ File protocol.File }
+	if err := json.Unmarshal(a.body, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.File
+}
+
+// nothingStored fails unless the stores hold no upload of user and no
+// blob at all.
+func (e *env) nothingStored(t *testing.T, user string) {
+	t.Helper()
+	ctx := context.Background()
+	n, size, err := e.st.UploadUsage(ctx, user)
+	if err != nil || n != 0 || size != 0 {
+		t.Errorf("UploadUsage(%s) = %d, %d, %v; want nothing stored", user, n, size, err)
+	}
+	infos, err := e.bl.List(ctx, "", 0)
+	if err != nil || len(infos) != 0 {
+		t.Errorf("blobs: %d, %v; want none", len(infos), err)
+	}
+}
+
+// pngOf is a w x h PNG with a gradient.
+func pngOf(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.NRGBA{uint8(x), uint8(y), 128, 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// gpsMarker is in the EXIF of jpegWithGPS's pictures and must not leave
+// the server.
+const gpsMarker = "LIVECHAT-SECRET-GPS-51.5007N"
+
+// jpegWithGPS is a w x h JPEG with an EXIF segment holding a GPS IFD
+// (latitude reference N) and an image description with gpsMarker.
+func jpegWithGPS(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{200, uint8(x), uint8(y), 255})
+		}
+	}
+	var j bytes.Buffer
+	if err := jpeg.Encode(&j, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	return insertEXIF(j.Bytes(), exifWithGPS())
+}
+
+// exifWithGPS is a big-endian TIFF: IFD0 with ImageDescription (gpsMarker)
+// and a GPS IFD pointer; the GPS IFD with GPSLatitudeRef "N".
+func exifWithGPS() []byte {
+	be := binary.BigEndian
+	var b []byte
+	b = append(b, "MM\x00\x2a\x00\x00\x00\x08"...)
+	desc := gpsMarker + "\x00"
+	// IFD0 at 8: 2 entries (2 + 2*12 + 4 = 30 bytes), then the GPS IFD at
+	// 38 (2 + 12 + 4 = 18 bytes), then the description at 56.
+	entry := func(tag, typ uint16, count, value uint32) []byte {
+		e := make([]byte, 12)
+		be.PutUint16(e[0:], tag)
+		be.PutUint16(e[2:], typ)
+		be.PutUint32(e[4:], count)
+		be.PutUint32(e[8:], value)
+		return e
+	}
+	b = be.AppendUint16(b, 2)
+	b = append(b, entry(0x010e, 2, uint32(len(desc)), 56)...) // ImageDescription
+	b = append(b, entry(0x8825, 4, 1, 38)...)                 // GPSInfo IFD
+	b = be.AppendUint32(b, 0)
+	b = be.AppendUint16(b, 1)
+	b = append(b, entry(0x0001, 2, 2, 'N'<<24)...) // GPSLatitudeRef "N"
+	b = be.AppendUint32(b, 0)
+	return append(b, desc...)
+}
+
+// insertEXIF puts an APP1 Exif segment right after a JPEG's SOI.
+func insertEXIF(jpg, tiff []byte) []byte {
+	payload := append([]byte("Exif\x00\x00"), tiff...)
+	seg := []byte{0xff, 0xe1, 0, 0}
+	binary.BigEndian.PutUint16(seg[2:], uint16(len(payload)+2))
+	out := append([]byte{}, jpg[:2]...)
+	out = append(out, seg...)
+	out = append(out, payload...)
+	return append(out, jpg[2:]...)
+}

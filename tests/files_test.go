@@ -1,0 +1,237 @@
+//go:build unix
+
+package tests
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fileJSON is a message's file, as the tests read it.
+type fileJSON struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Size   int64  `json:"size"`
+	Name   string `json:"name"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+// messageFiles returns the files of the messages c got in room with cid
+// (any cid when empty), decoded from the frames it recorded.
+func messageFiles(c *wsClient, room, cid string) [][]fileJSON {
+	var out [][]fileJSON
+	for _, f := range c.find(func(f frame) bool {
+		return f.Type == "message" && f.Room == room && (cid == "" || f.CID == cid)
+	}) {
+		out = append(out, f.Files)
+	}
+	return out
+}
+
+// upload posts data to /api/files as a and returns the status and body.
+func (a *apiClient) upload(room, name string, data []byte) (int, []byte) {
+	a.t.Helper()
+	req, err := http.NewRequest("POST", a.base+"/api/files?room="+url.QueryEscape(room)+"&name="+url.QueryEscape(name), bytes.NewReader(data))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s: upload: %v", a.name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// get fetches path as a and returns the status, headers and body.
+func (a *apiClient) get(path string) (int, http.Header, []byte) {
+	a.t.Helper()
+	resp, err := a.hc.Get(a.base + path)
+	if err != nil {
+		a.t.Fatalf("%s: GET %s: %v", a.name, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, body
+}
+
+// gpsMarker is in the EXIF of photoWithGPS and must never leave a server.
+const gpsMarker = "LIVECHAT-GPS-51.5007N-0.1246W"
+
+// photoWithGPS is a w x h JPEG whose APP1 Exif segment has a GPS IFD
+// (GPSLatitudeRef N) and an image description with gpsMarker.
+func photoWithGPS(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{uint8(x * 3), 90, uint8(y * 3), 255})
+		}
+	}
+	var j bytes.Buffer
+	if err := jpeg.Encode(&j, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	be := binary.BigEndian
+	desc := gpsMarker + "\x00"
+	entry := func(tag, typ uint16, count, value uint32) []byte {
+		e := make([]byte, 12)
+		be.PutUint16(e[0:], tag)
+		be.PutUint16(e[2:], typ)
+		be.PutUint32(e[4:], count)
+		be.PutUint32(e[8:], value)
+		return e
+	}
+	tiff := []byte("MM\x00\x2a\x00\x00\x00\x08")
+	tiff = be.AppendUint16(tiff, 2)
+	tiff = append(tiff, entry(0x010e, 2, uint32(len(desc)), 56)...) // ImageDescription
+	tiff = append(tiff, entry(0x8825, 4, 1, 38)...)                 // GPSInfo IFD at 38
+	tiff = be.AppendUint32(tiff, 0)
+	tiff = be.AppendUint16(tiff, 1)
+	tiff = append(tiff, entry(0x0001, 2, 2, 'N'<<24)...) // GPSLatitudeRef "N"
+	tiff = be.AppendUint32(tiff, 0)
+	tiff = append(tiff, desc...)
+	payload := append([]byte("Exif\x00\x00"), tiff...)
+	seg := []byte{0xff, 0xe1, 0, 0}
+	be.PutUint16(seg[2:], uint16(len(payload)+2))
+	jb := j.Bytes()
+	out := append([]byte{}, jb[:2]...)
+	out = append(out, seg...)
+	out = append(out, payload...)
+	return append(out, jb[2:]...)
+}
+
+// TestFilesAcrossServers: the reference topology with the store and the
+// blobs in one PostgreSQL. alice, on one server, uploads a photo with a
+// GPS tag into her direct chat with bob and sends it; bob, on another
+// server, gets the message with the file described and fetches the
+// picture and its thumbnail through HAProxy (whichever server answers):
+// re-encoded, without the GPS data. carol, signed in, gets the same 404 as
+// for an id that does not exist; a signed-out request gets 401. An
+// operator's `livechat publish --file` reaches a public room with its
+// file, and bob fetches it too.
+func TestFilesAcrossServers(t *testing.T) {
+	ic := newIdentityCluster(t)
+	alice, bob, carol := ic.user(t, "alice"), ic.user(t, "bob"), ic.user(t, "carol")
+	var dm roomJSON
+	alice.must("POST", "/api/direct", map[string]string{"name": "bob"}, http.StatusCreated, &dm)
+	room := dm.Room.ID
+
+	wa := ic.dialAs(t, alice)
+	wb := ic.dialAs(t, bob, wa)
+	for _, c := range []*wsClient{wa, wb} {
+		c.send(map[string]string{"type": "join", "room": room})
+		c.send(map[string]string{"type": "join", "room": "general"})
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		return wa.joined(room) && wb.joined(room) && wb.joined("general")
+	}, "alice and bob did not join")
+
+	photo := photoWithGPS(t, 800, 600)
+	st, body := alice.upload(room, "IMG_0001.jpg", photo)
+	if st != http.StatusCreated {
+		t.Fatalf("alice's upload: %d %s", st, body)
+	}
+	var up struct{ File fileJSON }
+	if err := json.Unmarshal(body, &up); err != nil {
+		t.Fatal(err)
+	}
+	if up.File.Type != "image/jpeg" || up.File.Width != 800 || up.File.Height != 600 {
+		t.Fatalf("uploaded file %+v", up.File)
+	}
+	wa.send(map[string]any{"type": "send", "room": room, "text": "", "cid": "photo-1", "files": []string{up.File.ID}})
+	waitFor(t, 10*time.Second, func() bool { return len(messageFiles(wb, room, "photo-1")) == 1 },
+		"bob (server %s) did not get alice's (server %s) picture", wb.server, wa.server)
+	got := messageFiles(wb, room, "photo-1")[0]
+	if len(got) != 1 || got[0] != up.File {
+		t.Fatalf("bob's message files %+v, want %+v", got, up.File)
+	}
+
+	// Fetched through HAProxy several times: every server answers alike.
+	for range 4 {
+		st, h, img := bob.get("/api/files/" + up.File.ID)
+		if st != http.StatusOK || h.Get("Content-Type") != "image/jpeg" || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("bob's picture: %d %v", st, h)
+		}
+		if bytes.Contains(img, []byte(gpsMarker)) || bytes.Contains(img, []byte("Exif\x00")) {
+			t.Fatal("the picture bob got still has its EXIF and GPS data")
+		}
+		if c, _, err := image.DecodeConfig(bytes.NewReader(img)); err != nil || c.Width != 800 || c.Height != 600 {
+			t.Fatalf("bob's picture: %v %dx%d", err, c.Width, c.Height)
+		}
+	}
+	if st, h, th := bob.get("/api/files/" + up.File.ID + "/thumb"); st != http.StatusOK || h.Get("Content-Type") != "image/jpeg" || bytes.Contains(th, []byte(gpsMarker)) {
+		t.Fatalf("bob's thumbnail: %d %v", st, h)
+	}
+
+	st1, _, stranger := carol.get("/api/files/" + up.File.ID)
+	st2, _, missing := carol.get("/api/files/aaaaaaaaaaaaaaaaaaaaaaaaaa")
+	if st1 != http.StatusNotFound || st1 != st2 || !bytes.Equal(stranger, missing) {
+		t.Errorf("carol: %d %s; a missing id: %d %s (want the same 404)", st1, stranger, st2, missing)
+	}
+	if st, _, _ := carol.get("/api/files/" + up.File.ID + "/thumb"); st != http.StatusNotFound {
+		t.Errorf("carol's thumbnail: %d", st)
+	}
+	if st, _, _ := newAPIClient(t, ic.base, "nobody").get("/api/files/" + up.File.ID); st != http.StatusUnauthorized {
+		t.Errorf("signed out: %d", st)
+	}
+	// A send naming another's upload, or a made-up id, is refused.
+	wb.send(map[string]any{"type": "send", "room": room, "text": "mine", "cid": "steal", "files": []string{up.File.ID}})
+	wb.send(map[string]any{"type": "send", "room": room, "text": "made up", "cid": "fake", "files": []string{"aaaaaaaaaaaaaaaaaaaaaaaaaa"}})
+	waitFor(t, 10*time.Second, func() bool {
+		n := 0
+		for _, f := range errorsFor(wb, room) {
+			if f.Code == "invalid_files" && (f.CID == "steal" || f.CID == "fake") {
+				n++
+			}
+		}
+		return n == 2
+	}, "bob's sends with another's and a made-up file were not refused with invalid_files")
+
+	// The operator's announcement with a file, into a public room.
+	pic := filepath.Join(t.TempDir(), "map.png")
+	var pb bytes.Buffer
+	if err := png.Encode(&pb, image.NewGray(image.Rect(0, 0, 40, 30))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pic, pb.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ic.cli("publish", "--room", "general", "--store", ic.store, "--file", pic, "the new office"); err != nil {
+		t.Fatalf("publish --file: %v %s", err, out)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		for _, fs := range messageFiles(wb, "general", "") {
+			if len(fs) == 1 && fs[0].Name == "map.png" && fs[0].Width == 40 {
+				return true
+			}
+		}
+		return false
+	}, "bob did not get the operator's announcement with its file")
+	var opsFile fileJSON
+	for _, fs := range messageFiles(wb, "general", "") {
+		if len(fs) == 1 {
+			opsFile = fs[0]
+		}
+	}
+	if st, _, _ := bob.get("/api/files/" + opsFile.ID); st != http.StatusOK {
+		t.Errorf("bob fetching the operator's file: %d", st)
+	}
+	if st, _, _ := carol.get("/api/files/" + opsFile.ID); st != http.StatusOK {
+		t.Errorf("carol fetching the public room's file: %d", st)
+	}
+}
