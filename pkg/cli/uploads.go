@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,8 +22,8 @@ type uploadOptions struct {
 	BlobsURL string
 	// MaxBytes, Quota (--max-upload, --upload-quota) and AllowOther
 	// (--upload-any) are files.Config's.
-	MaxBytes   byteSize
-	Quota      byteSize
+	MaxBytes   sizeFlag
+	Quota      sizeFlag
 	AllowOther bool
 	// Timeout is --upload-timeout.
 	Timeout time.Duration
@@ -42,7 +41,7 @@ func addBlobsFlag(f *pflag.FlagSet, dst *string) {
 // addUploadFlags registers serve's flags of pictures and files.
 func addUploadFlags(f *pflag.FlagSet, o *uploadOptions) {
 	addBlobsFlag(f, &o.BlobsURL)
-	f.Var(&o.MaxBytes, "max-upload", "largest picture or file a member may upload (e.g. 10MiB, 500KiB, or bytes)")
+	f.Var(&o.MaxBytes, "max-upload", "largest picture or file a member may upload (e.g. 10MiB, 512KiB, or bytes)")
 	f.Var(&o.Quota, "upload-quota", "most bytes of uploads one user keeps (e.g. 1GiB)")
 	f.BoolVar(&o.AllowOther, "upload-any", o.AllowOther, "take files of any type as downloads; false takes pictures (PNG, JPEG, GIF, WebP), PDF and plain text only")
 	f.DurationVar(&o.Timeout, "upload-timeout", o.Timeout, "longest an upload may take; a slower client gets 408 and nothing is kept")
@@ -99,41 +98,19 @@ func openBlobs(ctx context.Context, raw string) (blob.Store, error) {
 	return bs, nil
 }
 
-// byteSize is a flag of a number of bytes: 1048576, 512KiB, 10MiB, 1GiB
-// (KB, MB and GB are taken as the binary units too, as people mean them).
-type byteSize int64
+// sizeFlag is a flag of a number of bytes, as parseByteSize reads it:
+// 1048576, 512KiB, 10MiB, 1GiB.
+type sizeFlag int64
 
-func (b *byteSize) String() string {
-	n := int64(*b)
-	for _, u := range []struct {
-		s string
-		v int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n >= u.v && n%u.v == 0 {
-			return strconv.FormatInt(n/u.v, 10) + u.s
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
+func (b *sizeFlag) String() string { return strings.ReplaceAll(byteSize(int64(*b)), " ", "") }
 
-func (b *byteSize) Set(s string) error {
-	t := strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		s string
-		v int64
-	}{{"gib", 1 << 30}, {"gb", 1 << 30}, {"g", 1 << 30}, {"mib", 1 << 20}, {"mb", 1 << 20}, {"m", 1 << 20}, {"kib", 1 << 10}, {"kb", 1 << 10}, {"k", 1 << 10}, {"b", 1}} {
-		if strings.HasSuffix(strings.ToLower(t), u.s) {
-			t, mult = strings.TrimSpace(t[:len(t)-len(u.s)]), u.v
-			break
-		}
+func (b *sizeFlag) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
 	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return fmt.Errorf("%q is not a size (e.g. 10MiB, 500KiB, 1048576)", s)
-	}
-	*b = byteSize(n * mult)
+	*b = sizeFlag(n)
 	return nil
 }
 
-func (b *byteSize) Type() string { return "size" }
+func (b *sizeFlag) Type() string { return "size" }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -105,7 +106,7 @@ func TestValidFiles(t *testing.T) {
 		{[]string{"a b"}, ErrInvalidFileID},
 		{[]string{"a", "b", "a"}, ErrRepeatedFile},
 	} {
-		if err := ValidFiles(tc.ids); err != tc.want {
+		if err := ValidFiles(tc.ids); !errors.Is(err, tc.want) {
 			t.Errorf("ValidFiles(%q) = %v, want %v", tc.ids, err, tc.want)
 		}
 	}
@@ -131,7 +132,7 @@ func TestValidSendText(t *testing.T) {
 		{"a\x00b", 1, ErrNULText},
 		{"a\x00b", 0, ErrNULText},
 	} {
-		if err := ValidSendText(tc.text, tc.nfiles); err != tc.want {
+		if err := ValidSendText(tc.text, tc.nfiles); !errors.Is(err, tc.want) {
 			t.Errorf("ValidSendText(%.20q, %d) = %v, want %v", tc.text, tc.nfiles, err, tc.want)
 		}
 	}
