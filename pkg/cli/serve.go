@@ -454,6 +454,7 @@ func newIdentity(ctx context.Context, b broker.Broker, opts *ServeOptions, cfg *
 		MaxBytes:       int64(up.MaxBytes),
 		Quota:          int64(up.Quota),
 		AllowOther:     up.AllowOther,
+		Rate:           up.rate(),
 		Timeout:        up.Timeout,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Logger:         log,

@@ -25,12 +25,15 @@ type uploadOptions struct {
 	MaxBytes   sizeFlag
 	Quota      sizeFlag
 	AllowOther bool
+	// Rate is --upload-rate: bytes a second of all uploads; 0 means no
+	// bound, -1 (the default) files.DefaultRatePerCore per processor.
+	Rate sizeFlag
 	// Timeout is --upload-timeout.
 	Timeout time.Duration
 }
 
 func defaultUploadOptions() uploadOptions {
-	return uploadOptions{MaxBytes: files.DefaultMaxBytes, Quota: files.DefaultQuota, Timeout: files.DefaultTimeout}
+	return uploadOptions{MaxBytes: files.DefaultMaxBytes, Quota: files.DefaultQuota, Rate: -1, Timeout: files.DefaultTimeout}
 }
 
 // addBlobsFlag registers --blobs.
@@ -44,6 +47,7 @@ func addUploadFlags(f *pflag.FlagSet, o *uploadOptions) {
 	f.Var(&o.MaxBytes, "max-upload", "largest picture or file a member may upload (e.g. 10MiB, 512KiB, or bytes)")
 	f.Var(&o.Quota, "upload-quota", "most bytes of uploads one user keeps (e.g. 1GiB)")
 	f.BoolVar(&o.AllowOther, "upload-any", o.AllowOther, "take files of any type as downloads; false takes pictures (PNG, JPEG, GIF, WebP), PDF and plain text only")
+	f.Var(&o.Rate, "upload-rate", "bytes a second this server reads from all uploads together (e.g. 32MiB), so that uploads never slow the chat; 0: no bound")
 	f.DurationVar(&o.Timeout, "upload-timeout", o.Timeout, "longest an upload may take; a slower client gets 408 and nothing is kept")
 }
 
@@ -102,7 +106,12 @@ func openBlobs(ctx context.Context, raw string) (blob.Store, error) {
 // 1048576, 512KiB, 10MiB, 1GiB.
 type sizeFlag int64
 
-func (b *sizeFlag) String() string { return strings.ReplaceAll(byteSize(int64(*b)), " ", "") }
+func (b *sizeFlag) String() string {
+	if *b < 0 { // --upload-rate's default
+		return "16MiB per processor"
+	}
+	return strings.ReplaceAll(byteSize(int64(*b)), " ", "")
+}
 
 func (b *sizeFlag) Set(s string) error {
 	n, err := parseByteSize(s)
@@ -114,3 +123,14 @@ func (b *sizeFlag) Set(s string) error {
 }
 
 func (b *sizeFlag) Type() string { return "size" }
+
+// rate is files.Config's Rate for --upload-rate (0: none).
+func (o *uploadOptions) rate() int64 {
+	switch o.Rate {
+	case 0:
+		return -1 // no bound
+	case -1:
+		return 0 // files' default
+	}
+	return int64(o.Rate)
+}

@@ -456,3 +456,20 @@ func TestSweep(t *testing.T) {
 		}
 	})
 }
+
+// TestUploadRate: uploads are read no faster than Config.Rate (together),
+// and an upload that the pace would take past the timeout gets 408.
+func TestUploadRate(t *testing.T) {
+	e := newEnv(t, backends(t)["node"], func(c *files.Config) { c.Rate = 200 << 10; c.Timeout = 3 * time.Second })
+	alice := e.user(t, "alice")
+	data := bytes.Repeat([]byte("r"), 700<<10) // 256 KiB at once, then 200 KiB/s: at least 2.2 s
+	start := time.Now()
+	e.uploaded(t, alice, "general", "paced.txt", data)
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("700 KiB at 200 KiB/s took %v", d)
+	}
+	big := bytes.Repeat([]byte("r"), 1000<<10) // past the 3 s timeout at that pace
+	if a := e.upload(t, alice, "general", "slow.txt", big); a.status != http.StatusRequestTimeout || a.code() != "timeout" {
+		t.Errorf("an upload the pace takes past the timeout: %d %s", a.status, a.body)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 
+	"golang.org/x/time/rate"
+
 	"github.com/livechat/livechat/pkg/auth"
 	"github.com/livechat/livechat/pkg/blob"
 	"github.com/livechat/livechat/pkg/media"
@@ -61,6 +63,9 @@ func (s *Service) Ingest(ctx context.Context, user, room, name string, r io.Read
 		return protocol.File{}, ErrQuota
 	}
 
+	if s.rate != nil {
+		r = &pacedReader{ctx: ctx, r: r, lim: s.rate}
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	if head, _ := br.Peek(16); looksLikeImage(head) {
 		select {
@@ -264,4 +269,29 @@ func publicOnly(_ context.Context, id auth.Identity, room string) error {
 		return nil
 	}
 	return auth.ErrNoRoom
+}
+
+// pacedReader reads at the pace its limiter allows: after each Read it
+// waits for as many tokens as bytes came (a Read asks at most rateBurst).
+type pacedReader struct {
+	ctx context.Context
+	r   io.Reader
+	lim *rate.Limiter
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if len(b) > rateBurst {
+		b = b[:rateBurst]
+	}
+	n, err := p.r.Read(b)
+	if n > 0 {
+		if werr := p.lim.WaitN(p.ctx, n); werr != nil {
+			if cerr := p.ctx.Err(); cerr != nil {
+				return n, cerr
+			}
+			// The wait would pass the upload's deadline: a timeout.
+			return n, fmt.Errorf("files: %w: %w", context.DeadlineExceeded, werr)
+		}
+	}
+	return n, err
 }
