@@ -9,7 +9,8 @@
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
 # rooms500, redisrooms500: MSGRATE=N sends N messages a second in all
 # (default 23100).
-# upload1000: mem1000 while UPLOADERS token users (default 20) upload files of
+# upload1000: mem1000 for DURATION (default 40s, so that uploads paced at
+# 16 MiB/s finish) while UPLOADERS token users (default 20) upload files of
 # UPLOAD_SIZE (default 10MiB) to the server over and over during the publishing
 # phase (bench --uploaders; TOKENS is forced on). The JSON line adds the
 # server's VmRSS (sampled every 0.5 s): "rss_kib_before" (the last sample
@@ -107,7 +108,7 @@ for run in $(seq "$RUNS"); do
     serve 18080 memory:// "${PP[@]}"; spid=${pids[-1]}; profile
     rss_sample "$spid" > "$TMP/rss" & rsp=$!
     t0=$(date +%s.%N)
-    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 10s --warmup 5s \
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration "${DURATION:-40s}" --warmup 5s \
       --uploaders "${UPLOADERS:-20}" --upload-size "${UPLOAD_SIZE:-10MiB}" > "$TMP/m.json"
     kill "$rsp" 2>/dev/null || true; wait "$rsp" 2>/dev/null || true
     python3 - "$TMP/m.json" "$TMP/rss" "$t0" <<'PY'
