@@ -6,55 +6,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
-	"image"
-	"image/color"
-	"image/png"
-	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-)
 
-// screenshotWithGPS is a w x h PNG "screenshot" (window-like blocks over
-// noise, so that it weighs a few megabytes and its upload takes a while)
-// with an eXIf chunk whose GPS IFD and description carry gpsMarker.
-func screenshotWithGPS(t *testing.T, w, h int) []byte {
-	t.Helper()
-	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	rnd := rand.New(rand.NewPCG(1, 2))
-	for y := range h {
-		for x := range w {
-			c := color.NRGBA{uint8(rnd.IntN(256)), uint8(rnd.IntN(256)), uint8(rnd.IntN(256)), 255}
-			if y < h/8 {
-				c = color.NRGBA{40, 60, 90, 255} // a title bar
-			}
-			img.SetNRGBA(x, y, c)
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	// The TIFF of photoWithGPS's EXIF, as a PNG eXIf chunk after IHDR.
-	jpg := photoWithGPS(t, 8, 8)
-	start := bytes.Index(jpg, []byte("Exif\x00\x00")) + 6
-	segLen := int(binary.BigEndian.Uint16(jpg[start-8:]))
-	tiff := jpg[start : start-8+2+segLen]
-	chunk := binary.BigEndian.AppendUint32(nil, uint32(len(tiff)))
-	body := append([]byte("eXIf"), tiff...)
-	chunk = append(chunk, body...)
-	chunk = binary.BigEndian.AppendUint32(chunk, crc32.ChecksumIEEE(body))
-	p := b.Bytes()
-	const afterIHDR = 8 + 25
-	out := append([]byte{}, p[:afterIHDR]...)
-	out = append(out, chunk...)
-	return append(out, p[afterIHDR:]...)
-}
+	"github.com/livechat/livechat/internal/mediatest"
+)
 
 // TestBrowserPictureInDirectChat is issue 20's proof in the browser,
 // through nginx and HAProxy to four servers sharing PostgreSQL (store and
@@ -95,9 +55,9 @@ func TestBrowserPictureInDirectChat(t *testing.T) {
 	expectPage(t, bob, "bob", "the direct chat with alice", fmt.Sprintf(`livechat.state.active === %q && livechat.state.rooms.get(%q).joined`, dm, dm), signedInState)
 
 	// alice's uploads go at 1 MB/s: the progress bar has time to move.
-	shot := screenshotWithGPS(t, 1000, 700)
-	if len(shot) < 1<<20 || !bytes.Contains(shot, []byte(gpsMarker)) {
-		t.Fatalf("the screenshot is %d bytes, GPS tag %v", len(shot), bytes.Contains(shot, []byte(gpsMarker)))
+	shot := mediatest.ScreenshotWithGPS(1000, 700)
+	if len(shot) < 1<<20 || !bytes.Contains(shot, []byte(mediatest.GPSMarker)) {
+		t.Fatalf("the screenshot is %d bytes, GPS tag %v", len(shot), bytes.Contains(shot, []byte(mediatest.GPSMarker)))
 	}
 	if _, err := chromedp.Call(alice, network.Enable, network.EnableParams{}); err != nil {
 		t.Fatal(err)
@@ -166,7 +126,7 @@ func TestBrowserPictureInDirectChat(t *testing.T) {
 	for _, path := range []string{"/api/files/" + fileID, "/api/files/" + fileID + "/thumb"} {
 		got := evalPromise[string](t, bob, fmt.Sprintf(`fetch(%q, {credentials: 'same-origin'}).then(async (r) => {
 			const s = new TextDecoder('latin1').decode(await r.arrayBuffer());
-			return r.status + ' ' + r.headers.get('content-type') + ' ' + s.includes(%q) + ' ' + s.includes('eXIf') + ' ' + s.length; })`, path, gpsMarker))
+			return r.status + ' ' + r.headers.get('content-type') + ' ' + s.includes(%q) + ' ' + s.includes('eXIf') + ' ' + s.length; })`, path, mediatest.GPSMarker))
 		t.Logf("bob GET %s: %s", path, got)
 		var (
 			status       int

@@ -4,11 +4,8 @@ package tests
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"image"
-	"image/color"
-	"image/jpeg"
 	"image/png"
 	"io"
 	"net/http"
@@ -17,6 +14,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/livechat/livechat/internal/mediatest"
 )
 
 // fileJSON is a message's file, as the tests read it.
@@ -69,52 +68,6 @@ func (a *apiClient) get(path string) (int, http.Header, []byte) {
 	return resp.StatusCode, resp.Header, body
 }
 
-// gpsMarker is in the EXIF of photoWithGPS and must never leave a server.
-const gpsMarker = "LIVECHAT-GPS-51.5007N-0.1246W"
-
-// photoWithGPS is a w x h JPEG whose APP1 Exif segment has a GPS IFD
-// (GPSLatitudeRef N) and an image description with gpsMarker.
-func photoWithGPS(t testing.TB, w, h int) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, color.RGBA{uint8(x * 3), 90, uint8(y * 3), 255})
-		}
-	}
-	var j bytes.Buffer
-	if err := jpeg.Encode(&j, img, &jpeg.Options{Quality: 90}); err != nil {
-		t.Fatal(err)
-	}
-	be := binary.BigEndian
-	desc := gpsMarker + "\x00"
-	entry := func(tag, typ uint16, count, value uint32) []byte {
-		e := make([]byte, 12)
-		be.PutUint16(e[0:], tag)
-		be.PutUint16(e[2:], typ)
-		be.PutUint32(e[4:], count)
-		be.PutUint32(e[8:], value)
-		return e
-	}
-	tiff := []byte("MM\x00\x2a\x00\x00\x00\x08")
-	tiff = be.AppendUint16(tiff, 2)
-	tiff = append(tiff, entry(0x010e, 2, uint32(len(desc)), 56)...) // ImageDescription
-	tiff = append(tiff, entry(0x8825, 4, 1, 38)...)                 // GPSInfo IFD at 38
-	tiff = be.AppendUint32(tiff, 0)
-	tiff = be.AppendUint16(tiff, 1)
-	tiff = append(tiff, entry(0x0001, 2, 2, 'N'<<24)...) // GPSLatitudeRef "N"
-	tiff = be.AppendUint32(tiff, 0)
-	tiff = append(tiff, desc...)
-	payload := append([]byte("Exif\x00\x00"), tiff...)
-	seg := []byte{0xff, 0xe1, 0, 0}
-	be.PutUint16(seg[2:], uint16(len(payload)+2))
-	jb := j.Bytes()
-	out := append([]byte{}, jb[:2]...)
-	out = append(out, seg...)
-	out = append(out, payload...)
-	return append(out, jb[2:]...)
-}
-
 // TestFilesAcrossServers: the reference topology with the store and the
 // blobs in one PostgreSQL. alice, on one server, uploads a photo with a
 // GPS tag into her direct chat with bob and sends it; bob, on another
@@ -141,7 +94,7 @@ func TestFilesAcrossServers(t *testing.T) {
 		return wa.joined(room) && wb.joined(room) && wb.joined("general")
 	}, "alice and bob did not join")
 
-	photo := photoWithGPS(t, 800, 600)
+	photo := mediatest.PhotoWithGPS(800, 600)
 	st, body := alice.upload(room, "IMG_0001.jpg", photo)
 	if st != http.StatusCreated {
 		t.Fatalf("alice's upload: %d %s", st, body)
@@ -167,14 +120,14 @@ func TestFilesAcrossServers(t *testing.T) {
 		if st != http.StatusOK || h.Get("Content-Type") != "image/jpeg" || h.Get("X-Content-Type-Options") != "nosniff" {
 			t.Fatalf("bob's picture: %d %v", st, h)
 		}
-		if bytes.Contains(img, []byte(gpsMarker)) || bytes.Contains(img, []byte("Exif\x00")) {
+		if bytes.Contains(img, []byte(mediatest.GPSMarker)) || bytes.Contains(img, []byte("Exif\x00")) {
 			t.Fatal("the picture bob got still has its EXIF and GPS data")
 		}
 		if c, _, err := image.DecodeConfig(bytes.NewReader(img)); err != nil || c.Width != 800 || c.Height != 600 {
 			t.Fatalf("bob's picture: %v %dx%d", err, c.Width, c.Height)
 		}
 	}
-	if st, h, th := bob.get("/api/files/" + up.File.ID + "/thumb"); st != http.StatusOK || h.Get("Content-Type") != "image/jpeg" || bytes.Contains(th, []byte(gpsMarker)) {
+	if st, h, th := bob.get("/api/files/" + up.File.ID + "/thumb"); st != http.StatusOK || h.Get("Content-Type") != "image/jpeg" || bytes.Contains(th, []byte(mediatest.GPSMarker)) {
 		t.Fatalf("bob's thumbnail: %d %v", st, h)
 	}
 

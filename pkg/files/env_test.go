@@ -3,11 +3,9 @@ package files_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"image"
 	"image/color"
-	"image/jpeg"
 	"image/png"
 	"io"
 	"net/http"
@@ -241,63 +239,4 @@ func pngOf(t testing.TB, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
-}
-
-// gpsMarker is in the EXIF of jpegWithGPS's pictures and must not leave
-// the server.
-const gpsMarker = "LIVECHAT-SECRET-GPS-51.5007N"
-
-// jpegWithGPS is a w x h JPEG with an EXIF segment holding a GPS IFD
-// (latitude reference N) and an image description with gpsMarker.
-func jpegWithGPS(t testing.TB, w, h int) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, color.RGBA{200, uint8(x), uint8(y), 255})
-		}
-	}
-	var j bytes.Buffer
-	if err := jpeg.Encode(&j, img, &jpeg.Options{Quality: 90}); err != nil {
-		t.Fatal(err)
-	}
-	return insertEXIF(j.Bytes(), exifWithGPS())
-}
-
-// exifWithGPS is a big-endian TIFF: IFD0 with ImageDescription (gpsMarker)
-// and a GPS IFD pointer; the GPS IFD with GPSLatitudeRef "N".
-func exifWithGPS() []byte {
-	be := binary.BigEndian
-	var b []byte
-	b = append(b, "MM\x00\x2a\x00\x00\x00\x08"...)
-	desc := gpsMarker + "\x00"
-	// IFD0 at 8: 2 entries (2 + 2*12 + 4 = 30 bytes), then the GPS IFD at
-	// 38 (2 + 12 + 4 = 18 bytes), then the description at 56.
-	entry := func(tag, typ uint16, count, value uint32) []byte {
-		e := make([]byte, 12)
-		be.PutUint16(e[0:], tag)
-		be.PutUint16(e[2:], typ)
-		be.PutUint32(e[4:], count)
-		be.PutUint32(e[8:], value)
-		return e
-	}
-	b = be.AppendUint16(b, 2)
-	b = append(b, entry(0x010e, 2, uint32(len(desc)), 56)...) // ImageDescription
-	b = append(b, entry(0x8825, 4, 1, 38)...)                 // GPSInfo IFD
-	b = be.AppendUint32(b, 0)
-	b = be.AppendUint16(b, 1)
-	b = append(b, entry(0x0001, 2, 2, 'N'<<24)...) // GPSLatitudeRef "N"
-	b = be.AppendUint32(b, 0)
-	return append(b, desc...)
-}
-
-// insertEXIF puts an APP1 Exif segment right after a JPEG's SOI.
-func insertEXIF(jpg, tiff []byte) []byte {
-	payload := append([]byte("Exif\x00\x00"), tiff...)
-	seg := []byte{0xff, 0xe1, 0, 0}
-	binary.BigEndian.PutUint16(seg[2:], uint16(len(payload)+2))
-	out := append([]byte{}, jpg[:2]...)
-	out = append(out, seg...)
-	out = append(out, payload...)
-	return append(out, jpg[2:]...)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livechat/livechat/internal/mediatest"
 	"github.com/livechat/livechat/pkg/blob"
 	"github.com/livechat/livechat/pkg/files"
 	"github.com/livechat/livechat/pkg/store"
@@ -27,8 +28,8 @@ func TestPictureInADirectChat(t *testing.T) {
 	forBackends(t, func(t *testing.T, e *env) {
 		alice, bob, carol := e.user(t, "alice"), e.user(t, "bob"), e.user(t, "carol")
 		room := e.direct(t, alice, bob)
-		photo := jpegWithGPS(t, 640, 480)
-		if !bytes.Contains(photo, []byte(gpsMarker)) {
+		photo := mediatest.PhotoWithGPS(640, 480)
+		if !bytes.Contains(photo, []byte(mediatest.GPSMarker)) {
 			t.Fatal("the fixture has no GPS marker")
 		}
 		f := e.uploaded(t, alice, room, "holiday.jpg", photo)
@@ -47,7 +48,7 @@ func TestPictureInADirectChat(t *testing.T) {
 		if a.status != http.StatusOK {
 			t.Fatalf("bob: %d %s", a.status, a.body)
 		}
-		if bytes.Contains(a.body, []byte(gpsMarker)) || bytes.Contains(a.body, []byte("Exif\x00")) {
+		if bytes.Contains(a.body, []byte(mediatest.GPSMarker)) || bytes.Contains(a.body, []byte("Exif\x00")) {
 			t.Error("the picture bob gets still has the EXIF and GPS data")
 		}
 		cfg, format, err := image.DecodeConfig(bytes.NewReader(a.body))
@@ -87,7 +88,7 @@ func TestPictureInADirectChat(t *testing.T) {
 		if err != nil || tc.Width != 320 || tc.Height != 240 {
 			t.Errorf("thumb: %v %dx%d, want 320x240", err, tc.Width, tc.Height)
 		}
-		if bytes.Contains(th.body, []byte(gpsMarker)) {
+		if bytes.Contains(th.body, []byte(mediatest.GPSMarker)) {
 			t.Error("the thumbnail has the GPS data")
 		}
 
@@ -140,7 +141,7 @@ func TestBadUploads(t *testing.T) {
 	const max = 1 << 20
 	big := bytes.Repeat([]byte("a"), max+1)
 	huge := pngHeader(50_000, 50_000)
-	jpg := jpegWithGPS(t, 64, 64)
+	jpg := mediatest.PhotoWithGPS(64, 64)
 	cases := []struct {
 		name, file string
 		data       []byte
