@@ -73,10 +73,10 @@ func (a *apiClient) get(path string) (int, http.Header, []byte) {
 // GPS tag into her direct chat with bob and sends it; bob, on another
 // server, gets the message with the file described and fetches the
 // picture and its thumbnail through HAProxy (whichever server answers):
-// re-encoded, without the GPS data. carol, signed in, gets the same 404 as
-// for an id that does not exist; a signed-out request gets 401. An
-// operator's `livechat publish --file` reaches a public room with its
-// file, and bob fetches it too.
+// re-encoded, without the GPS data. carol, signed in, and a signed-out
+// request get the same 404 as for an id that does not exist. An operator's
+// `livechat publish --file` reaches a public room with its file, which
+// bob, carol and a guest (signed out) fetch.
 func TestFilesAcrossServers(t *testing.T) {
 	ic := newIdentityCluster(t)
 	alice, bob, carol := ic.user(t, "alice"), ic.user(t, "bob"), ic.user(t, "carol")
@@ -139,8 +139,11 @@ func TestFilesAcrossServers(t *testing.T) {
 	if st, _, _ := carol.get("/api/files/" + up.File.ID + "/thumb"); st != http.StatusNotFound {
 		t.Errorf("carol's thumbnail: %d", st)
 	}
-	if st, _, _ := newAPIClient(t, ic.base, "nobody").get("/api/files/" + up.File.ID); st != http.StatusUnauthorized {
-		t.Errorf("signed out: %d", st)
+	// Signed out (the servers allow guests): a direct chat's file is
+	// missing, as for carol.
+	nobody := newAPIClient(t, ic.base, "nobody")
+	if st, _, body := nobody.get("/api/files/" + up.File.ID); st != http.StatusNotFound || !bytes.Equal(body, missing) {
+		t.Errorf("signed out: %d %s", st, body)
 	}
 	// A send naming another's upload, or a made-up id, is refused.
 	wb.send(map[string]any{"type": "send", "room": room, "text": "mine", "cid": "steal", "files": []string{up.File.ID}})
@@ -186,5 +189,8 @@ func TestFilesAcrossServers(t *testing.T) {
 	}
 	if st, _, _ := carol.get("/api/files/" + opsFile.ID); st != http.StatusOK {
 		t.Errorf("carol fetching the public room's file: %d", st)
+	}
+	if st, _, _ := nobody.get("/api/files/" + opsFile.ID + "/thumb"); st != http.StatusOK {
+		t.Errorf("a guest fetching the public room's thumbnail: %d", st)
 	}
 }

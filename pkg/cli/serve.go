@@ -451,6 +451,7 @@ func newIdentity(ctx context.Context, b broker.Broker, opts *ServeOptions, cfg *
 		Blobs:          opts.Blobs,
 		Identify:       acct.Authenticate,
 		Enter:          rms.Enter,
+		Guests:         !cfg.NoGuests,
 		MaxBytes:       int64(up.MaxBytes),
 		Quota:          int64(up.Quota),
 		AllowOther:     up.AllowOther,

@@ -15,8 +15,9 @@
 //
 // Access is denied by default: an upload is made by a signed-in or token
 // user into a room that user may enter, and read by a user who may enter
-// its room, once it is attached to a message (before that, by its uploader
-// only). A missing id and a forbidden one give the same 404, byte for byte.
+// its room (a guest, when guests are allowed: public rooms only), once it
+// is attached to a message (before that, by its uploader only). A missing
+// id and a forbidden one give the same 404, byte for byte.
 package files
 
 import (
@@ -75,6 +76,10 @@ type Config struct {
 	// room is missing or id may not enter it (pkg/rooms' Enter). Default:
 	// public rooms only (protocol.PublicRoom).
 	Enter func(ctx context.Context, id auth.Identity, room string) error
+	// Guests lets requests without credentials read the files of public
+	// rooms, as guests read those rooms (the server's guests). Uploads
+	// always need an account or a token. Default: false, 401.
+	Guests bool
 	// MaxBytes is the largest upload. Default: DefaultMaxBytes.
 	MaxBytes int64
 	// Quota is the most bytes of uploads one user keeps. Default:

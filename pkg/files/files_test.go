@@ -474,3 +474,38 @@ func TestUploadRate(t *testing.T) {
 		t.Errorf("an upload the pace takes past the timeout: %d %s", a.status, a.body)
 	}
 }
+
+// TestGuestReads: with Config.Guests, a request without credentials reads
+// the files of public rooms (as a guest reads those rooms), and gets the
+// 404 of a missing id for a direct chat's file or an upload not yet in a
+// message; it still may not upload.
+func TestGuestReads(t *testing.T) {
+	e := newEnv(t, backends(t)["node"], func(c *files.Config) { c.Guests = true })
+	ctx := context.Background()
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	room := e.direct(t, alice, bob)
+	pub := e.uploaded(t, alice, "general", "map.png", pngOf(t, 8, 8))
+	dm := e.uploaded(t, alice, room, "secret.png", pngOf(t, 8, 8))
+	waiting := e.uploaded(t, alice, "general", "later.png", pngOf(t, 8, 8))
+	if _, err := e.svc.Attach(ctx, alice, "general", "m1", []string{pub.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Attach(ctx, alice, room, "m2", []string{dm.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.do(t, "GET", "/api/files/"+pub.ID+"/thumb", "", nil, nil); a.status != 200 {
+		t.Errorf("a guest reading a public room's picture: %d %s", a.status, a.body)
+	}
+	missing := e.do(t, "GET", "/api/files/aaaaaaaaaaaaaaaaaaaaaaaaaa", "", nil, nil)
+	for name, id := range map[string]string{"a direct chat's": dm.ID, "an unsent": waiting.ID} {
+		if a := e.do(t, "GET", "/api/files/"+id, "", nil, nil); a.status != 404 || !bytes.Equal(a.body, missing.body) {
+			t.Errorf("a guest reading %s file: %d %s", name, a.status, a.body)
+		}
+	}
+	if a := e.upload(t, "", "general", "x.txt", []byte("x\n")); a.status != 401 {
+		t.Errorf("a guest's upload: %d %s", a.status, a.body)
+	}
+	if a := e.do(t, "GET", "/api/files", "", nil, nil); a.status != 401 {
+		t.Errorf("a guest's limits: %d", a.status)
+	}
+}

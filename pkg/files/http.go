@@ -41,19 +41,21 @@ var (
 // answer but a file's bytes is JSON and never cached.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /api/files", s.api(s.limits))
-	mux.Handle("POST /api/files", s.api(s.upload))
-	mux.Handle("GET /api/files/{id}", s.api(s.download(false)))
-	mux.Handle("GET /api/files/{id}/thumb", s.api(s.download(true)))
-	mux.Handle("DELETE /api/files/{id}", s.api(s.withdraw))
+	mux.Handle("GET /api/files", s.api(false, s.limits))
+	mux.Handle("POST /api/files", s.api(false, s.upload))
+	mux.Handle("GET /api/files/{id}", s.api(true, s.download(false)))
+	mux.Handle("GET /api/files/{id}/thumb", s.api(true, s.download(true)))
+	mux.Handle("DELETE /api/files/{id}", s.api(false, s.withdraw))
 	return mux
 }
 
 type apiFunc func(w http.ResponseWriter, r *http.Request, id auth.Identity) error
 
 // api wraps an endpoint: same-origin check for changes, identity (signed
-// in or a token: guests have none over HTTP), error answer.
-func (s *Service) api(fn apiFunc) http.Handler {
+// in or a token), error answer. A request without credentials is signed
+// out, but for a read (guestReads) when Config.Guests lets guests read:
+// then it is a guest, who may read what public rooms hold.
+func (s *Service) api(guestReads bool, fn apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if httpapi.Changes(r) && !httpapi.SameOrigin(r, s.cfg.AllowedOrigins) {
 			httpapi.WriteError(w, httpapi.ErrCrossOrigin)
@@ -62,6 +64,8 @@ func (s *Service) api(fn apiFunc) http.Handler {
 		id, err := s.cfg.Identify(r)
 		switch {
 		case err == nil && !id.Guest() && id.UserID != "":
+		case guestReads && s.cfg.Guests && (errors.Is(err, auth.ErrNoCredentials) || errors.Is(err, auth.ErrSessionEnded)):
+			id = auth.Identity{Kind: auth.KindGuest}
 		case err == nil, errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrSessionEnded),
 			errors.Is(err, auth.ErrAccountClosed), errors.Is(err, auth.ErrInvalidToken):
 			s.fail(w, r, httpapi.ErrSignedOut)
