@@ -17,6 +17,7 @@ import (
 	"github.com/livechat/livechat/internal/mediatest"
 	"github.com/livechat/livechat/pkg/blob"
 	"github.com/livechat/livechat/pkg/files"
+	"github.com/livechat/livechat/pkg/protocol"
 	"github.com/livechat/livechat/pkg/store"
 )
 
@@ -267,9 +268,18 @@ func TestAttach(t *testing.T) {
 	if _, err := e.svc.Attach(ctx, alice, room, "m3", []string{old.ID}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an old upload: %v, want not found", err)
 	}
-	// Deleting the message deletes its files.
-	if n, err := e.svc.DeleteMessageFiles(ctx, room, "m1"); err != nil || n != 1 {
-		t.Fatalf("DeleteMessageFiles = %d, %v", n, err)
+	// Deleting the message deletes its files: those attached under its id
+	// and those its Files name (attached under a failed attempt's id).
+	retried := e.uploaded(t, alice, room, "r.txt", []byte("r\n"))
+	if _, err := e.svc.Attach(ctx, alice, room, "failed-attempt", []string{retried.ID}); err != nil {
+		t.Fatal(err)
+	}
+	msg := &protocol.Message{Room: room, ID: "m1", Files: []protocol.File{fa, retried, fg}}
+	if n, err := e.svc.DeleteMessageFiles(ctx, msg); err != nil || n != 2 { // fg is another room's
+		t.Fatalf("DeleteMessageFiles = %d, %v; want 2", n, err)
+	}
+	if _, err := e.st.Upload(ctx, fg.ID); err != nil {
+		t.Errorf("another room's upload named by the message: %v, want kept", err)
 	}
 	if a := e.do(t, "GET", "/api/files/"+fa.ID, bob, nil, nil); a.status != 404 {
 		t.Errorf("a deleted message's file: %d", a.status)

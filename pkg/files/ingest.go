@@ -229,13 +229,35 @@ func (s *Service) Attach(ctx context.Context, user, room, msgID string, ids []st
 	return out, nil
 }
 
-// DeleteMessageFiles deletes the uploads attached to the message msgID of
-// room, records and blobs (for deleting a message), and returns how many
-// there were.
-func (s *Service) DeleteMessageFiles(ctx context.Context, room, msgID string) (int, error) {
-	us, err := s.st.MessageUploads(ctx, room, msgID)
+// DeleteMessageFiles deletes the files of a message (for deleting the
+// message): the uploads its Files name in its room and those recorded as
+// attached to its ID, records and blobs; it returns how many it deleted.
+// (A send retried after a failure may carry uploads first attached under
+// the failed attempt's id: the message's own Files find them.)
+func (s *Service) DeleteMessageFiles(ctx context.Context, m *protocol.Message) (int, error) {
+	us, err := s.st.MessageUploads(ctx, m.Room, m.ID)
 	if err != nil {
 		return 0, fmt.Errorf("files: a message's uploads: %w", err)
+	}
+	seen := make(map[string]bool, len(us))
+	for _, u := range us {
+		seen[u.ID] = true
+	}
+	for _, f := range m.Files {
+		if seen[f.ID] {
+			continue
+		}
+		u, err := s.st.Upload(ctx, f.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("files: a message's upload: %w", err)
+		case u.Room != m.Room:
+			continue
+		}
+		seen[u.ID] = true
+		us = append(us, u)
 	}
 	for _, u := range us {
 		if err := s.deleteUpload(ctx, u); err != nil {
