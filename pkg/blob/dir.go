@@ -24,8 +24,9 @@ import (
 // SHA-256 and creation time, then the content); tmp/ holds Puts in progress.
 // Put writes a new file in tmp/, fsyncs it, hard-links it to blobs/<id>
 // (which fails when the id exists, so a blob is never replaced), removes the
-// temporary name and fsyncs blobs/. OpenDir empties tmp/, dropping what a
-// crash left there.
+// temporary name and fsyncs blobs/. OpenDir removes the files of tmp/ older
+// than a day, dropping what a crash left there; several processes may share
+// the directory.
 //
 // Close waits for the calls in flight; Readers already returned stay usable.
 type Dir struct {
@@ -44,7 +45,7 @@ const (
 )
 
 // OpenDir opens the blob directory at path, creating it (mode 0700) when
-// missing, and removes unfinished Puts left in its tmp/.
+// missing, and removes unfinished Puts left in its tmp/ more than a day ago.
 func OpenDir(path string) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("blob: %w", err)
@@ -55,16 +56,44 @@ func OpenDir(path string) (*Dir, error) {
 	}
 	err = root.MkdirAll(dirBlobs, 0o700)
 	if err == nil {
-		err = root.RemoveAll(dirTmp)
+		err = root.MkdirAll(dirTmp, 0o700)
 	}
 	if err == nil {
-		err = root.Mkdir(dirTmp, 0o700)
+		err = removeStale(root, time.Now().Add(-staleTmp))
 	}
 	if err != nil {
 		_ = root.Close()
 		return nil, fmt.Errorf("blob: open %s: %w", path, err)
 	}
 	return &Dir{root: root}, nil
+}
+
+// staleTmp is the age past which a file in tmp/ is a crashed Put's: no
+// Put of a live process takes that long (uploads are bounded in time).
+const staleTmp = 24 * time.Hour
+
+// removeStale removes the files in tmp/ last changed before cutoff. Newer
+// ones may be Puts in progress of another process sharing the directory.
+func removeStale(root *os.Root, cutoff time.Time) error {
+	f, err := root.Open(dirTmp)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue // gone meanwhile, or recent
+		}
+		if err := root.Remove(dirTmp + "/" + e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // begin takes the read lock for one call; the caller must call d.mu.RUnlock

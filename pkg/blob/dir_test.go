@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/livechat/livechat/pkg/blob"
 	"github.com/livechat/livechat/pkg/blob/blobtest"
@@ -104,7 +105,9 @@ func TestDirSymlinkOutside(t *testing.T) {
 }
 
 // TestDirCleansTmp: a Put interrupted by a crash leaves a file in tmp/;
-// opening the directory again removes it and keeps the blobs.
+// opening the directory again removes it once it is a day old (a recent one
+// may be another process's Put) and keeps the blobs; processes sharing the
+// directory open it at once.
 func TestDirCleansTmp(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "store")
@@ -116,7 +119,15 @@ func TestDirCleansTmp(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.Close()
-	if err := os.WriteFile(filepath.Join(dir, "tmp", "CRASHED"), []byte("half"), 0o600); err != nil {
+	// A crash two days ago, and a Put in progress in another process.
+	crashed, busy := filepath.Join(dir, "tmp", "CRASHED"), filepath.Join(dir, "tmp", "BUSY")
+	for _, f := range []string{crashed, busy} {
+		if err := os.WriteFile(f, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(crashed, old, old); err != nil {
 		t.Fatal(err)
 	}
 	st, err := blob.Open(ctx, "file://"+dir)
@@ -124,8 +135,24 @@ func TestDirCleansTmp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = st.Close() }()
-	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
-		t.Fatalf("tmp/ after open: %v", left)
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 1 || left[0].Name() != "BUSY" {
+		t.Fatalf("tmp/ after open: %v, want only the recent BUSY", left)
+	}
+	// Servers sharing the directory open it at once.
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			s, err := blob.OpenDir(dir)
+			if err == nil {
+				err = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent OpenDir: %v", err)
+		}
 	}
 	r, _, err := st.Open(ctx, "kept")
 	if err != nil {
