@@ -114,13 +114,14 @@ export class Api {
     this.now = now || (() => Date.now());
   }
 
-  async request(method, path, body) {
+  async request(method, path, body, token) {
     const init = {
       method: method,
       credentials: 'same-origin',
       cache: 'no-store',
       headers: { Accept: 'application/json' },
     };
+    if (token) init.headers.Authorization = 'Bearer ' + token; // a guest's upload token
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -160,6 +161,8 @@ export class Api {
 
   // Files (pkg/files). The upload itself goes through XMLHttpRequest for
   // its progress events (files.js).
-  fileLimits() { return this.request('GET', '/api/files'); }
-  deleteFile(id) { return this.request('DELETE', '/api/files/' + encodeURIComponent(id)); }
+  // fileLimits and deleteFile take a guest's upload token (none for a
+  // signed-in user: the cookie says who).
+  fileLimits(token) { return this.request('GET', '/api/files', undefined, token); }
+  deleteFile(id, token) { return this.request('DELETE', '/api/files/' + encodeURIComponent(id), undefined, token); }
 }

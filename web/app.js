@@ -83,6 +83,7 @@ function init() {
     api: api,
     onChange: (room) => view.uploadsChanged(room),
     log: (...args) => { if (window.console) console.warn(...args); },
+    token: () => (state.signedIn() ? '' : state.uploadToken),
   });
   // Exposed for debugging and automated tests; not an API.
   window.livechat = { state: state, validName: validName, validRoom: validRoom, wsURL: wsURL, account: account, uploads: uploads };

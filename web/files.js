@@ -116,9 +116,11 @@ export class Uploads {
   // XHR: the XMLHttpRequest constructor; api: an Api (fileLimits,
   // deleteFile); onChange(room) is called whenever the room's uploads
   // change (progress included); log(...) gets what the user need not see.
-  constructor({ XHR, api, onChange, log }) {
+  constructor({ XHR, api, onChange, log, token }) {
     this.XHR = XHR;
     this.api = api;
+    // token() is a guest's upload token ('' for a signed-in user).
+    this.token = token || (() => '');
     this.onChange = onChange || (() => {});
     this.log = log || (() => {});
     this.maxBytes = 0;       // the server's limit (GET /api/files); 0: not known, not checked here
@@ -134,7 +136,7 @@ export class Uploads {
     if (this.limitsAsked) return;
     this.limitsAsked = true;
     try {
-      const l = await this.api.fileLimits();
+      const l = await this.api.fileLimits(this.token());
       if (l && typeof l.max_bytes === 'number' && l.max_bytes > 0) this.maxBytes = l.max_bytes;
     } catch (err) {
       this.limitsAsked = false; // asked again next time the chat opens
@@ -180,6 +182,8 @@ export class Uploads {
     u.xhr = xhr;
     xhr.open('POST', '/api/files?room=' + encodeURIComponent(u.room) + '&name=' + encodeURIComponent(u.name));
     xhr.setRequestHeader('Accept', 'application/json');
+    const tok = this.token();
+    if (tok) xhr.setRequestHeader('Authorization', 'Bearer ' + tok);
     const done = (err, file) => {
       if (u.xhr !== xhr) return; // cancelled
       u.xhr = null;
@@ -229,7 +233,7 @@ export class Uploads {
       try { xhr.abort(); } catch (_) { /* done already */ }
     }
     if (u.state === 'done' && u.file) {
-      this.api.deleteFile(u.file.id).catch((err) => this.log('livechat: withdraw upload', err));
+      this.api.deleteFile(u.file.id, this.token()).catch((err) => this.log('livechat: withdraw upload', err));
     }
     this.onChange(u.room);
   }

@@ -123,6 +123,7 @@ export class Chat {
     s.serverID = String(f.server || '?');
     s.limits = f.limits || null;
     s.heartbeatMs = heartbeatOf(f);
+    s.uploadToken = typeof f.upload_token === 'string' ? f.upload_token : '';
     if (f.auth_required) {
       // The server wants credentials this page does not have (it lets no
       // guests in and the session is gone).

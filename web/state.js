@@ -288,6 +288,7 @@ export class ChatState {
     this.active = '';        // the room shown
     this.serverID = '';      // the server of the current connection (welcome)
     this.limits = null;      // the welcome's limits
+    this.uploadToken = '';   // a guest's upload token (the welcome's upload_token)
     this.conn = 'offline';   // offline | connecting | connected | reconnecting
     this.heartbeatMs = 0;    // the welcome's heartbeat_ms (0: the server sends none)
     this.closes = [];        // why the last connections ended (close code, 'silent', 'no-welcome')
@@ -296,6 +297,12 @@ export class ChatState {
   // signedIn: the user has an account session (not a guest, not unknown).
   signedIn() {
     return !!this.user && !this.user.guest && !!this.user.id;
+  }
+
+  // canUpload: the user may attach files: signed in, or a guest whose
+  // server gave it an upload token (its welcome's upload_token).
+  canUpload() {
+    return this.signedIn() || (!!this.user && this.user.guest && this.uploadToken !== '');
   }
 
   // owner is whose saved rooms the page may bring back: the account's id,

@@ -513,7 +513,7 @@ export function createView(state, saver) {
     if (active && state.rooms.has(active)) showRoom(active); else showEmpty('');
     renderSidebar();
     if (state.rooms.size > 0) conn.connect();
-    if (state.signedIn() && uploads) uploads.loadLimits();
+    if (state.canUpload() && uploads) uploads.loadLimits();
     renderUploads();
     if (active) ui.text.focus();
   }
@@ -577,7 +577,7 @@ export function createView(state, saver) {
     const r = state.rooms.get(state.active);
     ui.text.disabled = !r;
     ui.leave.disabled = !r;
-    ui.attach.hidden = !state.signedIn();
+    ui.attach.hidden = !state.canUpload();
     ui.attach.disabled = !r;
     const busy = !!r && !!uploads && uploads.busy(r.name);
     const ready = r && uploads ? uploads.ready(r.name).length : 0;
@@ -661,7 +661,7 @@ export function createView(state, saver) {
   // attachFiles starts uploading files into the room shown.
   function attachFiles(files) {
     const r = state.rooms.get(state.active);
-    if (!r || !uploads || !state.signedIn() || files.length === 0) return;
+    if (!r || !uploads || !state.canUpload() || files.length === 0) return;
     uploads.add(r.name, files);
   }
 
@@ -779,7 +779,7 @@ export function createView(state, saver) {
           if (f) files.push(f);
         }
       }
-      if (files.length === 0 || !state.signedIn()) return;
+      if (files.length === 0 || !state.canUpload()) return;
       ev.preventDefault(); // the text of a pasted picture (its name) stays out
       attachFiles(files);
     });
@@ -787,13 +787,13 @@ export function createView(state, saver) {
     let depth = 0;
     const hide = () => { depth = 0; ui.dropZone.hidden = true; };
     area.addEventListener('dragenter', (ev) => {
-      if (!dragFiles(ev) || !state.active || !state.signedIn()) return;
+      if (!dragFiles(ev) || !state.active || !state.canUpload()) return;
       ev.preventDefault();
       depth += 1;
       ui.dropZone.hidden = false;
     });
     area.addEventListener('dragover', (ev) => {
-      if (!dragFiles(ev) || !state.active || !state.signedIn()) return;
+      if (!dragFiles(ev) || !state.active || !state.canUpload()) return;
       ev.preventDefault();
       ev.dataTransfer.dropEffect = 'copy';
     });

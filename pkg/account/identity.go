@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/livechat/livechat/pkg/auth"
 	"github.com/livechat/livechat/pkg/protocol"
@@ -127,6 +128,9 @@ func (s *Service) token(ctx context.Context, token string) (auth.Identity, error
 	if err != nil {
 		return auth.Identity{}, fmt.Errorf("account: %w", err)
 	}
+	if c.Use != "" { // a guest's upload token opens nothing else
+		return auth.Identity{}, fmt.Errorf("%w: not a connection token", auth.ErrInvalidToken)
+	}
 	name := c.Name
 	if name == "" {
 		name = "user"
@@ -196,4 +200,36 @@ func (s *Service) GuestName(ctx context.Context, name string) error {
 		return nil
 	}
 	return fmt.Errorf("account: guest name: %w", err)
+}
+
+// GuestUploadTTL is how long a guest's upload token is valid.
+const GuestUploadTTL = 6 * time.Hour
+
+// UploadToken mints the upload token of the guest guestID (an id the chat
+// server made, auth.GuestIDPrefix...): it authenticates that guest's
+// uploads (AuthenticateFiles) and nothing else, for GuestUploadTTL. It
+// needs the token secret.
+func (s *Service) UploadToken(guestID string) (string, error) {
+	if s.cfg.Secret == nil {
+		return "", errors.New("account: upload tokens need the token secret")
+	}
+	c := auth.Claims{Use: auth.UseUpload}
+	c.Subject = guestID
+	return auth.MintToken(s.cfg.Secret, c, GuestUploadTTL)
+}
+
+// AuthenticateFiles is Authenticate for the files API: a bearer token that
+// is a guest's upload token (UploadToken) identifies that guest (kind
+// guest, its id, no name); anything else is Authenticate's.
+func (s *Service) AuthenticateFiles(r *http.Request) (auth.Identity, error) {
+	if tok, ok := requestToken(r); ok && s.cfg.Secret != nil {
+		if c, err := auth.VerifyToken(s.cfg.Secret, tok, s.now()); err == nil && c.Use == auth.UseUpload {
+			id := auth.Identity{UserID: c.Subject, Kind: auth.KindGuest}
+			if c.ExpiresAt != nil {
+				id.Expires = c.ExpiresAt.Time
+			}
+			return id, nil
+		}
+	}
+	return s.Authenticate(r)
 }

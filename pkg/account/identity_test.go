@@ -370,3 +370,41 @@ func weakArgon2(t *testing.T, pw string) string {
 	enc := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=19$m=8192,t=1,p=1$%s$%s", enc.EncodeToString(salt), enc.EncodeToString(key))
 }
+
+// TestUploadToken: a guest's upload token identifies that guest to the
+// files API (AuthenticateFiles) and opens nothing else: not a connection
+// (auth frame, handshake) nor the other APIs. A token claiming the upload
+// use for an account's id is refused everywhere.
+func TestUploadToken(t *testing.T) {
+	e := newEnv(t, opts{memory: true})
+	tok, err := e.svc.UploadToken("g_abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, way := range tokenWays {
+		if _, err := e.svc.Authenticate(way.request(tok)); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Errorf("Authenticate by %s: %v, want invalid token", way.name, err)
+		}
+		id, err := e.svc.AuthenticateFiles(way.request(tok))
+		if err != nil || id.UserID != "g_abc" || !id.Guest() || id.Name != "" || id.Expires.IsZero() {
+			t.Errorf("AuthenticateFiles by %s: %+v, %v", way.name, id, err)
+		}
+	}
+	if _, err := e.svc.Token(tok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("an upload token in an auth frame: %v", err)
+	}
+	// A connection token still works for the files API.
+	conn := handToken(t, hs256, claimsAt(e.clock.Now()), sha256.New, testSecret)
+	if id, err := e.svc.AuthenticateFiles(tokenWays[0].request(conn)); err != nil || id.Kind != auth.KindToken {
+		t.Errorf("a connection token for the files API: %+v, %v", id, err)
+	}
+	// An upload token for an account's id is refused when minted and when
+	// made by hand.
+	if _, err := e.svc.UploadToken("alice"); err == nil {
+		t.Error("UploadToken minted a token for a non-guest id")
+	}
+	forged := handToken(t, hs256, map[string]any{"sub": "alice", "use": "upload", "exp": e.clock.Now().Add(time.Hour).Unix()}, sha256.New, testSecret)
+	if id, err := e.svc.AuthenticateFiles(tokenWays[0].request(forged)); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("an upload token for an account's id: %+v, %v", id, err)
+	}
+}

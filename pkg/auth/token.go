@@ -57,10 +57,18 @@ type Claims struct {
 	// restriction by the token; a non-nil list means only those rooms, so an
 	// empty list allows none. Each is a protocol.ValidRoom name.
 	Rooms []string `json:"rooms,omitzero"`
+	// Use limits what the token is for: empty for a connection token;
+	// UseUpload for a guest's upload token (pkg/account's UploadToken),
+	// which authenticates nothing but a guest's uploads.
+	Use string `json:"use,omitempty"`
 	// RegisteredClaims holds sub (the user id, required), exp (required),
 	// iat and nbf.
 	jwt.RegisteredClaims
 }
+
+// UseUpload is the Use of a guest's upload token: its subject is a guest
+// id (GuestIDPrefix).
+const UseUpload = "upload"
 
 // AllowsRoom reports whether the token lets its holder into room. It is
 // only the token's restriction: the room's own permissions still apply.
@@ -84,6 +92,12 @@ func (c Claims) check() error {
 		if protocol.ValidRoom(r) != nil {
 			return errors.New("invalid room")
 		}
+	}
+	switch {
+	case c.Use == UseUpload && !strings.HasPrefix(c.Subject, GuestIDPrefix):
+		return errors.New("an upload token's subject must be a guest id")
+	case c.Use != "" && c.Use != UseUpload:
+		return errors.New("unknown use")
 	}
 	return nil
 }

@@ -465,3 +465,33 @@ func BenchmarkVerifyToken(b *testing.B) {
 		}
 	}
 }
+
+// TestTokenUse: an upload token's subject must be a guest id, and no other
+// use is known; both are refused when minted and when verified.
+func TestTokenUse(t *testing.T) {
+	ok := Claims{Use: UseUpload}
+	ok.Subject = GuestIDPrefix + "abc"
+	tok, err := MintToken(testSecret, ok, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := VerifyToken(testSecret, tok, time.Now()); err != nil || c.Use != UseUpload {
+		t.Fatalf("upload token: %+v, %v", c, err)
+	}
+	for name, c := range map[string]Claims{"an account's id": {Use: UseUpload}, "an unknown use": {Use: "admin"}} {
+		if name == "an account's id" {
+			c.Subject = "u-42"
+		} else {
+			c.Subject = GuestIDPrefix + "abc"
+		}
+		if _, err := MintToken(testSecret, c, time.Hour); err == nil {
+			t.Errorf("%s: minted", name)
+		}
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+		forged, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, name, testSecret, forged, time.Now())
+	}
+}

@@ -143,6 +143,9 @@ func (o *ServeOptions) validate() error {
 	if err == nil {
 		err = o.Uploads.validate()
 	}
+	if err == nil && o.Uploads.Guests && !o.Guests {
+		err = usageErrorf("--guest-uploads needs --guests")
+	}
 	if err == nil && o.Pprof != "" {
 		err = listenAddr("pprof", o.Pprof)
 	}
@@ -449,9 +452,10 @@ func newIdentity(ctx context.Context, b broker.Broker, opts *ServeOptions, cfg *
 	fs, err := files.New(files.Config{
 		Store:          opts.Store,
 		Blobs:          opts.Blobs,
-		Identify:       acct.Authenticate,
+		Identify:       acct.AuthenticateFiles,
 		Enter:          rms.Enter,
 		Guests:         !cfg.NoGuests,
+		GuestUploads:   up.Guests,
 		MaxBytes:       int64(up.MaxBytes),
 		Quota:          int64(up.Quota),
 		AllowOther:     up.AllowOther,
@@ -473,6 +477,9 @@ func newIdentity(ctx context.Context, b broker.Broker, opts *ServeOptions, cfg *
 	api.Handle("/api/files/", fh)
 	api.Handle("/api/", rms.Handler())
 	cfg.Auth, cfg.Access, cfg.API, cfg.Files = acct, rms, api, fs
+	if up.Guests {
+		cfg.GuestUploadToken = acct.UploadToken
+	}
 	fs.Start()
 
 	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))

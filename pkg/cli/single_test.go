@@ -38,15 +38,16 @@ func inTempDir(t *testing.T) string {
 }
 
 // startSingle runs serve on addr with the default broker, history, store,
-// secret and data directory; only the port (shared machine) and the stats
-// heartbeat period (speed) are set.
-func startSingle(t *testing.T, addr string) *singleNode {
+// secret and data directory; only the port (shared machine), the stats
+// heartbeat period (speed) and more flags are set.
+func startSingle(t *testing.T, addr string, more ...string) *singleNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ios, _, errOut := testIO("")
 	n := &singleNode{addr: addr, cancel: cancel, done: make(chan int, 1), errOut: errOut}
+	args := append([]string{"serve", "--addr", addr, "--heartbeat-interval", "200ms"}, more...)
 	go func() {
-		n.done <- Run(ctx, []string{"serve", "--addr", addr, "--heartbeat-interval", "200ms"}, ios)
+		n.done <- Run(ctx, args, ios)
 	}()
 	t.Cleanup(func() { n.stop(t) })
 	brokertest.WaitFor(t, 20*time.Second, "serve to be ready", func() bool {

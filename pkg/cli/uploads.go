@@ -25,6 +25,8 @@ type uploadOptions struct {
 	MaxBytes   sizeFlag
 	Quota      sizeFlag
 	AllowOther bool
+	// Guests is --guest-uploads: guests may send files too.
+	Guests bool
 	// Rate is --upload-rate: bytes a second of all uploads; 0 means no
 	// bound, -1 (the default) files.DefaultRatePerCore per processor.
 	Rate sizeFlag
@@ -46,6 +48,7 @@ func addUploadFlags(f *pflag.FlagSet, o *uploadOptions) {
 	addBlobsFlag(f, &o.BlobsURL)
 	f.Var(&o.MaxBytes, "max-upload", "largest picture or file a member may upload (e.g. 10MiB, 512KiB, or bytes)")
 	f.Var(&o.Quota, "upload-quota", "most bytes of uploads one user keeps (e.g. 1GiB)")
+	f.BoolVar(&o.Guests, "guest-uploads", o.Guests, "let guests (--guests) send pictures and files into public rooms, each connection with its own quota; false: only signed-in and token users")
 	f.BoolVar(&o.AllowOther, "upload-any", o.AllowOther, "take files of any type as downloads; false takes pictures (PNG, JPEG, GIF, WebP), PDF and plain text only")
 	f.Var(&o.Rate, "upload-rate", "bytes a second this server reads from all uploads together (e.g. 32MiB), so that uploads never slow the chat; 0: no bound")
 	f.DurationVar(&o.Timeout, "upload-timeout", o.Timeout, "longest an upload may take; a slower client gets 408 and nothing is kept")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/png"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/livechat/livechat/internal/mediatest"
 	"github.com/livechat/livechat/pkg/auth"
@@ -158,5 +161,66 @@ func TestBlobsURLFor(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("blobsURLFor(%q, %q) = %q, %v; want %q", c.flag, c.store, got, err, c.want)
 		}
+	}
+}
+
+// TestGuestUploads: with --guest-uploads a guest's welcome carries an
+// upload token; the guest uploads a picture with it and sends it into a
+// public room. --guest-uploads without --guests is a usage error.
+func TestGuestUploads(t *testing.T) {
+	inTempDir(t)
+	if code, _, stderr := run(t, "", "serve", "--addr", "127.0.0.1:0", "--guest-uploads", "--guests=false"); code != 2 || !strings.Contains(stderr, "--guest-uploads needs --guests") {
+		t.Errorf("--guest-uploads --guests=false: exit %d %q", code, stderr)
+	}
+	addr := freePort(t)
+	startSingle(t, addr, "--guest-uploads")
+	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	g := &client{t: t, conn: conn}
+	w := g.next(protocol.TypeWelcome)
+	tok, _ := w["upload_token"].(string)
+	if tok == "" {
+		t.Fatalf("guest welcome without upload_token: %v", w)
+	}
+	var pic bytes.Buffer
+	_ = png.Encode(&pic, image.NewGray(image.Rect(0, 0, 3, 2)))
+	req, _ := http.NewRequest("POST", "http://"+addr+"/api/files?room=lobby&name=dot.png", bytes.NewReader(pic.Bytes()))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	up, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans struct{ File protocol.File }
+	_ = json.NewDecoder(up.Body).Decode(&ans)
+	up.Body.Close()
+	if up.StatusCode != http.StatusCreated || ans.File.ID == "" {
+		t.Fatalf("the guest's upload: %d %+v", up.StatusCode, ans)
+	}
+	if err := conn.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "lobby", Name: "zed"}); err != nil {
+		t.Fatal(err)
+	}
+	g.next(protocol.TypeJoined)
+	if err := conn.WriteJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "lobby", Files: []string{ans.File.ID}, CID: "g1"}); err != nil {
+		t.Fatal(err)
+	}
+	m := g.next(protocol.TypeMessage)
+	if files, _ := m["files"].([]any); len(files) != 1 || m["guest"] != true {
+		t.Fatalf("the guest's message: %v", m)
+	}
+	// The upload token opens nothing else: not a connection.
+	h := http.Header{"Authorization": {"Bearer " + tok}}
+	c2, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", h)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	if err == nil {
+		c2.Close()
+		t.Error("a connection with the guest's upload token was accepted")
 	}
 }

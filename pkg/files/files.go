@@ -14,7 +14,8 @@
 //	DELETE /api/files/{id}       the uploader withdraws an upload not yet attached
 //
 // Access is denied by default: an upload is made by a signed-in or token
-// user into a room that user may enter, and read by a user who may enter
+// user (or a guest with an upload token, when allowed) into a room that
+// user may enter, and read by a user who may enter
 // its room (a guest, when guests are allowed: public rooms only), once it
 // is attached to a message (before that, by its uploader only). A missing
 // id and a forbidden one give the same 404, byte for byte.
@@ -80,6 +81,10 @@ type Config struct {
 	// rooms, as guests read those rooms (the server's guests). Uploads
 	// always need an account or a token. Default: false, 401.
 	Guests bool
+	// GuestUploads lets guests identified by Identify (a guest's upload
+	// token: kind guest with its id) upload into the rooms they may enter
+	// (public ones), each guest id with its own quota. Default: false.
+	GuestUploads bool
 	// MaxBytes is the largest upload. Default: DefaultMaxBytes.
 	MaxBytes int64
 	// Quota is the most bytes of uploads one user keeps. Default:

@@ -519,3 +519,26 @@ func TestGuestReads(t *testing.T) {
 		t.Errorf("a guest's limits: %d", a.status)
 	}
 }
+
+// TestGuestUploads: with Config.GuestUploads a guest with an upload token
+// uploads into public rooms (never a direct chat), with its own quota, and
+// attaches its uploads; without it the same guest is signed out.
+func TestGuestUploads(t *testing.T) {
+	const guest = "g_visitor"
+	off := newEnv(t, backends(t)["node"], nil)
+	if a := off.upload(t, guest, "general", "x.txt", []byte("x\n")); a.status != 401 {
+		t.Errorf("a guest's upload, guest uploads off: %d %s", a.status, a.body)
+	}
+	e := newEnv(t, backends(t)["node"], func(c *files.Config) { c.GuestUploads = true; c.Quota = 1 << 20 })
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	f := e.uploaded(t, guest, "general", "hello.txt", []byte("hello\n"))
+	if _, err := e.svc.Attach(context.Background(), guest, "general", "m1", []string{f.ID}); err != nil {
+		t.Fatalf("a guest attaching its upload: %v", err)
+	}
+	if a := e.upload(t, guest, e.direct(t, alice, bob), "x.txt", []byte("x\n")); a.status != 404 {
+		t.Errorf("a guest's upload into a direct chat: %d %s", a.status, a.body)
+	}
+	if a := e.do(t, "GET", "/api/files", guest, nil, nil); a.status != 200 || !strings.Contains(string(a.body), `"used_bytes":6`) {
+		t.Errorf("a guest's limits: %d %s", a.status, a.body)
+	}
+}

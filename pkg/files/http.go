@@ -63,7 +63,7 @@ func (s *Service) api(guestReads bool, fn apiFunc) http.Handler {
 		}
 		id, err := s.cfg.Identify(r)
 		switch {
-		case err == nil && !id.Guest() && id.UserID != "":
+		case err == nil && id.UserID != "" && (!id.Guest() || s.cfg.GuestUploads):
 		case guestReads && s.cfg.Guests && (errors.Is(err, auth.ErrNoCredentials) || errors.Is(err, auth.ErrSessionEnded)):
 			id = auth.Identity{Kind: auth.KindGuest}
 		case err == nil, errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrSessionEnded),

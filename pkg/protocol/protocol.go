@@ -158,6 +158,9 @@ type Welcome struct {
 	// CloseAuthFailed.
 	AuthRequired      bool  `json:"auth_required,omitempty"`
 	AuthTimeoutMillis int64 `json:"auth_timeout_ms,omitempty"`
+	// UploadToken, for a guest when the server lets guests send files, is
+	// the bearer token of the guest's uploads (POST /api/files).
+	UploadToken string `json:"upload_token,omitempty"`
 }
 
 // User is an identity as clients see it.

@@ -84,6 +84,13 @@ func (c *session) startIdentity() {
 	} else {
 		w.User = userOf(c.id)
 		c.armExpiry()
+		if mint := s.cfg.GuestUploadToken; mint != nil && c.id.Guest() {
+			tok, err := mint(c.id.UserID)
+			if err != nil {
+				s.log.Warn("server: a guest's upload token", "err", err)
+			}
+			w.UploadToken = tok
+		}
 	}
 	c.sendJSON(w)
 }

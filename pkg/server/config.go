@@ -170,6 +170,11 @@ type Config struct {
 	// Files attaches uploaded files to sends (FileAttacher; pkg/files
 	// implements it). Default: nil, a send with files gets invalid_files.
 	Files FileAttacher
+	// GuestUploadToken, when set, lets guests send files: it mints the
+	// upload token a guest's welcome carries (upload_token; pkg/account's
+	// UploadToken), with which the guest uploads over HTTP. Default: nil,
+	// guests send no files.
+	GuestUploadToken func(guestID string) (string, error)
 	// NoGuests refuses connections without credentials: with Auth set, a
 	// handshake without a session or a token is upgraded unauthenticated
 	// (the welcome says auth_required) and must send an auth frame with a

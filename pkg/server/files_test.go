@@ -357,3 +357,40 @@ func TestFilesNoFilesNoAttach(t *testing.T) {
 		t.Errorf("attacher called %d times for a message without files", n)
 	}
 }
+
+// TestGuestFiles: with Config.GuestUploadToken a guest's welcome carries
+// an upload token for its guest id (an account's carries none), and the
+// guest may attach its own uploads; without it, guests get no token.
+func TestGuestFiles(t *testing.T) {
+	t.Parallel()
+	ff := newFakeFiles()
+	fa := newFakeAuth()
+	fa.session("s1", "uA", "alice", "sess1")
+	minted := make(chan string, 4)
+	ts := authServer(t, Config{Auth: fa, Files: ff, GuestUploadToken: func(id string) (string, error) {
+		minted <- id
+		return "tok-" + id, nil
+	}})
+	g := dial(t, ts.url)
+	w := g.next(protocol.TypeWelcome)
+	gid := user(t, w).ID
+	if w.UploadToken != "tok-"+gid || <-minted != gid {
+		t.Fatalf("guest welcome upload_token %q for %s", w.UploadToken, gid)
+	}
+	a := dialH(t, ts.url, cookie("s1"))
+	if w := a.next(protocol.TypeWelcome); w.UploadToken != "" {
+		t.Errorf("an account's welcome has upload_token %q", w.UploadToken)
+	}
+	ff.upload(gid, "lobby", "gfile", "g.png", 3, 2)
+	g.join("lobby", "zed")
+	g.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "lobby", Files: []string{"gfile"}, CID: "g1"})
+	m := g.next(protocol.TypeMessage, protocol.TypeError)
+	if m.Type != protocol.TypeMessage || len(m.Files) != 1 || m.Files[0].ID != "gfile" || !m.Guest {
+		t.Fatalf("the guest's send with its file: %+v", m)
+	}
+
+	off := authServer(t, Config{Auth: newFakeAuth(), Files: ff})
+	if w := dial(t, off.url).next(protocol.TypeWelcome); w.UploadToken != "" {
+		t.Errorf("upload_token %q without GuestUploadToken", w.UploadToken)
+	}
+}

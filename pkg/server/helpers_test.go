@@ -137,6 +137,8 @@ type rx struct {
 	Dup        *bool              `json:"dup"` // ack; nil when absent
 	// Files: a message's attachments.
 	Files []protocol.File `json:"files"`
+	// UploadToken: a guest's welcome, when guests may send files.
+	UploadToken string `json:"upload_token"`
 	// identity fields: user is an object in welcome and authed frames, a
 	// string on messages
 	User          json.RawMessage `json:"user"`

@@ -391,7 +391,7 @@ func (c *session) checkFiles(m *membership, in *protocol.Inbound) bool {
 		c.sendError(protocol.CodeInvalidFiles, err.Error(), in.CID, in.Room)
 		return false
 	}
-	if m.guest || m.user == "" {
+	if m.user == "" || m.guest && c.s.cfg.GuestUploadToken == nil {
 		c.sendError(protocol.CodeInvalidFiles, "guests cannot send files: sign in", in.CID, in.Room)
 		return false
 	}

@@ -321,3 +321,31 @@ test('api: file limits and withdraw paths', async () => {
   assert.deepEqual(await api.deleteFile('f_1'), {});
   await assert.rejects(api.fileLimits(), (e) => e.code === 'signed_out');
 });
+
+test("a guest's uploads carry the welcome's upload token; a signed-in user's carry none", async () => {
+  FakeXHR.all = [];
+  let token = 'tok-guest';
+  const fetch = fakeFetch({ 'GET /api/files': { status: 200, body: { max_bytes: 100 } }, 'DELETE /api/files/f_1': { status: 204 } });
+  const ups = new Uploads({ XHR: FakeXHR, api: new Api({ fetch }), token: () => token });
+  await ups.loadLimits();
+  assert.equal(fetch.calls[0].init.headers.Authorization, 'Bearer tok-guest');
+  ups.add('general', [file('cat.png', 10)]);
+  assert.equal(FakeXHR.last().headers.Authorization, 'Bearer tok-guest');
+  FakeXHR.last().answer(201, { file: picture });
+  ups.cancel(ups.list('general')[0].key);
+  assert.equal(fetch.calls[1].init.headers.Authorization, 'Bearer tok-guest');
+  token = '';
+  ups.add('general', [file('dog.png', 10)]);
+  assert.equal(FakeXHR.last().headers.Authorization, undefined);
+});
+
+test('a guest may attach files only when its welcome carried an upload token', () => {
+  const { chat, state } = setupChat();
+  chat.onFrame({ type: 'welcome', server: '1000', user: { id: 'g_1', guest: true } });
+  assert.equal(state.canUpload(), false);
+  chat.onFrame({ type: 'welcome', server: '1000', user: { id: 'g_2', guest: true }, upload_token: 'tok' });
+  assert.equal(state.uploadToken, 'tok');
+  assert.equal(state.canUpload(), true);
+  chat.onFrame({ type: 'welcome', server: '2000', user: { id: 'g_3', guest: true } });
+  assert.equal(state.canUpload(), false, 'a new connection without a token');
+});
