@@ -3,7 +3,7 @@
 # server side pinned to core 0 and `livechat bench` to core 1. Prints one JSON
 # result per run (bench -o json) with the server's figures added.
 #
-#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | upload1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | floor
+#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | upload1000 | picture1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | floor
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
@@ -16,6 +16,10 @@
 # server's VmRSS (sampled every 0.5 s): "rss_kib_before" (the last sample
 # before the uploads can start, 5 s after bench started), "rss_kib_peak" and
 # "rss_kib_end". If the server needs flags for files, pass them in SERVER_FLAGS.
+# picture1000: mem1000 for 30 s (token users) while one client uploads a 12 MP
+# JPEG (scripts/photo) over and over with curl, from 6 s in; PICTURES=0 runs
+# the same without the uploads. The JSON line adds "pictures" (uploads
+# answered 201).
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
@@ -84,7 +88,10 @@ rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
 # rss_sample PID: "EPOCH_SECONDS KIB" of PID's VmRSS every 0.5 s, until PID is gone.
 rss_sample() { local k; while k=$(rss_kib "$1" 2>/dev/null) && [ -n "$k" ]; do echo "$(date +%s.%N) $k"; sleep 0.5; done; }
 TOK=()
-if [ "$POINT" = upload1000 ]; then TOKENS=1; fi
+if [ "$POINT" = upload1000 ] || [ "$POINT" = picture1000 ]; then TOKENS=1; fi
+if [ "$POINT" = picture1000 ]; then
+  (cd "$(dirname "$0")/.." && go run ./scripts/photo "$TMP/photo.jpg")
+fi
 if [ -n "${TOKENS:-}" ]; then
   head -c 48 /dev/urandom | base64 > "$TMP/secret"
   export LIVECHAT_SECRET_FILE="$TMP/secret"; TOK=(--tokens)
@@ -120,6 +127,24 @@ before = [k for t, k in s if t < t0 + 5]
 d["rss_kib_before"] = int(before[-1]) if before else None
 d["rss_kib_peak"] = int(max(k for _, k in s)) if s else None
 d["rss_kib_end"] = int(s[-1][1]) if s else None
+print(json.dumps(d))
+PY
+    ;;
+  picture1000)
+    serve 18080 memory:// "${PP[@]}"; profile
+    : > "$TMP/codes"
+    if [ "${PICTURES:-1}" != 0 ]; then
+      tok=$("$BIN" token --user pictures --secret-file "$LIVECHAT_SECRET_FILE" --ttl 1h)
+      ( sleep 6; end=$((SECONDS + 30)); while [ $SECONDS -lt $end ]; do
+          taskset -c 1 curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $tok" --data-binary @"$TMP/photo.jpg" \
+            "http://127.0.0.1:18080/api/files?room=photos&name=photo.jpg" >> "$TMP/codes" || true
+        done ) & upl=$!
+    fi
+    measured "${pids[@]}" -- --url ws://127.0.0.1:18080/ws --clients 1000 --rate 300 --duration 30s --warmup 5s > "$TMP/m.json"
+    [ -n "${upl:-}" ] && { kill "$upl" 2>/dev/null || true; wait "$upl" 2>/dev/null || true; }
+    python3 - "$TMP/m.json" "$TMP/codes" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d["pictures"] = open(sys.argv[2]).read().split().count("201")
 print(json.dumps(d))
 PY
     ;;

@@ -8,6 +8,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"runtime"
 
 	"golang.org/x/image/draw"
 	"golang.org/x/image/webp"
@@ -256,7 +257,7 @@ func thumbnail(res *Result, src image.Image, sr image.Rectangle, size int) error
 	o := fr.Sub(sr.Min) // the part drawn, on a canvas at (0, 0)
 	dr := image.Rect(o.Min.X*tw/w, o.Min.Y*th/h, ceilDiv(o.Max.X*tw, w), ceilDiv(o.Max.Y*th, h))
 	if !fr.Empty() && !dr.Empty() {
-		draw.BiLinear.Scale(dst, dr, src, fr, draw.Src, nil)
+		scaleInBands(dst, dr, src, fr)
 	}
 	var buf bytes.Buffer
 	var err error
@@ -272,6 +273,30 @@ func thumbnail(res *Result, src image.Image, sr image.Rectangle, size int) error
 	}
 	res.Thumb, res.ThumbWidth, res.ThumbHeight = buf.Bytes(), tw, th
 	return nil
+}
+
+// thumbRows is the height of a band of scaleInBands, in thumbnail rows.
+const thumbRows = 16
+
+// scaleInBands draws src's part fr into dst's part dr, scaled bilinearly,
+// thumbRows rows of dr at a time with the matching rows of fr, yielding
+// the processor between bands (yield.go): one call on a 12 MP photo is
+// 0.3 s of computation without a pause. At a band's edge the kernel sees
+// only its own band's rows: invisible at thumbnail size.
+func scaleInBands(dst *image.RGBA, dr image.Rectangle, src image.Image, fr image.Rectangle) {
+	dh, fh := dr.Dy(), fr.Dy()
+	for y := 0; y < dh; y += thumbRows {
+		y1 := min(y+thumbRows, dh)
+		sy0 := fr.Min.Y + y*fh/dh
+		sy1 := fr.Min.Y + ceilDiv(y1*fh, dh)
+		if sy1 <= sy0 {
+			sy1 = sy0 + 1
+		}
+		d := image.Rect(dr.Min.X, dr.Min.Y+y, dr.Max.X, dr.Min.Y+y1)
+		s := image.Rect(fr.Min.X, sy0, fr.Max.X, min(sy1, fr.Max.Y))
+		draw.BiLinear.Scale(dst, d, src, s, draw.Src, nil)
+		runtime.Gosched()
+	}
 }
 
 // thumbSize is w x h scaled to max on the longest side, never enlarged,

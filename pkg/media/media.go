@@ -116,7 +116,11 @@ func Process(r io.Reader, name string, lim Limits, out io.Writer) (Result, error
 	var res Result
 	switch k {
 	case kindPNG, kindJPEG, kindGIF, kindWebP:
-		res, err = processImage(k, br, lr, lim, w)
+		// A picture takes about a second of processor a 12 MP photo: it
+		// yields between small steps, so that the chat sharing the core
+		// runs in between (yield.go).
+		w.w = yieldWriter{out}
+		res, err = processImage(k, yieldReader{br}, lr, lim, w)
 	case kindPDF:
 		res, err = stream(br, lr, w, nil)
 		res.Type = TypePDF
