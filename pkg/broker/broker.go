@@ -2,10 +2,10 @@
 //
 // Subjects are dot-separated tokens ("livechat.room.general"). A subscription
 // pattern may use "*" (exactly one token) and ">" (one or more trailing
-// tokens). Three backends implement Broker: an in-process one (memory://) for a
-// single node and tests, Redis Pub/Sub (redis://, rediss://) for a cluster,
-// and a node's operator API (http://, https://; HTTPHandler serves it) for
-// operator tools next to a single node. Open chooses one by URL.
+// tokens). Four backends implement Broker: an in-process one (memory://) for a
+// single node and tests, Redis Pub/Sub (redis://, rediss://) and core NATS
+// (nats://, tls://) for a cluster, and a node's operator API (http://,
+// https://; HTTPHandler serves it) for operator tools next to a single node. Open chooses one by URL.
 //
 // Delivery is at most once. Messages from one publisher on one subject are
 // delivered to a subscription in the order they were published. Every
@@ -154,10 +154,16 @@ func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 		return NewMemory(opts), nil
 	case "redis", "rediss":
 		return OpenRedis(ctx, rawURL, opts)
+	case "nats", "tls":
+		n, err := OpenNATS(ctx, rawURL, opts)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return n, nil
 	case "http", "https":
 		return OpenHTTP(ctx, rawURL, opts)
 	}
-	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
+	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://), nats:// (tls://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
