@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 )
 
 // Errors returned by brokers. Compare with errors.Is.
@@ -168,7 +169,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // error messages. A URL that does not parse is returned as "<invalid URL>".
+// In a nats:// or tls:// URL (a comma-separated list, too) a user name
+// without a password is a token: it is replaced as well.
 func Redact(rawURL string) string {
+	if strings.HasPrefix(rawURL, "nats://") || strings.HasPrefix(rawURL, "tls://") {
+		return redactList(rawURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<invalid URL>"
