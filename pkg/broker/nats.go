@@ -26,14 +26,21 @@ const (
 	natsCloseWait      = 5 * time.Second // Close waits this long for the client's callbacks to end
 	natsSubscribeWait  = subscribeTimeout
 	natsFlusherTimeout = 5 * time.Second
+	// natsInbox bounds the messages the client's read loop has handed to
+	// the dispatch goroutine and it has not yet queued; past it the client
+	// drops them as a slow consumer (logged). The dispatcher only looks up
+	// and queues, so it stays near empty.
+	natsInbox = 65536
 )
 
 // NATS is the core NATS broker. Subjects and patterns are NATS subjects as
 // they are ("*" and ">" are native), checked with this package's grammar
 // first. Every Subscribe is one NATS subscription on the broker's single
-// connection; its messages are handed to the package's per-subscription
-// bounded queue (full queue: drop and count, see Subscription.Dropped), so
-// the client's delivery never waits on a handler.
+// connection. The client's read loop hands every message to one channel,
+// and one dispatch goroutine per broker puts it on its subscription's
+// bounded queue (full queue: drop and count, see Subscription.Dropped):
+// the client's reading never waits on a handler, and an idle subscription
+// costs no goroutine.
 //
 // Delivery is at most once, as with Redis Pub/Sub: messages published while
 // a subscriber's connection is down are lost. One connection carries every
@@ -56,12 +63,19 @@ type NATS struct {
 	ncClosed chan struct{}
 	subWG    sync.WaitGroup
 
+	inbox     chan *nats.Msg // every subscription's messages, in arrival order
+	closing   chan struct{}  // closed by Close: ends dispatch
+	dispatchW sync.WaitGroup
+
 	// stateMu serialises state changes and OnStateChange calls (the
 	// client's callbacks and Close).
 	stateMu sync.Mutex
 
-	mu   sync.Mutex
-	subs map[*sub]*nats.Subscription // live subscriptions, for Close
+	mu sync.RWMutex
+	// subs maps a live subscription to the client's; bySub the other way,
+	// for dispatch.
+	subs  map[*sub]*nats.Subscription
+	bySub map[*nats.Subscription]*sub
 }
 
 var _ Broker = (*NATS)(nil)
@@ -102,7 +116,10 @@ func OpenNATS(ctx context.Context, rawURL string, opts Options) (*NATS, error) {
 		opts:     opts,
 		url:      redacted,
 		ncClosed: make(chan struct{}),
+		inbox:    make(chan *nats.Msg, natsInbox),
+		closing:  make(chan struct{}),
 		subs:     make(map[*sub]*nats.Subscription),
+		bySub:    make(map[*nats.Subscription]*sub),
 	}
 	nc, err := nats.Connect(rawURL,
 		nats.Name("livechat"),
@@ -125,7 +142,28 @@ func OpenNATS(ctx context.Context, rawURL string, opts Options) (*NATS, error) {
 	}
 	n.nc = nc
 	n.state.Store(int32(StateConnected))
+	n.dispatchW.Add(1)
+	go n.dispatch()
 	return n, nil
+}
+
+// dispatch queues every received message on its subscription until Close.
+// It never blocks: deliver only queues or drops.
+func (n *NATS) dispatch() {
+	defer n.dispatchW.Done()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case m := <-n.inbox:
+			n.mu.RLock()
+			s := n.bySub[m.Sub]
+			n.mu.RUnlock()
+			if s != nil { // else unsubscribed meanwhile
+				s.deliver(Message{Subject: m.Subject, Data: m.Data})
+			}
+		}
+	}
 }
 
 // splitURLs splits nats.go's comma-separated server list.
@@ -261,30 +299,24 @@ func (n *NATS) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (S
 		return nil, fmt.Errorf("broker: subscribe to %q on %s: %w", pat, n.url, nats.ErrConnectionReconnecting)
 	}
 	s := newSub(pat, p, fn, n.opts.QueueSize, &n.subWG, false)
-	// The client calls this from the subscription's own goroutine, in
-	// order; deliver never blocks.
-	ns, err := n.nc.Subscribe(pat, func(m *nats.Msg) {
-		s.deliver(Message{Subject: m.Subject, Data: m.Data})
-	})
+	s.remove = n.remove
+	// Registered under mu, so dispatch finds s for the first message.
+	n.mu.Lock()
+	if n.closed.Load() {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	ns, err := n.nc.ChanSubscribe(pat, n.inbox)
 	if err != nil {
+		n.mu.Unlock()
 		if n.closed.Load() {
 			return nil, ErrClosed
 		}
 		return nil, fmt.Errorf("broker: subscribe to %q on %s: %w", pat, n.url, err)
 	}
-	// The client's own queue in front of ours only ever holds what its
-	// goroutine has not yet moved to s: no limit of its own.
-	_ = ns.SetPendingLimits(-1, -1)
-
-	n.mu.Lock()
-	if n.closed.Load() {
-		n.mu.Unlock()
-		_ = ns.Unsubscribe()
-		return nil, ErrClosed
-	}
 	n.subs[s] = ns
+	n.bySub[ns] = s
 	n.mu.Unlock()
-	s.remove = n.remove
 
 	wctx, cancel := ctx, context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
@@ -306,6 +338,7 @@ func (n *NATS) remove(s *sub) error {
 	n.mu.Lock()
 	ns := n.subs[s]
 	delete(n.subs, s)
+	delete(n.bySub, ns)
 	n.mu.Unlock()
 	if ns == nil || n.closed.Load() {
 		return nil
@@ -339,9 +372,12 @@ func (n *NATS) Close() error {
 		s.stop()
 	}
 	n.subs = make(map[*sub]*nats.Subscription)
+	n.bySub = make(map[*nats.Subscription]*sub)
 	n.mu.Unlock()
 
 	n.nc.Close()
+	close(n.closing)
+	n.dispatchW.Wait()
 	var err error
 	select {
 	case <-n.ncClosed:
