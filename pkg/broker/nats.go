@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -15,14 +16,13 @@ import (
 // Timing of the NATS backend. The client pings the server after
 // natsPingInterval of silence and declares the connection dead after
 // natsMaxPingsOut unanswered pings (about 4 s, like the Redis backend's
-// health check); then it redials every natsReconnectWait (plus jitter),
-// forever.
+// health check); then it redials forever, after a backoff that grows from
+// minBackoff to maxBackoff (the Redis backend's) with up to a quarter of
+// jitter, so that many servers do not redial in step.
 const (
 	natsOpenTimeout    = 5 * time.Second // dial in OpenNATS when ctx has no deadline
 	natsPingInterval   = 2 * time.Second
 	natsMaxPingsOut    = 2
-	natsReconnectWait  = 250 * time.Millisecond
-	natsReconnectJit   = 100 * time.Millisecond
 	natsCloseWait      = 5 * time.Second // Close waits this long for the client's callbacks to end
 	natsSubscribeWait  = subscribeTimeout
 	natsFlusherTimeout = 5 * time.Second
@@ -125,8 +125,7 @@ func OpenNATS(ctx context.Context, rawURL string, opts Options) (*NATS, error) {
 		nats.Name("livechat"),
 		nats.Timeout(dial),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(natsReconnectWait),
-		nats.ReconnectJitter(natsReconnectJit, natsReconnectJit),
+		nats.CustomReconnectDelay(natsReconnectDelay),
 		// No buffering while reconnecting: Publish fails, the sender retries.
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(natsPingInterval),
@@ -164,6 +163,15 @@ func (n *NATS) dispatch() {
 			}
 		}
 	}
+}
+
+// natsReconnectDelay is the wait before redial round attempts (1, 2, ...).
+func natsReconnectDelay(attempts int) time.Duration {
+	d := maxBackoff
+	if shift := attempts - 1; shift >= 0 && shift < 16 {
+		d = min(minBackoff<<shift, maxBackoff)
+	}
+	return d + rand.N(d/4+1)
 }
 
 // splitURLs splits nats.go's comma-separated server list.

@@ -216,3 +216,34 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestNATSServerList checks a comma-separated list of one cluster's
+// servers: the broker uses one that answers, and Redact hides each
+// password and token.
+func TestNATSServerList(t *testing.T) {
+	url, _, _ := brokertest.StartNATS(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	_ = l.Close()
+	b := openNATS(t, "nats://"+dead+","+url, broker.Options{})
+	defer func() { _ = b.Close() }()
+	ch := make(chan broker.Message, 1)
+	if _, err := broker.SubscribeChan(context.Background(), b, "list.x", ch); err != nil {
+		t.Fatal(err)
+	}
+	delivered(t, b, ch, "list.x", "ok")
+
+	for in, want := range map[string]string{
+		"nats://tok@a:1,nats://u:p@b:2": "nats://xxxxx@a:1,nats://u:xxxxx@b:2",
+		"tls://u:p@a:1":                 "tls://u:xxxxx@a:1",
+		"nats://a:1":                    "nats://a:1",
+		"redis://u@a:1":                 "redis://u@a:1", // a Redis user name is no secret
+	} {
+		if got := broker.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
