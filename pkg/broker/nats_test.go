@@ -150,12 +150,40 @@ func TestNATSOpenErrors(t *testing.T) {
 			t.Errorf("Open(%q) = %v, want ErrUnsupportedURL without the secret", u, err)
 		}
 	}
-	// A dial bounded by the caller's deadline.
-	short, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// A server that accepts and never greets: the wait is bounded by the
+	// caller's deadline.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer func() {
+		_ = mute.Close()
+		for c := range accepted {
+			_ = c.Close()
+		}
+	}()
+	short, scancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer scancel()
-	if b, err := broker.OpenNATS(short, "nats://"+addr, broker.Options{}); err == nil {
+	start := time.Now()
+	if b, err := broker.OpenNATS(short, "nats://u:s3cret@"+mute.Addr().String(), broker.Options{}); err == nil {
 		_ = b.Close()
-		t.Fatal("OpenNATS succeeded with nothing listening")
+		t.Fatal("OpenNATS succeeded against a server that never greets")
+	} else if strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "cannot reach nats") {
+		t.Errorf("OpenNATS against a mute server: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("OpenNATS with a 500ms deadline took %v against a mute server", d)
 	}
 }
 
