@@ -40,7 +40,9 @@ const (
 // and one dispatch goroutine per broker puts it on its subscription's
 // bounded queue (full queue: drop and count, see Subscription.Dropped):
 // the client's reading never waits on a handler, and an idle subscription
-// costs no goroutine.
+// costs no goroutine. Should the dispatcher fall natsInbox messages behind,
+// the client drops further ones as a slow consumer: they are counted in
+// Dropped as well, and logged.
 //
 // Delivery is at most once, as with Redis Pub/Sub: messages published while
 // a subscriber's connection is down are lost. One connection carries every
@@ -325,6 +327,13 @@ func (n *NATS) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (S
 	n.subs[s] = ns
 	n.bySub[ns] = s
 	n.mu.Unlock()
+	var lastDrops atomic.Uint64 // kept once the client forgets ns
+	s.dropsBefore = func() uint64 {
+		if d, err := ns.Dropped(); err == nil && d > 0 {
+			lastDrops.Store(uint64(d))
+		}
+		return lastDrops.Load()
+	}
 
 	wctx, cancel := ctx, context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {

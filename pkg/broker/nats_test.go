@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,4 +275,34 @@ func TestNATSServerList(t *testing.T) {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestNATSSlowConsumerCounted holds the dispatch goroutine until the
+// client's inbox overflows: the client's drops show in Dropped.
+func TestNATSSlowConsumerCounted(t *testing.T) {
+	url, _, _ := brokertest.StartNATS(t)
+	b := openNATS(t, url, broker.Options{Logger: slog.New(slog.DiscardHandler)})
+	defer func() { _ = b.Close() }()
+	ctx := context.Background()
+	var got atomic.Int64
+	s, err := b.Subscribe(ctx, "slow.x", func(broker.Message) { got.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 70000 // more than the inbox holds
+	var once sync.Once
+	hold := broker.HoldNATSDispatch(b)
+	release := func() { once.Do(hold) }
+	defer release() // before Close, which needs what it holds
+	for range n {
+		if err := b.Publish(ctx, "slow.x", []byte("x")); err != nil {
+			release()
+			t.Fatal(err)
+		}
+	}
+	brokertest.WaitFor(t, 10*time.Second, "the client to drop", func() bool { return s.Dropped() > 0 })
+	release()
+	brokertest.WaitFor(t, 10*time.Second, "every message delivered or dropped", func() bool {
+		return uint64(got.Load())+s.Dropped() == n
+	})
 }
