@@ -32,7 +32,7 @@ $(shell mkdir -p bin && (echo '$(VERSION) $(COMMIT)' | cmp -s - bin/.version || 
 run: bin/livechat
 	bin/livechat serve
 
-## deps: install and start what the tests need (apt packages, golangci-lint, Redis)
+## deps: install and start what the tests need (apt packages, golangci-lint, Redis, NATS)
 deps:
 	./scripts/deps.sh
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a Debian machine, when missing:
-# Debian packages (redis, haproxy, nginx, chromium, nodejs for the web client's
-# unit tests), golangci-lint, and a Redis
-# answering on 127.0.0.1:6379. Safe to run again: it only does what is missing.
+# Debian packages (redis, nats-server, haproxy, nginx, chromium, nodejs for the
+# web client's unit tests), golangci-lint, a Redis answering on
+# 127.0.0.1:6379 and a NATS server on 127.0.0.1:4222. Safe to run again: it only does what is missing.
 set -euo pipefail
 
 GOLANGCI_VERSION=v2.15.0
@@ -11,6 +11,7 @@ need_pkgs=()
 have() { command -v "$1" >/dev/null; }
 have redis-server || need_pkgs+=(redis-server)
 have redis-cli || need_pkgs+=(redis-tools)
+have nats-server || need_pkgs+=(nats-server) # /usr/sbin/nats-server
 have haproxy || need_pkgs+=(haproxy)
 have nginx || need_pkgs+=(nginx)
 have chromium || need_pkgs+=(chromium)
@@ -45,6 +46,20 @@ if ! redis_up; then
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
   if ! redis_up; then
     echo "deps: no Redis answers on 127.0.0.1:6379 and none could be started" >&2
+    [ "${CI:-}" = "true" ] && exit 1
+  fi
+fi
+
+# The broker tests start nats-servers of their own (brokertest.StartNATS,
+# which also looks in /usr/sbin); this one is for running by hand.
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222 && head -c 5 <&3 | grep -q INFO) 2>/dev/null; }
+if have nats-server && ! nats_up; then
+  echo "deps: starting nats-server on 127.0.0.1:4222"
+  mkdir -p /tmp/livechat-nats
+  nohup nats-server -a 127.0.0.1 -p 4222 -l /tmp/livechat-nats/nats.log >/dev/null 2>&1 &
+  for _ in $(seq 50); do nats_up && break; sleep 0.1; done
+  if ! nats_up; then
+    echo "deps: no NATS server answers on 127.0.0.1:4222 and none could be started" >&2
     [ "${CI:-}" = "true" ] && exit 1
   fi
 fi

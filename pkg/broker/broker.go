@@ -2,10 +2,10 @@
 //
 // Subjects are dot-separated tokens ("livechat.room.general"). A subscription
 // pattern may use "*" (exactly one token) and ">" (one or more trailing
-// tokens). Three backends implement Broker: an in-process one (memory://) for a
-// single node and tests, Redis Pub/Sub (redis://, rediss://) for a cluster,
-// and a node's operator API (http://, https://; HTTPHandler serves it) for
-// operator tools next to a single node. Open chooses one by URL.
+// tokens). Four backends implement Broker: an in-process one (memory://) for a
+// single node and tests, Redis Pub/Sub (redis://, rediss://) and core NATS
+// (nats://, tls://) for a cluster, and a node's operator API (http://,
+// https://; HTTPHandler serves it) for operator tools next to a single node. Open chooses one by URL.
 //
 // Delivery is at most once. Messages from one publisher on one subject are
 // delivered to a subscription in the order they were published. Every
@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 )
 
 // Errors returned by brokers. Compare with errors.Is.
@@ -154,15 +155,26 @@ func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 		return NewMemory(opts), nil
 	case "redis", "rediss":
 		return OpenRedis(ctx, rawURL, opts)
+	case "nats", "tls":
+		n, err := OpenNATS(ctx, rawURL, opts)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return n, nil
 	case "http", "https":
 		return OpenHTTP(ctx, rawURL, opts)
 	}
-	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
+	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://), nats:// (tls://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // error messages. A URL that does not parse is returned as "<invalid URL>".
+// In a nats:// or tls:// URL (a comma-separated list, too) a user name
+// without a password is a token: it is replaced as well.
 func Redact(rawURL string) string {
+	if strings.HasPrefix(rawURL, "nats://") || strings.HasPrefix(rawURL, "tls://") {
+		return redactList(rawURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<invalid URL>"

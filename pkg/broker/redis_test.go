@@ -265,7 +265,7 @@ func TestOpenErrors(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, u := range []string{"", "nats://127.0.0.1:4222", "ftp://x", "127.0.0.1:6379", "redis://:s3cret@host:port:bad/0"} {
+	for _, u := range []string{"", "amqp://127.0.0.1:5672", "ftp://x", "127.0.0.1:6379", "redis://:s3cret@host:port:bad/0"} {
 		b, err := broker.Open(ctx, u, broker.Options{})
 		if err == nil {
 			_ = b.Close()

@@ -38,6 +38,10 @@ type sub struct {
 	// added once Close's stop of this subscription returned.
 	wg     *sync.WaitGroup
 	remove func(*sub) error // unregisters from the backend; called once
+	// dropsBefore, if set, counts the messages the backend dropped before
+	// they reached the queue (NATS's slow consumer); set before the
+	// subscription is returned.
+	dropsBefore func() uint64
 
 	mu      sync.Mutex
 	queue   []Message // waiting, oldest first
@@ -194,7 +198,13 @@ func (s *sub) stop() bool {
 
 func (s *sub) Pattern() string { return s.pattern }
 
-func (s *sub) Dropped() uint64 { return s.dropped.Load() }
+func (s *sub) Dropped() uint64 {
+	n := s.dropped.Load()
+	if s.dropsBefore != nil {
+		n += s.dropsBefore()
+	}
+	return n
+}
 
 func (s *sub) Unsubscribe() error {
 	if s.stop() && s.remove != nil {

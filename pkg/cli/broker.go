@@ -54,6 +54,19 @@ func isHTTPBroker(raw string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
 }
 
+// isNATSBroker reports whether raw names a NATS server.
+func isNATSBroker(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "nats" || u.Scheme == "tls")
+}
+
+// errNATSNeedsHistory is the usage error when --history is empty with a
+// NATS broker: NATS has no store a history could default to, and a
+// history of each process's own would hand out conflicting seqs.
+func errNATSNeedsHistory(brokerURL string) error {
+	return usageErrorf("--broker %s: a NATS broker has no history store to default to; set --history (or LIVECHAT_HISTORY) to the store every server shares: postgres://... or redis://... (sqlite:///path/file.db for one node), or \"none\" for live messages only", broker.Redact(brokerURL))
+}
+
 // operatorKey reads the operator key from --operator-key-file, or the data
 // directory's operator.key; it returns the key and the file it read.
 func operatorKey(g *GlobalOptions) (string, string, error) {

@@ -46,7 +46,8 @@ type ServeOptions struct {
 	LogLevel, LogFormat string
 	// History is the history store URL: "" means defaultHistory (the data
 	// directory's database with the in-process broker, the broker's Redis
-	// with a Redis broker), "none" disables history.
+	// with a Redis broker; a NATS broker needs it set), "none" disables
+	// history.
 	History string
 	// StoreURL is the store of accounts and rooms (--store): "" means the
 	// data directory's database (sqlite://DIR/livechat.db).
@@ -156,7 +157,10 @@ func (o *ServeOptions) validate() error {
 		err = usageErrorf("--app-id must not be empty")
 	}
 	if err == nil && isHTTPBroker(o.Global.Broker) {
-		err = usageErrorf("--broker %s: serve needs memory:// or redis://; http:// is a node's operator API, for publish, tail and stats", broker.Redact(o.Global.Broker))
+		err = usageErrorf("--broker %s: serve needs memory://, redis:// or nats://; http:// is a node's operator API, for publish, tail and stats", broker.Redact(o.Global.Broker))
+	}
+	if err == nil && o.History == "" && isNATSBroker(o.Global.Broker) {
+		err = errNATSNeedsHistory(o.Global.Broker)
 	}
 	return err
 }
@@ -176,7 +180,9 @@ the message history and the store in <data>/livechat.db (--data, default
 ./livechat-data, created 0700), the token secret in <data>/secret and the
 operator key in <data>/operator.key (both made on first start, 0600).
 With --broker redis://... any number of servers sharing one Redis form one
-chat, and the history defaults to that Redis (see --history).
+chat, and the history defaults to that Redis (see --history). With --broker
+nats://... they share a NATS server (or cluster) instead, and --history must
+name the store they share (postgres://... or redis://...).
 
 Every message is stored with a per-room seq before it is acknowledged, and
 clients that reconnect get what they missed. On SIGTERM or SIGINT it drains:
@@ -209,7 +215,7 @@ away) and the process exits within --shutdown-timeout.`,
 	f.DurationVar(&opts.Server.HeartbeatInterval, "heartbeat-interval", opts.Server.HeartbeatInterval, "period of the stats heartbeat between servers (livechat stats); not the clients' --heartbeat")
 	f.DurationVar(&opts.Server.ClientHeartbeat, "heartbeat", opts.Server.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else "+show(heartbeatMin)+" to "+show(heartbeatMax))
 	f.DurationVar(&opts.Server.PresenceInterval, "presence-interval", opts.Server.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
-	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis with a Redis broker, else livechat.db in --data. Every server of a cluster must use the same store`)
+	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis with a Redis broker, else livechat.db in --data (a nats:// broker needs it set). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.StoreURL, "store", opts.StoreURL, "store of accounts and rooms: sqlite:///path/file.db, postgres://... or memory://; empty means livechat.db in --data. Every server of a cluster must use the same store")
 	f.StringVar(&opts.SecretFlags.File, "secret-file", opts.SecretFlags.File, "file holding the connection token secret (at least 32 bytes); without it LIVECHAT_SECRET, then LIVECHAT_SECRET_FILE, then secret in --data (made on first start) is used. Every server of a cluster must use the same secret")
 	f.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "log level: debug, info, warn, error")
@@ -558,10 +564,13 @@ func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Lo
 // own Redis for a Redis broker (history.URLForBroker); the data
 // directory's database for a single node (serve with the in-process
 // broker) and for the operator commands next to it (an http:// broker)
-// when that file exists, else "none" (live only); memory:// otherwise.
+// when that file exists, else "none" (live only); a usage error for a NATS
+// broker (errNATSNeedsHistory); memory:// otherwise.
 func defaultHistory(g *GlobalOptions, serving bool) (string, error) {
 	u, err := url.Parse(g.Broker)
 	switch {
+	case err == nil && (u.Scheme == "nats" || u.Scheme == "tls"):
+		return "", errNATSNeedsHistory(g.Broker)
 	case err == nil && serving && u.Scheme == "memory":
 		return dataSQLiteURL(g.Data)
 	case err == nil && (u.Scheme == "http" || u.Scheme == "https"):

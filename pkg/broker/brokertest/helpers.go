@@ -138,6 +138,87 @@ func StartRedis(t testing.TB) (url string, stop func(), restart func()) {
 	return "redis://" + addr + "/0", stop, restart
 }
 
+// natsServerPaths are tried when nats-server is not on PATH: Debian's
+// package installs it in /usr/sbin, which a user's PATH often lacks.
+var natsServerPaths = []string{"/usr/sbin/nats-server", "/usr/local/bin/nats-server"}
+
+// StartNATS runs a nats-server of its own on a free loopback port and
+// returns its URL ("nats://127.0.0.1:PORT"). stop kills it (SIGKILL, as a
+// crash would) and waits for it to exit; restart starts it again on the
+// same port and waits until it greets a client. Both are safe to call more
+// than once; the server is stopped when the test ends. Without a
+// nats-server binary (on PATH or in /usr/sbin) the test fails under CI=true
+// and is skipped otherwise. args are added to the server's command line
+// (e.g. "--user", "u", "--pass", "p").
+func StartNATS(t testing.TB, args ...string) (url string, stop func(), restart func()) {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		for _, p := range natsServerPaths {
+			if fi, serr := os.Stat(p); serr == nil && !fi.IsDir() {
+				bin, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		skipOrFail(t, "brokertest: nats-server not installed (scripts/deps.sh installs it): %v", err)
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	logFile := dir + "/nats.log"
+
+	var mu sync.Mutex
+	var cmd *exec.Cmd
+	stop = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if cmd == nil {
+			return
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // reports "killed"
+		cmd = nil
+	}
+	restart = func() {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if cmd != nil {
+			return
+		}
+		c := exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-l", logFile}, args...)...)
+		if err := c.Start(); err != nil {
+			t.Fatalf("brokertest: start nats-server: %v", err)
+		}
+		cmd = c
+		deadline := time.Now().Add(10 * time.Second)
+		for !natsGreets(addr) {
+			if time.Now().After(deadline) {
+				log, _ := os.ReadFile(logFile)
+				t.Fatalf("brokertest: nats-server on %s did not answer within 10s; log:\n%s", addr, log)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	restart()
+	t.Cleanup(stop)
+	return "nats://" + addr, stop, restart
+}
+
+// natsGreets reports whether a NATS server at addr sends its INFO line.
+func natsGreets(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = c.Close() }()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "INFO ")
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
