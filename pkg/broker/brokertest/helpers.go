@@ -99,42 +99,10 @@ func StartRedis(t testing.TB) (url string, stop func(), restart func()) {
 	port := freePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
-	var mu sync.Mutex
-	var cmd *exec.Cmd
-	stop = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if cmd == nil {
-			return
-		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait() // reports "killed"
-		cmd = nil
-	}
-	restart = func() {
-		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		if cmd != nil {
-			return
-		}
-		c := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	stop, restart = serverProcess(t, "redis-server", addr, dir+"/redis.log", pingRaw, func() *exec.Cmd {
+		return exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", "redis.log")
-		if err := c.Start(); err != nil {
-			t.Fatalf("brokertest: start redis-server: %v", err)
-		}
-		cmd = c
-		deadline := time.Now().Add(10 * time.Second)
-		for !pingRaw(addr) {
-			if time.Now().After(deadline) {
-				log, _ := os.ReadFile(dir + "/redis.log")
-				t.Fatalf("brokertest: redis-server on %s did not answer within 10s; log:\n%s", addr, log)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	restart()
-	t.Cleanup(stop)
+	})
 	return "redis://" + addr + "/0", stop, restart
 }
 
@@ -169,6 +137,18 @@ func StartNATS(t testing.TB, args ...string) (url string, stop func(), restart f
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	logFile := dir + "/nats.log"
 
+	stop, restart = serverProcess(t, "nats-server", addr, logFile, natsGreets, func() *exec.Cmd {
+		return exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-l", logFile}, args...)...)
+	})
+	return "nats://" + addr, stop, restart
+}
+
+// serverProcess starts the server command() makes, waits until up(addr)
+// (10 s at most, then fails with the server's log) and returns stop (kill
+// -9, as a crash would, and wait for the exit) and restart (start again and
+// wait until up); both are safe to call more than once, and stop runs when
+// the test ends.
+func serverProcess(t testing.TB, name, addr, logFile string, up func(addr string) bool, command func() *exec.Cmd) (stop, restart func()) {
 	var mu sync.Mutex
 	var cmd *exec.Cmd
 	stop = func() {
@@ -188,23 +168,23 @@ func StartNATS(t testing.TB, args ...string) (url string, stop func(), restart f
 		if cmd != nil {
 			return
 		}
-		c := exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-l", logFile}, args...)...)
+		c := command()
 		if err := c.Start(); err != nil {
-			t.Fatalf("brokertest: start nats-server: %v", err)
+			t.Fatalf("brokertest: start %s: %v", name, err)
 		}
 		cmd = c
 		deadline := time.Now().Add(10 * time.Second)
-		for !natsGreets(addr) {
+		for !up(addr) {
 			if time.Now().After(deadline) {
 				log, _ := os.ReadFile(logFile)
-				t.Fatalf("brokertest: nats-server on %s did not answer within 10s; log:\n%s", addr, log)
+				t.Fatalf("brokertest: %s on %s did not answer within 10s; log:\n%s", name, addr, log)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	restart()
 	t.Cleanup(stop)
-	return "nats://" + addr, stop, restart
+	return stop, restart
 }
 
 // natsGreets reports whether a NATS server at addr sends its INFO line.
