@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -18,29 +16,7 @@ func TestServeWithNATSBroker(t *testing.T) {
 	inTempDir(t)
 	natsURL, _, _ := brokertest.StartNATS(t)
 	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	ios, _, errOut := testIO("")
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--addr", addr, "--app-id", "n1", "--broker", natsURL,
-			"--history", "memory://", "--heartbeat-interval", "200ms"}, ios)
-	}()
-	n := &singleNode{addr: addr, cancel: cancel, done: done, errOut: errOut}
-	t.Cleanup(func() { n.stop(t) })
-	brokertest.WaitFor(t, 20*time.Second, "serve to be ready", func() bool {
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("serve exited with %d:\n%s", code, errOut.String())
-		default:
-		}
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	n := startSingle(t, addr, "--app-id", "n1", "--broker", natsURL, "--history", "memory://")
 	alice := n.join(t, "general", "alice")
 
 	code, _, stderr := run(t, "", "publish", "--broker", natsURL, "--history", "none", "--room", "general", "--from", "ops", "over", "nats")
