@@ -86,6 +86,12 @@ type rclient struct {
 	name, room, url string
 	total           int           // messages to send
 	interval        time.Duration // pace of sends: one per interval
+	// urls, when set, are the servers the client dials directly instead of
+	// url: urls[0] first, the next one after a failed dial or, with
+	// failover, after a send refused as "unavailable" (a server cut off
+	// from its broker and store refuses sends but keeps its clients).
+	urls     []string
+	failover bool
 
 	done chan struct{} // closed when run returns
 
@@ -105,6 +111,8 @@ type rclient struct {
 	reconnects  int
 	dialFails   int
 	servers     []string    // APPID of each connection, in order
+	cur         int         // index in urls of the server to dial
+	failovers   []time.Time // when the client left a server that refused a send
 	joinedAt    []time.Time // every joined frame
 	lastMsgAt   time.Time   // when the last new message arrived
 	maxPause    time.Duration
@@ -136,6 +144,7 @@ func (c *rclient) run(ctx context.Context) {
 			c.mu.Lock()
 			c.dialFails++
 			c.lastErr = err
+			c.nextLocked()
 			c.mu.Unlock()
 			// The client's reconnect backoff (with jitter), not a synchronisation.
 			if !sleepCtx(ctx, backoff+time.Duration(rand.Int64N(int64(backoff)))) {
@@ -160,9 +169,22 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// nextLocked makes the client dial the next of its urls. c.mu must be held.
+func (c *rclient) nextLocked() {
+	if len(c.urls) > 0 {
+		c.cur = (c.cur + 1) % len(c.urls)
+	}
+}
+
 func (c *rclient) dial(ctx context.Context) (*websocket.Conn, string, error) {
+	url := c.url
+	c.mu.Lock()
+	if len(c.urls) > 0 {
+		url = c.urls[c.cur]
+	}
+	c.mu.Unlock()
 	d := websocket.Dialer{HandshakeTimeout: 3 * time.Second}
-	ws, resp, err := d.DialContext(ctx, c.url, nil)
+	ws, resp, err := d.DialContext(ctx, url, nil)
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
@@ -415,6 +437,12 @@ func (s *stream) handle(f rframe) error {
 			if m := c.out[f.CID]; m != nil {
 				m.sentAt, m.retryAt = time.Time{}, time.Now().Add(retryDelay)
 			}
+			if c.failover && f.Code == "unavailable" && len(c.urls) > 1 {
+				// Resend on another server (the same cid): leave this one.
+				c.failovers = append(c.failovers, time.Now())
+				c.nextLocked()
+				return errFailover
+			}
 		case f.Room == c.room && s.state == stJoining:
 			// Could not join: try again shortly.
 			s.state, s.wait = stOut, time.Now().Add(rejoinDelay)
@@ -427,6 +455,9 @@ func (s *stream) handle(f rframe) error {
 	}
 	return nil
 }
+
+// errFailover ends a session whose server refused a send (failover).
+var errFailover = errors.New("server refused a send: failing over")
 
 // tick sends one frame when one is due: a join, a resend, or a new message.
 func (s *stream) tick() error {
