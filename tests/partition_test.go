@@ -298,7 +298,7 @@ func TestPartition(t *testing.T) {
 			t.Errorf("%s left s1 without an \"unavailable\" error", c.name)
 		}
 	}
-	movedAt := time.Now()
+	rejoined, lastRejoin := r.rejoinedAfter(cutAt)
 	// Traffic goes on on s2 alone for a while.
 	r.waitAcked(min(total, f.ackedCount()+total/8))
 	s2only := f.ackedCount()
@@ -309,8 +309,8 @@ func TestPartition(t *testing.T) {
 	waitFor(t, 15*time.Second, func() bool { st, _ := readyz(l.serverAddr(0)); return st == http.StatusOK },
 		"s1 is not ready again after its broker link came back")
 	readyAgain := time.Since(healAt)
-	r.note("s1: /readyz 503 %q %s after the cut; its %d clients had all been refused a send and left for s2 %s after the cut (re-joined by %s); %d messages acknowledged on s2 alone; link restored at %s into the run, s1 ready again %s later",
-		body, notReady.Round(time.Millisecond), len(onS1), lastMove.Round(time.Millisecond), movedAt.Sub(cutAt).Round(time.Millisecond),
+	r.note("s1: /readyz 503 %q %s after the cut; its %d clients had all been refused a send and left for s2 %s after the cut (%d re-joined, the last %s after the cut); %d messages acknowledged on s2 alone; link restored at %s into the run, s1 ready again %s later",
+		body, notReady.Round(time.Millisecond), len(onS1), lastMove.Round(time.Millisecond), rejoined, lastRejoin.Round(time.Millisecond),
 		s2only-ackedAtCut, healAt.Sub(r.start).Round(time.Millisecond), readyAgain.Round(time.Millisecond))
 
 	// s1 serves again: a message sent there reaches a client of s2 once,
