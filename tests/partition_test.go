@@ -190,10 +190,12 @@ func TestPartition(t *testing.T) {
 
 	rp := l.startIn(dir, l.broker, "redis", nil, redisBin, "--port", "6379", "--bind", partBrokerIP,
 		"--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", dir)
-	waitFor(t, 10*time.Second, func() bool {
+	if !poll(10*time.Second, func() bool {
 		data, _ := os.ReadFile(rp.logPath)
 		return strings.Contains(string(data), "Ready to accept connections")
-	}, "redis-server in %s did not start:\n%s", l.broker, tailFile(rp.logPath, 20))
+	}) {
+		t.Fatalf("redis-server in %s did not start within 10s:\n%s", l.broker, tailFile(rp.logPath, 20))
+	}
 
 	prefix := uniquePrefix(t)
 	appIDs := [2]string{"1000", "2000"}
@@ -272,11 +274,13 @@ func TestPartition(t *testing.T) {
 	// s1 tells: /readyz 503 "broker reconnecting" (the load balancer's
 	// signal), and "unavailable" for every send, with its cid.
 	var body string
-	waitFor(t, 15*time.Second, func() bool {
+	if !poll(15*time.Second, func() bool {
 		var st int
 		st, body = readyz(l.serverAddr(0))
 		return st == http.StatusServiceUnavailable
-	}, "s1's /readyz still answers %q after the cut", body)
+	}) {
+		t.Fatalf("s1's /readyz still answers %q 15s after the cut", body)
+	}
 	notReady := time.Since(cutAt)
 	if !strings.HasPrefix(body, "broker ") {
 		t.Errorf("s1's /readyz says %q after the cut, want \"broker reconnecting\"", body)
@@ -285,7 +289,7 @@ func TestPartition(t *testing.T) {
 		t.Errorf("s2's /readyz is %d %q while only s1 is cut off", st, b)
 	}
 	// Its clients are refused and move to s2.
-	waitFor(t, 20*time.Second, func() bool {
+	if !poll(20*time.Second, func() bool {
 		for _, c := range onS1 {
 			st := c.snapshot()
 			if len(st.failovers) == 0 || st.servers[len(st.servers)-1] != appIDs[1] || st.joins < 2 {
@@ -293,7 +297,9 @@ func TestPartition(t *testing.T) {
 			}
 		}
 		return true
-	}, "not every client of s1 failed over to s2 and re-joined: %s", describeMoves(onS1))
+	}) {
+		t.Fatalf("20s after the cut, not every client of s1 failed over to s2 and re-joined: %s", describeMoves(onS1))
+	}
 	var lastMove time.Duration
 	for _, c := range onS1 {
 		st := c.snapshot()
@@ -330,8 +336,10 @@ func TestPartition(t *testing.T) {
 		go c.run(hctx)
 	}
 	t.Cleanup(h.stop)
-	waitFor(t, 20*time.Second, func() bool { return h.ackedCount() == 40 && h.caughtUp() },
-		"after the link came back: %d of 40 messages in room healed acknowledged, every client caught up: %v", h.ackedCount(), h.caughtUp())
+	if !poll(20*time.Second, func() bool { return h.ackedCount() == 40 && h.caughtUp() }) {
+		t.Fatalf("20s after the link came back: %d of 40 messages in room healed acknowledged, every client caught up: %v; %s",
+			h.ackedCount(), h.caughtUp(), strings.Join(h.verify(), "; "))
+	}
 	if problems := h.verify(); len(problems) > 0 {
 		t.Errorf("room healed, one client on s1 and one on s2:\n%s", strings.Join(problems, "\n"))
 	}
