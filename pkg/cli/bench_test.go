@@ -84,12 +84,14 @@ func lossyServer(t *testing.T) *httptest.Server {
 	var wg sync.WaitGroup
 	var up websocket.Upgrader
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Counted before the upgrade: ts.Close waits for handlers until they
+		// hijack their connection, so no Add comes after the cleanup's Wait.
+		wg.Add(1)
+		defer wg.Done()
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
-		wg.Add(1)
-		defer wg.Done()
 		defer func() { _ = ws.Close() }()
 		for {
 			var in struct{ Type, Room, Name, Text, CID string }

@@ -155,6 +155,10 @@ func tokenRoomServerWith(t *testing.T, secret []byte, api http.Handler) (*httpte
 			api.ServeHTTP(w, r)
 			return
 		}
+		// Counted before the upgrade: ts.Close waits for handlers until they
+		// hijack their connection, so no Add comes after the cleanup's Wait.
+		wg.Add(1)
+		defer wg.Done()
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		claims, err := auth.VerifyToken(secret, tok, time.Now())
 		if err != nil {
@@ -166,8 +170,6 @@ func tokenRoomServerWith(t *testing.T, secret []byte, api http.Handler) (*httpte
 			return
 		}
 		accepted.Add(1)
-		wg.Add(1)
-		defer wg.Done()
 		wmu := &sync.Mutex{}
 		defer func() {
 			mu.Lock()
