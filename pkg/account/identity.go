@@ -128,6 +128,11 @@ func (s *Service) token(ctx context.Context, token string) (auth.Identity, error
 	if err != nil {
 		return auth.Identity{}, fmt.Errorf("account: %w", err)
 	}
+	return s.tokenIdentity(ctx, c)
+}
+
+// tokenIdentity is the identity of a verified connection token's claims.
+func (s *Service) tokenIdentity(ctx context.Context, c auth.Claims) (auth.Identity, error) {
 	if c.Use != "" { // a guest's upload token opens nothing else
 		return auth.Identity{}, fmt.Errorf("%w: not a connection token", auth.ErrInvalidToken)
 	}
@@ -222,14 +227,20 @@ func (s *Service) UploadToken(guestID string) (string, error) {
 // is a guest's upload token (UploadToken) identifies that guest (kind
 // guest, its id, no name); anything else is Authenticate's.
 func (s *Service) AuthenticateFiles(r *http.Request) (auth.Identity, error) {
-	if tok, ok := requestToken(r); ok && s.cfg.Secret != nil {
-		if c, err := auth.VerifyToken(s.cfg.Secret, tok, s.now()); err == nil && c.Use == auth.UseUpload {
-			id := auth.Identity{UserID: c.Subject, Kind: auth.KindGuest}
-			if c.ExpiresAt != nil {
-				id.Expires = c.ExpiresAt.Time
-			}
-			return id, nil
-		}
+	tok, ok := requestToken(r)
+	if !ok || s.cfg.Secret == nil {
+		return s.Authenticate(r)
 	}
-	return s.Authenticate(r)
+	c, err := auth.VerifyToken(s.cfg.Secret, tok, s.now())
+	switch {
+	case err != nil:
+		return auth.Identity{}, fmt.Errorf("account: %w", err)
+	case c.Use == auth.UseUpload:
+		id := auth.Identity{UserID: c.Subject, Kind: auth.KindGuest}
+		if c.ExpiresAt != nil {
+			id.Expires = c.ExpiresAt.Time
+		}
+		return id, nil
+	}
+	return s.tokenIdentity(r.Context(), c) // a connection token, verified once
 }

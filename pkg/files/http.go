@@ -276,7 +276,10 @@ func disposition(u store.Upload, thumb bool) string {
 		name = "thumbnail-" + name
 	}
 	name = withExtension(name, u.Type)
-	return mime.FormatMediaType(kind, map[string]string{"filename": name})
+	if d := mime.FormatMediaType(kind, map[string]string{"filename": name}); d != "" {
+		return d
+	}
+	return kind // never without the disposition, whatever the name
 }
 
 // extensions are the extensions kept for each type; the first is added

@@ -376,7 +376,8 @@ const errFileNotAvailable = "a file is not available: upload it again"
 
 // checkFiles checks a send that attaches files, before anything is done
 // with it: its text (which may be blank), the server taking files, the ids
-// and a sender that is not a guest (uploads need an account or a token).
+// and the sender (a guest only when the server gives guests upload tokens:
+// Config.GuestUploadToken).
 // It answers a refused send and reports whether to go on.
 func (c *session) checkFiles(m *membership, in *protocol.Inbound) bool {
 	if err := protocol.ValidSendText(in.Text, len(in.Files)); err != nil {
