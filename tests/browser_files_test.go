@@ -45,9 +45,18 @@ func TestBrowserPictureInDirectChat(t *testing.T) {
 
 	// alice opens the direct chat from the member list; bob opens it from
 	// his rooms list.
-	clickWhenThere(t, alice, "alice", `#members li[data-name="bob"] button.member-btn`)
-	expectPage(t, alice, "alice", "the direct chat with bob", `livechat.state.active.startsWith('_d') &&
-		livechat.state.rooms.get(livechat.state.active).joined`, signedInState)
+	// The member list is redrawn on every presence update: a click may land
+	// on a button being replaced, so it is tried again until the chat opens.
+	dmOpen := `livechat.state.active.startsWith('_d') && livechat.state.rooms.get(livechat.state.active).joined`
+	for try := 1; ; try++ {
+		clickWhenThere(t, alice, "alice", `#members li[data-name="bob"] button.member-btn`)
+		if waitJS(alice, 5*time.Second, dmOpen) == nil {
+			break
+		}
+		if try == 5 {
+			expectPage(t, alice, "alice", "the direct chat with bob", dmOpen, signedInState)
+		}
+	}
 	dm := evalJS[string](t, alice, `livechat.state.active`)
 	refreshByFocus(t, bob, "bob")
 	convItem := fmt.Sprintf(`#conversations li[data-kind="direct"][data-room=%q]`, dm)
