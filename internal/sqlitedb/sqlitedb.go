@@ -5,9 +5,11 @@
 package sqlitedb
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -58,4 +60,24 @@ func Open(path string) (w, r *sql.DB, err error) {
 	r.SetMaxOpenConns(Readers)
 	r.SetMaxIdleConns(Readers)
 	return w, r, nil
+}
+
+// Connect makes w's first connection, trying again for up to BusyTimeout
+// (bounded by ctx) while it fails with SQLITE_BUSY: switching a new file
+// to WAL mode takes an exclusive lock that SQLite does not wait for, so
+// processes opening one new file at once (servers sharing a data
+// directory) refuse each other for a moment.
+func Connect(ctx context.Context, w *sql.DB) error {
+	deadline := time.Now().Add(BusyTimeout)
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		err := w.PingContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
 }

@@ -90,7 +90,11 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	defer cancel()
 	// Through the writer, before any reader connects: the first connection
 	// sets WAL mode alone.
-	if err := s.migrate(octx); err != nil {
+	err = sqlitedb.Connect(octx, w)
+	if err == nil {
+		err = s.migrate(octx)
+	}
+	if err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("history: sqlite %s: %w: %w", path, ErrUnavailable, err)
 	}

@@ -37,6 +37,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	s := &SQLite{sqlStore{w: w, r: r, d: dialect{name: "sqlite", collate: "COLLATE BINARY", classify: sqliteClassify}}}
 	// The schema is created through the writer before any reader opens,
 	// so that the first connection sets WAL mode alone.
+	if err := sqlitedb.Connect(ctx, w); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("store: sqlite %s: %w", path, err)
+	}
 	if err := s.migrate(ctx, ""); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("store: sqlite %s: %w", path, err)

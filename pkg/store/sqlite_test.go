@@ -109,3 +109,26 @@ func TestSQLiteOddPath(t *testing.T) {
 		t.Fatalf("the data file is not at %q: %v", path, err)
 	}
 }
+
+// TestSQLiteOpenAtOnce: servers sharing a data directory open one new
+// database file at the same moment; each waits for the others (switching
+// the new file to WAL mode refuses without waiting) instead of failing.
+func TestSQLiteOpenAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			st, err := store.Open(context.Background(), "sqlite://"+path)
+			if err == nil {
+				err = st.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("Open at once: %v", err)
+		}
+	}
+}
