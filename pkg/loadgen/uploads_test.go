@@ -62,6 +62,8 @@ type fileServer struct {
 	// hold, if set, is called with each POST after its body was read and
 	// before the answer.
 	hold func(r *http.Request)
+	// signedOut counts the 401s answered.
+	signedOut atomic.Int64
 
 	mu      sync.Mutex
 	bad     []string            // what the handler found wrong
@@ -105,6 +107,7 @@ func (fs *fileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if user < 0 {
+		fs.signedOut.Add(1)
 		writeError(w, http.StatusUnauthorized, "signed_out")
 		return
 	}
@@ -281,7 +284,9 @@ func TestRunUploadsErrors(t *testing.T) {
 	defer cancel()
 	var posts atomic.Int64
 	fs.hold = func(*http.Request) {
-		if posts.Add(1) == 4 {
+		// Four uploads by user 2 and at least one refusal of user 0
+		// seen, whichever order they came in.
+		if posts.Add(1) >= 4 && fs.signedOut.Load() > 0 {
 			cancel()
 		}
 	}
