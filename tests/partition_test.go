@@ -169,7 +169,9 @@ func readyz(addr string) (int, string) {
 // server, dialing the servers directly. s1's link to the broker goes down
 // mid-run. s1 turns /readyz 503 and answers its clients' sends with
 // "unavailable"; they fail over to s2, re-join with since and resend with
-// the same cid. Every client ends with every acknowledged message of its
+// the same cid. Its listeners, who send nothing, are closed with 1001 after
+// --broker-grace and refused by s1 until the link is back: they move to s2
+// too. Every client ends with every acknowledged message of its
 // room exactly once, in seq order per connection. The link comes back and
 // s1 is ready and delivering again.
 func TestPartition(t *testing.T) {
@@ -204,7 +206,7 @@ func TestPartition(t *testing.T) {
 		procs[i] = l.startIn(dir, ns, "server"+appIDs[i], []string{"APPID=" + appIDs[i]}, livechatBin,
 			"serve", "--addr", l.serverAddr(i), "--broker", "redis://"+partBrokerIP+":6379/0", "--prefix", prefix,
 			"--data", filepath.Join(dir, "data"), "--drain-delay", "100ms", "--shutdown-timeout", "5s",
-			"--heartbeat-interval", "500ms", "--presence-interval", "1s",
+			"--heartbeat-interval", "500ms", "--presence-interval", "1s", "--broker-grace", "3s",
 			"--rate", "200", "--rate-burst", "400", "--log-level", "info")
 		// One after the other: both migrate the shared SQLite store.
 		waitFor(t, 20*time.Second, func() bool {
@@ -241,6 +243,17 @@ func TestPartition(t *testing.T) {
 			}
 			f.clients = append(f.clients, c)
 		}
+	}
+	// A listener per room on s1 only reads: no send tells it that s1 is
+	// cut off; s1 closes it (1001) once the broker has been gone for
+	// --broker-grace, and refuses it until it is back.
+	var listeners []*rclient
+	for r := range partRooms {
+		c := newRClient(fmt.Sprintf("listener%d", r), fmt.Sprintf("r%d", r), "", 0, partInterval)
+		c.urls, c.failover = []string{urls[0], urls[1]}, true
+		listeners = append(listeners, c)
+		onS1 = append(onS1, c)
+		f.clients = append(f.clients, c)
 	}
 	for _, c := range f.clients {
 		go c.run(ctx)
@@ -292,7 +305,8 @@ func TestPartition(t *testing.T) {
 	if !poll(20*time.Second, func() bool {
 		for _, c := range onS1 {
 			st := c.snapshot()
-			if len(st.failovers) == 0 || st.servers[len(st.servers)-1] != appIDs[1] || st.joins < 2 {
+			moved := len(st.failovers) > 0 || containsClient(listeners, c)
+			if !moved || st.servers[len(st.servers)-1] != appIDs[1] || st.joins < 2 {
 				return false
 			}
 		}
@@ -303,6 +317,12 @@ func TestPartition(t *testing.T) {
 	var lastMove time.Duration
 	for _, c := range onS1 {
 		st := c.snapshot()
+		if containsClient(listeners, c) {
+			if st.closes[1001] == 0 {
+				t.Errorf("%s left s1 without a close 1001 (closes %v)", c.name, st.closes)
+			}
+			continue
+		}
 		lastMove = max(lastMove, st.failovers[0].Sub(cutAt))
 		if st.errors["unavailable"] == 0 {
 			t.Errorf("%s left s1 without an \"unavailable\" error", c.name)
@@ -361,15 +381,19 @@ type moveSnap struct {
 	failovers []time.Time
 	joins     int
 	errors    map[string]int
+	closes    map[int]int
 }
 
 func (c *rclient) snapshot() moveSnap {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := moveSnap{servers: append([]string(nil), c.servers...), failovers: append([]time.Time(nil), c.failovers...),
-		joins: len(c.joinedAt), errors: map[string]int{}}
+		joins: len(c.joinedAt), errors: map[string]int{}, closes: map[int]int{}}
 	for k, v := range c.errors {
 		s.errors[k] = v
+	}
+	for k, v := range c.closes {
+		s.closes[k] = v
 	}
 	return s
 }

@@ -89,7 +89,8 @@ type rclient struct {
 	// urls, when set, are the servers the client dials directly instead of
 	// url: urls[0] first, the next one after a failed dial or, with
 	// failover, after a send refused as "unavailable" (a server cut off
-	// from its broker and store refuses sends but keeps its clients).
+	// from its broker and store refuses sends, and closes its clients once
+	// the loss lasts --broker-grace).
 	urls     []string
 	failover bool
 

@@ -40,6 +40,7 @@ func TestServeDefaultsAreTheServers(t *testing.T) {
 		"rate":               d.RatePerSec,
 		"rate-burst":         d.RateBurst,
 		"drain-delay":        d.DrainDelay,
+		"broker-grace":       d.BrokerLossGrace,
 		"heartbeat-interval": d.HeartbeatInterval,
 		"heartbeat":          d.ClientHeartbeat,
 		"presence-interval":  d.PresenceInterval,

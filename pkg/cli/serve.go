@@ -137,6 +137,7 @@ func (o *ServeOptions) validate() error {
 		between("rate-burst", c.RateBurst, 1, 100_000),
 		between("shutdown-timeout", o.ShutdownTimeout, time.Second, time.Hour),
 		between("drain-delay", c.DrainDelay, 0, 10*time.Minute),
+		between("broker-grace", c.BrokerLossGrace, 100*time.Millisecond, 10*time.Minute),
 		between("heartbeat-interval", c.HeartbeatInterval, 100*time.Millisecond, time.Minute),
 		between("presence-interval", c.PresenceInterval, 100*time.Millisecond, time.Minute),
 		offOrBetween("heartbeat", c.ClientHeartbeat, heartbeatMin, heartbeatMax),
@@ -187,7 +188,9 @@ name the store they share (postgres://... or redis://...).
 Every message is stored with a per-room seq before it is acknowledged, and
 clients that reconnect get what they missed. On SIGTERM or SIGINT it drains:
 /readyz turns 503, after --drain-delay clients are closed with 1001 (going
-away) and the process exits within --shutdown-timeout.`,
+away) and the process exits within --shutdown-timeout. A server whose broker
+stays unreachable for --broker-grace closes its clients the same way, so
+that they reconnect to another server, and refuses new ones until it is back.`,
 		Example: `  # single node, in-process broker, data in ./livechat-data
   livechat serve
 
@@ -214,6 +217,7 @@ away) and the process exits within --shutdown-timeout.`,
 	f.DurationVar(&opts.Server.DrainDelay, "drain-delay", opts.Server.DrainDelay, "time /readyz reports 503 before clients are closed (set above the load balancer's health check interval x fall)")
 	f.DurationVar(&opts.Server.HeartbeatInterval, "heartbeat-interval", opts.Server.HeartbeatInterval, "period of the stats heartbeat between servers (livechat stats); not the clients' --heartbeat")
 	f.DurationVar(&opts.Server.ClientHeartbeat, "heartbeat", opts.Server.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else "+show(heartbeatMin)+" to "+show(heartbeatMax))
+	f.DurationVar(&opts.Server.BrokerLossGrace, "broker-grace", opts.Server.BrokerLossGrace, "time the broker may be unreachable before clients are closed with 1001 to reconnect elsewhere (set above the load balancer's time to mark a server down)")
 	f.DurationVar(&opts.Server.PresenceInterval, "presence-interval", opts.Server.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
 	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis with a Redis broker, else livechat.db in --data (a nats:// broker needs it set). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.StoreURL, "store", opts.StoreURL, "store of accounts and rooms: sqlite:///path/file.db, postgres://... or memory://; empty means livechat.db in --data. Every server of a cluster must use the same store")

@@ -92,6 +92,13 @@ type Config struct {
 	// DrainDelay is how long /readyz answers 503 during Shutdown before the
 	// connections are closed. Default: 0.
 	DrainDelay time.Duration
+	// BrokerLossGrace is how long the broker may be unreachable before the
+	// server closes its connections (1001) and refuses new ones (503) until
+	// it is back, so that clients reconnect to a server that has a broker.
+	// Keep it above the load balancer's time to mark a server down (/readyz
+	// is 503 from the first moment of the loss), so that the reconnects go
+	// elsewhere, and above a broker restart. Default: 5s.
+	BrokerLossGrace time.Duration
 	// History stores every room's messages with per-room seqs. When set, a
 	// send is persisted before it is acknowledged and published, joins
 	// replay what the client missed (Inbound.Since) or the latest messages,
@@ -211,6 +218,7 @@ const (
 	defaultHeartbeatInterval = 2 * time.Second
 	defaultClientHeartbeat   = 10 * time.Second
 	defaultPresenceInterval  = 3 * time.Second
+	defaultBrokerLossGrace   = 5 * time.Second
 	// presenceDebounce delays a snapshot after a local change so that a burst
 	// of joins costs one publish.
 	presenceDebounce = 100 * time.Millisecond
@@ -316,6 +324,7 @@ func (c *Config) setDefaults() {
 	c.ClientHeartbeat = cmp.Or(c.ClientHeartbeat, defaultClientHeartbeat)
 	orDefault(&c.PresenceInterval, defaultPresenceInterval)
 	c.DrainDelay = max(c.DrainDelay, 0)
+	orDefault(&c.BrokerLossGrace, defaultBrokerLossGrace)
 	orDefault(&c.JoinHistory, defaultJoinHistory)
 	orDefault(&c.ReplayLimit, defaultReplayLimit)
 	c.ReplayLimit = min(c.ReplayLimit, history.MaxPage)

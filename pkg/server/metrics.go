@@ -42,7 +42,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "rejected_connections_total",
-			Help: "WebSocket handshakes refused, by reason (origin, per_ip, draining, upgrade, auth).",
+			Help: "WebSocket handshakes refused, by reason (origin, per_ip, draining, cut_off, upgrade, auth).",
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "errors_total",
@@ -73,6 +73,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		counter("duplicates_dropped_total", "Live messages dropped because their seq was already delivered.", &s.dupsDropped),
 		counter("history_resets_total", "Rooms whose history restarted its seqs (the store forgot the room).", &s.resets),
 		counter("replayed_messages_total", "Messages replayed to joining clients from the history store.", &s.replayed),
+		counter("broker_cutoffs_total", "Times the broker stayed lost past BrokerLossGrace and the server closed its connections.", &s.cutOffs),
 		counter("heartbeats_sent_total", "Heartbeat frames queued to clients that had been sent nothing for a while.", &s.heartbeatsSent),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "connections",
@@ -129,6 +130,15 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the server is shutting down.",
 		}, func() float64 {
 			if s.draining.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "cut_off",
+			Help: "1 while the server has lost its broker for longer than --broker-grace and refuses connections.",
+		}, func() float64 {
+			if s.cutOff.Load() {
 				return 1
 			}
 			return 0

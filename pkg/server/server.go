@@ -66,6 +66,10 @@ type Server struct {
 	idSeq    atomic.Uint64
 
 	draining atomic.Bool
+	// cutOff is set while the broker has been lost for longer than
+	// Config.BrokerLossGrace (brokerLossLoop).
+	cutOff  atomic.Bool
+	cutOffs atomic.Uint64 // times cutOff was set
 	// silent suppresses presence "bye" (test kill path: a server that dies).
 	silent atomic.Bool
 
@@ -203,8 +207,8 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Start runs the background loops until ctx is done or Shutdown is called:
-// the stats heartbeat, presence, the history sweep (with a store), the
-// clients' heartbeat frames (unless Config.ClientHeartbeat is off) and,
+// the stats heartbeat, presence, the broker watch (brokerLossLoop), the
+// history sweep (with a store), the clients' heartbeat frames (unless Config.ClientHeartbeat is off) and,
 // with Config.Auth, the users' events (one subscription to
 // "<prefix>.user.*", retried while the broker refuses it). It does not
 // block. Calling it twice is an error.
@@ -220,9 +224,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started2 = true
 	ctx, cancel := context.WithCancel(ctx)
 	s.loopStop = cancel
-	s.loopWG.Add(2)
+	s.loopWG.Add(3)
 	go s.heartbeatLoop(ctx)
 	go s.presenceLoop(ctx)
+	go s.brokerLossLoop(ctx)
 	if s.hist != nil {
 		s.loopWG.Add(1)
 		go s.recoveryLoop(ctx)
@@ -472,6 +477,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.metrics.rejected.WithLabelValues("draining").Inc()
 		http.Error(w, "server: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if s.cutOff.Load() {
+		s.mu.Unlock()
+		s.metrics.rejected.WithLabelValues("cut_off").Inc()
+		http.Error(w, "server: lost its broker, connect to another server", http.StatusServiceUnavailable)
 		return
 	}
 	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
