@@ -16,7 +16,7 @@ export const ACK_TIMEOUT_MS = 15000;     // a send without ack this long is show
 // Close codes in words a user knows (docs/PROTOCOL.md, "Close codes").
 export const CLOSE_REASONS = {
   1000: 'connection closed',
-  1001: 'the server sent us to another one',
+  1001: 'the server went away',
   1006: 'connection lost',
   1007: 'the page sent text the server could not read',
   1008: 'too many messages too fast',
