@@ -99,9 +99,9 @@ type RedisCluster struct {
 	shards  map[string]*shard        // by master address
 	clients map[string]*redis.Client // by node address
 	slots   []redis.ClusterSlot
-	stale   bool                         // slots must be reloaded
-	orphans map[string]struct{}          // channels on no connection
-	waiting map[*clusterGroup]struct{}   // moved, not confirmed again
+	stale   bool                       // slots must be reloaded
+	orphans map[string]struct{}        // channels on no connection
+	waiting map[*clusterGroup]struct{} // moved, not confirmed again
 }
 
 var _ Broker = (*RedisCluster)(nil)

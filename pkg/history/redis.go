@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/livechat/livechat/internal/redisurl"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -36,8 +37,8 @@ import (
 // once. Reads go straight to the client's pool.
 type Redis struct {
 	opts   Options
-	url    string // redacted
-	client *redis.Client
+	url    string                // redacted
+	client redis.UniversalClient // a *redis.Client, or a *redis.ClusterClient
 	gc     *groupCommit[redisReq]
 	closed atomic.Bool
 }
@@ -101,9 +102,19 @@ return {1, seq}
 // query parameters are honoured) and loads the append script. It returns an
 // error naming the URL with its password redacted when Redis cannot be
 // reached, bounded by ctx, or by 5 s when ctx has no deadline.
+//
+// A Redis Cluster URL ("redis+cluster://[user:password@]host:port[,host:port...]",
+// "rediss+cluster://" for TLS; go-redis cluster options are honoured) opens
+// the store on the cluster: a room's keys share one hash slot, so its
+// script runs on the master serving it, and a pipeline of appends is split
+// by master. The script is loaded on every master; a master that does not
+// have it (a replica promoted after a failover) gets it with EVAL.
 func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error) {
 	opts.fill()
 	redacted := Redact(rawURL)
+	if redisurl.IsCluster(rawURL) {
+		return openRedisCluster(ctx, rawURL, redacted, opts)
+	}
 	ro, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, cause(err))
@@ -122,13 +133,40 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error)
 		_ = client.Close()
 		return nil, fmt.Errorf("%w: cannot reach redis at %s: %w", ErrUnavailable, redacted, err)
 	}
+	return newRedis(client, redacted, opts), nil
+}
+
+// openRedisCluster is OpenRedis on a Redis Cluster.
+func openRedisCluster(ctx context.Context, rawURL, redacted string, opts Options) (*Redis, error) {
+	co, err := redisurl.ParseCluster(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, err)
+	}
+	// No automatic retries, as for a single server (redirections after a
+	// slot moved are still followed: MaxRedirects).
+	co.MaxRetries = -1
+	co.DialerRetries = 1
+	client := redis.NewClusterClient(co)
+	pctx, cancel := withTimeout(ctx, openTimeout)
+	defer cancel()
+	err = client.ForEachMaster(pctx, func(ctx context.Context, c *redis.Client) error {
+		return appendScript.Load(ctx, c).Err()
+	})
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("%w: cannot reach redis cluster at %s: %w", ErrUnavailable, redacted, err)
+	}
+	return newRedis(client, redacted, opts), nil
+}
+
+func newRedis(client redis.UniversalClient, redacted string, opts Options) *Redis {
 	s := &Redis{opts: opts, url: redacted, client: client}
 	s.gc = newGroupCommit(opts.MaxBatch, groupHooks[redisReq]{
 		write: s.flush,
 		fail:  func(r *redisReq, err error) { r.res <- redisRes{err: appendFailed(r.room, err)} },
 		ctx:   func(r *redisReq) context.Context { return r.ctx },
 	})
-	return s, nil
+	return s
 }
 
 func (s *Redis) keys(room string) (seq, msgs string) {
