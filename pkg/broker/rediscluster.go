@@ -32,6 +32,10 @@ const (
 	ackWait           = 2 * time.Second
 	ackPoll           = 5 * time.Millisecond
 	slotsTimeout      = time.Second
+	// clusterStateReload is how old go-redis's slot map of a cluster may
+	// grow while in use (go-redis's default, 60 s, would keep sending to a
+	// dead master that long); a failed command also reloads it.
+	clusterStateReload = 2 * time.Second
 )
 
 // registryKey is the hash holding the live patterns and instances of every
@@ -178,6 +182,9 @@ func OpenRedisCluster(ctx context.Context, rawURL string, opts Options) (Broker,
 	if co.DialerRetries == 0 {
 		co.DialerRetries = 1
 	}
+	if co.ClusterStateReloadInterval == 0 {
+		co.ClusterStateReloadInterval = clusterStateReload
+	}
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
 	b := &RedisCluster{
@@ -303,6 +310,8 @@ func (b *RedisCluster) Publish(ctx context.Context, subject string, data []byte)
 		if b.closed.Load() {
 			return ErrClosed
 		}
+		// A dead master is only forgotten when the slot map is reloaded.
+		b.cc.ReloadState(ctx)
 		return fmt.Errorf("broker: publish to %q on %s: %w", subject, b.url, err)
 	}
 	return nil

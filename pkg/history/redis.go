@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,9 @@ type Redis struct {
 	client redis.UniversalClient // a *redis.Client, or a *redis.ClusterClient
 	gc     *groupCommit[redisReq]
 	closed atomic.Bool
+	// noReplica maps a cluster master's address to the time until which
+	// appends do not wait for its replica (flushCluster).
+	noReplica sync.Map
 }
 
 // redisReq is one Append waiting for the writer.
@@ -146,6 +150,11 @@ func openRedisCluster(ctx context.Context, rawURL, redacted string, opts Options
 	// slot moved are still followed: MaxRedirects).
 	co.MaxRetries = -1
 	co.DialerRetries = 1
+	if co.ClusterStateReloadInterval == 0 {
+		// go-redis's default, 60 s, would keep sending to a dead master
+		// that long; a failed append also reloads it (flush).
+		co.ClusterStateReloadInterval = 2 * time.Second
+	}
 	client := redis.NewClusterClient(co)
 	pctx, cancel := withTimeout(ctx, openTimeout)
 	defer cancel()
@@ -243,45 +252,139 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 
 // flush sends one batch of appends in one pipeline (EVALSHA each; EVAL for
 // those Redis answers NOSCRIPT, after a restart) and answers every request
-// in it. The pipeline is bounded by Options.WriteTimeout.
+// in it. The pipeline is bounded by Options.WriteTimeout. On a cluster the
+// batch is split by master (flushCluster).
 func (s *Redis) flush(live []*redisReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
-	cmds := s.pipeline(ctx, live, appendScript.EvalSha)
-	var again []*redisReq
-	var againAt []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			again, againAt = append(again, live[i]), append(againAt, i)
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		s.flushCluster(ctx, cc, live)
+		return
+	}
+	cmds, _ := s.runScripts(ctx, s.client, live, false)
+	s.answer(live, cmds)
+}
+
+// Replica acknowledgement on a cluster: WAIT for one replica at most
+// replicaWait per batch; a master whose replica does not answer in time
+// (or that has none, after a failover) is not waited for during
+// noReplicaFor.
+const (
+	replicaWait  = 100 * time.Millisecond
+	noReplicaFor = 5 * time.Second
+)
+
+// flushCluster sends each master its appends in one pipeline on its own
+// connection, followed by WAIT 1: an append is acknowledged once a replica
+// has it too (within replicaWait), so a failover (the replica taking over
+// from a crashed master) does not lose it and hand its seq out again.
+// Redis replication stays asynchronous: this narrows, not closes, the
+// window (a replica that timed out is not waited for). An append whose
+// slot moved fails (MOVED) and reloads the slot map: the caller retries.
+func (s *Redis) flushCluster(ctx context.Context, cc *redis.ClusterClient, live []*redisReq) {
+	cmds := make([]*redis.Cmd, len(live))
+	byMaster := map[*redis.Client][]int{}
+	for i, r := range live {
+		c, err := cc.MasterForKey(ctx, r.keys[0])
+		if err != nil {
+			cmds[i] = redis.NewCmd(ctx)
+			cmds[i].SetErr(err)
+			continue
+		}
+		byMaster[c] = append(byMaster[c], i)
+	}
+	for c, idx := range byMaster {
+		reqs := make([]*redisReq, len(idx))
+		for j, i := range idx {
+			reqs[j] = live[i]
+		}
+		addr := c.Options().Addr
+		wait := true
+		if until, ok := s.noReplica.Load(addr); ok && time.Now().Before(until.(time.Time)) {
+			wait = false
+		}
+		out, replicated := s.runScripts(ctx, c, reqs, wait)
+		if wait && !replicated {
+			s.noReplica.Store(addr, time.Now().Add(noReplicaFor))
+			s.opts.Logger.Warn("history: no redis replica acknowledged appends in time; not waiting for one for a while",
+				"master", addr, "wait", replicaWait, "pause", noReplicaFor)
+		}
+		for j, i := range idx {
+			cmds[i] = out[j]
 		}
 	}
-	if len(again) > 0 {
-		for j, c := range s.pipeline(ctx, again, appendScript.Eval) {
-			cmds[againAt[j]] = c
-		}
+	if s.answer(live, cmds) {
+		// A dead master is only forgotten when the slot map is reloaded.
+		cc.ReloadState(ctx)
 	}
+}
+
+// answer answers every request with its command's reply; it reports
+// whether any failed.
+func (s *Redis) answer(live []*redisReq, cmds []*redis.Cmd) bool {
+	failed := false
 	for i, r := range live {
 		reply, err := cmds[i].Slice()
 		if err != nil {
+			failed = true
 			r.res <- redisRes{err: s.fail("append to", r.room, err)}
 			continue
 		}
 		r.res <- redisRes{reply: reply}
 	}
+	return failed
+}
+
+// pipeliner is a client that runs pipelines (a server, a cluster, or one
+// cluster node).
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+}
+
+// runScripts runs the append script for every request through c in one
+// pipeline (EVALSHA; then EVAL in a second one for those that got
+// NOSCRIPT), each followed by WAIT 1 when wait is set; replicated reports
+// whether every WAIT saw a replica acknowledge.
+func (s *Redis) runScripts(ctx context.Context, c pipeliner, reqs []*redisReq, wait bool) (cmds []*redis.Cmd, replicated bool) {
+	cmds, replicated = s.pipeline(ctx, c, reqs, appendScript.EvalSha, wait)
+	var again []*redisReq
+	var againAt []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again, againAt = append(again, reqs[i]), append(againAt, i)
+		}
+	}
+	if len(again) > 0 {
+		out, ok := s.pipeline(ctx, c, again, appendScript.Eval, wait)
+		replicated = replicated && ok
+		for j, c := range out {
+			cmds[againAt[j]] = c
+		}
+	}
+	return cmds, replicated
 }
 
 // pipeline runs one script call per request (run is the script's EvalSha or
-// Eval) in one round trip and returns their commands, errors included.
-func (s *Redis) pipeline(ctx context.Context, reqs []*redisReq,
-	run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd) []*redis.Cmd {
+// Eval) in one round trip, then WAIT 1 when wait is set, and returns the
+// scripts' commands, errors included, and whether WAIT saw a replica.
+func (s *Redis) pipeline(ctx context.Context, c pipeliner, reqs []*redisReq,
+	run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, wait bool) ([]*redis.Cmd, bool) {
 	cmds := make([]*redis.Cmd, len(reqs))
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var w *redis.Cmd
+	_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range reqs {
 			cmds[i] = run(ctx, p, r.keys, r.args...)
 		}
+		if wait {
+			w = p.Do(ctx, "WAIT", 1, replicaWait.Milliseconds())
+		}
 		return nil
 	})
-	return cmds
+	if w == nil {
+		return cmds, true
+	}
+	n, err := w.Int64()
+	return cmds, err == nil && n >= 1
 }
 
 // decodeMember parses "<seq> <ts> <json>".

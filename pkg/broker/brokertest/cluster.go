@@ -64,14 +64,23 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	dir := t.TempDir()
 	c := &RedisCluster{t: t, dead: map[string]bool{}}
 	var addrs []string
+	used := map[int]bool{}
+	free := func() string {
+		for {
+			if p := freePort(t); !used[p] {
+				used[p] = true
+				return strconv.Itoa(p)
+			}
+		}
+	}
 	for range 6 {
-		port := strconv.Itoa(freePort(t))
+		port, busPort := free(), free()
 		addr := net.JoinHostPort("127.0.0.1", port)
 		stop, restart := serverProcess(t, "redis-server", addr, dir+"/redis-"+port+".log", pingRaw, func() *exec.Cmd {
-			return exec.Command(bin, "--port", port, "--bind", "127.0.0.1",
+			return exec.Command(bin, "--port", port, "--cluster-port", busPort, "--bind", "127.0.0.1",
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+port+".conf",
 				"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
-				"--cluster-replica-validity-factor", "0",
+				"--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0",
 				"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", "redis-"+port+".log")
 		})
 		n := &ClusterNode{Addr: addr}
@@ -131,6 +140,13 @@ func slotMap(ctx context.Context, addr string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	repl, err := a.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", false, err
+	}
+	if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+		return "", false, nil // a replica still syncing
+	}
 	slots, err := a.ClusterSlots(ctx).Result()
 	if err != nil {
 		return "", false, err
@@ -149,8 +165,9 @@ func slotMap(ctx context.Context, addr string) (string, bool, error) {
 	return strings.Join(lines, "\n"), ok, nil
 }
 
-// WaitHealthy waits until every live node reports cluster_state:ok, all
-// live nodes report the same slot map and every slot's master is live;
+// WaitHealthy waits until every live node reports cluster_state:ok, every
+// live replica is in sync with its master, all live nodes report the same
+// slot map and every slot's master is live;
 // it fails the test after timeout.
 func (c *RedisCluster) WaitHealthy(timeout time.Duration) {
 	c.t.Helper()
