@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/history"
@@ -176,6 +178,13 @@ func TestRedisClusterFailover(t *testing.T) {
 			}
 		})
 	}
+	var stopOnce, doneOnce sync.Once
+	defer func() { // also when the test fails early
+		stopOnce.Do(func() { close(stop) })
+		pubWG.Wait()
+		doneOnce.Do(func() { close(done) })
+		wg.Wait()
+	}()
 	waitAcked := func(n int64) {
 		brokertest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d acknowledged messages", n), func() bool { return ackedN.Load() >= n })
 	}
@@ -192,11 +201,12 @@ func TestRedisClusterFailover(t *testing.T) {
 		return ok && sub.State() == broker.StateConnected
 	})
 	t.Logf("subscriber reconnected %v after the kill", time.Since(killedAt))
+	c.WaitHealthy(30 * time.Second)
 	if got := c.MasterOf(broker.ShardChannel(subject)); got == victim {
 		t.Fatalf("the killed master %s still serves the room", victim.Addr)
 	}
 	waitAcked(ackedN.Load() + 200)
-	close(stop)
+	stopOnce.Do(func() { close(stop) })
 	pubWG.Wait()
 	total := uint64(ackedN.Load())
 	for i := range rooms {
@@ -207,7 +217,7 @@ func TestRedisClusterFailover(t *testing.T) {
 			return r.last >= total
 		})
 	}
-	close(done)
+	doneOnce.Do(func() { close(done) })
 	wg.Wait()
 
 	// Every acknowledged seq is 1..total, each once, with its message in
@@ -296,4 +306,116 @@ func (r *clusterRoom) consume(ctx context.Context, t *testing.T, h history.Store
 		r.lastLive = now
 		r.mu.Unlock()
 	}
+}
+
+// TestRedisClusterSlotMove moves the slot of a busy subject to another
+// master (CLUSTER SETSLOT, as `redis-cli --cluster reshard` does): the
+// old master unsubscribes the subscribers itself, and the broker
+// subscribes again on the new one, so delivery goes on.
+func TestRedisClusterSlotMove(t *testing.T) {
+	check := brokertest.GoroutineCheck(t)
+	defer check()
+	c := brokertest.StartRedisCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := brokertest.Prefix(t)
+	subject := p + ".room.moving"
+	channel := broker.ShardChannel(subject)
+	from := c.MasterOf(channel)
+	var to *brokertest.ClusterNode
+	for _, n := range c.Nodes {
+		if n != from && isMaster(ctx, t, n.Addr) {
+			to = n
+			break
+		}
+	}
+	subLog := &stateLog{}
+	sub := openRedis(t, c.URL, broker.Options{OnStateChange: subLog.record})
+	defer func() { _ = sub.Close() }()
+	pub := openRedis(t, c.URL, broker.Options{})
+	defer func() { _ = pub.Close() }()
+	var got atomic.Int64
+	var last atomic.Int64
+	if _, err := sub.Subscribe(ctx, subject, func(m broker.Message) {
+		n, _ := strconv.ParseInt(string(m.Data), 10, 64)
+		last.Store(n)
+		got.Add(1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if err := pub.Publish(ctx, subject, []byte(strconv.FormatInt(sent.Load()+1, 10))); err == nil {
+				sent.Add(1)
+			}
+		}
+	})
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	brokertest.WaitFor(t, 10*time.Second, "messages before the move", func() bool { return got.Load() >= 50 })
+
+	slot := int64(broker.Slot(channel))
+	admin := func(addr string) *redis.Client {
+		a := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { _ = a.Close() })
+		return a
+	}
+	fromID, err := admin(from.Addr).ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	toID, err := admin(to.Addr).ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		addr string
+		args []any
+	}{
+		{to.Addr, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", fromID}},
+		{from.Addr, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", toID}},
+		{to.Addr, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}},
+		{from.Addr, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}},
+	}
+	for _, s := range steps {
+		if err := admin(s.addr).Do(ctx, s.args...).Err(); err != nil {
+			t.Fatalf("%v on %s: %v", s.args, s.addr, err)
+		}
+	}
+	movedAt := time.Now()
+	brokertest.WaitFor(t, 20*time.Second, "the subscription on the new master", func() bool {
+		n, err := admin(to.Addr).PubSubShardNumSub(ctx, channel).Result()
+		return err == nil && n[channel] == 1
+	})
+	t.Logf("subscribed on the new master %v after the move", time.Since(movedAt))
+	brokertest.WaitFor(t, 10*time.Second, "the broker connected", func() bool { return sub.State() == broker.StateConnected })
+	// Everything published from now on arrives.
+	base := sent.Load()
+	brokertest.WaitFor(t, 20*time.Second, "messages after the move", func() bool { return last.Load() >= base+50 })
+	t.Logf("%d sent, %d received across the move; states %v", sent.Load(), got.Load(), subLog.states)
+	if n, err := admin(from.Addr).PubSubShardNumSub(ctx, channel).Result(); err != nil || n[channel] != 0 {
+		t.Errorf("old master still has %v subscribers (%v)", n, err)
+	}
+}
+
+func isMaster(ctx context.Context, t *testing.T, addr string) bool {
+	a := redis.NewClient(&redis.Options{Addr: addr})
+	defer func() { _ = a.Close() }()
+	info, err := a.Info(ctx, "replication").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(info, "role:master")
 }
