@@ -102,13 +102,48 @@ type RedisCluster struct {
 	groups  map[string]*clusterGroup // by channel
 	shards  map[string]*shard        // by master address
 	clients map[string]*redis.Client // by node address
-	slots   []redis.ClusterSlot
+	slots   []slotRange
 	stale   bool                       // slots must be reloaded
 	orphans map[string]struct{}        // channels on no connection
 	waiting map[*clusterGroup]struct{} // moved, not confirmed again
 }
 
 var _ Broker = (*RedisCluster)(nil)
+
+// slotRange is a range of hash slots, its master's address ("" while it
+// has none online) and every node serving it.
+type slotRange struct {
+	start, end int
+	master     string
+	nodes      []string
+}
+
+// slotTable converts CLUSTER SHARDS (Redis 7) to slot ranges.
+func slotTable(shards []redis.ClusterShard, tls bool) []slotRange {
+	var out []slotRange
+	for _, sh := range shards {
+		var master string
+		var nodes []string
+		for _, n := range sh.Nodes {
+			host, port := n.Endpoint, n.Port
+			if host == "" || host == "?" {
+				host = n.IP
+			}
+			if tls && n.TLSPort != 0 {
+				port = n.TLSPort
+			}
+			addr := net.JoinHostPort(host, strconv.FormatInt(port, 10))
+			nodes = append(nodes, addr)
+			if n.Role == "master" && (master == "" || n.Health == "online") && n.Health != "failed" {
+				master = addr
+			}
+		}
+		for _, r := range sh.Slots {
+			out = append(out, slotRange{start: int(r.Start), end: int(r.End), master: master, nodes: nodes})
+		}
+	}
+	return out
+}
 
 // livePattern is a pattern some instance watches.
 type livePattern struct {
@@ -510,15 +545,16 @@ func (b *RedisCluster) masterFor(ctx context.Context, channel string) (string, e
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, s := range b.slots {
-		if slot >= s.Start && slot <= s.End && len(s.Nodes) > 0 {
-			return s.Nodes[0].Addr, nil
+		if slot >= s.start && slot <= s.end && s.master != "" {
+			return s.master, nil
 		}
 	}
 	return "", fmt.Errorf("no master serves slot %d", slot)
 }
 
-// refreshSlots reads the slot map from the first node that answers: the
-// seed nodes and every node of the last map, the masters last.
+// refreshSlots reads the slot map (CLUSTER SHARDS) from the first node
+// that answers: every node of the last map, the masters last, then the
+// seed nodes.
 func (b *RedisCluster) refreshSlots(ctx context.Context) error {
 	b.mu.RLock()
 	var addrs []string
@@ -530,13 +566,15 @@ func (b *RedisCluster) refreshSlots(ctx context.Context) error {
 		}
 	}
 	for _, s := range b.slots {
-		for _, n := range s.Nodes[min(1, len(s.Nodes)):] {
-			add(n.Addr)
+		for _, n := range s.nodes {
+			if n != s.master {
+				add(n)
+			}
 		}
 	}
 	for _, s := range b.slots {
-		if len(s.Nodes) > 0 {
-			add(s.Nodes[0].Addr)
+		if s.master != "" {
+			add(s.master)
 		}
 	}
 	for _, a := range b.co.Addrs {
@@ -550,8 +588,9 @@ func (b *RedisCluster) refreshSlots(ctx context.Context) error {
 			return ErrClosed
 		}
 		sctx, cancel := context.WithTimeout(ctx, slotsTimeout)
-		slots, err := c.ClusterSlots(sctx).Result()
+		shards, err := c.ClusterShards(sctx).Result()
 		cancel()
+		slots := slotTable(shards, b.co.TLSConfig != nil)
 		if err == nil && len(slots) > 0 {
 			b.mu.Lock()
 			b.slots = slots

@@ -147,22 +147,47 @@ func slotMap(ctx context.Context, addr string) (string, bool, error) {
 	if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
 		return "", false, nil // a replica still syncing
 	}
-	slots, err := a.ClusterSlots(ctx).Result()
+	slots, err := clusterMasters(ctx, a)
 	if err != nil {
 		return "", false, err
 	}
 	var lines []string
 	covered := 0
 	for _, s := range slots {
-		if len(s.Nodes) == 0 {
-			continue
-		}
-		covered += s.End - s.Start + 1
-		lines = append(lines, fmt.Sprintf("%05d-%05d=%s", s.Start, s.End, s.Nodes[0].Addr))
+		covered += s.end - s.start + 1
+		lines = append(lines, fmt.Sprintf("%05d-%05d=%s", s.start, s.end, s.master))
 	}
 	slices.Sort(lines)
 	ok := strings.Contains(info, "cluster_state:ok") && covered == 16384
 	return strings.Join(lines, "\n"), ok, nil
+}
+
+// slotMaster is a slot range and its online master.
+type slotMaster struct {
+	start, end int
+	master     string
+}
+
+// clusterMasters reads CLUSTER SHARDS from a: the ranges with an online
+// master.
+func clusterMasters(ctx context.Context, a *redis.Client) ([]slotMaster, error) {
+	shards, err := a.ClusterShards(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []slotMaster
+	for _, sh := range shards {
+		for _, n := range sh.Nodes {
+			if n.Role != "master" || n.Health != "online" {
+				continue
+			}
+			addr := net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			for _, r := range sh.Slots {
+				out = append(out, slotMaster{start: int(r.Start), end: int(r.End), master: addr})
+			}
+		}
+	}
+	return out, nil
 }
 
 // WaitHealthy waits until every live node reports cluster_state:ok, every
@@ -216,17 +241,17 @@ func (c *RedisCluster) MasterOf(key string) *ClusterNode {
 	for _, addr := range c.live() {
 		a := clusterAdmin(addr)
 		slot, err := a.ClusterKeySlot(ctx, key).Result()
-		var slots []redis.ClusterSlot
+		var slots []slotMaster
 		if err == nil {
-			slots, err = a.ClusterSlots(ctx).Result()
+			slots, err = clusterMasters(ctx, a)
 		}
 		_ = a.Close()
 		if err != nil {
 			continue
 		}
 		for _, s := range slots {
-			if int(slot) >= s.Start && int(slot) <= s.End && len(s.Nodes) > 0 {
-				return c.Node(s.Nodes[0].Addr)
+			if int(slot) >= s.start && int(slot) <= s.end {
+				return c.Node(s.master)
 			}
 		}
 	}
