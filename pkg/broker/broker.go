@@ -2,8 +2,10 @@
 //
 // Subjects are dot-separated tokens ("livechat.room.general"). A subscription
 // pattern may use "*" (exactly one token) and ">" (one or more trailing
-// tokens). Four backends implement Broker: an in-process one (memory://) for a
-// single node and tests, Redis Pub/Sub (redis://, rediss://) and core NATS
+// tokens). Five backends implement Broker: an in-process one (memory://) for a
+// single node and tests, Redis Pub/Sub (redis://, rediss://), Redis Cluster
+// sharded Pub/Sub (redis+cluster://, rediss+cluster://; see RedisCluster for
+// how wildcards work there and what a pattern watcher costs) and core NATS
 // (nats://, tls://) for a cluster, and a node's operator API (http://,
 // https://; HTTPHandler serves it) for operator tools next to a single node. Open chooses one by URL.
 //
