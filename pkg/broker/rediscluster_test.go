@@ -419,3 +419,72 @@ func isMaster(ctx context.Context, t *testing.T, addr string) bool {
 	}
 	return strings.Contains(info, "role:master")
 }
+
+// TestRedisClusterPatternCost: without a pattern watcher a publish is one
+// SPUBLISH; while one watches a matching pattern it is two (the subject's
+// and the pattern's feed); once the watcher is gone it is one again.
+func TestRedisClusterPatternCost(t *testing.T) {
+	c := brokertest.StartRedisCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub := openRedis(t, c.URL, broker.Options{})
+	defer func() { _ = pub.Close() }()
+	watcher := openRedis(t, c.URL, broker.Options{})
+	defer func() { _ = watcher.Close() }()
+	cc := c.Client()
+	spublishes := func() int64 {
+		var n atomic.Int64
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			stats, err := m.Info(ctx, "commandstats").Result()
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(stats, "\n") {
+				if rest, ok := strings.CutPrefix(line, "cmdstat_spublish:calls="); ok {
+					v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+					n.Add(v)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Load()
+	}
+	// cost publishes one message and returns the SPUBLISHes it took.
+	cost := func() int64 {
+		before := spublishes()
+		if err := pub.Publish(ctx, "pc.room.a", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		return spublishes() - before
+	}
+	if n := cost(); n != 1 {
+		t.Errorf("a publish without watchers took %d SPUBLISH, want 1", n)
+	}
+	ch := make(chan broker.Message, 4)
+	s, err := broker.SubscribeChan(ctx, watcher, "pc.room.*", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Subscribe returned: the publisher knows the pattern already.
+	if n := cost(); n != 2 {
+		t.Errorf("a publish with a watcher took %d SPUBLISH, want 2", n)
+	}
+	select {
+	case m := <-ch:
+		if m.Subject != "pc.room.a" || string(m.Data) != "x" {
+			t.Errorf("watcher got %q on %q", m.Data, m.Subject)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watcher got nothing")
+	}
+	if n := cost(); n != 2 {
+		t.Errorf("a publish with a watcher took %d SPUBLISH, want 2", n)
+	}
+	if err := s.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.WaitFor(t, 10*time.Second, "publishes back to one SPUBLISH", func() bool { return cost() == 1 })
+}
