@@ -3,6 +3,9 @@
 package tests
 
 import (
+	"encoding/json"
+	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -34,4 +37,35 @@ func TestFaultRedisClusterFailover(t *testing.T) {
 	r.note("the master of room %s's slot (%s) killed at %s into the run with %d messages acknowledged; the cluster agreed on its replica %s later",
 		room, victim.Addr, killAt.Sub(r.start).Round(time.Millisecond), acked, time.Since(killAt).Round(time.Millisecond))
 	r.finish("redis cluster failover")
+
+	// The operator commands work on the cluster too: stats (a pattern
+	// subscription, <prefix>.stats.*) lists the four servers, publish
+	// appends and publishes.
+	var report struct {
+		Servers []struct {
+			AppID  string `json:"app_id"`
+			Status string `json:"status"`
+		} `json:"servers"`
+	}
+	var last string
+	if !poll(15*time.Second, func() bool {
+		out, err := fc.cli("stats", "--output", "json", "--interval", "1200ms")
+		last = fmt.Sprintf("%s (err %v)", out, err)
+		if err != nil || json.Unmarshal([]byte(out), &report) != nil {
+			return false
+		}
+		var ids []string
+		for _, s := range report.Servers {
+			if s.Status == "ok" {
+				ids = append(ids, s.AppID)
+			}
+		}
+		sort.Strings(ids)
+		return fmt.Sprint(ids) == "[1000 2000 3000 4000]"
+	}) {
+		t.Errorf("livechat stats does not list the four servers: %s", last)
+	}
+	if out, err := fc.cli("publish", "--room", "r1", "--from", "ops", "after the failover"); err != nil {
+		t.Errorf("livechat publish: %v (%s)", err, out)
+	}
 }
