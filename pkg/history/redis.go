@@ -36,6 +36,11 @@ import (
 // Append that is waiting (up to Options.MaxBatch) in one pipeline, so under
 // load a round trip carries many scripts, while a lone Append is sent at
 // once. Reads go straight to the client's pool.
+//
+// On a Redis Cluster (redis+cluster://) a room's keys share its hash slot,
+// so the script runs on the master serving the room; a batch is split by
+// master, and each master's part ends with WAIT 1 so an acknowledged
+// append is on a replica too (flushCluster).
 type Redis struct {
 	opts   Options
 	url    string                // redacted
