@@ -118,6 +118,13 @@ func clusterAdmin(addr string) *redis.Client {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 }
 
+// Stop kills every node (they are killed when the test ends anyway).
+func (c *RedisCluster) Stop() {
+	for _, n := range c.Nodes {
+		n.Kill()
+	}
+}
+
 // live returns the addresses of the nodes not killed.
 func (c *RedisCluster) live() []string {
 	c.mu.Lock()
