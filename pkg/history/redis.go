@@ -280,7 +280,7 @@ const (
 )
 
 // flushCluster sends each master its appends in one pipeline on its own
-// connection, followed by WAIT 1: an append is acknowledged once a replica
+// connection (the masters in parallel), followed by WAIT 1: an append is acknowledged once a replica
 // has it too (within replicaWait), so a failover (the replica taking over
 // from a crashed master) does not lose it and hand its seq out again.
 // Redis replication stays asynchronous: this narrows, not closes, the
@@ -298,26 +298,31 @@ func (s *Redis) flushCluster(ctx context.Context, cc *redis.ClusterClient, live 
 		}
 		byMaster[c] = append(byMaster[c], i)
 	}
+	// The masters in parallel: a slow one does not hold up the others.
+	var wg sync.WaitGroup
 	for c, idx := range byMaster {
-		reqs := make([]*redisReq, len(idx))
-		for j, i := range idx {
-			reqs[j] = live[i]
-		}
-		addr := c.Options().Addr
-		wait := true
-		if until, ok := s.noReplica.Load(addr); ok && time.Now().Before(until.(time.Time)) {
-			wait = false
-		}
-		out, replicated := s.runScripts(ctx, c, reqs, wait)
-		if wait && !replicated {
-			s.noReplica.Store(addr, time.Now().Add(noReplicaFor))
-			s.opts.Logger.Warn("history: no redis replica acknowledged appends in time; not waiting for one for a while",
-				"master", addr, "wait", replicaWait, "pause", noReplicaFor)
-		}
-		for j, i := range idx {
-			cmds[i] = out[j]
-		}
+		wg.Go(func() {
+			reqs := make([]*redisReq, len(idx))
+			for j, i := range idx {
+				reqs[j] = live[i]
+			}
+			addr := c.Options().Addr
+			wait := true
+			if until, ok := s.noReplica.Load(addr); ok && time.Now().Before(until.(time.Time)) {
+				wait = false
+			}
+			out, replicated := s.runScripts(ctx, c, reqs, wait)
+			if wait && !replicated {
+				s.noReplica.Store(addr, time.Now().Add(noReplicaFor))
+				s.opts.Logger.Warn("history: no redis replica acknowledged appends in time; not waiting for one for a while",
+					"master", addr, "wait", replicaWait, "pause", noReplicaFor)
+			}
+			for j, i := range idx {
+				cmds[i] = out[j] // each goroutine its own indexes
+			}
+		})
 	}
+	wg.Wait()
 	if s.answer(live, cmds) {
 		// A dead master is only forgotten when the slot map is reloaded.
 		cc.ReloadState(ctx)
