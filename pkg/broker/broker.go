@@ -2,8 +2,10 @@
 //
 // Subjects are dot-separated tokens ("livechat.room.general"). A subscription
 // pattern may use "*" (exactly one token) and ">" (one or more trailing
-// tokens). Four backends implement Broker: an in-process one (memory://) for a
-// single node and tests, Redis Pub/Sub (redis://, rediss://) and core NATS
+// tokens). Five backends implement Broker: an in-process one (memory://) for a
+// single node and tests, Redis Pub/Sub (redis://, rediss://), Redis Cluster
+// sharded Pub/Sub (redis+cluster://, rediss+cluster://; see RedisCluster for
+// how wildcards work there and what a pattern watcher costs) and core NATS
 // (nats://, tls://) for a cluster, and a node's operator API (http://,
 // https://; HTTPHandler serves it) for operator tools next to a single node. Open chooses one by URL.
 //
@@ -22,6 +24,8 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+
+	"github.com/livechat/livechat/internal/redisurl"
 )
 
 // Errors returned by brokers. Compare with errors.Is.
@@ -134,13 +138,18 @@ func (o *Options) fill() {
 	}
 }
 
-// Open returns a Broker for rawURL: "memory://" for the in-process broker, or
-// "redis://[user:password@]host:port[/db]" ("rediss://" for TLS) for Redis.
+// Open returns a Broker for rawURL: "memory://" for the in-process broker,
+// "redis://[user:password@]host:port[/db]" ("rediss://" for TLS) for Redis,
+// or "redis+cluster://[user:password@]host:port[,host:port...]"
+// ("rediss+cluster://") for a Redis Cluster (OpenRedisCluster).
 // For Redis it connects and returns an error naming the URL, with any password
 // redacted, when the server cannot be reached. "http://host:port"
 // ("https://") is a livechat node's operator API (OpenHTTP), with
 // opts.Key as the operator key.
 func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
+	if redisurl.IsCluster(rawURL) {
+		return OpenRedisCluster(ctx, rawURL, opts)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// A *url.Error repeats the raw URL, password included: keep only its cause.
@@ -164,14 +173,18 @@ func Open(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 	case "http", "https":
 		return OpenHTTP(ctx, rawURL, opts)
 	}
-	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://), nats:// (tls://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
+	return nil, fmt.Errorf("%w %q: scheme must be memory://, redis:// (rediss://), redis+cluster:// (rediss+cluster://), nats:// (tls://) or http:// (https://, a node's operator API)", ErrUnsupportedURL, Redact(rawURL))
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // error messages. A URL that does not parse is returned as "<invalid URL>".
 // In a nats:// or tls:// URL (a comma-separated list, too) a user name
-// without a password is a token: it is replaced as well.
+// without a password is a token: it is replaced as well. A
+// redis+cluster:// URL may list several hosts.
 func Redact(rawURL string) string {
+	if redisurl.IsCluster(rawURL) {
+		return redisurl.Redact(rawURL)
+	}
 	if strings.HasPrefix(rawURL, "nats://") || strings.HasPrefix(rawURL, "tls://") {
 		return redactList(rawURL)
 	}

@@ -65,7 +65,7 @@ func TestErrors(t *testing.T) {
 		{"publish no stdin", []string{"publish", "--room", "g"}, "\n\n", ExitUsage, "no text", ""},
 		{"publish long text", []string{"publish", "--room", "g", strings.Repeat("x", 4001)}, "", ExitUsage, "longer than 4000", ""},
 		{"publish unknown scheme", []string{"publish", "--broker", "kafka://x:1", "--room", "g", "hi"}, "", ExitUsage,
-			"error: --broker: broker: unsupported URL \"kafka://x:1\": scheme must be memory://, redis:// (rediss://), nats:// (tls://) or http:// (https://, a node's operator API)\nRun 'livechat publish --help' for usage.\n", ""},
+			"error: --broker: broker: unsupported URL \"kafka://x:1\": scheme must be memory://, redis:// (rediss://), redis+cluster:// (rediss+cluster://), nats:// (tls://) or http:// (https://, a node's operator API)\nRun 'livechat publish --help' for usage.\n", ""},
 		{"publish unreachable", []string{"publish", "--broker", "redis://:s3cret@127.0.0.1:1/0", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", "s3cret"},
 		{"publish unreachable history", []string{"publish", "--broker", "memory://", "--history", "redis://127.0.0.1:1", "--room", "g", "hi"}, "", ExitError, "127.0.0.1:1", ""},
 		{"publish bad history scheme", []string{"publish", "--broker", "memory://", "--history", "mongo://x", "--room", "g", "hi"}, "", ExitUsage, "--history", ""},

@@ -116,7 +116,7 @@ const (
 // addBrokerFlags registers --broker (defaulting to def) and --prefix on a
 // command that talks to the broker.
 func addBrokerFlags(cmd *cobra.Command, g *GlobalOptions, def string) {
-	cmd.Flags().StringVar(&g.Broker, "broker", def, "broker URL: redis://host:port/db, rediss://..., nats://[user:password@]host:port, tls://... (NATS over TLS), memory:// (in-process), or http://host:port (a single node's operator API)")
+	cmd.Flags().StringVar(&g.Broker, "broker", def, "broker URL: redis://host:port/db, rediss://..., redis+cluster://host:port[,host:port...] (Redis Cluster; rediss+cluster:// for TLS), nats://[user:password@]host:port, tls://... (NATS over TLS), memory:// (in-process), or http://host:port (a single node's operator API)")
 	cmd.Flags().StringVar(&g.Prefix, "prefix", protocol.DefaultPrefix, "subject namespace, so deployments can share a broker")
 }
 

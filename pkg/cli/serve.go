@@ -158,7 +158,7 @@ func (o *ServeOptions) validate() error {
 		err = usageErrorf("--app-id must not be empty")
 	}
 	if err == nil && isHTTPBroker(o.Global.Broker) {
-		err = usageErrorf("--broker %s: serve needs memory://, redis:// or nats://; http:// is a node's operator API, for publish, tail and stats", broker.Redact(o.Global.Broker))
+		err = usageErrorf("--broker %s: serve needs memory://, redis://, redis+cluster:// or nats://; http:// is a node's operator API, for publish, tail and stats", broker.Redact(o.Global.Broker))
 	}
 	if err == nil && o.History == "" && isNATSBroker(o.Global.Broker) {
 		err = errNATSNeedsHistory(o.Global.Broker)
@@ -219,7 +219,7 @@ that they reconnect to another server, and refuses new ones until it is back.`,
 	f.DurationVar(&opts.Server.ClientHeartbeat, "heartbeat", opts.Server.ClientHeartbeat, "longest a client's connection goes without a frame: a quiet one gets a heartbeat frame, and the web client reconnects after twice this without one (a frozen server, a dead network path); 0 turns heartbeats off, else "+show(heartbeatMin)+" to "+show(heartbeatMax))
 	f.DurationVar(&opts.Server.BrokerLossGrace, "broker-grace", opts.Server.BrokerLossGrace, "time the broker may be unreachable before clients are closed with 1001 to reconnect elsewhere (set above the load balancer's time to mark a server down)")
 	f.DurationVar(&opts.Server.PresenceInterval, "presence-interval", opts.Server.PresenceInterval, "period of presence snapshots; a dead server's members expire after three")
-	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis with a Redis broker, else livechat.db in --data (a nats:// broker needs it set). Every server of a cluster must use the same store`)
+	f.StringVar(&opts.History, "history", opts.History, `message history store: redis://..., redis+cluster://..., postgres://..., sqlite:///path/file.db (one node, kept across restarts), memory:// (one node only) or "none"; empty means the broker's Redis (or Redis Cluster) with a Redis broker, else livechat.db in --data (a nats:// broker needs it set). Every server of a cluster must use the same store`)
 	f.StringVar(&opts.StoreURL, "store", opts.StoreURL, "store of accounts and rooms: sqlite:///path/file.db, postgres://... or memory://; empty means livechat.db in --data. Every server of a cluster must use the same store")
 	f.StringVar(&opts.SecretFlags.File, "secret-file", opts.SecretFlags.File, "file holding the connection token secret (at least 32 bytes); without it LIVECHAT_SECRET, then LIVECHAT_SECRET_FILE, then secret in --data (made on first start) is used. Every server of a cluster must use the same secret")
 	f.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "log level: debug, info, warn, error")

@@ -94,7 +94,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"profile port", []string{"--pprof", "127.0.0.1:70000"}, [2]string{},
 			"error: --pprof 127.0.0.1:70000: port must be a number between 0 and 65535\n"},
 		{"operator API as broker", []string{"--broker", "http://127.0.0.1:8080"}, [2]string{},
-			"error: --broker http://127.0.0.1:8080: serve needs memory://, redis:// or nats://; http:// is a node's operator API, for publish, tail and stats\n"},
+			"error: --broker http://127.0.0.1:8080: serve needs memory://, redis://, redis+cluster:// or nats://; http:// is a node's operator API, for publish, tail and stats\n"},
 		{"NATS broker without history", []string{"--broker", "nats://u:s3cret@127.0.0.1:4222"}, [2]string{},
 			"error: --broker nats://u:xxxxx@127.0.0.1:4222: a NATS broker has no history store to default to; set --history (or LIVECHAT_HISTORY) to the store every server shares: postgres://... or redis://... (sqlite:///path/file.db for one node), or \"none\" for live messages only\n"},
 		{"NATS token broker without history", []string{"--broker", "tls://s3cret@127.0.0.1:4222"}, [2]string{},

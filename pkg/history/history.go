@@ -11,7 +11,8 @@
 //   - sqlite:///abs/file.db (sqlite://rel/file.db) keeps a bounded history
 //     of one node in a data file that survives restarts, trimmed like
 //     memory on every append; one IMMEDIATE transaction per append.
-//   - redis:// (rediss://) keeps a shared, bounded history: per room a seq
+//   - redis:// (rediss://), or redis+cluster:// (rediss+cluster://) on a
+//     Redis Cluster, keeps a shared, bounded history: per room a seq
 //     counter and a sorted set scored by seq, trimmed to Options.MaxLen
 //     messages and Options.MaxAge on every append, written by one Lua
 //     script so appends from many servers are atomic. Appends arriving
@@ -48,6 +49,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/livechat/livechat/internal/redisurl"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -226,7 +228,8 @@ func (o *Options) fill() {
 
 // Open returns a Store for rawURL: "memory://", "sqlite:///abs/file.db"
 // ("sqlite://rel/file.db" relative to the working directory), "redis://[user:password@]host:port[/db]"
-// ("rediss://" for TLS), or "postgres://user[:password]@host:port/db?sslmode=disable"
+// ("rediss://" for TLS), "redis+cluster://[user:password@]host:port[,host:port...]"
+// ("rediss+cluster://", a Redis Cluster), or "postgres://user[:password]@host:port/db?sslmode=disable"
 // ("postgresql://"; pgx parameters such as pool_max_conns and server
 // runtime parameters such as search_path are honoured). For SQLite it
 // opens or creates the file and its tables; for Redis and PostgreSQL it
@@ -235,6 +238,9 @@ func (o *Options) fill() {
 // backend cannot be reached. The check is bounded by ctx, or by 5 s when ctx
 // has no deadline.
 func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
+	if redisurl.IsCluster(rawURL) {
+		return OpenRedis(ctx, rawURL, opts)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, Redact(rawURL), cause(err))
@@ -253,13 +259,16 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 		}
 		return OpenSQLite(ctx, p, opts)
 	}
-	return nil, fmt.Errorf("%w %q: scheme must be memory://, sqlite://, redis:// (rediss://) or postgres:// (postgresql://)",
+	return nil, fmt.Errorf("%w %q: scheme must be memory://, sqlite://, redis:// (rediss://), redis+cluster:// (rediss+cluster://) or postgres:// (postgresql://)",
 		ErrUnsupportedURL, Redact(rawURL))
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // error messages. A URL that does not parse is returned as "<invalid URL>".
 func Redact(rawURL string) string {
+	if redisurl.IsCluster(rawURL) {
+		return redisurl.Redact(rawURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<invalid URL>"
@@ -325,8 +334,12 @@ func checkRead(room string, n int) (int, bool, error) {
 // URLForBroker returns the history URL to use when none is configured: the
 // broker's own Redis ("redis://", "rediss://", the same server and
 // database, so a plain Redis deployment already recovers from a dead
-// server), or "memory://" for any other broker URL.
+// server; "redis+cluster://", "rediss+cluster://", the same cluster), or
+// "memory://" for any other broker URL.
 func URLForBroker(brokerURL string) string {
+	if redisurl.IsCluster(brokerURL) {
+		return brokerURL
+	}
 	u, err := url.Parse(brokerURL)
 	if err == nil && (u.Scheme == "redis" || u.Scheme == "rediss") {
 		return brokerURL

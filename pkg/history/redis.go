@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/livechat/livechat/internal/redisurl"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -34,12 +36,20 @@ import (
 // Append that is waiting (up to Options.MaxBatch) in one pipeline, so under
 // load a round trip carries many scripts, while a lone Append is sent at
 // once. Reads go straight to the client's pool.
+//
+// On a Redis Cluster (redis+cluster://) a room's keys share its hash slot,
+// so the script runs on the master serving the room; a batch is split by
+// master, and each master's part ends with WAIT 1 so an acknowledged
+// append is on a replica too (flushCluster).
 type Redis struct {
 	opts   Options
-	url    string // redacted
-	client *redis.Client
+	url    string                // redacted
+	client redis.UniversalClient // a *redis.Client, or a *redis.ClusterClient
 	gc     *groupCommit[redisReq]
 	closed atomic.Bool
+	// noReplica maps a cluster master's address to the time until which
+	// appends do not wait for its replica (flushCluster).
+	noReplica sync.Map
 }
 
 // redisReq is one Append waiting for the writer.
@@ -101,9 +111,19 @@ return {1, seq}
 // query parameters are honoured) and loads the append script. It returns an
 // error naming the URL with its password redacted when Redis cannot be
 // reached, bounded by ctx, or by 5 s when ctx has no deadline.
+//
+// A Redis Cluster URL ("redis+cluster://[user:password@]host:port[,host:port...]",
+// "rediss+cluster://" for TLS; go-redis cluster options are honoured) opens
+// the store on the cluster: a room's keys share one hash slot, so its
+// script runs on the master serving it, and a pipeline of appends is split
+// by master. The script is loaded on every master; a master that does not
+// have it (a replica promoted after a failover) gets it with EVAL.
 func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error) {
 	opts.fill()
 	redacted := Redact(rawURL)
+	if redisurl.IsCluster(rawURL) {
+		return openRedisCluster(ctx, rawURL, redacted, opts)
+	}
 	ro, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, cause(err))
@@ -122,13 +142,45 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error)
 		_ = client.Close()
 		return nil, fmt.Errorf("%w: cannot reach redis at %s: %w", ErrUnavailable, redacted, err)
 	}
+	return newRedis(client, redacted, opts), nil
+}
+
+// openRedisCluster is OpenRedis on a Redis Cluster.
+func openRedisCluster(ctx context.Context, rawURL, redacted string, opts Options) (*Redis, error) {
+	co, err := redisurl.ParseCluster(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, err)
+	}
+	// No automatic retries, as for a single server (redirections after a
+	// slot moved are still followed: MaxRedirects).
+	co.MaxRetries = -1
+	co.DialerRetries = 1
+	if co.ClusterStateReloadInterval == 0 {
+		// go-redis's default, 60 s, would keep sending to a dead master
+		// that long; a failed append also reloads it (flush).
+		co.ClusterStateReloadInterval = 2 * time.Second
+	}
+	client := redis.NewClusterClient(co)
+	pctx, cancel := withTimeout(ctx, openTimeout)
+	defer cancel()
+	err = client.ForEachMaster(pctx, func(ctx context.Context, c *redis.Client) error {
+		return appendScript.Load(ctx, c).Err()
+	})
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("%w: cannot reach redis cluster at %s: %w", ErrUnavailable, redacted, err)
+	}
+	return newRedis(client, redacted, opts), nil
+}
+
+func newRedis(client redis.UniversalClient, redacted string, opts Options) *Redis {
 	s := &Redis{opts: opts, url: redacted, client: client}
 	s.gc = newGroupCommit(opts.MaxBatch, groupHooks[redisReq]{
 		write: s.flush,
 		fail:  func(r *redisReq, err error) { r.res <- redisRes{err: appendFailed(r.room, err)} },
 		ctx:   func(r *redisReq) context.Context { return r.ctx },
 	})
-	return s, nil
+	return s
 }
 
 func (s *Redis) keys(room string) (seq, msgs string) {
@@ -205,45 +257,144 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 
 // flush sends one batch of appends in one pipeline (EVALSHA each; EVAL for
 // those Redis answers NOSCRIPT, after a restart) and answers every request
-// in it. The pipeline is bounded by Options.WriteTimeout.
+// in it. The pipeline is bounded by Options.WriteTimeout. On a cluster the
+// batch is split by master (flushCluster).
 func (s *Redis) flush(live []*redisReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
-	cmds := s.pipeline(ctx, live, appendScript.EvalSha)
-	var again []*redisReq
-	var againAt []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			again, againAt = append(again, live[i]), append(againAt, i)
-		}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		s.flushCluster(ctx, cc, live)
+		return
 	}
-	if len(again) > 0 {
-		for j, c := range s.pipeline(ctx, again, appendScript.Eval) {
-			cmds[againAt[j]] = c
+	cmds, _ := s.runScripts(ctx, s.client, live, false)
+	s.answer(live, cmds)
+}
+
+// Replica acknowledgement on a cluster: WAIT for one replica at most
+// replicaWait per batch; a master whose replica does not answer in time
+// (or that has none, after a failover) is not waited for during
+// noReplicaFor.
+const (
+	replicaWait  = 100 * time.Millisecond
+	noReplicaFor = 5 * time.Second
+)
+
+// flushCluster sends each master its appends in one pipeline on its own
+// connection (the masters in parallel), followed by WAIT 1: an append is acknowledged once a replica
+// has it too (within replicaWait), so a failover (the replica taking over
+// from a crashed master) does not lose it and hand its seq out again.
+// Redis replication stays asynchronous: this narrows, not closes, the
+// window (a replica that timed out is not waited for). An append whose
+// slot moved fails (MOVED) and reloads the slot map: the caller retries.
+func (s *Redis) flushCluster(ctx context.Context, cc *redis.ClusterClient, live []*redisReq) {
+	cmds := make([]*redis.Cmd, len(live))
+	byMaster := map[*redis.Client][]int{}
+	for i, r := range live {
+		c, err := cc.MasterForKey(ctx, r.keys[0])
+		if err != nil {
+			cmds[i] = redis.NewCmd(ctx)
+			cmds[i].SetErr(err)
+			continue
 		}
+		byMaster[c] = append(byMaster[c], i)
 	}
+	// The masters in parallel: a slow one does not hold up the others.
+	var wg sync.WaitGroup
+	for c, idx := range byMaster {
+		wg.Go(func() {
+			reqs := make([]*redisReq, len(idx))
+			for j, i := range idx {
+				reqs[j] = live[i]
+			}
+			addr := c.Options().Addr
+			wait := true
+			if until, ok := s.noReplica.Load(addr); ok && time.Now().Before(until.(time.Time)) {
+				wait = false
+			}
+			out, replicated := s.runScripts(ctx, c, reqs, wait)
+			if wait && !replicated {
+				s.noReplica.Store(addr, time.Now().Add(noReplicaFor))
+				s.opts.Logger.Warn("history: no redis replica acknowledged appends in time; not waiting for one for a while",
+					"master", addr, "wait", replicaWait, "pause", noReplicaFor)
+			}
+			for j, i := range idx {
+				cmds[i] = out[j] // each goroutine its own indexes
+			}
+		})
+	}
+	wg.Wait()
+	if s.answer(live, cmds) {
+		// A dead master is only forgotten when the slot map is reloaded.
+		cc.ReloadState(ctx)
+	}
+}
+
+// answer answers every request with its command's reply; it reports
+// whether any failed.
+func (s *Redis) answer(live []*redisReq, cmds []*redis.Cmd) bool {
+	failed := false
 	for i, r := range live {
 		reply, err := cmds[i].Slice()
 		if err != nil {
+			failed = true
 			r.res <- redisRes{err: s.fail("append to", r.room, err)}
 			continue
 		}
 		r.res <- redisRes{reply: reply}
 	}
+	return failed
+}
+
+// pipeliner is a client that runs pipelines (a server, a cluster, or one
+// cluster node).
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+}
+
+// runScripts runs the append script for every request through c in one
+// pipeline (EVALSHA; then EVAL in a second one for those that got
+// NOSCRIPT), each followed by WAIT 1 when wait is set; replicated reports
+// whether every WAIT saw a replica acknowledge.
+func (s *Redis) runScripts(ctx context.Context, c pipeliner, reqs []*redisReq, wait bool) (cmds []*redis.Cmd, replicated bool) {
+	cmds, replicated = s.pipeline(ctx, c, reqs, appendScript.EvalSha, wait)
+	var again []*redisReq
+	var againAt []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again, againAt = append(again, reqs[i]), append(againAt, i)
+		}
+	}
+	if len(again) > 0 {
+		out, ok := s.pipeline(ctx, c, again, appendScript.Eval, wait)
+		replicated = replicated && ok
+		for j, c := range out {
+			cmds[againAt[j]] = c
+		}
+	}
+	return cmds, replicated
 }
 
 // pipeline runs one script call per request (run is the script's EvalSha or
-// Eval) in one round trip and returns their commands, errors included.
-func (s *Redis) pipeline(ctx context.Context, reqs []*redisReq,
-	run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd) []*redis.Cmd {
+// Eval) in one round trip, then WAIT 1 when wait is set, and returns the
+// scripts' commands, errors included, and whether WAIT saw a replica.
+func (s *Redis) pipeline(ctx context.Context, c pipeliner, reqs []*redisReq,
+	run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, wait bool) ([]*redis.Cmd, bool) {
 	cmds := make([]*redis.Cmd, len(reqs))
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var w *redis.Cmd
+	_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range reqs {
 			cmds[i] = run(ctx, p, r.keys, r.args...)
 		}
+		if wait {
+			w = p.Do(ctx, "WAIT", 1, replicaWait.Milliseconds())
+		}
 		return nil
 	})
-	return cmds
+	if w == nil {
+		return cmds, true
+	}
+	n, err := w.Int64()
+	return cmds, err == nil && n >= 1
 }
 
 // decodeMember parses "<seq> <ts> <json>".

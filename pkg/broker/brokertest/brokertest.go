@@ -1,6 +1,6 @@
 // Package brokertest is the conformance suite that every broker.Broker
 // backend passes, and helpers for tests that need a broker or a Redis or NATS server
-// (RedisURL, StartRedis, StartNATS, WaitFor, GoroutineCheck).
+// (RedisURL, StartRedis, StartRedisCluster, StartNATS, WaitFor, GoroutineCheck).
 //
 // A backend's test calls Run from a top-level test that is not parallel
 // (Run's last check counts goroutines):
