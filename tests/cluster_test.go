@@ -101,19 +101,31 @@ func TestClusterFanout(t *testing.T) {
 	}
 
 	// stats: four servers, all ok, holding the 40 connections.
-	var report struct {
-		Servers []struct {
-			AppID       string `json:"app_id"`
-			Status      string `json:"status"`
-			Connections int64  `json:"connections"`
-		} `json:"servers"`
-		Totals struct {
-			Servers     int   `json:"servers"`
-			Connections int64 `json:"connections"`
-		} `json:"totals"`
+	if ok, last := c.waitStats(func(r statsReport) bool { return r.Totals.Connections == int64(len(clients)) }); !ok {
+		t.Fatalf("livechat stats does not list the four servers with %d connections: %s", len(clients), last)
 	}
+}
+
+// statsReport is what the tests read of `livechat stats --output json`.
+type statsReport struct {
+	Servers []struct {
+		AppID       string `json:"app_id"`
+		Status      string `json:"status"`
+		Connections int64  `json:"connections"`
+	} `json:"servers"`
+	Totals struct {
+		Servers     int   `json:"servers"`
+		Connections int64 `json:"connections"`
+	} `json:"totals"`
+}
+
+// waitStats runs `livechat stats` until it lists the four servers
+// (1000..4000) all ok and more holds, for up to 15 s. It returns whether it
+// did and the last output.
+func (c *cluster) waitStats(more func(statsReport) bool) (bool, string) {
 	var last string
-	if !poll(15*time.Second, func() bool {
+	ok := poll(15*time.Second, func() bool {
+		var report statsReport
 		out, err := c.cli("stats", "--output", "json", "--interval", "1200ms")
 		last = fmt.Sprintf("%s (err %v)", out, err)
 		if err != nil || json.Unmarshal([]byte(out), &report) != nil {
@@ -126,10 +138,9 @@ func TestClusterFanout(t *testing.T) {
 			}
 		}
 		sort.Strings(ids)
-		return fmt.Sprint(ids) == "[1000 2000 3000 4000]" && report.Totals.Connections == int64(len(clients))
-	}) {
-		t.Fatalf("livechat stats does not list the four servers with %d connections: %s", len(clients), last)
-	}
+		return fmt.Sprint(ids) == "[1000 2000 3000 4000]" && (more == nil || more(report))
+	})
+	return ok, last
 }
 
 // victimsOf returns the clients on server appID and the others.

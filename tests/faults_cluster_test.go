@@ -3,9 +3,6 @@
 package tests
 
 import (
-	"encoding/json"
-	"fmt"
-	"sort"
 	"testing"
 	"time"
 
@@ -41,28 +38,7 @@ func TestFaultRedisClusterFailover(t *testing.T) {
 	// The operator commands work on the cluster too: stats (a pattern
 	// subscription, <prefix>.stats.*) lists the four servers, publish
 	// appends and publishes.
-	var report struct {
-		Servers []struct {
-			AppID  string `json:"app_id"`
-			Status string `json:"status"`
-		} `json:"servers"`
-	}
-	var last string
-	if !poll(15*time.Second, func() bool {
-		out, err := fc.cli("stats", "--output", "json", "--interval", "1200ms")
-		last = fmt.Sprintf("%s (err %v)", out, err)
-		if err != nil || json.Unmarshal([]byte(out), &report) != nil {
-			return false
-		}
-		var ids []string
-		for _, s := range report.Servers {
-			if s.Status == "ok" {
-				ids = append(ids, s.AppID)
-			}
-		}
-		sort.Strings(ids)
-		return fmt.Sprint(ids) == "[1000 2000 3000 4000]"
-	}) {
+	if ok, last := fc.waitStats(nil); !ok {
 		t.Errorf("livechat stats does not list the four servers: %s", last)
 	}
 	if out, err := fc.cli("publish", "--room", "r1", "--from", "ops", "after the failover"); err != nil {
