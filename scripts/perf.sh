@@ -211,15 +211,28 @@ prod_point() {
   if [ -n "${PPROF:-}" ]; then # the first server's CPU profile over the window
     mkdir -p "$PPROF"; curl -s -o "$PPROF/cpu.pprof" "http://127.0.0.1:$pprofp/debug/pprof/profile?seconds=$win" & profpid=$!
   fi
+  # The Redis that holds the broker or the history: its commands' calls and µs over the window.
+  local rport=""; [ "$br" = redis ] && rport=$bp; [ "$hi" = redis ] && [ "$br" != redis ] && rport=$hip
+  cmdstats() { if [ -n "$rport" ]; then redis-cli -p "$rport" info commandstats | tr -d '\r' | grep '^cmdstat_' | tr '\n' ' '; fi; }
+  local rs0 rs1; rs0=$(cmdstats)
   t0=$(date +%s.%N); read -r -a c0 <<<"$(snap)"
   sleep "$win"
   read -r -a c1 <<<"$(snap)"; t1=$(date +%s.%N)
+  rs1=$(cmdstats)
   local rs rb rh; rs=$(rss_sum "${spids[@]}"); rb=$(rss_sum "${bpids[@]}"); rh=$(rss_sum $(group_pids "${hpids[@]}"))
   wait "$bpid" || true
-  python3 - "$TMP/r.json" "$br/$hi" "$n" "$t0" "$t1" "$rs" "$rb" "$rh" "${c0[@]}" "${c1[@]}" <<'PY'
-import json, sys
+  RS0=$rs0 RS1=$rs1 python3 - "$TMP/r.json" "$br/$hi" "$n" "$t0" "$t1" "$rs" "$rb" "$rh" "${c0[@]}" "${c1[@]}" <<'PY'
+import json, os, re, sys
 a = sys.argv
 d = json.load(open(a[1])); cfg, n = a[2], int(a[3])
+def stats(v):
+    return {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", v)}
+s0, s1 = stats(os.environ.get("RS0", "")), stats(os.environ.get("RS1", ""))
+redis_cmds = {}
+for k, (c, u) in s1.items():
+    c0_, u0_ = s0.get(k, (0, 0))
+    if c - c0_ > 0:
+        redis_cmds[k] = {"calls": c - c0_, "usec_per_call": round((u - u0_) / (c - c0_), 2)}
 t0, t1, rs, rb, rh = map(float, a[4:9])
 c0, c1 = list(map(float, a[9:17])), list(map(float, a[17:25]))
 win = t1 - t0
@@ -232,7 +245,8 @@ d["prod"] = {"config": cfg, "servers": n, "window_s": round(win, 2), "deliveries
   "us_per_delivery": {g: round(1e6 * v / win / dps, 3) for g, v in cpu.items()},
   "us_per_delivery_total": round(1e6 * sum(cpu.values()) / win / dps, 3),
   "us_per_message": {g: round(1e6 * v / win / mps, 2) for g, v in cpu.items()},
-  "rss_mib": {"servers": round(rs / 1024, 1), "broker": round(rb / 1024, 1), "history": round(rh / 1024, 1)}}
+  "rss_mib": {"servers": round(rs / 1024, 1), "broker": round(rb / 1024, 1), "history": round(rh / 1024, 1)},
+  "redis_cmds": redis_cmds}
 print(json.dumps(d))
 PY
 }

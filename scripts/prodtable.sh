@@ -2,7 +2,10 @@
 # prodtable.sh: the production-shaped point (scripts/perf.sh BIN prod) for
 # every configuration, RUNS times each (default 3), alternating the
 # configurations run by run so that the host's hour weighs on all alike, then
-# one Markdown table of the medians.
+# one Markdown table of the medians. With IDLE=1 (the default) each
+# configuration also runs once at 1 msg/s in all, connections and rooms the
+# same: its CPU is the fixed cost (presence, pings, health checks), and the
+# table gives the marginal cost per delivery above it.
 #
 #   scripts/prodtable.sh BIN [RUNS]
 #
@@ -16,16 +19,24 @@ OUT=${OUT:-/tmp/prodtable.jsonl}
 CONFIGS=${CONFIGS:-memory/memory redis/redis redis/postgres nats/redis nats/postgres cluster/redis cluster/postgres}
 dir=$(dirname "$0")
 : > "$OUT"
+one() { # config [env...]
+  local c=$1; shift
+  IFS=/ read -r br hi ns <<<"$c"
+  env "$@" BROKER="$br" HISTORY="$hi" SERVERS="${ns:-${SERVERS:-4}}" "$dir/perf.sh" "$BIN" prod 1 | tail -1 >> "$OUT" || echo "prodtable: $c failed" >&2
+}
+if [ "${IDLE:-1}" = 1 ]; then
+  for c in $CONFIGS; do echo "prodtable: idle, $c" >&2; one "$c" MSGRATE=1; done
+fi
 for run in $(seq "$RUNS"); do
   for c in $CONFIGS; do
     echo "prodtable: run $run, $c" >&2
-    IFS=/ read -r br hi ns <<<"$c"
-    BROKER=$br HISTORY=$hi SERVERS=${ns:-${SERVERS:-4}} "$dir/perf.sh" "$BIN" prod 1 | tail -1 >> "$OUT" || echo "prodtable: $c failed" >&2
+    one "$c"
   done
 done
 python3 - "$OUT" <<'PY'
 import json, statistics, sys
 rows = {}
+idle = {}
 skipped = {}
 for line in open(sys.argv[1]):
     line = line.strip()
@@ -35,23 +46,33 @@ for line in open(sys.argv[1]):
     if "skipped" in d:
         skipped[d["config"]] = d["skipped"]
         continue
-    rows.setdefault((d["prod"]["config"], d["prod"]["servers"]), []).append(d)
+    key = (d["prod"]["config"], d["prod"]["servers"])
+    if d["rate"] <= 1:
+        idle[key] = d["prod"]["core_share"]
+    else:
+        rows.setdefault(key, []).append(d)
 med = lambda xs: statistics.median(xs)
 def rng(xs, f):
     return f(med(xs)) + (" (" + "–".join(f(x) for x in (min(xs), max(xs))) + ")" if len(xs) > 1 else "")
-print("| broker / history | deliveries/s (expected) | lost | p50 / p99 ms | µs per delivery: total = servers + broker + history + HAProxy | RSS MiB: servers / broker / history |")
-print("|---|---|---|---|---|---|")
-for (cfg, _), ds in rows.items():
+print("| broker / history | deliveries/s (expected) | lost | p50 / p99 ms | CPU µs per delivery: total = servers + broker + history + HAProxy | idle: share of the core; µs per delivery above it | RSS MiB: servers / broker / history |")
+print("|---|---|---|---|---|---|---|")
+for key, ds in rows.items():
+    cfg = key[0]
     p = [d["prod"] for d in ds]
+    if key in idle:
+        marg = med([(x["core_share"] - idle[key]) * 1e6 / x["deliveries_per_s"] for x in p])
+        idlecol = f"{idle[key]:.2f}; {marg:.1f}"
+    else:
+        idlecol = "—"
     u = lambda g: med([x["us_per_delivery"][g] for x in p])
     name = cfg + (" (1 server)" if p[0]["servers"] == 1 else f" ({p[0]['servers']} servers)")
     print(f"| {name} | {med([d['deliveries_per_s'] for d in ds]):,.0f} ({med([d['expected_per_s'] for d in ds]):,.0f}) "
           f"| {sum(d['lost'] for d in ds)} of {sum(d['expected'] for d in ds):,} "
           f"| {med([d['latency']['p50_ms'] for d in ds]):.0f} / {rng([d['latency']['p99_ms'] for d in ds], lambda v: f'{v:,.0f}')} "
           f"| **{rng([x['us_per_delivery_total'] for x in p], lambda v: f'{v:.1f}')}** = {u('servers'):.1f} + {u('broker'):.1f} + {u('history'):.1f} + {u('haproxy'):.1f} "
-          f"| {med([x['rss_mib']['servers'] for x in p]):.0f} / {med([x['rss_mib']['broker'] for x in p]):.0f} / {med([x['rss_mib']['history'] for x in p]):.0f} |")
+          f"| {idlecol} | {med([x['rss_mib']['servers'] for x in p]):.0f} / {med([x['rss_mib']['broker'] for x in p]):.0f} / {med([x['rss_mib']['history'] for x in p]):.0f} |")
 for cfg, why in skipped.items():
-    print(f"| {cfg} | skipped: {why[:120]} | | | | |")
+    print(f"| {cfg} | skipped: {why[:120]} | | | | | |")
 print()
 print("Raw, medians: per server core (servers' CPU only) and per broker/history CPU-second")
 for (cfg, _), ds in rows.items():

@@ -44,6 +44,9 @@ import (
 type Server struct {
 	b       broker.Broker
 	hist    history.Store // nil: no history
+	// appendPub is hist when it publishes what it appends
+	// (Config.HistoryPublishes); nil otherwise.
+	appendPub history.AppendPublisher
 	cfg     Config
 	log     *slog.Logger
 	eng     *engine.Engine // reads and writes the clients' sockets
@@ -137,6 +140,9 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	}
 	s.inprocBroker = broker.NeverBlocks(b)
 	s.inprocHist = cfg.History != nil && history.NeverBlocks(cfg.History)
+	if ap, ok := cfg.History.(history.AppendPublisher); ok && cfg.HistoryPublishes {
+		s.appendPub = ap
+	}
 	s.eng = engine.New(engine.Options{
 		ReadLimit:    cfg.ReadLimit,
 		PongWait:     cfg.PongWait,
