@@ -42,17 +42,17 @@ import (
 // to run its background loops and Shutdown to drain it. All methods are safe
 // for concurrent use.
 type Server struct {
-	b       broker.Broker
-	hist    history.Store // nil: no history
+	b    broker.Broker
+	hist history.Store // nil: no history
 	// appendPub is hist when it publishes what it appends
 	// (Config.HistoryPublishes); nil otherwise.
 	appendPub history.AppendPublisher
-	cfg     Config
-	log     *slog.Logger
-	eng     *engine.Engine // reads and writes the clients' sockets
-	mux     *http.ServeMux
-	metrics *metrics
-	welcome *engine.Frame // encoded once (without Config.Auth)
+	cfg       Config
+	log       *slog.Logger
+	eng       *engine.Engine // reads and writes the clients' sockets
+	mux       *http.ServeMux
+	metrics   *metrics
+	welcome   *engine.Frame // encoded once (without Config.Auth)
 	// hello is the welcome frame's content; with Config.Auth each
 	// connection's welcome is encoded from it with the connection's user.
 	hello protocol.Welcome
