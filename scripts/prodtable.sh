@@ -10,7 +10,9 @@
 #   scripts/prodtable.sh BIN [RUNS]
 #
 # CONFIGS="memory/memory redis/redis ..." picks the configurations
-# (BROKER/HISTORY, or BROKER/HISTORY/SERVERS for another server count than 4);
+# (BROKER/HISTORY, or BROKER/HISTORY/SERVERS for another server count than 4,
+# or BROKER/HISTORY/SERVERS/FLAG for one more flag of the servers, e.g.
+# redis/redis/4/--append-publish=false);
 # MSGRATE, SERVERS, SERVER_FLAGS, BENCH_BIN go to perf.sh. The raw JSON lines
 # are kept in OUT (default /tmp/prodtable.jsonl).
 set -euo pipefail
@@ -21,8 +23,11 @@ dir=$(dirname "$0")
 : > "$OUT"
 one() { # config [env...]
   local c=$1; shift
-  IFS=/ read -r br hi ns <<<"$c"
-  env "$@" BROKER="$br" HISTORY="$hi" SERVERS="${ns:-${SERVERS:-4}}" "$dir/perf.sh" "$BIN" prod 1 | tail -1 >> "$OUT" || echo "prodtable: $c failed" >&2
+  IFS=/ read -r br hi ns fl <<<"$c"
+  env "$@" BROKER="$br" HISTORY="$hi" SERVERS="${ns:-${SERVERS:-4}}" SERVER_FLAGS="${SERVER_FLAGS:-} ${fl:-}" \
+    "$dir/perf.sh" "$BIN" prod 1 | tail -1 | python3 -c 'import json, sys
+for l in sys.stdin:
+    d = json.loads(l); d.setdefault("prod", {})["flag"] = sys.argv[1]; print(json.dumps(d))' "${fl:-}" >> "$OUT" || echo "prodtable: $c failed" >&2
 }
 if [ "${IDLE:-1}" = 1 ]; then
   for c in $CONFIGS; do echo "prodtable: idle, $c" >&2; one "$c" MSGRATE=1; done
@@ -46,7 +51,7 @@ for line in open(sys.argv[1]):
     if "skipped" in d:
         skipped[d["config"]] = d["skipped"]
         continue
-    key = (d["prod"]["config"], d["prod"]["servers"])
+    key = (d["prod"]["config"], d["prod"]["servers"], d["prod"].get("flag", ""))
     if d["rate"] <= 1:
         idle[key] = d["prod"]["core_share"]
     else:
@@ -65,7 +70,7 @@ for key, ds in rows.items():
     else:
         idlecol = "—"
     u = lambda g: med([x["us_per_delivery"][g] for x in p])
-    name = cfg + (" (1 server)" if p[0]["servers"] == 1 else f" ({p[0]['servers']} servers)")
+    name = cfg + (" (1 server)" if p[0]["servers"] == 1 else f" ({p[0]['servers']} servers)") + (f", `{key[2]}`" if key[2] else "")
     print(f"| {name} | {med([d['deliveries_per_s'] for d in ds]):,.0f} ({med([d['expected_per_s'] for d in ds]):,.0f}) "
           f"| {sum(d['lost'] for d in ds)} of {sum(d['expected'] for d in ds):,} "
           f"| {med([d['latency']['p50_ms'] for d in ds]):.0f} / {rng([d['latency']['p99_ms'] for d in ds], lambda v: f'{v:,.0f}')} "
@@ -75,7 +80,8 @@ for cfg, why in skipped.items():
     print(f"| {cfg} | skipped: {why[:120]} | | | | | |")
 print()
 print("Raw, medians: per server core (servers' CPU only) and per broker/history CPU-second")
-for (cfg, _), ds in rows.items():
+for key, ds in rows.items():
+    cfg = key[0] + (" " + key[2] if key[2] else "")
     p = [d["prod"] for d in ds]
     n = p[0]["servers"]
     sc = med([x["cpu_s"]["servers"] / x["window_s"] for x in p])
@@ -84,5 +90,8 @@ for (cfg, _), ds in rows.items():
           f"servers use {sc:.2f} core: {med([x['messages_per_s'] for x in p]) / max(sc, 1e-9):,.0f} msg/s and "
           f"{med([x['deliveries_per_s'] for x in p]) / max(sc, 1e-9):,.0f} deliveries/s per server core; "
           f"µs per message: broker {med([x['us_per_message']['broker'] for x in p]):.1f}, history {med([x['us_per_message']['history'] for x in p]):.1f}, "
-          f"HAProxy {med([x['us_per_message']['haproxy'] for x in p]):.1f}; core 0 share {med([x['core_share'] for x in p]):.2f}")
+          f"HAProxy {med([x['us_per_message']['haproxy'] for x in p]):.1f}; core 0 share {med([x['core_share'] for x in p]):.2f}"
+          + "".join(f"; Redis {k}: {med([x['redis_cmds'].get(k, {}).get('calls', 0) / x['window_s'] for x in p]):,.0f}/s, "
+                    f"{med([x['redis_cmds'].get(k, {}).get('usec_per_call', 0) for x in p]):.1f} µs"
+                    for k in ("evalsha", "publish") if any(k in x.get("redis_cmds", {}) for x in p)))
 PY
