@@ -125,6 +125,21 @@ ss=[socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1",0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
 }
+# clusterports N: N free ports P below 55536 whose cluster bus port P+10000 is free too.
+clusterports() {
+  python3 -c 'import random,socket,sys
+out=[]
+for p in random.sample(range(20000, 30000), 2000):
+    try:
+        ss=[socket.socket() for _ in (0, 1)]; ss[0].bind(("127.0.0.1", p)); ss[1].bind(("127.0.0.1", p + 10000))
+    except OSError:
+        continue
+    finally:
+        for s in ss: s.close()
+    out.append(p)
+    if len(out) == int(sys.argv[1]): break
+print(" ".join(map(str, out)))' "$1"
+}
 # upidport PORT PID: waits for PORT while PID lives; 1 when PID exited.
 upidport() { for _ in $(seq 150); do kill -0 "$2" 2>/dev/null || return 1; (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 # metric_at PORT NAME: that server's livechat_NAME, 0 when it cannot be read.
@@ -159,7 +174,7 @@ prod_point() {
   redis) redis_start "$bp"; bpids=("${pids[-1]}"); burl=redis://127.0.0.1:$bp ;;
   nats) taskset -c 0 nats-server -a 127.0.0.1 -p "$bp" >/dev/null 2>&1 & pids+=($!); bpids=($!); waitport "$bp"; burl=nats://127.0.0.1:$bp ;;
   cluster)
-    local cps; read -r -a cps <<<"$(freeports 6)"
+    local cps; read -r -a cps <<<"$(clusterports 6)"
     local nodes=() u=""
     for p in "${cps[@]}"; do
       redis_start "$p" --cluster-enabled yes --cluster-config-file "$TMP/nodes-$p.conf" --cluster-node-timeout 5000
