@@ -23,7 +23,7 @@
 # prod: the production-shaped point. 4 servers behind HAProxy sharing a broker
 # (BROKER=redis|nats|cluster; memory: one server, in-process, the reference)
 # and a history (HISTORY=redis|postgres; memory with BROKER=memory), all on
-# core 0, on free ports; bench sends MSGRATE (default 3000) msg/s over 500 rooms
+# core 0, on free ports; bench sends MSGRATE (default 500) msg/s over 500 rooms
 # of 10 clients plus one room of 1,000 (--big-room), one publisher per room at
 # MSGRATE/501 msg/s each. redis/redis is one Redis for both; cluster is six
 # redis-servers (--cluster-replicas 1) behind redis+cluster://, its history
@@ -210,7 +210,7 @@ prod_point() {
   LIVECHAT_S3=127.0.0.1:${sp[2]} LIVECHAT_S4=127.0.0.1:${sp[3]} \
     taskset -c 0 haproxy -db -f "$(dirname "$0")/../haproxy/haproxy.cfg" >/dev/null 2>&1 & pids+=($!); local hapid=$!
   waitport "$hp"; sleep 2 # health checks pass
-  bench --url ws://127.0.0.1:"$hp"/ws --clients 6000 --rooms 500 --big-room 1000 --rate "${MSGRATE:-3000}" \
+  bench --url ws://127.0.0.1:"$hp"/ws --clients 6000 --rooms 500 --big-room 1000 --rate "${MSGRATE:-500}" \
     --duration "${PROD_DURATION:-16s}" --warmup 3s --join-timeout 90s > "$TMP/r.json" & local bpid=$!
   # The window starts 2 s after the first message: every connection has
   # joined. Its CPU is divided by bench's delivery rate over its whole
