@@ -152,6 +152,7 @@ its figures and exits 0).`,
 	f.DurationVarP(&opts.Duration, "duration", "d", opts.Duration, "how long the publishers send")
 	f.StringVar(&opts.Room, "room", opts.Room, "room name, or prefix of <room>-<i> with --rooms")
 	f.IntVar(&opts.Rooms, "rooms", opts.Rooms, "spread clients and publishers over this many rooms")
+	f.IntVar(&opts.BigRoom, "big-room", opts.BigRoom, "put this many of the --clients in one more room, <room>-big (publishers go round-robin over every room)")
 	f.IntVar(&opts.ConnectConcurrency, "connect-concurrency", opts.ConnectConcurrency, "handshakes in flight at once")
 	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", opts.ConnectTimeout, "bound on one dial plus handshake")
 	f.DurationVar(&opts.JoinTimeout, "join-timeout", opts.JoinTimeout, "bound on waiting for every connection to join")
@@ -184,6 +185,7 @@ func (o *BenchOptions) validate() error {
 		between("size", o.Size, loadgen.MinSize, protocol.MaxTextLen),
 		between("duration", o.Duration, 10*time.Millisecond, 24*time.Hour),
 		between("rooms", o.Rooms, 1, 100_000),
+		between("big-room", o.BigRoom, 0, 1_000_000),
 		between("connect-concurrency", o.ConnectConcurrency, 1, 10_000),
 		between("connect-timeout", o.ConnectTimeout, 10*time.Millisecond, 10*time.Minute),
 		between("join-timeout", o.JoinTimeout, 10*time.Millisecond, time.Hour),
@@ -549,6 +551,9 @@ func benchRows(r *loadgen.Result) [][]string {
 	rooms := "1 room"
 	if r.Rooms > 1 {
 		rooms = strconv.Itoa(r.Rooms) + " rooms"
+	}
+	if r.BigRoom > 0 {
+		rooms += fmt.Sprintf(" + 1 of %d subscribers", r.BigRoom)
 	}
 	clients := fmt.Sprintf("%d subscribers + %d publishers in %s: %d members", r.Clients, r.Publishers, rooms, r.Members)
 	if r.Tokens {

@@ -85,6 +85,10 @@ type ServeOptions struct {
 	// InlineReads runs the readers on the read pollers' goroutines when the
 	// broker and the history never block (memory://). Default: true.
 	InlineReads bool
+	// AppendPublish lets a history in the broker's own Redis publish each
+	// message in the script that stores it (server.Config.HistoryPublishes):
+	// one round trip instead of two. Default: true.
+	AppendPublish bool
 	// Guests lets people without an account or a token chat in public
 	// rooms, under a name no account holds. Default: true
 	// (server.Config.NoGuests false).
@@ -114,6 +118,7 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 		Flusher:         !cfg.NoFlusher,
 		Guests:          !cfg.NoGuests,
 		InlineReads:     !cfg.NoInlineReads,
+		AppendPublish:   true,
 	}
 }
 
@@ -226,6 +231,7 @@ that they reconnect to another server, and refuses new ones until it is back.`,
 	f.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "log format: text or json")
 	f.BoolVar(&opts.BatchWrites, "batch-writes", opts.BatchWrites, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
 	f.BoolVar(&opts.ReadPoller, "read-poller", opts.ReadPoller, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
+	f.BoolVar(&opts.AppendPublish, "append-publish", opts.AppendPublish, "when the history is the broker's Redis, store and publish each message with one script (one round trip); false: append, then PUBLISH")
 	f.BoolVar(&opts.InlineReads, "inline-reads", opts.InlineReads, "with memory:// broker and history, whose calls never block, read and handle a client's frames on the read poller's goroutine; false starts a goroutine per read, as with Redis or PostgreSQL")
 	f.BoolVar(&opts.Guests, "guests", opts.Guests, "let people without an account or token chat in public rooms as guests (under a name no account holds); false: only signed-in and token users")
 	f.BoolVar(&opts.Flusher, "flusher", opts.Flusher, "write the queued frames of many connections from one flusher goroutine per processor without blocking; false gives each connection a writer goroutine that drains its queue with one blocking writev (gorilla's writePump)")
@@ -315,6 +321,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	cfg.NoFlusher = !opts.Flusher
 	cfg.NoGuests = !opts.Guests
 	cfg.NoInlineReads = !opts.InlineReads
+	cfg.HistoryPublishes = opts.AppendPublish && historyInBrokerRedis(opts.Global.Broker, opts.History)
 	cfg.Logger = log
 	ids, err := newIdentity(ctx, b, opts, &cfg, log)
 	if err != nil {
@@ -562,6 +569,17 @@ func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Lo
 		return nil, "", fmt.Errorf("%w (set --history or LIVECHAT_HISTORY; \"none\" disables history)", err)
 	}
 	return st, history.Redact(raw), nil
+}
+
+// historyInBrokerRedis reports whether the history URL hist ("" for the
+// default) names the Redis of a redis:// or rediss:// broker, whose Pub/Sub
+// channels are the broker's subjects.
+func historyInBrokerRedis(brokerURL, hist string) bool {
+	u, err := url.Parse(brokerURL)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return false
+	}
+	return hist == "" || hist == brokerURL
 }
 
 // defaultHistory is the history URL when --history is empty: the broker's

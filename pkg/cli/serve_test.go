@@ -131,3 +131,24 @@ func TestServeSaysPortTaken(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and:\n%s", code, stderr, want)
 	}
 }
+
+func TestHistoryInBrokerRedis(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		broker, history string
+		want            bool
+	}{
+		{"redis://127.0.0.1:6379", "", true}, // the default history is the broker's Redis
+		{"redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2", true},
+		{"rediss://u:p@h:6380", "", true},
+		{"redis://127.0.0.1:6379", "redis://127.0.0.1:6380", false},
+		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1", false},
+		{"redis://127.0.0.1:6379", "postgres://h/db", false},
+		{"nats://127.0.0.1:4222", "redis://127.0.0.1:6379", false},
+		{"memory://", "", false},
+	} {
+		if got := historyInBrokerRedis(tc.broker, tc.history); got != tc.want {
+			t.Errorf("historyInBrokerRedis(%q, %q) = %v, want %v", tc.broker, tc.history, got, tc.want)
+		}
+	}
+}

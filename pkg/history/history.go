@@ -92,6 +92,22 @@ func NeverBlocks(s Store) bool {
 	return ok && nb.NeverBlocks()
 }
 
+// AppendPublisher is the capability of a store that can publish a message
+// in the round trip that appends it: the Redis store, whose append script
+// then also PUBLISHes the message's frame, with its seq, on a channel of
+// the same Redis. A server whose broker is that Redis (its Pub/Sub
+// channels are the broker's subjects) uses it instead of Append followed
+// by a Publish: one round trip and one command per message instead of two,
+// and no window in which a message is stored but not yet published.
+type AppendPublisher interface {
+	// AppendPublish is Append, and when the message is new (not dup) the
+	// store publishes on channel, atomically with the append, the frame
+	// protocol.AppendMessage makes of the stored message (its seq
+	// included). A duplicate is not published: the caller publishes the
+	// original if it wants to. channel must be a valid broker subject.
+	AppendPublish(ctx context.Context, m *protocol.Message, dedupKey, channel string) (seq uint64, dup bool, err error)
+}
+
 // Store is a per-room message history. All methods are safe for concurrent
 // use and return ErrClosed after Close.
 type Store interface {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/broker/brokertest"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/history/historytest"
@@ -323,5 +324,79 @@ func TestNeverBlocks(t *testing.T) {
 	t.Cleanup(func() { _ = sq.Close() })
 	if history.NeverBlocks(sq) {
 		t.Error("the SQLite store writes to disk, it must not declare NeverBlocks")
+	}
+}
+
+// TestRedisAppendPublish: the Redis store's AppendPublish publishes a new
+// message, with its seq, on the broker's channel in the append's round
+// trip, as the bytes the server would publish; a duplicate is stored and
+// published once.
+func TestRedisAppendPublish(t *testing.T) {
+	t.Parallel()
+	u := brokertest.RedisURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := history.Open(ctx, u, history.Options{KeyPrefix: "livechat-test:" + brokertest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	b, err := broker.Open(ctx, u, broker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	subject := brokertest.Prefix(t) + ".room.r1"
+	got := make(chan []byte, 10)
+	sub, err := b.Subscribe(ctx, subject, func(m broker.Message) { got <- m.Data })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	ap, ok := s.(history.AppendPublisher)
+	if !ok {
+		t.Fatalf("%T is no AppendPublisher", s)
+	}
+	for i, text := range []string{"one", `two "quoted" <b> ünï 😀`} {
+		m := &protocol.Message{Type: protocol.TypeMessage, Room: "r1", ID: "id" + strconv.Itoa(i), From: "a", Text: text, Server: "s1", CID: "c" + strconv.Itoa(i)}
+		seq, dup, err := ap.AppendPublish(ctx, m, "a\x00c"+strconv.Itoa(i), subject)
+		if err != nil || dup || seq != uint64(i+1) || m.Seq != seq {
+			t.Fatalf("AppendPublish = %d, %v, %v (m.Seq %d); want %d", seq, dup, err, m.Seq, i+1)
+		}
+		want := protocol.AppendMessage(nil, m)
+		select {
+		case data := <-got:
+			if string(data) != string(want) {
+				t.Errorf("published\n %s\nwant\n %s", data, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("message %d not published", seq)
+		}
+	}
+	// A retry: acknowledged as the original, not published again.
+	m := &protocol.Message{Type: protocol.TypeMessage, Room: "r1", ID: "other", From: "a", Text: "one", Server: "s1", CID: "c0"}
+	seq, dup, err := ap.AppendPublish(ctx, m, "a\x00c0", subject)
+	if err != nil || !dup || seq != 1 || m.ID != "id0" {
+		t.Fatalf("retried AppendPublish = %d, %v, %v, id %q; want 1, dup, id0", seq, dup, err, m.ID)
+	}
+	// A plain Append publishes nothing; the message after it shows that
+	// nothing else came meanwhile (Pub/Sub keeps the order).
+	if _, _, err := s.Append(ctx, &protocol.Message{Room: "r1", Text: "quiet"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ap.AppendPublish(ctx, &protocol.Message{Room: "r1", ID: "last", Text: "last"}, "", subject); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case data := <-got:
+		var h protocol.Header
+		if !protocol.DecodeHeader(data, &h) || string(h.ID) != "last" || h.Seq != 4 {
+			t.Errorf("after the duplicate and the plain append got %s, want the message \"last\" with seq 4", data)
+		}
+	case <-ctx.Done():
+		t.Fatal("last message not published")
+	}
+	if _, _, err := ap.AppendPublish(ctx, &protocol.Message{Room: "r1", Text: "x"}, "", ""); !errors.Is(err, history.ErrInvalid) {
+		t.Errorf("AppendPublish without a channel = %v, want ErrInvalid", err)
 	}
 }

@@ -66,13 +66,18 @@ type redisRes struct {
 	err   error
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store           = (*Redis)(nil)
+	_ AppendPublisher = (*Redis)(nil)
+)
 
 // appendScript appends one message.
 //
 // KEYS: seq counter, messages, dedup key (all in the room's hash slot).
 // ARGV: json, ts, max len, ttl ms, cutoff ms, dedup window ms, "1" when
-// the message has a dedup key.
+// the message has a dedup key; for AppendPublish also the channel, the
+// frame without its seq and the offset where ,"seq":N goes (an empty
+// channel publishes nothing).
 // Returns {0, seq, member or false} for a duplicate, {1, seq} otherwise.
 var appendScript = redis.NewScript(`
 local ttl = tonumber(ARGV[4])
@@ -89,6 +94,10 @@ redis.call('ZADD', KEYS[2], seq, seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl)
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], seq, 'PX', ARGV[6])
+end
+if ARGV[8] and ARGV[8] ~= '' then
+  local at = tonumber(ARGV[10])
+  redis.call('PUBLISH', ARGV[8], string.sub(ARGV[9], 1, at) .. ',"seq":' .. seq .. string.sub(ARGV[9], at + 1))
 end
 local n = redis.call('ZCARD', KEYS[2])
 local maxlen = tonumber(ARGV[3])
@@ -199,6 +208,20 @@ func (s *Redis) fail(op, room string, err error) error {
 // Append implements Store: it queues the append script's call for the
 // writer and waits for the pipeline that carries it.
 func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string) (uint64, bool, error) {
+	return s.appendPublish(ctx, m, dedupKey, "")
+}
+
+// AppendPublish implements AppendPublisher: the append script also
+// PUBLISHes the message's frame on channel when it stores it.
+func (s *Redis) AppendPublish(ctx context.Context, m *protocol.Message, dedupKey, channel string) (uint64, bool, error) {
+	if channel == "" {
+		return 0, false, fmt.Errorf("%w: no channel to publish on", ErrInvalid)
+	}
+	return s.appendPublish(ctx, m, dedupKey, channel)
+}
+
+// appendPublish is Append, publishing on channel unless it is "".
+func (s *Redis) appendPublish(ctx context.Context, m *protocol.Message, dedupKey, channel string) (uint64, bool, error) {
 	if s.closed.Load() {
 		return 0, false, ErrClosed
 	}
@@ -224,6 +247,10 @@ func (s *Redis) Append(ctx context.Context, m *protocol.Message, dedupKey string
 		args: []any{data, m.TS, s.opts.MaxLen, s.opts.MaxAge.Milliseconds(),
 			now.Add(-s.opts.MaxAge).UnixMilli(), s.opts.DedupWindow.Milliseconds(), hasKey},
 		res: make(chan redisRes, 1)}
+	if channel != "" {
+		frame, at := protocol.AppendMessageSeqAt(make([]byte, 0, protocol.MessageSizeHint(m)), m)
+		r.args = append(r.args, channel, frame, at)
+	}
 	out, err := call(ctx, s.gc, m.Room, r, r.res)
 	if err != nil {
 		return 0, false, err

@@ -106,6 +106,12 @@ type Config struct {
 	// Rooms spreads clients and publishers round-robin over this many rooms.
 	// Default: 1.
 	Rooms int
+	// BigRoom, if above 0, puts the last BigRoom of the Clients in one more
+	// room, "<Room>-big" (BigRoomName), and the others round-robin over the
+	// Rooms rooms: many small rooms beside one big one. Publishers go
+	// round-robin over all the rooms, the big one included, each at the same
+	// rate (Rate / Publishers). Default: 0, no big room.
+	BigRoom int
 	// ConnectConcurrency bounds the handshakes in flight. Default: 100.
 	ConnectConcurrency int
 	// ConnectTimeout bounds one dial plus handshake. Default: 10s.
@@ -165,8 +171,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: --clients must be at least 1, not %d", ErrConfig, c.Clients)
 	case c.Rooms < 1:
 		return fmt.Errorf("%w: --rooms must be at least 1, not %d", ErrConfig, c.Rooms)
+	case c.BigRoom < 0 || c.BigRoom >= c.Clients:
+		return fmt.Errorf("%w: --big-room must be 0 or below --clients %d (the other clients fill --rooms), not %d",
+			ErrConfig, c.Clients, c.BigRoom)
 	case c.Rooms > c.Clients:
 		return fmt.Errorf("%w: --rooms %d is more than --clients %d: every room needs a client", ErrConfig, c.Rooms, c.Clients)
+	case c.Rooms > c.Clients-c.BigRoom:
+		return fmt.Errorf("%w: --rooms %d is more than the %d clients outside the big room: every room needs a client",
+			ErrConfig, c.Rooms, c.Clients-c.BigRoom)
 	case c.Rate <= 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
 		return fmt.Errorf("%w: --rate must be above 0 messages per second, not %v", ErrConfig, c.Rate)
 	case c.MaxRatePerConn <= 0:
@@ -186,14 +198,11 @@ func (c *Config) Validate() error {
 	if !validRunID(c.RunID) {
 		return fmt.Errorf("%w: run id %q must be 1 to %d ASCII letters or digits", ErrConfig, c.RunID, maxRunIDLen)
 	}
-	if err := protocol.ValidRoom(c.RoomName(c.Rooms - 1)); err != nil {
+	if err := protocol.ValidRoom(c.RoomName(c.roomCount() - 1)); err != nil {
 		return fmt.Errorf("%w: --room %q: %w", ErrConfig, c.Room, err)
 	}
 	if c.Publishers == 0 {
-		c.Publishers = int(math.Ceil(c.Rate / c.MaxRatePerConn))
-		if c.Publishers < c.Rooms {
-			c.Publishers = c.Rooms
-		}
+		c.Publishers = max(int(math.Ceil(c.Rate/c.MaxRatePerConn)), c.roomCount())
 	}
 	if per := c.Rate / float64(c.Publishers); per > c.MaxRatePerConn {
 		return fmt.Errorf("%w: --rate %v over %d publishers is %.4g msg/s per connection, above --max-rate-per-conn %v "+
@@ -238,12 +247,38 @@ func (c *Config) setDefaults() {
 	c.ProgressInterval = cmp.Or(c.ProgressInterval, DefaultProgressInterval)
 }
 
-// RoomName returns the name of room i (0-based).
+// RoomName returns the name of room i (0-based); room Rooms is the big
+// room (BigRoomName) when BigRoom is set.
 func (c *Config) RoomName(i int) string {
-	if c.Rooms <= 1 {
+	switch {
+	case c.BigRoom > 0 && i >= c.Rooms:
+		return c.BigRoomName()
+	case c.Rooms <= 1:
 		return c.Room
 	}
 	return c.Room + "-" + strconv.Itoa(i)
+}
+
+// BigRoomName returns the name of the big room (Config.BigRoom):
+// "<Room>-big".
+func (c *Config) BigRoomName() string { return c.Room + "-big" }
+
+// roomCount is the number of rooms: Rooms, plus the big room.
+func (c *Config) roomCount() int {
+	if c.BigRoom > 0 {
+		return c.Rooms + 1
+	}
+	return c.Rooms
+}
+
+// subscriberRoom returns the room (0-based, as RoomName) of subscriber i:
+// the last BigRoom subscribers are in the big room, the others round-robin
+// in the Rooms rooms.
+func (c *Config) subscriberRoom(i int) int {
+	if i >= c.Clients-c.BigRoom {
+		return c.Rooms
+	}
+	return i % c.Rooms
 }
 
 // maxRunIDLen bounds Config.RunID: "bench-<run>-s<i>" stays within

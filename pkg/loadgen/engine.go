@@ -145,16 +145,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := range b.conns {
 		c := &conn{idx: i, pub: -1, joined: make(chan struct{}), done: make(chan struct{}),
 			url: cfg.URLs[i%len(cfg.URLs)]}
+		rooms := cfg.roomCount()
 		if i < cfg.Clients {
-			c.room = i % cfg.Rooms
+			c.room = cfg.subscriberRoom(i)
 		} else {
 			c.pub = i - cfg.Clients
-			c.room = c.pub % cfg.Rooms
+			c.room = c.pub % rooms
 			b.pubs = append(b.pubs, c)
 		}
 		c.h = &b.shards[i%histShards]
-		// Publisher p is in room p % Rooms: the room's are its (p / Rooms)th.
-		c.lastSeq = make([]uint64, (cfg.Publishers-c.room+cfg.Rooms-1)/cfg.Rooms)
+		// Publisher p is in room p % rooms: the room's are its (p / rooms)th.
+		c.lastSeq = make([]uint64, (cfg.Publishers-c.room+rooms-1)/rooms)
 		if len(cfg.SourceIPs) > 0 {
 			c.src = cfg.SourceIPs[i%len(cfg.SourceIPs)]
 		}
@@ -185,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 func (b *bench) run(ctx context.Context) (*Result, error) {
 	cfg := &b.cfg
-	res := &Result{RunID: b.runID, URLs: cfg.URLs, Rooms: cfg.Rooms, Clients: cfg.Clients, Publishers: cfg.Publishers,
+	res := &Result{RunID: b.runID, URLs: cfg.URLs, Rooms: cfg.Rooms, BigRoom: cfg.BigRoom, Clients: cfg.Clients, Publishers: cfg.Publishers,
 		SourceIPs: len(cfg.SourceIPs), Size: cfg.Size, Rate: cfg.Rate, Tokens: cfg.Token != nil}
 	ru0 := rusage()
 
@@ -232,7 +233,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("loadgen: interrupted while joining: %w", err)
 	}
 	res.Connect.JoinSeconds = time.Since(b.start).Seconds()
-	members := make([]uint64, cfg.Rooms)
+	members := make([]uint64, cfg.roomCount())
 	for _, c := range b.conns {
 		if c.ws == nil {
 			continue
@@ -541,7 +542,7 @@ func (b *bench) message(c *conn, f []byte, h *protocol.Header) {
 	pub, t, ok1 := parseField(t)
 	seq, t, ok2 := parseField(t)
 	sent, _, ok3 := parseField(t)
-	rooms := uint64(max(b.cfg.Rooms, 1))
+	rooms := uint64(max(b.cfg.roomCount(), 1))
 	if !ok1 || !ok2 || !ok3 || pub%rooms != uint64(c.room) || pub/rooms >= uint64(len(c.lastSeq)) {
 		return
 	}
@@ -681,7 +682,7 @@ func (b *bench) collect(res *Result) {
 	res.ErrorFrames = b.errorFrames
 	res.Disconnects = b.disconnects
 	res.retried = b.retried.Load()
-	acked := make([]uint64, b.cfg.Rooms)
+	acked := make([]uint64, b.cfg.roomCount())
 	for _, c := range b.pubs {
 		res.Sent += c.sent.Load()
 		a := c.acks.Load()

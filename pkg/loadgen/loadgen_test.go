@@ -153,6 +153,34 @@ func TestRunRooms(t *testing.T) {
 	}
 }
 
+func TestRunBigRoom(t *testing.T) {
+	t.Parallel()
+	rs := newRoomServer(t, &roomServer{})
+	cfg := quick(rs.url())
+	cfg.Clients, cfg.Rooms, cfg.BigRoom, cfg.Rate, cfg.Room = 14, 3, 8, 40, "r"
+	res := run(t, cfg)
+	// 6 clients in r-0..r-2 (2 each), 8 in r-big, one publisher per room:
+	// 3 members in each small room and 9 in the big one.
+	if res.Publishers != 4 || res.Members != 18 || res.BigRoom != 8 {
+		t.Fatalf("publishers %d members %d big room %d, want 4, 18 and 8", res.Publishers, res.Members, res.BigRoom)
+	}
+	if res.Lost != 0 || res.Duplicates != 0 || res.Gaps != 0 || res.Acked == 0 {
+		t.Errorf("acked %d lost %d dupes %d gaps %d; want nothing lost", res.Acked, res.Lost, res.Duplicates, res.Gaps)
+	}
+	// Every publisher sends at the same rate, so a quarter of the acked
+	// messages are the big room's, each expected by its 9 members.
+	if want := res.Acked / 4 * (3*3 + 9); res.Expected < want*9/10 || res.Expected > want*11/10 {
+		t.Errorf("expected %d deliveries of %d acked, want about %d", res.Expected, res.Acked, want)
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, r := range []string{"r-0", "r-1", "r-2", "r-big"} {
+		if _, ok := rs.rooms[r]; !ok {
+			t.Errorf("room %s never joined (rooms: %v)", r, rs.rooms)
+		}
+	}
+}
+
 func TestRunReportsLoss(t *testing.T) {
 	t.Parallel()
 	rs := newRoomServer(t, &roomServer{dropTo: "s3", dropEvery: 7})
@@ -340,6 +368,8 @@ func TestValidate(t *testing.T) {
 		{"zero rate means default", Config{Rate: -1}, "--rate must be above 0"},
 		{"clients", Config{Clients: -3}, "--clients must be at least 1"},
 		{"rooms over clients", Config{Clients: 2, Rooms: 3}, "--rooms 3 is more than --clients 2"},
+		{"big room of all clients", Config{Clients: 5, BigRoom: 5}, "--big-room must be 0 or below --clients 5"},
+		{"rooms over small-room clients", Config{Clients: 5, Rooms: 3, BigRoom: 3}, "--rooms 3 is more than the 2 clients outside"},
 		{"size", Config{Size: 10}, "--size must be 48..4000"},
 		{"size too big", Config{Size: 5000}, "--size must be 48..4000"},
 		{"rate per publisher", Config{Rate: 100, Publishers: 2}, "use --publishers 5 or more"},
@@ -359,6 +389,10 @@ func TestValidate(t *testing.T) {
 	c = Config{Rate: 10, Rooms: 50, Clients: 500}
 	if err := c.Validate(); err != nil || c.Publishers != 50 {
 		t.Errorf("want one publisher per room: %v %d", err, c.Publishers)
+	}
+	c = Config{Rate: 10, Rooms: 50, Clients: 600, BigRoom: 100}
+	if err := c.Validate(); err != nil || c.Publishers != 51 || c.RoomName(50) != "bench-big" || c.RoomName(49) != "bench-49" {
+		t.Errorf("want one publisher per room, the big one included: %v %d %q", err, c.Publishers, c.RoomName(50))
 	}
 }
 

@@ -11,14 +11,17 @@ const CPUWarnPercent = 90
 // as the JSON names say.
 type Result struct {
 	// RunID tags every message of this run (the text starts "b<RunID>:").
-	RunID      string   `json:"run_id"`
-	URLs       []string `json:"urls"`
-	Rooms      int      `json:"rooms"`
-	Clients    int      `json:"clients"`    // subscriber connections asked for, publishers not included
-	Publishers int      `json:"publishers"` // publisher connections asked for; they are members too
-	SourceIPs  int      `json:"source_ips"` // local addresses bound round-robin; 0 = system's choice
-	Size       int      `json:"size"`       // bytes of text per message
-	Rate       float64  `json:"rate"`       // messages per second asked for, all publishers together
+	RunID string   `json:"run_id"`
+	URLs  []string `json:"urls"`
+	Rooms int      `json:"rooms"`
+	// BigRoom is how many of the Clients were in one more room
+	// (Config.BigRoom); 0 without one.
+	BigRoom    int     `json:"big_room,omitempty"`
+	Clients    int     `json:"clients"`    // subscriber connections asked for, publishers not included
+	Publishers int     `json:"publishers"` // publisher connections asked for; they are members too
+	SourceIPs  int     `json:"source_ips"` // local addresses bound round-robin; 0 = system's choice
+	Size       int     `json:"size"`       // bytes of text per message
+	Rate       float64 `json:"rate"`       // messages per second asked for, all publishers together
 	// Tokens is set when every connection presented a connection token
 	// at its handshake (Config.Token).
 	Tokens bool `json:"tokens,omitempty"`

@@ -28,16 +28,37 @@ import (
 // output is safe to embed in HTML) and invalid UTF-8 replaced by \ufffd.
 // It allocates only to grow b; MessageSizeHint sizes b for one allocation.
 func AppendMessage(b []byte, m *Message) []byte {
+	b = appendMessageHead(b, m)
+	if m.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, m.Seq, 10)
+	}
+	return appendMessageTail(b, m)
+}
+
+// AppendMessageSeqAt appends the JSON of m without its seq, as
+// AppendMessage would write it with Seq 0, and returns the extended buffer
+// and the offset in it where `,"seq":N` belongs: whoever learns the seq
+// later (a store that assigns it) makes AppendMessage's bytes by inserting
+// it there.
+func AppendMessageSeqAt(b []byte, m *Message) ([]byte, int) {
+	b = appendMessageHead(b, m)
+	at := len(b)
+	return appendMessageTail(b, m), at
+}
+
+// appendMessageHead appends m's members before its seq.
+func appendMessageHead(b []byte, m *Message) []byte {
 	b = append(b, `{"type":`...)
 	b = appendJSONString(b, m.Type)
 	b = append(b, `,"room":`...)
 	b = appendJSONString(b, m.Room)
 	b = append(b, `,"id":`...)
-	b = appendJSONString(b, m.ID)
-	if m.Seq != 0 {
-		b = append(b, `,"seq":`...)
-		b = strconv.AppendUint(b, m.Seq, 10)
-	}
+	return appendJSONString(b, m.ID)
+}
+
+// appendMessageTail appends m's members after its seq and the closing brace.
+func appendMessageTail(b []byte, m *Message) []byte {
 	b = append(b, `,"from":`...)
 	b = appendJSONString(b, m.From)
 	if m.User != "" {

@@ -475,6 +475,16 @@ func TestAppendMessageAndAckAreEncodingJSON(t *testing.T) {
 			if got := AppendMessage(nil, &m); !bytes.Equal(got, want) {
 				t.Errorf("message:\n got %s\nwant %s", got, want)
 			}
+			// The seq inserted at AppendMessageSeqAt's offset gives the same bytes.
+			noSeq := m
+			noSeq.Seq = 0
+			b, at := AppendMessageSeqAt([]byte("xx"), &noSeq)
+			if m.Seq != 0 {
+				b = append(b[:at:at], append([]byte(`,"seq":`+strconv.FormatUint(m.Seq, 10)), b[at:]...)...)
+			}
+			if got := b[2:]; !bytes.Equal(got, want) {
+				t.Errorf("message with the seq inserted:\n got %s\nwant %s", got, want)
+			}
 			var h Header
 			if !DecodeHeader(want, &h) || h.Seq != m.Seq || string(h.ID) != m.ID || h.TS != m.TS || h.Type != m.Type {
 				t.Errorf("header of %s: %+v", want, h)

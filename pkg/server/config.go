@@ -106,6 +106,12 @@ type Config struct {
 	// backwards with history requests. The server does not close it.
 	// Default: nil, no history: delivery is at most once.
 	History history.Store
+	// HistoryPublishes says that History, when it can (history.AppendPublisher),
+	// publishes each stored message on the broker in the round trip that
+	// appends it, instead of the server publishing it after the append: set
+	// it only when the store's Pub/Sub is the broker's (the same Redis).
+	// Default: false, append then publish.
+	HistoryPublishes bool
 	// JoinHistory is how many of the latest messages a join without since
 	// replays. Default: 50.
 	JoinHistory int

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -587,11 +588,46 @@ func TestHistoryJoinStoreDown(t *testing.T) {
 // order, with no gap, although publishes of the two servers interleave.
 func TestHistoryCluster(t *testing.T) {
 	t.Parallel()
+	testHistoryCluster(t, false)
+}
+
+// TestHistoryClusterAppendPublish is TestHistoryCluster with the history
+// publishing what it appends (Config.HistoryPublishes): the servers
+// publish none of the messages themselves, and every client still gets
+// every message once, in seq order.
+func TestHistoryClusterAppendPublish(t *testing.T) {
+	t.Parallel()
+	testHistoryCluster(t, true)
+}
+
+// pubCounter counts a broker's publishes on room message subjects.
+type pubCounter struct {
+	broker.Broker
+	n atomic.Int64
+}
+
+func (p *pubCounter) Publish(ctx context.Context, subject string, data []byte) error {
+	if strings.Contains(subject, ".room.") {
+		p.n.Add(1)
+	}
+	return p.Broker.Publish(ctx, subject, data)
+}
+
+func testHistoryCluster(t *testing.T, appendPublish bool) {
 	prefix := testPrefix(t)
-	ba, bb := redisBroker(t), redisBroker(t)
+	ba, bb := &pubCounter{Broker: redisBroker(t)}, &pubCounter{Broker: redisBroker(t)}
 	ha, hb := redisStore(t, prefix), redisStore(t, prefix)
-	sa := startServer(t, ba, histConfig("1000", prefix, ha))
-	sb := startServer(t, bb, histConfig("2000", prefix, hb))
+	ca, cb := histConfig("1000", prefix, ha), histConfig("2000", prefix, hb)
+	ca.HistoryPublishes, cb.HistoryPublishes = appendPublish, appendPublish
+	sa := startServer(t, ba, ca)
+	sb := startServer(t, bb, cb)
+	defer func() {
+		if n := ba.n.Load() + bb.n.Load(); appendPublish && n != 0 {
+			t.Errorf("the servers published %d room messages, want none: the history publishes them", n)
+		} else if !appendPublish && n == 0 {
+			t.Errorf("the servers published no room message")
+		}
+	}()
 	var clients []*client
 	for i, url := range []string{sa.url, sa.url, sb.url, sb.url} {
 		c := dial(t, url)

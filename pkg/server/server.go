@@ -42,14 +42,17 @@ import (
 // to run its background loops and Shutdown to drain it. All methods are safe
 // for concurrent use.
 type Server struct {
-	b       broker.Broker
-	hist    history.Store // nil: no history
-	cfg     Config
-	log     *slog.Logger
-	eng     *engine.Engine // reads and writes the clients' sockets
-	mux     *http.ServeMux
-	metrics *metrics
-	welcome *engine.Frame // encoded once (without Config.Auth)
+	b    broker.Broker
+	hist history.Store // nil: no history
+	// appendPub is hist when it publishes what it appends
+	// (Config.HistoryPublishes); nil otherwise.
+	appendPub history.AppendPublisher
+	cfg       Config
+	log       *slog.Logger
+	eng       *engine.Engine // reads and writes the clients' sockets
+	mux       *http.ServeMux
+	metrics   *metrics
+	welcome   *engine.Frame // encoded once (without Config.Auth)
 	// hello is the welcome frame's content; with Config.Auth each
 	// connection's welcome is encoded from it with the connection's user.
 	hello protocol.Welcome
@@ -141,6 +144,9 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 	}
 	s.inprocBroker = broker.NeverBlocks(b)
 	s.inprocHist = cfg.History != nil && history.NeverBlocks(cfg.History)
+	if ap, ok := cfg.History.(history.AppendPublisher); ok && cfg.HistoryPublishes {
+		s.appendPub = ap
+	}
 	s.eng = engine.New(engine.Options{
 		ReadLimit:    cfg.ReadLimit,
 		PongWait:     cfg.PongWait,

@@ -463,7 +463,9 @@ func dedupSender(m *membership) string {
 // nothing is published. A retried cid whose append succeeded before is
 // acknowledged with the original id, ts and seq and "dup":true, and
 // published again, which receivers drop as a duplicate (it covers a crash
-// between append and publish).
+// between append and publish). A store that publishes what it appends
+// (Config.HistoryPublishes) publishes a new message in its append, before
+// the ack: the server publishes only the duplicates.
 func (c *session) sendStored(m *membership, msg *protocol.Message) {
 	s := c.s
 	key := ""
@@ -472,7 +474,17 @@ func (c *session) sendStored(m *membership, msg *protocol.Message) {
 	}
 	cid, room := msg.CID, msg.Room
 	ctx, cancel := s.historyCtx()
-	seq, dup, err := s.hist.Append(ctx, msg, key)
+	var (
+		seq       uint64
+		dup       bool
+		err       error
+		appendPub = s.appendPub
+	)
+	if appendPub != nil {
+		seq, dup, err = appendPub.AppendPublish(ctx, msg, key, m.room.subject)
+	} else {
+		seq, dup, err = s.hist.Append(ctx, msg, key)
+	}
 	cancel()
 	if errors.Is(err, history.ErrInvalid) {
 		// The store refuses this message whatever the retry: say so.
@@ -485,7 +497,6 @@ func (c *session) sendStored(m *membership, msg *protocol.Message) {
 		return
 	}
 	msg.Type = protocol.TypeMessage
-	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(msg)), msg)
 	if !dup {
 		s.msgsIn.Add(1)
 		if a := s.cfg.Access; a != nil {
@@ -493,6 +504,10 @@ func (c *session) sendStored(m *membership, msg *protocol.Message) {
 		}
 	}
 	c.send(ackFrame(&protocol.Ack{Type: protocol.TypeAck, CID: cid, ID: msg.ID, Room: room, TS: msg.TS, Seq: seq, Dup: dup}))
+	if appendPub != nil && !dup {
+		return // published by the append
+	}
+	data := protocol.AppendMessage(make([]byte, 0, protocol.MessageSizeHint(msg)), msg)
 	ctx, cancel = s.publishCtx()
 	err = s.b.Publish(ctx, m.room.subject, data)
 	cancel()
