@@ -26,8 +26,9 @@
 # core 0, on free ports; bench sends MSGRATE (default 500) msg/s over 500 rooms
 # of 10 clients plus one room of 1,000 (--big-room), one publisher per room at
 # MSGRATE/501 msg/s each. redis/redis is one Redis for both; cluster is six
-# redis-servers (--cluster-replicas 1) behind redis+cluster://, its history
-# a Redis of its own. SERVERS=N (1-4) runs N servers instead of 4. The JSON line adds "prod": the CPU of each process group
+# redis-servers (--cluster-replicas 1) behind redis+cluster://, and
+# cluster/redis keeps the history on that cluster too (a room's traffic and
+# history on its shard). SERVERS=N (1-4) runs N servers instead of 4. The JSON line adds "prod": the CPU of each process group
 # (servers, broker, history, haproxy) over PROD_WINDOW seconds (default 8) of
 # publishing, the deliveries and messages the servers counted in it, and RSS.
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
@@ -187,7 +188,7 @@ prod_point() {
   esac
   case $hi in
   memory) ;;
-  redis) if [ "$br" = redis ]; then hurl=$burl; else redis_start "$hip"; hpids=("${pids[-1]}"); hurl=redis://127.0.0.1:$hip; fi ;;
+  redis) if [ "$br" = redis ] || [ "$br" = cluster ]; then hurl=$burl; else redis_start "$hip"; hpids=("${pids[-1]}"); hurl=redis://127.0.0.1:$hip; fi ;;
   postgres) pg_start "$hip"; hpids=("$pgpid"); hurl="postgres://postgres@127.0.0.1:$hip/postgres?sslmode=disable" ;;
   *) echo "prod: HISTORY must be redis or postgres, not $hi" >&2; exit 2 ;;
   esac
