@@ -48,8 +48,12 @@ type room struct {
 	presenceLater *time.Timer
 	presenceDue   bool
 	// list caches the sorted member list (unionLocked); nil when it must be
-	// rebuilt. It is replaced, never modified, so callers may keep it.
-	list []string
+	// rebuilt. Callers use it under mu and must not keep it, except as
+	// union: while listShared (the list is union's), it is replaced,
+	// not modified; otherwise addNameLocked and removeNameLocked edit it
+	// in place (a burst of N joins would otherwise copy N²/2 names).
+	list       []string
+	listShared bool
 	// Quiet arrivals (refreshLocked): names that were in the room before
 	// this server learnt of them reach the local members' list without a
 	// "joined" notice. discoverUntil ends the discovery period that
@@ -165,10 +169,12 @@ func (s *Server) joinRoom(c *session, name, user string, since *uint64) (*room, 
 	// seq published during the join may come just before the joined frame;
 	// messages with a seq wait for r.dmu, held here, so the replay goes
 	// first.
-	old := *r.members.Load()
-	next := make([]*engine.Conn, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, c.c)
+	// Appended in place while the array has room (amortized O(1), not a
+	// copy per join: a burst of N joins would copy N²/2 pointers): a
+	// reader of an earlier list never reads past its own length, and no
+	// list over this array is longer than this one (leaveRoom makes a
+	// new array).
+	next := append(*r.members.Load(), c.c)
 	r.members.Store(&next)
 	c.sendJSON(j)
 	if len(replay) > 0 {
@@ -268,8 +274,13 @@ func (r *room) addNameLocked(user string) {
 		return
 	}
 	i, found := slices.BinarySearch(r.list, user)
-	if !found {
-		r.list = slices.Insert(slices.Clip(r.list), i, user) // a new array
+	if found {
+		return
+	}
+	if r.listShared {
+		r.list, r.listShared = slices.Insert(slices.Clip(r.list), i, user), false // a new array
+	} else {
+		r.list = slices.Insert(r.list, i, user)
 	}
 }
 
@@ -288,7 +299,11 @@ func (r *room) removeNameLocked(user string) {
 		}
 	}
 	if i, found := slices.BinarySearch(r.list, user); found {
-		r.list = slices.Delete(slices.Clone(r.list), i, i+1)
+		if r.listShared {
+			r.list, r.listShared = slices.Delete(slices.Clone(r.list), i, i+1), false
+		} else {
+			r.list = slices.Delete(r.list, i, i+1)
+		}
 	}
 }
 
@@ -591,7 +606,7 @@ func (r *room) refreshLocked(now time.Time) {
 			left = append(left, n)
 		}
 	}
-	r.union = union
+	r.union, r.listShared = union, true
 	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, MemberCount: len(union)}
 	switch {
 	case len(union) <= protocol.PresenceListMax:
@@ -658,7 +673,7 @@ func (r *room) unionLocked(now time.Time) []string {
 		union = append(union, n)
 	}
 	slices.Sort(union)
-	r.list = union
+	r.list, r.listShared = union, false
 	return union
 }
 
