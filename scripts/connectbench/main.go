@@ -17,9 +17,10 @@
 // what comes, until all are done.
 //
 // With -reconnect URL it then measures a reconnect storm: once every client
-// has joined it kills the process -kill-pid names (SIGKILL), and each client
-// whose connection ends dials URL at once (under the same -conc) and joins
-// again. Against a loopback URL the clients bind 127.0.0.1–127.0.0.254 in
+// has joined it kills the process -kill-pid names (SIGKILL) or, without
+// -kill-pid, drops every connection itself (no close frame, as a network
+// or proxy failure does), and each client whose connection ends dials URL
+// at once (under the same -conc) and joins again. Against a loopback URL the clients bind 127.0.0.1–127.0.0.254 in
 // turn, so no per-address cap refuses them.
 //
 // It prints one JSON line: the totals, per-client percentiles and failures
@@ -30,7 +31,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -63,8 +63,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.proto, "proto", "livechat", "protocol: livechat or centrifugo")
 	flag.StringVar(&o.url, "url", "ws://127.0.0.1:18080/ws", "WebSocket URL")
-	flag.StringVar(&o.reconnect, "reconnect", "", "after the burst, kill -kill-pid and reconnect every client to this URL")
-	flag.IntVar(&o.killPID, "kill-pid", 0, "process to SIGKILL once every client joined (with -reconnect)")
+	flag.StringVar(&o.reconnect, "reconnect", "", "after the burst, kill -kill-pid (or drop every connection) and reconnect every client to this URL")
+	flag.IntVar(&o.killPID, "kill-pid", 0, "process to SIGKILL once every client joined (with -reconnect); 0: drop the connections instead")
 	flag.IntVar(&o.n, "n", 5000, "clients")
 	flag.IntVar(&o.conc, "conc", 500, "clients at most between dial and join confirmation at once")
 	flag.StringVar(&o.room, "room", "general", "room (channel) to join")
@@ -146,9 +146,6 @@ func run(o options) (*result, error) {
 	if o.proto != "livechat" && o.proto != "centrifugo" {
 		return nil, fmt.Errorf("unknown -proto %q (livechat or centrifugo)", o.proto)
 	}
-	if o.reconnect != "" && o.killPID == 0 {
-		return nil, errors.New("-reconnect needs -kill-pid")
-	}
 	u, err := url.Parse(o.url)
 	if err != nil {
 		return nil, fmt.Errorf("parse -url: %w", err)
@@ -194,8 +191,18 @@ func run(o options) (*result, error) {
 			b.connect(c, o.reconnect)
 		})
 	}
-	if err := syscall.Kill(o.killPID, syscall.SIGKILL); err != nil {
-		return nil, fmt.Errorf("kill %d: %w", o.killPID, err)
+	if o.killPID != 0 {
+		if err := syscall.Kill(o.killPID, syscall.SIGKILL); err != nil {
+			return nil, fmt.Errorf("kill %d: %w", o.killPID, err)
+		}
+	} else {
+		// The network drops every connection (no close frame): the
+		// server sees them end as the clients reconnect.
+		for _, c := range cs {
+			if c.ws != nil {
+				_ = c.ws.NetConn().Close()
+			}
+		}
 	}
 	wg.Wait()
 	rc := summarize(cs, time.Since(time.Unix(0, first.Load())))
