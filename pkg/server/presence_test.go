@@ -484,7 +484,9 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 // more than protocol.PresenceListMax members (the joins add to the room's
 // fan-out and name lists in place) leaves the server with exactly the
 // members, each client with the room's count, and a message reaches every
-// member; after a burst of leaves every member left gets the exact list.
+// member; after a burst of leaves every member left gets the exact list;
+// after a wave of ended connections the fan-out list is compacted and the
+// others still get every message.
 func TestJoinBurstMemberLists(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), PresenceInterval: time.Hour})
@@ -565,4 +567,31 @@ func TestJoinBurstMemberLists(t *testing.T) {
 		c.waitUntil("the exact list after the leaves", hasMembers("burst", names[:stay]...))
 	}
 	checkRoom(names[:stay])
+
+	// A wave of ended connections: their names linger, the fan-out list
+	// drops them a quarter at a time, the others still get every message.
+	const cut = 30
+	for _, c := range cs[stay-cut : stay] {
+		_ = c.ws.Close()
+	}
+	ts.mu.Lock()
+	r := ts.rooms["burst"]
+	ts.mu.Unlock()
+	waitFor(t, waitTimeout, "the ended connections left", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(*r.members.Load())-len(r.ended) == stay-cut
+	})
+	r.mu.Lock()
+	fanout, ended := len(*r.members.Load()), len(r.ended)
+	r.mu.Unlock()
+	if fanout >= stay || ended*endedShare >= fanout {
+		t.Fatalf("fan-out list of %d with %d ended: not compacted", fanout, ended)
+	}
+	cs[0].sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "burst", Text: "after the wave", CID: "c2"})
+	for _, c := range cs[:stay-cut] {
+		if m := c.next(protocol.TypeMessage); m.Text != "after the wave" {
+			t.Fatalf("got message %q", m.Text)
+		}
+	}
 }

@@ -25,7 +25,8 @@ type room struct {
 
 	// members is the fan-out list: the local members' connections,
 	// replaced (copy on write) under mu and read without a lock by the
-	// delivery goroutine.
+	// delivery goroutine. It may still hold connections that ended (the
+	// engine drops their frames), as ended says.
 	members atomic.Pointer[[]*engine.Conn]
 
 	// refs counts the connections in or joining the room; guarded by s.mu.
@@ -33,7 +34,10 @@ type room struct {
 
 	// mu guards the fields below and serializes join, leave, presence
 	// handling and presence publishing for the room.
-	mu     sync.Mutex
+	mu sync.Mutex
+	// ended holds the connections in members that ended; leaveRoom drops
+	// them all at once when they are a quarter of it (endedShare).
+	ended  map[*engine.Conn]struct{}
 	sub    broker.Subscription
 	psub   broker.Subscription
 	local  map[string]int          // display names of local members, counted
@@ -107,6 +111,7 @@ func newRoom(s *Server, name string) *room {
 		heard:    make(map[string]struct{}),
 		quiet:    make(map[string]struct{}),
 		linger:   make(map[string]time.Time),
+		ended:    make(map[*engine.Conn]struct{}),
 	}
 	r.members.Store(&[]*engine.Conn{})
 	return r
@@ -235,13 +240,23 @@ func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
 func (s *Server) leaveRoom(c *session, r *room, user string) {
 	r.mu.Lock()
 	old := *r.members.Load()
-	next := make([]*engine.Conn, 0, len(old))
-	for _, m := range old {
-		if m != c.c {
-			next = append(next, m)
+	live := len(old) - len(r.ended) - 1
+	if c.ended() && live > 0 && (len(r.ended)+1)*endedShare < len(old) {
+		// The engine drops what is sent to an ended connection, so it may
+		// stay in the fan-out list until a quarter of the list has ended:
+		// a wave of N ended connections costs O(N) copying in all, not a
+		// copy of the list each.
+		r.ended[c.c] = struct{}{}
+	} else {
+		next := make([]*engine.Conn, 0, live)
+		for _, m := range old {
+			if _, gone := r.ended[m]; !gone && m != c.c {
+				next = append(next, m)
+			}
 		}
+		clear(r.ended)
+		r.members.Store(&next)
 	}
-	r.members.Store(&next)
 	switch {
 	case s.draining.Load():
 		// A handover: the name stays (unsubscribeLocked).
@@ -250,7 +265,7 @@ func (s *Server) leaveRoom(c *session, r *room, user string) {
 	default:
 		r.removeNameLocked(user)
 	}
-	if len(next) == 0 {
+	if live == 0 {
 		r.unsubscribeLocked()
 		if s.hist != nil {
 			r.dmu.Lock()
@@ -676,6 +691,10 @@ func (r *room) unionLocked(now time.Time) []string {
 	r.list, r.listShared = union, false
 	return union
 }
+
+// endedShare: the ended connections left in a room's fan-out list are
+// dropped when they would make 1/endedShare of it.
+const endedShare = 4
 
 // earlierList suffixes a server's AppID in room.remote to keep the list it
 // had before it entered the room again without a "bye".
