@@ -156,6 +156,10 @@ type writeState struct {
 	wbuf      net.Buffers // the copy of vec that net.Buffers.WriteTo consumes
 	deadline  time.Time   // the socket's write deadline; zero when none is set
 	lastWrite time.Time   // when the last write began
+	// from is when the interval before the next write counts from:
+	// lastWrite, or zero (the next write is due at once) after a write
+	// that followed a quiet spell (wrote).
+	from time.Time
 	// pending is what a flusher's short write left, with pendingFrames
 	// frames in it, for writeLoop.
 	pending       net.Buffers

@@ -111,6 +111,14 @@ type Options struct {
 	// container's default seccomp profile refuses it), they hand the kernel
 	// the writes of up to 64 connections in one system call. Default: false.
 	NoBatchedWrites bool
+	// NoWriteBurst applies the write interval to every write. By default a
+	// connection that had no write for quietGap may be written twice
+	// before the interval applies: a new connection's welcome and the
+	// answer to its first request (a join) both go out at once, instead
+	// of the answer waiting an interval (20 ms, up to 250 ms on a busy
+	// server). A busy connection is never quiet, so its writes stay an
+	// interval apart. Default: false.
+	NoWriteBurst bool
 	// CheckOrigin decides whether Upgrade accepts a request's Origin; a
 	// refusal is answered 403. Default: nil, a missing Origin or the
 	// request's own host only.

@@ -78,7 +78,7 @@ type flusher struct {
 type dueQueue []dueItem
 
 type dueItem struct {
-	last int64 // the connection's last write, UnixNano; 0 for none
+	last int64 // when its interval counts from (writeState.from), UnixNano; 0: due at once
 	c    *Conn
 }
 
@@ -211,8 +211,8 @@ const (
 // before the connection it sleeps for.
 func (f *flusher) push(c *Conn) {
 	it := dueItem{c: c}
-	if !c.w.lastWrite.IsZero() {
-		it.last = c.w.lastWrite.UnixNano()
+	if !c.w.from.IsZero() {
+		it.last = c.w.from.UnixNano()
 	}
 	f.mu.Lock()
 	f.q.push(it)
@@ -310,7 +310,7 @@ func (f *flusher) writeBatch(due []dueItem, now time.Time) {
 		if batch == nil {
 			continue
 		}
-		it.c.w.lastWrite = now
+		it.c.w.wrote(now, !f.e.opt.NoWriteBurst)
 		from := len(vec)
 		for _, fr := range batch {
 			vec = fr.appendVec(vec)

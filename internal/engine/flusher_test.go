@@ -314,10 +314,13 @@ func TestDueConnectionNotBehindBusyOne(t *testing.T) {
 		})
 	}
 	// The quiet connection's last write ages an interval; then the busy
-	// one is written and at once gets another frame, then the quiet one.
+	// one is written twice (its first two writes, a burst: at once) and at
+	// once gets another frame, then the quiet one.
 	quiet.c.Send(TextFrame([]byte("q0")))
 	readText(t, quiet.ws)
 	time.Sleep(maxCoalesce)
+	busy.c.Send(TextFrame([]byte("0")))
+	readText(t, busy.ws)
 	busy.c.Send(TextFrame([]byte("1")))
 	readText(t, busy.ws)
 	start := time.Now()
@@ -333,6 +336,53 @@ func TestDueConnectionNotBehindBusyOne(t *testing.T) {
 	}
 	if quietAfter > maxCoalesce/2 {
 		t.Fatalf("quiet connection written after %v, behind the busy one (%v)", quietAfter, busyAfter)
+	}
+}
+
+// TestWriteBurst: with the interval at its longest, a new connection's
+// first two frames, queued one after the other was written (a welcome,
+// then a join's answer), both go out at once, and the third waits for the
+// interval; with Options.NoWriteBurst the second waits too.
+func TestWriteBurst(t *testing.T) {
+	t.Parallel()
+	for _, noBurst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoWriteBurst=%v", noBurst), func(t *testing.T) {
+			t.Parallel()
+			te := startEngine(t, Options{NoWriteBurst: noBurst}, echo())
+			for _, f := range te.flushers {
+				waitFor(t, 5*time.Second, "an idle flusher", func() bool {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					if f.running {
+						return false
+					}
+					f.interval.Store(int64(maxCoalesce))
+					f.winStart = time.Now().Add(time.Hour)
+					return true
+				})
+			}
+			ws, c := te.dialed(t)
+			c.Send(TextFrame([]byte("welcome")))
+			readText(t, ws)
+			start := time.Now()
+			c.Send(TextFrame([]byte("joined")))
+			readText(t, ws)
+			second := time.Since(start)
+			start = time.Now()
+			c.Send(TextFrame([]byte("third")))
+			readText(t, ws)
+			third := time.Since(start)
+			t.Logf("second frame after %v, third after %v", second, third)
+			if third < maxCoalesce*3/5 {
+				t.Errorf("third frame written after %v: the interval (%v) was not held", third, maxCoalesce)
+			}
+			switch {
+			case !noBurst && second > maxCoalesce/2:
+				t.Errorf("second frame of a new connection written after %v, not at once", second)
+			case noBurst && second < maxCoalesce*3/5:
+				t.Errorf("second frame written after %v with NoWriteBurst: the interval (%v) was not held", second, maxCoalesce)
+			}
+		})
 	}
 }
 

@@ -29,7 +29,24 @@ const (
 	// queueHardFactor times SendQueue frames waiting is too slow whatever
 	// the socket does.
 	queueHardFactor = 4
+	// quietGap is how long a connection goes without a write to be quiet:
+	// its next two writes go out at once (Options.NoWriteBurst). Longer
+	// than the longest interval, so a busy connection is never quiet.
+	quietGap = 2 * maxCoalesce
 )
+
+// wrote records a write that began at now: the next write is due an
+// interval later, or at once when this one followed a quiet spell (and
+// burst, the engine's Options.NoWriteBurst unset), so that a quiet
+// connection's first two frames both go at once. The writer role's holder
+// only.
+func (w *writeState) wrote(now time.Time, burst bool) {
+	quiet := w.lastWrite.IsZero() || now.Sub(w.lastWrite) >= quietGap
+	w.lastWrite, w.from = now, now
+	if burst && quiet {
+		w.from = time.Time{}
+	}
+}
 
 // enqueue queues f without blocking and starts a writer when none runs.
 // When SendQueue frames are already waiting and the socket has not taken a
@@ -137,7 +154,7 @@ func (c *Conn) writeLoop() {
 	}
 	for {
 		waited := false
-		if wait := coalesceOf(c.fl) - time.Since(c.w.lastWrite); wait > 0 {
+		if wait := coalesceOf(c.fl) - time.Since(c.w.from); wait > 0 {
 			// A close waits for the end of the interval too: at most
 			// maxCoalesce.
 			time.Sleep(wait)
@@ -167,7 +184,7 @@ func (c *Conn) writeLoop() {
 		c.out.pingDue, c.out.pongDue, c.out.pongData = false, false, nil
 		c.mu.Unlock()
 
-		c.w.lastWrite = time.Now()
+		c.w.wrote(time.Now(), !c.e.opt.NoWriteBurst)
 		err := c.extendDeadline(c.w.lastWrite)
 		if err == nil && pong {
 			err = c.writeControl(wsframe.OpPong, pongData)

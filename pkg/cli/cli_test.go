@@ -197,7 +197,7 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 		"token":   "data help name output room secret-file ttl user",
 		"serve": "addr allowed-origins app-id append-publish batch-writes blobs broker data drain-delay flusher guest-uploads guests heartbeat heartbeat-interval help history " +
 			"inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn max-upload prefix presence-interval rate rate-burst " +
-			"read-limit read-poller secret-file send-queue shutdown-timeout store trust-proxy upload-any upload-quota upload-rate upload-timeout",
+			"read-limit read-poller secret-file send-queue shutdown-timeout store trust-proxy upload-any upload-quota upload-rate upload-timeout write-burst",
 		"users list":    "after data help limit output store",
 		"users add":     "data help output store",
 		"users ban":     "broker data help id operator-key-file prefix store",

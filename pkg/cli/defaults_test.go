@@ -47,6 +47,7 @@ func TestServeDefaultsAreTheServers(t *testing.T) {
 		"trust-proxy":        d.TrustProxy,
 		"allowed-origins":    d.AllowedOrigins,
 		"batch-writes":       !d.NoBatchedWrites,
+		"write-burst":        !d.NoWriteBurst,
 		"read-poller":        !d.NoReadPoller,
 		"guests":             !d.NoGuests,
 		"addr":               DefaultAddr,

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -79,6 +80,9 @@ type ServeOptions struct {
 	// BatchWrites lets the server write many sockets in one system call
 	// (io_uring, where the kernel allows): not Server.NoBatchedWrites.
 	BatchWrites bool
+	// WriteBurst lets a quiet connection's next two frames go out at once
+	// (a welcome and the join's answer): not Server.NoWriteBurst.
+	WriteBurst bool
 	// ReadPoller watches idle connections' sockets in one epoll set instead
 	// of a reader goroutine each (Linux): not Server.NoReadPoller.
 	ReadPoller bool
@@ -114,6 +118,7 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		BatchWrites:     !cfg.NoBatchedWrites,
+		WriteBurst:      !cfg.NoWriteBurst,
 		ReadPoller:      !cfg.NoReadPoller,
 		Flusher:         !cfg.NoFlusher,
 		Guests:          !cfg.NoGuests,
@@ -230,6 +235,7 @@ that they reconnect to another server, and refuses new ones until it is back.`,
 	f.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "log level: debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "log format: text or json")
 	f.BoolVar(&opts.BatchWrites, "batch-writes", opts.BatchWrites, "write many client sockets in one system call with io_uring where the kernel allows it (Linux); false writes each with its own writev")
+	f.BoolVar(&opts.WriteBurst, "write-burst", opts.WriteBurst, "let a connection quiet for half a second get its next two frames at once (a joining client's welcome and its join's answer); false keeps every write of a connection an interval (20 ms or more) after the last")
 	f.BoolVar(&opts.ReadPoller, "read-poller", opts.ReadPoller, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
 	f.BoolVar(&opts.AppendPublish, "append-publish", opts.AppendPublish, "when the history is the broker's Redis, store and publish each message with one script (one round trip); false: append, then PUBLISH")
 	f.BoolVar(&opts.InlineReads, "inline-reads", opts.InlineReads, "with memory:// broker and history, whose calls never block, read and handle a client's frames on the read poller's goroutine; false starts a goroutine per read, as with Redis or PostgreSQL")
@@ -317,6 +323,7 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	cfg.ClientHeartbeat = clientHeartbeat(cfg.ClientHeartbeat)
 	cfg.History = hist
 	cfg.NoBatchedWrites = !opts.BatchWrites
+	cfg.NoWriteBurst = !opts.WriteBurst
 	cfg.NoReadPoller = !opts.ReadPoller
 	cfg.NoFlusher = !opts.Flusher
 	cfg.NoGuests = !opts.Guests
@@ -604,6 +611,9 @@ func defaultHistory(g *GlobalOptions, serving bool) (string, error) {
 	return history.URLForBroker(g.Broker), nil
 }
 
+// mutexProfileFraction is the sampling rate of --pprof's mutex profile.
+const mutexProfileFraction = 20
+
 // servePprof serves the net/http/pprof handlers on their own listener at
 // addr, so profiles never share the public port; the returned function
 // closes it.
@@ -612,6 +622,9 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for --pprof on %s: %w", addr, err)
 	}
+	// Lock contention shows in /debug/pprof/mutex: one event in
+	// mutexProfileFraction is sampled, about free when nothing contends.
+	runtime.SetMutexProfileFraction(mutexProfileFraction)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -145,6 +145,12 @@ type Config struct {
 	// most of a small write's CPU where system calls are dear (virtual
 	// machines). Default: false.
 	NoBatchedWrites bool
+	// NoWriteBurst applies the write interval (20 ms, up to 250 ms on a
+	// busy server) to every write. By default a connection that had no
+	// write for half a second may be written twice at once: a joining
+	// client's welcome and its join's answer both go out without waiting
+	// (engine.Options.NoWriteBurst). Default: false.
+	NoWriteBurst bool
 	// NoFlusher makes each connection's own writer goroutine write its
 	// queue, one writev(2) per write that may block under WriteTimeout, as
 	// gorilla's writePump does. By default the flushers (one per

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/livechat/livechat/internal/engine"
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/protocol"
 )
@@ -449,6 +451,17 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 		c.next(protocol.TypeWelcome)
 		c.join("big", "u"+strconv.Itoa(1000 + i)[1:])
 	}
+	// The burst of joins has been told (a burst of more than
+	// protocol.PresenceDeltaMax names comes without them): late's join is
+	// the next change.
+	first.waitUntil("the burst told", func(frames []rx) bool {
+		for _, f := range slices.Backward(frames) {
+			if f.Type == protocol.TypePresence {
+				return f.MemberCount == protocol.PresenceListMax+1
+			}
+		}
+		return false
+	})
 	late := dial(t, ts.url)
 	late.next(protocol.TypeWelcome)
 	if j := late.join("big", "late"); j.MemberCount != protocol.PresenceListMax+2 {
@@ -465,4 +478,120 @@ func TestPresenceDeltaInBigRoom(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestJoinBurstMemberLists: a burst of concurrent joins into one room of
+// more than protocol.PresenceListMax members (the joins add to the room's
+// fan-out and name lists in place) leaves the server with exactly the
+// members, each client with the room's count, and a message reaches every
+// member; after a burst of leaves every member left gets the exact list;
+// after a wave of ended connections the fan-out list is compacted and the
+// others still get every message.
+func TestJoinBurstMemberLists(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, memBroker(t), Config{AppID: "1000", Prefix: testPrefix(t), PresenceInterval: time.Hour})
+	const n, stay = protocol.PresenceListMax + 50, protocol.PresenceListMax
+	cs := make([]*client, n)
+	names := make([]string, n)
+	for i := range cs {
+		names[i] = fmt.Sprintf("m%03d", i)
+		cs[i] = dial(t, ts.url)
+	}
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			errs <- c.ws.WriteJSON(protocol.Inbound{Type: protocol.TypeJoin, Room: "burst", Name: names[i]})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
+	for i, c := range cs {
+		j := c.next(protocol.TypeJoined)
+		if j.MemberCount < 1 || j.MemberCount > n || len(j.Members) > protocol.PresenceListMax ||
+			!slices.IsSorted(j.Members) || !slices.Contains(j.Members, names[i]) && j.MemberCount <= protocol.PresenceListMax {
+			t.Fatalf("%s joined with %d members %v", names[i], j.MemberCount, j.Members)
+		}
+	}
+	for _, c := range cs {
+		c.waitUntil("the whole room counted", func(frames []rx) bool {
+			for _, f := range slices.Backward(frames) {
+				if f.Type == protocol.TypePresence || f.Type == protocol.TypeJoined {
+					return f.MemberCount == n
+				}
+			}
+			return false
+		})
+	}
+	checkRoom := func(want []string) {
+		t.Helper()
+		ts.mu.Lock()
+		r := ts.rooms["burst"]
+		ts.mu.Unlock()
+		r.mu.Lock()
+		list := slices.Clone(r.unionLocked(time.Now()))
+		fanout := *r.members.Load()
+		r.mu.Unlock()
+		if !slices.Equal(list, want) {
+			t.Fatalf("server's member list %v, want %v", list, want)
+		}
+		distinct := make(map[*engine.Conn]bool)
+		for _, c := range fanout {
+			distinct[c] = true
+		}
+		if len(fanout) != len(want) || len(distinct) != len(want) {
+			t.Fatalf("fan-out list of %d connections, %d distinct, want %d", len(fanout), len(distinct), len(want))
+		}
+	}
+	checkRoom(names)
+
+	cs[0].sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "burst", Text: "to all", CID: "c1"})
+	for _, c := range cs {
+		if m := c.next(protocol.TypeMessage); m.Text != "to all" {
+			t.Fatalf("got message %q", m.Text)
+		}
+	}
+
+	for _, c := range cs[stay:] {
+		c.sendJSON(protocol.Inbound{Type: protocol.TypeLeave, Room: "burst"})
+	}
+	for _, c := range cs[stay:] {
+		c.next(protocol.TypeLeft)
+	}
+	for _, c := range cs[:stay] {
+		c.waitUntil("the exact list after the leaves", hasMembers("burst", names[:stay]...))
+	}
+	checkRoom(names[:stay])
+
+	// A wave of ended connections: their names linger, the fan-out list
+	// drops them a quarter at a time, the others still get every message.
+	const cut = 30
+	for _, c := range cs[stay-cut : stay] {
+		_ = c.ws.Close()
+	}
+	ts.mu.Lock()
+	r := ts.rooms["burst"]
+	ts.mu.Unlock()
+	waitFor(t, waitTimeout, "the ended connections left", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(*r.members.Load())-len(r.ended) == stay-cut
+	})
+	r.mu.Lock()
+	fanout, ended := len(*r.members.Load()), len(r.ended)
+	r.mu.Unlock()
+	if fanout >= stay || ended*endedShare >= fanout {
+		t.Fatalf("fan-out list of %d with %d ended: not compacted", fanout, ended)
+	}
+	cs[0].sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "burst", Text: "after the wave", CID: "c2"})
+	for _, c := range cs[:stay-cut] {
+		if m := c.next(protocol.TypeMessage); m.Text != "after the wave" {
+			t.Fatalf("got message %q", m.Text)
+		}
+	}
 }

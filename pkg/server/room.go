@@ -25,7 +25,8 @@ type room struct {
 
 	// members is the fan-out list: the local members' connections,
 	// replaced (copy on write) under mu and read without a lock by the
-	// delivery goroutine.
+	// delivery goroutine. It may still hold connections that ended (the
+	// engine drops their frames), as ended says.
 	members atomic.Pointer[[]*engine.Conn]
 
 	// refs counts the connections in or joining the room; guarded by s.mu.
@@ -33,7 +34,10 @@ type room struct {
 
 	// mu guards the fields below and serializes join, leave, presence
 	// handling and presence publishing for the room.
-	mu     sync.Mutex
+	mu sync.Mutex
+	// ended holds the connections in members that ended; leaveRoom drops
+	// them all at once when they are a quarter of it (endedShare).
+	ended  map[*engine.Conn]struct{}
 	sub    broker.Subscription
 	psub   broker.Subscription
 	local  map[string]int          // display names of local members, counted
@@ -48,8 +52,12 @@ type room struct {
 	presenceLater *time.Timer
 	presenceDue   bool
 	// list caches the sorted member list (unionLocked); nil when it must be
-	// rebuilt. It is replaced, never modified, so callers may keep it.
-	list []string
+	// rebuilt. Callers use it under mu and must not keep it, except as
+	// union: while listShared (the list is union's), it is replaced,
+	// not modified; otherwise addNameLocked and removeNameLocked edit it
+	// in place (a burst of N joins would otherwise copy N²/2 names).
+	list       []string
+	listShared bool
 	// Quiet arrivals (refreshLocked): names that were in the room before
 	// this server learnt of them reach the local members' list without a
 	// "joined" notice. discoverUntil ends the discovery period that
@@ -103,6 +111,7 @@ func newRoom(s *Server, name string) *room {
 		heard:    make(map[string]struct{}),
 		quiet:    make(map[string]struct{}),
 		linger:   make(map[string]time.Time),
+		ended:    make(map[*engine.Conn]struct{}),
 	}
 	r.members.Store(&[]*engine.Conn{})
 	return r
@@ -165,10 +174,12 @@ func (s *Server) joinRoom(c *session, name, user string, since *uint64) (*room, 
 	// seq published during the join may come just before the joined frame;
 	// messages with a seq wait for r.dmu, held here, so the replay goes
 	// first.
-	old := *r.members.Load()
-	next := make([]*engine.Conn, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, c.c)
+	// Appended in place while the array has room (amortized O(1), not a
+	// copy per join: a burst of N joins would copy N²/2 pointers): a
+	// reader of an earlier list never reads past its own length, and no
+	// list over this array is longer than this one (leaveRoom makes a
+	// new array).
+	next := append(*r.members.Load(), c.c)
 	r.members.Store(&next)
 	c.sendJSON(j)
 	if len(replay) > 0 {
@@ -229,13 +240,23 @@ func (r *room) joinedLocked(user string, now time.Time) protocol.Joined {
 func (s *Server) leaveRoom(c *session, r *room, user string) {
 	r.mu.Lock()
 	old := *r.members.Load()
-	next := make([]*engine.Conn, 0, len(old))
-	for _, m := range old {
-		if m != c.c {
-			next = append(next, m)
+	live := len(old) - len(r.ended) - 1
+	if c.ended() && live > 0 && (len(r.ended)+1)*endedShare < len(old) {
+		// The engine drops what is sent to an ended connection, so it may
+		// stay in the fan-out list until a quarter of the list has ended:
+		// a wave of N ended connections costs O(N) copying in all, not a
+		// copy of the list each.
+		r.ended[c.c] = struct{}{}
+	} else {
+		next := make([]*engine.Conn, 0, live)
+		for _, m := range old {
+			if _, gone := r.ended[m]; !gone && m != c.c {
+				next = append(next, m)
+			}
 		}
+		clear(r.ended)
+		r.members.Store(&next)
 	}
-	r.members.Store(&next)
 	switch {
 	case s.draining.Load():
 		// A handover: the name stays (unsubscribeLocked).
@@ -244,7 +265,7 @@ func (s *Server) leaveRoom(c *session, r *room, user string) {
 	default:
 		r.removeNameLocked(user)
 	}
-	if len(next) == 0 {
+	if live == 0 {
 		r.unsubscribeLocked()
 		if s.hist != nil {
 			r.dmu.Lock()
@@ -268,8 +289,13 @@ func (r *room) addNameLocked(user string) {
 		return
 	}
 	i, found := slices.BinarySearch(r.list, user)
-	if !found {
-		r.list = slices.Insert(slices.Clip(r.list), i, user) // a new array
+	if found {
+		return
+	}
+	if r.listShared {
+		r.list, r.listShared = slices.Insert(slices.Clip(r.list), i, user), false // a new array
+	} else {
+		r.list = slices.Insert(r.list, i, user)
 	}
 }
 
@@ -288,7 +314,11 @@ func (r *room) removeNameLocked(user string) {
 		}
 	}
 	if i, found := slices.BinarySearch(r.list, user); found {
-		r.list = slices.Delete(slices.Clone(r.list), i, i+1)
+		if r.listShared {
+			r.list, r.listShared = slices.Delete(slices.Clone(r.list), i, i+1), false
+		} else {
+			r.list = slices.Delete(r.list, i, i+1)
+		}
 	}
 }
 
@@ -591,7 +621,7 @@ func (r *room) refreshLocked(now time.Time) {
 			left = append(left, n)
 		}
 	}
-	r.union = union
+	r.union, r.listShared = union, true
 	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Joined: joined, Left: left, MemberCount: len(union)}
 	switch {
 	case len(union) <= protocol.PresenceListMax:
@@ -658,9 +688,13 @@ func (r *room) unionLocked(now time.Time) []string {
 		union = append(union, n)
 	}
 	slices.Sort(union)
-	r.list = union
+	r.list, r.listShared = union, false
 	return union
 }
+
+// endedShare: the ended connections left in a room's fan-out list are
+// dropped when they would make 1/endedShare of it.
+const endedShare = 4
 
 // earlierList suffixes a server's AppID in room.remote to keep the list it
 // had before it entered the room again without a "bye".

@@ -161,6 +161,7 @@ func New(b broker.Broker, cfg Config) (*Server, error) {
 		NoPoller:        cfg.NoReadPoller,
 		NoFlusher:       cfg.NoFlusher,
 		NoBatchedWrites: cfg.NoBatchedWrites,
+		NoWriteBurst:    cfg.NoWriteBurst,
 		CheckOrigin:     s.checkOrigin,
 		Logger:          s.log,
 	})

@@ -22,6 +22,9 @@ type sqlStore struct {
 	closed atomic.Bool
 	once   sync.Once
 	cerr   error
+	// stmts holds the prepared statements of the hottest reads (userBy,
+	// once per guest's first join), by query: parsed once, not per call.
+	stmts sync.Map
 }
 
 // dialect is what differs between the SQL backends.
@@ -220,6 +223,10 @@ func fromUs(v int64) time.Time { return time.UnixMicro(v).UTC() }
 func (s *sqlStore) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
+		s.stmts.Range(func(_, st any) bool {
+			_ = st.(*sql.Stmt).Close()
+			return true
+		})
 		s.cerr = s.w.Close()
 		if s.r != s.w {
 			s.cerr = errors.Join(s.cerr, s.r.Close())
@@ -229,6 +236,23 @@ func (s *sqlStore) Close() error {
 		}
 	})
 	return s.cerr
+}
+
+// prepared returns the read pool's prepared statement of query, made on
+// its first use. Safe for concurrent use.
+func (s *sqlStore) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		_ = st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 const userCols = `id, name, ukey, password_hash, created, banned`
@@ -274,7 +298,11 @@ func (s *sqlStore) userBy(ctx context.Context, col, v string) (User, error) {
 	if err := s.open(); err != nil {
 		return User{}, err
 	}
-	u, err := scanUser(s.r.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM store_users WHERE `+col+` = ?`), v))
+	st, err := s.prepared(ctx, s.q(`SELECT `+userCols+` FROM store_users WHERE `+col+` = ?`))
+	if err != nil {
+		return User{}, s.wrap("user", err)
+	}
+	u, err := scanUser(st.QueryRowContext(ctx, v))
 	if err != nil {
 		return User{}, s.wrap("user", err)
 	}
