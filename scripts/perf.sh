@@ -228,7 +228,7 @@ prod_point() {
     mkdir -p "$PPROF"; curl -s -o "$PPROF/cpu.pprof" "http://127.0.0.1:$pprofp/debug/pprof/profile?seconds=$win" & profpid=$!
   fi
   # The Redis that holds the broker or the history: its commands' calls and µs over the window.
-  local rport=""; [ "$br" = redis ] && rport=$bp; [ "$hi" = redis ] && [ "$br" != redis ] && rport=$hip
+  local rport=""; [ "$br" = redis ] && rport=$bp; [ "$hi" = redis ] && [ "$br" != redis ] && [ "$br" != cluster ] && rport=$hip
   cmdstats() { if [ -n "$rport" ]; then redis-cli -p "$rport" info commandstats | tr -d '\r' | grep '^cmdstat_' | tr '\n' ' '; fi; }
   local rs0 rs1; rs0=$(cmdstats)
   t0=$(date +%s.%N); read -r -a c0 <<<"$(snap)"
