@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -257,8 +258,10 @@ func TestPingDoesNotKeepWriters(t *testing.T) {
 	}
 	// A steady flow, a frame every 2 ms to every connection, with a ping
 	// to every connection every 50 ms: count the connections' own writers
-	// from the second 100 ms on.
-	most := int64(0)
+	// from the second 100 ms on. Kept writers would be there in every
+	// sample; a ping's short-lived writers come and go (on a loaded host
+	// many may wait for a processor at once), so the median tells.
+	var samples []int64
 	start := time.Now()
 	for i := 0; time.Since(start) < 600*time.Millisecond; i++ {
 		f := SharedTextFrame([]byte(strconv.Itoa(i)))
@@ -266,13 +269,15 @@ func TestPingDoesNotKeepWriters(t *testing.T) {
 			c.Send(f)
 		}
 		if time.Since(start) > 100*time.Millisecond {
-			most = max(most, te.Stats().OwnWriters)
+			samples = append(samples, te.Stats().OwnWriters)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.Logf("%d connections under a flow with pings: at most %d writer goroutines at once", k, most)
-	if most >= k/2 {
-		t.Fatalf("%d writer goroutines under the flow: pinged connections kept them", most)
+	slices.Sort(samples)
+	median := samples[len(samples)/2]
+	t.Logf("%d connections under a flow with pings: %d writer goroutines at once in the median sample, at most %d", k, median, samples[len(samples)-1])
+	if median >= k/2 {
+		t.Fatalf("%d writer goroutines in the median sample under the flow: pinged connections kept them", median)
 	}
 }
 

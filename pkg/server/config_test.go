@@ -38,7 +38,7 @@ func TestDefaultConfigIsWhatNewFills(t *testing.T) {
 		SendQueue: 256, WriteTimeout: 10 * time.Second, PongWait: 60 * time.Second, PingPeriod: 54 * time.Second,
 		RatePerSec: 20, RateBurst: 40, RateStrikes: 20, HeartbeatInterval: 2 * time.Second,
 		ClientHeartbeat: 10 * time.Second, PresenceInterval: 3 * time.Second, JoinHistory: 50, ReplayLimit: 1000,
-		HistoryTimeout: 3 * time.Second, GapTimeout: 30 * time.Second, SweepInterval: 5 * time.Second,
+		HistoryTimeout: 3 * time.Second, GapTimeout: 30 * time.Second, SweepInterval: 5 * time.Second, BrokerLossGrace: 5 * time.Second,
 		AuthTimeout: 5 * time.Second, Logger: def.Logger,
 	}
 	if !reflect.DeepEqual(def, stated) {
