@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command connectbench times a burst of WebSocket clients that connect to a
 // chat server and join one room, speaking either livechat's protocol or
 // Centrifugo's (JSON), so that the two servers are measured by the same
