@@ -72,6 +72,25 @@ type Broker interface {
 	Close() error
 }
 
+// Reacher is implemented by a broker of several nodes (Redis Cluster),
+// whose State turns StateReconnecting while any node it needs fails over:
+// ReachesNone tells a broker cut off from every node from one that lost
+// only some.
+type Reacher interface {
+	// ReachesNone reports whether no node of the broker has answered for
+	// a few seconds.
+	ReachesNone() bool
+}
+
+// Unreachable reports whether b is cut off: ReachesNone for a Reacher,
+// otherwise State is StateReconnecting.
+func Unreachable(b Broker) bool {
+	if r, ok := b.(Reacher); ok {
+		return b.State() == StateReconnecting && r.ReachesNone()
+	}
+	return b.State() == StateReconnecting
+}
+
 // Subscription is one registered handler.
 type Subscription interface {
 	// Pattern is the subject pattern given to Subscribe.

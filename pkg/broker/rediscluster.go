@@ -77,18 +77,21 @@ const (
 // state is StateReconnecting until every channel is confirmed again.
 // Messages published meanwhile are lost (Pub/Sub is at most once).
 type RedisCluster struct {
-	opts    Options
-	url     string // redacted
-	co      *redis.ClusterOptions
-	cc      *redis.ClusterClient
-	id      string // this instance in the registry
-	state   atomic.Int32
-	closed  atomic.Bool
-	closing chan struct{}
-	routeCh chan struct{} // asks the manager to place orphans
-	regCh   chan struct{} // asks the manager to reload the registry
-	loopWG  sync.WaitGroup
-	subWG   sync.WaitGroup
+	opts   Options
+	url    string // redacted
+	co     *redis.ClusterOptions
+	cc     *redis.ClusterClient
+	id     string // this instance in the registry
+	state  atomic.Int32
+	closed atomic.Bool
+	// reachedAt is when a master last answered reachLoop's PING
+	// (UnixNano).
+	reachedAt atomic.Int64
+	closing   chan struct{}
+	routeCh   chan struct{} // asks the manager to place orphans
+	regCh     chan struct{} // asks the manager to reload the registry
+	loopWG    sync.WaitGroup
+	subWG     sync.WaitGroup
 	// patterns are the live patterns of the cluster, as the last
 	// heartbeat read them.
 	patterns atomic.Pointer[[]livePattern]
@@ -108,7 +111,10 @@ type RedisCluster struct {
 	waiting map[*clusterGroup]struct{} // moved, not confirmed again
 }
 
-var _ Broker = (*RedisCluster)(nil)
+var (
+	_ Broker  = (*RedisCluster)(nil)
+	_ Reacher = (*RedisCluster)(nil)
+)
 
 // slotRange is a range of hash slots, its master's address ("" while it
 // has none online) and every node serving it.
@@ -265,8 +271,10 @@ func OpenRedisCluster(ctx context.Context, rawURL string, opts Options) (Broker,
 	if err != nil {
 		return fail(err)
 	}
-	b.loopWG.Add(1)
+	b.reachedAt.Store(time.Now().UnixNano())
+	b.loopWG.Add(2)
 	go b.manage()
+	go b.reachLoop()
 	select {
 	case <-g.ready:
 	case <-pctx.Done():
@@ -945,6 +953,41 @@ func (b *RedisCluster) updateState() {
 	if f := b.opts.OnStateChange; f != nil {
 		f(s)
 	}
+}
+
+// unreachableAfter is how long no master may answer before ReachesNone
+// says so: a few rounds of reachLoop.
+const unreachableAfter = 3 * heartbeatInterval
+
+// reachLoop PINGs every master each heartbeatInterval and records when one
+// answered (ReachesNone).
+func (b *RedisCluster) reachLoop() {
+	defer b.loopWG.Done()
+	t := time.NewTicker(heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+		// The masters' errors do not matter: one answer is enough.
+		_ = b.cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			if c.Ping(ctx).Err() == nil {
+				b.reachedAt.Store(time.Now().UnixNano())
+			}
+			return nil
+		})
+		cancel()
+	}
+}
+
+// ReachesNone implements Reacher: no master of the cluster has answered a
+// PING for a few seconds. A failing-over master turns State to
+// StateReconnecting but leaves ReachesNone false while the others answer.
+func (b *RedisCluster) ReachesNone() bool {
+	return time.Since(time.Unix(0, b.reachedAt.Load())) > unreachableAfter
 }
 
 // State reports StateConnected while every subscribed channel is

@@ -195,11 +195,20 @@ func TestRedisClusterFailover(t *testing.T) {
 		_, ok := subLog.seen(0, broker.StateReconnecting)
 		return ok
 	})
+	// While the room's master fails over the others answer: the broker
+	// is degraded, not cut off (a server keeps its clients).
+	var cutOff atomic.Bool
 	brokertest.WaitFor(t, 30*time.Second, "the subscriber's broker connected again", func() bool {
+		if broker.Unreachable(sub) {
+			cutOff.Store(true)
+		}
 		i, _ := subLog.seen(0, broker.StateReconnecting)
 		_, ok := subLog.seen(i, broker.StateConnected)
 		return ok && sub.State() == broker.StateConnected
 	})
+	if cutOff.Load() {
+		t.Errorf("broker.Unreachable during the failover of one master of three")
+	}
 	t.Logf("subscriber reconnected %v after the kill", time.Since(killedAt))
 	c.WaitHealthy(30 * time.Second)
 	if got := c.MasterOf(broker.ShardChannel(subject)); got == victim {
@@ -487,4 +496,22 @@ func TestRedisClusterPatternCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokertest.WaitFor(t, 10*time.Second, "publishes back to one SPUBLISH", func() bool { return cost() == 1 })
+}
+
+// TestRedisClusterUnreachable: a broker on a cluster none of whose nodes
+// answers is Unreachable within a few seconds; while they answer it is not.
+func TestRedisClusterUnreachable(t *testing.T) {
+	check := brokertest.GoroutineCheck(t)
+	defer check()
+	c := brokertest.StartRedisCluster(t)
+	b := openRedis(t, c.URL, broker.Options{})
+	defer func() { _ = b.Close() }()
+	if _, err := b.Subscribe(context.Background(), brokertest.Prefix(t)+".room.a", func(broker.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	if broker.Unreachable(b) {
+		t.Fatal("Unreachable with every node up")
+	}
+	c.Stop()
+	brokertest.WaitFor(t, 20*time.Second, "the broker Unreachable with every node killed", func() bool { return broker.Unreachable(b) })
 }

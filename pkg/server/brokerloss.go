@@ -11,7 +11,8 @@ import (
 // brokerCheckEvery is how often the server looks at its broker's state.
 const brokerCheckEvery = 250 * time.Millisecond
 
-// brokerLossLoop watches the broker. Once it has been unreachable for
+// brokerLossLoop watches the broker. Once it has been unreachable
+// (broker.Unreachable: for a Redis Cluster, no node answers) for
 // Config.BrokerLossGrace, the server is cut off: nothing its clients send
 // reaches anyone on another server, and nothing from there reaches them.
 // It then closes every connection with 1001 (going away) so that the
@@ -33,13 +34,15 @@ func (s *Server) brokerLossLoop(ctx context.Context) {
 		}
 		st := s.b.State()
 		switch {
-		case st == broker.StateConnected:
+		case st == broker.StateClosed:
+			return
+		case !broker.Unreachable(s.b):
+			// Connected, or a cluster with a node failing over while the
+			// others answer: other servers are no better off.
 			if s.cutOff.Swap(false) {
 				s.log.Info("server: broker is back: taking connections again", "lost_for", time.Since(lostAt).Round(time.Millisecond))
 			}
 			lostAt = time.Time{}
-		case st == broker.StateClosed:
-			return
 		case lostAt.IsZero():
 			lostAt = time.Now()
 		case time.Since(lostAt) >= s.cfg.BrokerLossGrace && !s.cutOff.Load():

@@ -97,8 +97,9 @@ type Config struct {
 	// it is back, so that clients reconnect to a server that has a broker.
 	// Keep it above the load balancer's time to mark a server down (/readyz
 	// is 503 from the first moment of the loss), so that the reconnects go
-	// elsewhere, and above a broker restart or failover (a Redis Cluster
-	// reports a failing-over shard as a loss). Default: 5s.
+	// elsewhere, and above a broker restart. A Redis Cluster counts as lost
+	// only when none of its masters answers (broker.Unreachable), not while
+	// one fails over. Default: 5s.
 	BrokerLossGrace time.Duration
 	// History stores every room's messages with per-room seqs. When set, a
 	// send is persisted before it is acknowledged and published, joins
