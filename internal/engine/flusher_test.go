@@ -303,21 +303,7 @@ func TestDueConnectionNotBehindBusyOne(t *testing.T) {
 	if busy.c.fl != quiet.c.fl {
 		t.Fatal("the two connections have different flushers")
 	}
-	for _, f := range te.flushers {
-		// As on a write-bound server, and held there: the measuring window
-		// starts in an hour. Set while the flusher is idle (its run
-		// goroutine starts and ends under mu).
-		waitFor(t, 5*time.Second, "an idle flusher", func() bool {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.running {
-				return false
-			}
-			f.interval.Store(int64(maxCoalesce))
-			f.winStart = time.Now().Add(time.Hour)
-			return true
-		})
-	}
+	holdLongestInterval(t, te)
 	// The quiet connection's last write ages an interval; then the busy
 	// one is written twice (its first two writes, a burst: at once) and at
 	// once gets another frame, then the quiet one.
@@ -354,18 +340,7 @@ func TestWriteBurst(t *testing.T) {
 		t.Run(fmt.Sprintf("NoWriteBurst=%v", noBurst), func(t *testing.T) {
 			t.Parallel()
 			te := startEngine(t, Options{NoWriteBurst: noBurst}, echo())
-			for _, f := range te.flushers {
-				waitFor(t, 5*time.Second, "an idle flusher", func() bool {
-					f.mu.Lock()
-					defer f.mu.Unlock()
-					if f.running {
-						return false
-					}
-					f.interval.Store(int64(maxCoalesce))
-					f.winStart = time.Now().Add(time.Hour)
-					return true
-				})
-			}
+			holdLongestInterval(t, te)
 			ws, c := te.dialed(t)
 			c.Send(TextFrame([]byte("welcome")))
 			readText(t, ws)
@@ -464,5 +439,25 @@ func TestFailedWriteDoesNotStallFlusher(t *testing.T) {
 		if s := readText(t, b); s != text {
 			t.Fatalf("got %q, want %q", s, text)
 		}
+	}
+}
+
+// holdLongestInterval sets every flusher's write interval to its longest,
+// as on a write-bound server, and holds it there (the measuring window
+// starts in an hour). Set while the flusher is idle (its run goroutine
+// starts and ends under mu).
+func holdLongestInterval(t *testing.T, te *testEngine) {
+	t.Helper()
+	for _, f := range te.flushers {
+		waitFor(t, 5*time.Second, "an idle flusher", func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.running {
+				return false
+			}
+			f.interval.Store(int64(maxCoalesce))
+			f.winStart = time.Now().Add(time.Hour)
+			return true
+		})
 	}
 }
