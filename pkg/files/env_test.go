@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,6 +39,10 @@ type env struct {
 	rooms *rooms.Service
 	svc   *files.Service
 	srv   *httptest.Server
+
+	// dir is the blob directory of a file:// blob store ("" for another):
+	// nothingStored also checks that its tmp/ keeps no partial upload.
+	dir string
 
 	mu  sync.Mutex
 	now time.Time // the service's clock, moved by advance
@@ -83,6 +88,9 @@ func newEnv(t *testing.T, urls [2]string, tweak func(*files.Config)) *env {
 		t.Fatal(err)
 	}
 	e := &env{st: st, bl: bl, rooms: rms, now: time.Now()}
+	if dir, ok := strings.CutPrefix(urls[1], "file://"); ok {
+		e.dir = dir
+	}
 	cfg := files.Config{
 		Store:    st,
 		Blobs:    bl,
@@ -226,6 +234,13 @@ func (e *env) nothingStored(t *testing.T, user string) {
 	infos, err := e.bl.List(ctx, "", 0)
 	if err != nil || len(infos) != 0 {
 		t.Errorf("blobs: %d, %v; want none", len(infos), err)
+	}
+	if e.dir != "" {
+		// The part of a refused upload already received is gone too.
+		left, err := os.ReadDir(filepath.Join(e.dir, "tmp"))
+		if err != nil || len(left) != 0 {
+			t.Errorf("the blob directory's tmp/ holds %d files, %v; want none", len(left), err)
+		}
 	}
 }
 

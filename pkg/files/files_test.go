@@ -189,6 +189,34 @@ func TestBadUploads(t *testing.T) {
 		}
 		e.nothingStored(t, alice)
 	})
+	// Refused while streaming: a client that sends one byte over the cap
+	// and then nothing more (its body never ends) gets 413 at once; the
+	// server does not wait for the rest.
+	t.Run("one byte over the cap, the rest never sent", func(t *testing.T) {
+		rest := make(chan struct{})
+		var once sync.Once
+		release := func() { once.Do(func() { close(rest) }) }
+		defer release()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		body := io.MultiReader(bytes.NewReader(big), stall{ctx, rest})
+		req, err := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/api/files?room=general&name=big.txt", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Test-User", alice)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("no answer before the body ended: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		release()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d %s, want 413", resp.StatusCode, b)
+		}
+		e.nothingStored(t, alice)
+	})
 	// Still serving.
 	e.uploaded(t, alice, "general", "ok.png", pngOf(t, 8, 8))
 }
@@ -384,6 +412,23 @@ type gate struct{ c chan struct{} }
 func (g *gate) Read([]byte) (int, error) {
 	<-g.c
 	return 0, io.EOF
+}
+
+// stall is a reader that blocks until rest is closed (then ends) or ctx
+// is done (then fails: a request body blocked in Read cannot be
+// interrupted otherwise).
+type stall struct {
+	ctx  context.Context
+	rest chan struct{}
+}
+
+func (s stall) Read([]byte) (int, error) {
+	select {
+	case <-s.rest:
+		return 0, io.EOF
+	case <-s.ctx.Done():
+		return 0, s.ctx.Err()
+	}
 }
 
 // TestSlowUpload: a client sending a byte now and then is cut off after
