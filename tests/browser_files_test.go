@@ -7,10 +7,15 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/livechat/livechat/internal/mediatest"
@@ -170,4 +175,139 @@ func evalPromise[T any](t *testing.T, pctx context.Context, expr string) T {
 		t.Fatalf("evaluating %s: %v", expr, err)
 	}
 	return v
+}
+
+// TestBrowserAttachByButtonDropAndCancel covers the web client's other
+// ways in and out of an upload, through nginx and HAProxy, for alice alone
+// in a public room with a 2 MiB size limit and a 4 MiB quota: the paperclip button opens the file
+// chooser, and the chosen PDF goes out as a file card (name, size, a
+// download link that saves it); a file dragged onto the conversation shows
+// the drop zone and uploads when dropped; an upload cancelled from its
+// chip while it runs leaves nothing stored; an SVG, a file over the size
+// limit and one past the quota each show why in the chip.
+func TestBrowserAttachByButtonDropAndCancel(t *testing.T) {
+	t.Parallel()
+	ic := newIdentityCluster(t, "--max-upload", "2MiB", "--upload-quota", "4MiB")
+	base := ic.startNginx(t)
+	b := newBrowser(t, 4*time.Minute)
+	alice := b.page()
+	const room = "attic"
+	signUpPage(t, alice, base, "alice", room)
+	expectPage(t, alice, "alice", "the paperclip button", `!document.querySelector('#attach').hidden && !document.querySelector('#attach').disabled &&
+		livechat.uploads.maxBytes === 2 * 1024 * 1024`, `JSON.stringify({max: livechat.uploads.maxBytes})`)
+	used := func() int {
+		return evalPromise[int](t, alice, `fetch('/api/files', {credentials: 'same-origin'}).then((r) => r.json()).then((l) => l.used_bytes)`)
+	}
+	chips := `document.querySelector('#uploads').innerText`
+
+	// The button: the file chooser opens and the chosen PDF uploads.
+	pdf := filepath.Join(t.TempDir(), "report.pdf")
+	pdfData := []byte("%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+	if err := os.WriteFile(pdf, pdfData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chooser := make(chan cdp.BackendNodeID, 1)
+	if err := chromedp.Listen(alice, func(ev any) {
+		if e, ok := ev.(*page.EventFileChooserOpened); ok {
+			select {
+			case chooser <- e.BackendNodeID:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(alice, page.SetInterceptFileChooserDialog, page.SetInterceptFileChooserDialogParams{Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	clickWhenThere(t, alice, "alice", "#attach")
+	select {
+	case node := <-chooser:
+		if _, err := chromedp.Call(alice, dom.SetFileInputFiles, dom.SetFileInputFilesParams{Files: []string{pdf}, BackendNodeID: node}); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(browserStepWait):
+		t.Fatal("the paperclip button opened no file chooser")
+	}
+	expectPage(t, alice, "alice", "report.pdf uploaded", `[...document.querySelectorAll('#uploads li.upload[data-state="done"] .upload-name')].some((n) => n.textContent === 'report.pdf')`, chips)
+	clickWhenThere(t, alice, "alice", "#send")
+	card := `#messages li.msg[data-files] div.file-card[data-kind="pdf"]`
+	expectPage(t, alice, "alice", "the PDF as a file card", fmt.Sprintf(`(() => { const c = document.querySelector(%q);
+		return !!c && c.querySelector('.file-name').textContent === 'report.pdf' && c.querySelector('.file-size').textContent === %q &&
+			c.querySelector('a.file-download').getAttribute('href') === '/api/files/' + c.dataset.file &&
+			c.querySelector('a.file-download').getAttribute('download') === 'report.pdf'; })()`, card, fmt.Sprintf("%d bytes", len(pdfData))),
+		`document.querySelector('#messages').innerHTML.slice(-800)`)
+	href := evalJS[string](t, alice, fmt.Sprintf(`document.querySelector(%q).getAttribute('href')`, card+" a.file-download"))
+	got := evalPromise[string](t, alice, fmt.Sprintf(`fetch(%q, {credentials: 'same-origin'}).then((r) => r.status + ' ' + r.headers.get('content-disposition'))`, href))
+	if got != "200 attachment; filename=report.pdf" {
+		t.Errorf("the card's download link: %q, want 200 and an attachment", got)
+	}
+	writeArtifact(t, "browser-files-card.png", screenshot(t, alice, 1100, 800))
+
+	// drop puts a file made in the page onto the conversation.
+	drop := func(name, mime, content string, size int) {
+		t.Helper()
+		evalJS[bool](t, alice, fmt.Sprintf(`(() => {
+			const body = %d > 0 ? new Uint8Array(%d).fill(97) : %q;
+			const dt = new DataTransfer();
+			dt.items.add(new File([body], %q, {type: %q}));
+			const area = document.querySelector('#drop-zone').parentNode;
+			area.dispatchEvent(new DragEvent('dragenter', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			window.dropZoneShown = !document.querySelector('#drop-zone').hidden;
+			area.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			area.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			return true;
+		})()`, size, size, content, name, mime))
+	}
+	chipSays := func(name, state, text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll('#uploads li.upload[data-state=%q]')].some((li) =>
+			li.querySelector('.upload-name').textContent === %q && (li.querySelector('.upload-error') || {textContent: ''}).textContent.includes(%q))`,
+			state, name, text)
+	}
+
+	// Cancelled while uploading at 128 KB/s: the chip goes, nothing is kept.
+	if _, err := chromedp.Call(alice, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(alice, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+		MatchedNetworkConditions: []*network.Conditions{{URLPattern: base + "/api/files*", DownloadThroughput: -1, UploadThroughput: 128 << 10}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := used()
+	drop("long.txt", "text/plain", "", 3<<19)
+	if !evalJS[bool](t, alice, `window.dropZoneShown`) {
+		t.Error("dragging a file over the conversation did not show the drop zone")
+	}
+	if evalJS[bool](t, alice, `!document.querySelector('#drop-zone').hidden`) {
+		t.Error("the drop zone stayed after the drop")
+	}
+	expectPage(t, alice, "alice", "long.txt uploading, its progress moving", `(() => { const li = [...document.querySelectorAll('#uploads li.upload[data-state="uploading"]')]
+		.find((li) => li.querySelector('.upload-name').textContent === 'long.txt');
+		const p = li && li.querySelector('progress.upload-progress'); return !!p && p.value > 0 && p.value < p.max; })()`, chips)
+	clickWhenThere(t, alice, "alice", `#uploads li.upload[data-state="uploading"] button.upload-cancel`)
+	expectPage(t, alice, "alice", "the cancelled upload gone", `livechat.uploads.items.length === 0 && document.querySelector('#uploads').children.length === 0`, chips)
+
+	// Errors in the chip: an SVG (refused by the server), a file over the
+	// size limit (refused before uploading), one past the quota.
+	drop("logo.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`, 0)
+	expectPage(t, alice, "alice", "the SVG refused", chipSays("logo.svg", "error", "This type of file is not accepted."), chips)
+	drop("huge.txt", "text/plain", "", 2<<20+1)
+	expectPage(t, alice, "alice", "the file over the limit refused", chipSays("huge.txt", "error", "Too big: the limit is 2 MB."), chips)
+	if _, err := chromedp.Call(alice, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+		MatchedNetworkConditions: []*network.Conditions{{URLPattern: base + "/api/files*", DownloadThroughput: -1, UploadThroughput: -1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	drop("first.txt", "text/plain", "", 2<<20)
+	expectPage(t, alice, "alice", "first.txt uploaded by drag and drop", chipSays("first.txt", "done", ""), chips)
+	if u := used(); u != before+2<<20 {
+		t.Errorf("used %d bytes after the cancelled upload and first.txt, want %d", u, before+2<<20)
+	}
+	drop("second.txt", "text/plain", "", 2<<20)
+	expectPage(t, alice, "alice", "second.txt past the quota", chipSays("second.txt", "error", "You have used all your storage for files."), chips)
+	writeArtifact(t, "browser-files-errors.png", screenshot(t, alice, 1100, 800))
+	if u := used(); u != before+2<<20 {
+		t.Errorf("used %d bytes after the refused uploads, want %d", u, before+2<<20)
+	}
 }
