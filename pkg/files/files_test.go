@@ -615,3 +615,45 @@ func TestUploadStreams(t *testing.T) {
 		t.Errorf("a %d-byte upload allocated %d bytes: it was held in memory", len(data), alloc)
 	}
 }
+
+// TestServerInFlight: past Config.InFlight uploads in flight on a server,
+// whoever sends one more gets 503 unavailable with Retry-After at once;
+// once they end, uploads are taken again.
+func TestServerInFlight(t *testing.T) {
+	e := newEnv(t, backends(t)["node"], func(c *files.Config) { c.InFlight = 2 })
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	type result struct {
+		f   protocol.File
+		err error
+	}
+	done := make(chan result, 2)
+	var writers []*io.PipeWriter
+	for i := range 2 {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		go func() {
+			f, err := e.svc.Ingest(context.Background(), alice, "general", fmt.Sprintf("held%d.txt", i), pr, -1)
+			done <- result{f, err}
+		}()
+		// The write returns once Ingest reads: its slot is taken.
+		if _, err := pw.Write([]byte("held\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := e.upload(t, bob, "general", "one-more.txt", []byte("more\n"))
+	if a.status != http.StatusServiceUnavailable || a.code() != "unavailable" || a.header.Get("Retry-After") == "" {
+		t.Errorf("an upload past InFlight: %d %s (Retry-After %q), want 503 unavailable", a.status, a.body, a.header.Get("Retry-After"))
+	}
+	if n, _, err := e.st.UploadUsage(context.Background(), bob); err != nil || n != 0 {
+		t.Errorf("bob's uploads: %d, %v; want none", n, err)
+	}
+	for _, pw := range writers {
+		pw.Close()
+	}
+	for range writers {
+		if r := <-done; r.err != nil {
+			t.Errorf("a held upload: %v", r.err)
+		}
+	}
+	e.uploaded(t, bob, "general", "after.txt", []byte("after\n"))
+}
