@@ -36,6 +36,11 @@ func processImage(k kind, br io.Reader, lr *limitReader, lim Limits, w *countWri
 	if lr.err != nil {
 		return Result{}, lr.err
 	}
+	if h := rec.Bytes(); k == kindGIF && len(h) >= 8 && (string(h[6:8]) == "/*" || string(h[6:8]) == "//") {
+		// "GIF89a/*": the width's bytes open a comment, the classic
+		// GIF/JavaScript polyglot; re-encoded it would start so again.
+		return Result{}, fmt.Errorf("%w: a GIF whose header reads as the start of a script (a GIF/JavaScript polyglot) is not accepted", ErrRefused)
+	}
 	if err != nil {
 		return Result{}, badImage("%s does not decode: %v", k.desc(), err)
 	}

@@ -31,7 +31,8 @@ var (
 	// ErrRefused: the content is of a type not allowed (markup: HTML,
 	// SVG, XML, even with AllowOther; other than text without
 	// AllowOther), does not match what its name says (.png that is not a
-	// PNG), or its name is .svg, .html and the like.
+	// PNG), its name is .svg, .html and the like, or it is a GIF whose
+	// header also opens a script comment (a GIF/JavaScript polyglot).
 	ErrRefused = errors.New("media: type refused")
 	// ErrBadImage: an image that does not decode (truncated, corrupt),
 	// has more than Limits.MaxPixels pixels or 65535 on a side, or would
