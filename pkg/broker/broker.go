@@ -144,6 +144,10 @@ type Options struct {
 	// Key is the operator key the http:// backend sends as a bearer token
 	// (OpenHTTP); the other backends ignore it. It is never logged.
 	Key string
+	// NoInline makes SubscribeInline subscribe as Subscribe does, every
+	// handler call on its subscription's goroutine: the off switch of
+	// running quick handlers on the delivering goroutine.
+	NoInline bool
 }
 
 const defaultQueueSize = 8192
@@ -236,14 +240,15 @@ type inlineSubscriber interface {
 	subscribeInline(ctx context.Context, pattern string, h Handler) (Subscription, error)
 }
 
-// SubscribeInline subscribes h, which must be quick and never block: the
-// in-process broker calls it on the publishing goroutine, before Publish
-// returns, whenever no call of it is running and nothing waits in its
-// queue, which saves a hand-off to the subscription's goroutine per
-// message; otherwise the message is queued as with Subscribe, and calls
-// stay sequential and in order. Other backends subscribe as Subscribe
-// does (their receiving goroutine serves every subscription: a handler
-// run there would hold up all of them).
+// SubscribeInline subscribes h, which must be quick and never block: it
+// runs on the delivering goroutine whenever no call of it is running and
+// nothing waits in its queue, which saves a hand-off to the subscription's
+// goroutine (a goroutine started, its stack grown) per message; otherwise
+// the message is queued as with Subscribe, and calls stay sequential and in
+// order. The in-process broker calls it on the publishing goroutine, before
+// Publish returns; Redis, Redis Cluster and NATS on the goroutine that
+// reads the connection, which serves every subscription, so a handler that
+// blocks holds them all up. Options.NoInline turns this off.
 func SubscribeInline(ctx context.Context, b Broker, pattern string, h Handler) (Subscription, error) {
 	if is, ok := b.(inlineSubscriber); ok {
 		return is.subscribeInline(ctx, pattern, h)

@@ -83,7 +83,7 @@ func (m *Memory) subscribeDone(_ context.Context, pat string, fn deliverFunc) (S
 // subscribeInline registers h to run on the publisher's goroutine when
 // the subscription is idle (SubscribeInline).
 func (m *Memory) subscribeInline(_ context.Context, pat string, h Handler) (Subscription, error) {
-	return m.subscribe(pat, handlerFunc(h), true)
+	return m.subscribe(pat, handlerFunc(h), !m.opts.NoInline)
 }
 
 func (m *Memory) subscribe(pat string, fn deliverFunc, inline bool) (Subscription, error) {

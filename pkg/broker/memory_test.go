@@ -12,9 +12,11 @@ import (
 )
 
 func TestMemoryConformance(t *testing.T) {
-	brokertest.Run(t, func(_ testing.TB, o broker.Options) broker.Broker {
+	newBroker := func(_ testing.TB, o broker.Options) broker.Broker {
 		return broker.NewMemory(o)
-	})
+	}
+	brokertest.Run(t, newBroker)
+	brokertest.RunInline(t, newBroker)
 }
 
 // An idle subscription holds no goroutine: one runs only while messages

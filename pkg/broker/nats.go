@@ -148,8 +148,9 @@ func OpenNATS(ctx context.Context, rawURL string, opts Options) (*NATS, error) {
 	return n, nil
 }
 
-// dispatch queues every received message on its subscription until Close.
-// It never blocks: deliver only queues or drops.
+// dispatch queues every received message on its subscription until Close,
+// or runs an idle inline subscription's handler. It never blocks otherwise:
+// deliver only queues or drops.
 func (n *NATS) dispatch() {
 	defer n.dispatchW.Done()
 	for {
@@ -298,6 +299,16 @@ func (n *NATS) Subscribe(ctx context.Context, pattern string, h Handler) (Subscr
 }
 
 func (n *NATS) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (Subscription, error) {
+	return n.subscribe(ctx, pat, fn, false)
+}
+
+// subscribeInline registers h to run on the dispatch goroutine when the
+// subscription is idle (SubscribeInline).
+func (n *NATS) subscribeInline(ctx context.Context, pat string, h Handler) (Subscription, error) {
+	return n.subscribe(ctx, pat, handlerFunc(h), !n.opts.NoInline)
+}
+
+func (n *NATS) subscribe(ctx context.Context, pat string, fn deliverFunc, inline bool) (Subscription, error) {
 	p, err := parse(pat)
 	if err != nil {
 		return nil, err
@@ -308,7 +319,7 @@ func (n *NATS) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (S
 	if !n.nc.IsConnected() {
 		return nil, fmt.Errorf("broker: subscribe to %q on %s: %w", pat, n.url, nats.ErrConnectionReconnecting)
 	}
-	s := newSub(pat, p, fn, n.opts.QueueSize, &n.subWG, false)
+	s := newSub(pat, p, fn, n.opts.QueueSize, &n.subWG, inline)
 	s.remove = n.remove
 	// Registered under mu, so dispatch finds s for the first message.
 	n.mu.Lock()

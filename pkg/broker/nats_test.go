@@ -18,9 +18,11 @@ import (
 
 func TestNATSConformance(t *testing.T) {
 	url, _, _ := brokertest.StartNATS(t)
-	brokertest.Run(t, func(t testing.TB, o broker.Options) broker.Broker {
+	newBroker := func(t testing.TB, o broker.Options) broker.Broker {
 		return openNATS(t, url, o)
-	})
+	}
+	brokertest.Run(t, newBroker)
+	brokertest.RunInline(t, newBroker)
 }
 
 // openNATS opens url with broker.Open, which chooses NATS by its scheme.

@@ -36,9 +36,10 @@ const (
 // subscription. Each subscription gets a message once, even when several of
 // the broker's patterns match it.
 //
-// The pub/sub connection has one receive goroutine that never blocks: it only
+// The pub/sub connection has one receive goroutine that never blocks: it
 // queues messages on the subscriptions' bounded queues (full queue: drop and
-// count, see Subscription.Dropped). When the connection is lost the state turns
+// count, see Subscription.Dropped), or calls an idle SubscribeInline handler,
+// which must not block either. When the connection is lost the state turns
 // to StateReconnecting; go-redis redials and resubscribes everything, and the
 // state turns back to StateConnected once Redis answers again. Messages
 // published while the connection was down are lost (Pub/Sub is at most once).
@@ -174,6 +175,16 @@ func (r *Redis) Subscribe(ctx context.Context, pattern string, h Handler) (Subsc
 }
 
 func (r *Redis) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (Subscription, error) {
+	return r.subscribe(ctx, pat, fn, false)
+}
+
+// subscribeInline registers h to run on the receive loop when the
+// subscription is idle (SubscribeInline).
+func (r *Redis) subscribeInline(ctx context.Context, pat string, h Handler) (Subscription, error) {
+	return r.subscribe(ctx, pat, handlerFunc(h), !r.opts.NoInline)
+}
+
+func (r *Redis) subscribe(ctx context.Context, pat string, fn deliverFunc, inline bool) (Subscription, error) {
 	p, err := parse(pat)
 	if err != nil {
 		return nil, err
@@ -201,7 +212,7 @@ func (r *Redis) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (
 		groups[key] = g
 		r.pending[pendingKey(key, isGlob)] = append(r.pending[pendingKey(key, isGlob)], g)
 	}
-	s := newSub(pat, p, fn, r.opts.QueueSize, &r.subWG, false)
+	s := newSub(pat, p, fn, r.opts.QueueSize, &r.subWG, inline)
 	s.remove = func(s *sub) error { return r.remove(s, key, isGlob) }
 	g.subs[s] = struct{}{}
 	r.mu.Unlock()
@@ -358,7 +369,7 @@ func (r *Redis) connectionLost() {
 }
 
 // receiveLoop reads the pub/sub connection until Close. It never blocks on a
-// subscription: deliver only queues or drops.
+// subscription: deliver only queues, drops or runs a quick inline handler.
 func (r *Redis) receiveLoop() {
 	defer r.loopWG.Done()
 	ctx := context.Background()
@@ -439,33 +450,27 @@ func (r *Redis) receiveLoop() {
 
 // dispatch hands m to the local subscriptions it is for: a "message" to those
 // of its channel, a "pmessage" to those of its glob whose pattern matches.
+// They are collected first and served without the lock: an inline handler
+// runs here, and may subscribe or unsubscribe.
 func (r *Redis) dispatch(m *redis.Message) {
-	var data []byte
-	out := func(s *sub) {
-		if data == nil {
-			data = []byte(m.Payload)
-		}
-		s.deliver(Message{Subject: m.Channel, Data: data})
-	}
+	var buf [4]*sub
+	subs := buf[:0]
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	if m.Pattern == "" {
 		if g := r.exact[m.Channel]; g != nil {
 			for s := range g.subs {
-				out(s)
+				subs = append(subs, s)
 			}
 		}
-		return
-	}
-	g := r.globs[m.Pattern]
-	if g == nil || !isLiteral(m.Channel) {
-		return
-	}
-	for s := range g.subs {
-		if s.filter.matchString(m.Channel) {
-			out(s)
+	} else if g := r.globs[m.Pattern]; g != nil && isLiteral(m.Channel) {
+		for s := range g.subs {
+			if s.filter.matchString(m.Channel) {
+				subs = append(subs, s)
+			}
 		}
 	}
+	r.mu.RUnlock()
+	deliverAll(subs, m.Channel, m.Payload)
 }
 
 // kick asks the receive loop to check the connection now (after a failed

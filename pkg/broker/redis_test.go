@@ -28,9 +28,11 @@ func openRedis(t testing.TB, url string, o broker.Options) broker.Broker {
 
 func TestRedisConformance(t *testing.T) {
 	url := brokertest.RedisURL(t)
-	brokertest.Run(t, func(t testing.TB, o broker.Options) broker.Broker {
+	newBroker := func(t testing.TB, o broker.Options) broker.Broker {
 		return openRedis(t, url, o)
-	})
+	}
+	brokertest.Run(t, newBroker)
+	brokertest.RunInline(t, newBroker)
 }
 
 // stateLog records OnStateChange calls.

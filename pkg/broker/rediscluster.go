@@ -70,8 +70,8 @@ const (
 // returned is delivered.
 //
 // The broker keeps one pub/sub connection per master node it needs, each
-// read by a goroutine that never blocks (it only queues: full queues drop
-// and count). When a connection is lost (a master died) or Redis
+// read by a goroutine that never blocks (it queues, full queues drop and
+// count, or calls an idle SubscribeInline handler). When a connection is lost (a master died) or Redis
 // unsubscribes channels itself (their slot moved), the broker reloads the
 // slot map and subscribes those channels again where they now live; the
 // state is StateReconnecting until every channel is confirmed again.
@@ -369,6 +369,16 @@ func (b *RedisCluster) Subscribe(ctx context.Context, pattern string, h Handler)
 }
 
 func (b *RedisCluster) subscribeDone(ctx context.Context, pat string, fn deliverFunc) (Subscription, error) {
+	return b.subscribe(ctx, pat, fn, false)
+}
+
+// subscribeInline registers h to run on its shard's receive loop when the
+// subscription is idle (SubscribeInline).
+func (b *RedisCluster) subscribeInline(ctx context.Context, pat string, h Handler) (Subscription, error) {
+	return b.subscribe(ctx, pat, handlerFunc(h), !b.opts.NoInline)
+}
+
+func (b *RedisCluster) subscribe(ctx context.Context, pat string, fn deliverFunc, inline bool) (Subscription, error) {
 	p, err := parse(pat)
 	if err != nil {
 		return nil, err
@@ -400,7 +410,7 @@ func (b *RedisCluster) subscribeDone(ctx context.Context, pat string, fn deliver
 		}
 		b.groups[channel] = g
 	}
-	s := newSub(pat, p, fn, b.opts.QueueSize, &b.subWG, false)
+	s := newSub(pat, p, fn, b.opts.QueueSize, &b.subWG, inline)
 	s.remove = func(s *sub) error { return b.remove(s, channel) }
 	g.subs[s] = struct{}{}
 	b.mu.Unlock()
@@ -720,15 +730,20 @@ func (b *RedisCluster) receive(sh *shard) {
 	}
 }
 
-// dispatch hands m to the local subscriptions of its channel.
+// dispatch hands m to the local subscriptions of its channel. They are
+// collected first and served without the lock: an inline handler runs
+// here, and may subscribe or unsubscribe.
 func (b *RedisCluster) dispatch(m *redis.Message) {
+	var buf [4]*sub
+	subs := buf[:0]
 	b.mu.RLock()
-	defer b.mu.RUnlock()
 	g := b.groups[m.Channel]
 	if g == nil {
+		b.mu.RUnlock()
 		return
 	}
 	if g.control {
+		b.mu.RUnlock()
 		select {
 		case b.regCh <- struct{}{}:
 		default:
@@ -739,19 +754,17 @@ func (b *RedisCluster) dispatch(m *redis.Message) {
 	if g.feed {
 		var ok bool
 		if subject, payload, ok = strings.Cut(payload, " "); !ok || !isLiteral(subject) {
+			b.mu.RUnlock()
 			return
 		}
 	}
-	var data []byte
 	for s := range g.subs {
-		if g.feed && !s.filter.matchString(subject) {
-			continue
+		if !g.feed || s.filter.matchString(subject) {
+			subs = append(subs, s)
 		}
-		if data == nil {
-			data = []byte(payload)
-		}
-		s.deliver(Message{Subject: subject, Data: data})
 	}
+	b.mu.RUnlock()
+	deliverAll(subs, subject, payload)
 }
 
 // confirmed handles an SSUBSCRIBE's answer.

@@ -22,9 +22,11 @@ import (
 
 func TestRedisClusterConformance(t *testing.T) {
 	c := brokertest.StartRedisCluster(t)
-	brokertest.Run(t, func(t testing.TB, o broker.Options) broker.Broker {
+	newBroker := func(t testing.TB, o broker.Options) broker.Broker {
 		return openRedis(t, c.URL, o)
-	})
+	}
+	brokertest.Run(t, newBroker)
+	brokertest.RunInline(t, newBroker)
 }
 
 func TestShardChannel(t *testing.T) {

@@ -114,6 +114,18 @@ func (s *sub) deliver(m Message) {
 	}
 }
 
+// deliverAll delivers payload, received on subject, to subs, converting it
+// to bytes once and only if some subscription takes it.
+func deliverAll(subs []*sub, subject, payload string) {
+	if len(subs) == 0 {
+		return
+	}
+	m := Message{Subject: subject, Data: []byte(payload)}
+	for _, s := range subs {
+		s.deliver(m)
+	}
+}
+
 // runInline calls the handler with m on this goroutine if no call is
 // running and nothing is queued (what waits in the queue came before m);
 // it reports whether m was taken (also when the subscription is stopped).

@@ -196,7 +196,7 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 		"stats":   "broker data help interval operator-key-file output prefix watch",
 		"token":   "data help name output room secret-file ttl user",
 		"serve": "addr allowed-origins app-id append-publish batch-writes blobs broker broker-grace data drain-delay flusher guest-uploads guests heartbeat heartbeat-interval help history " +
-			"inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn max-upload prefix presence-interval rate rate-burst " +
+			"inline-delivery inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn max-upload prefix presence-interval rate rate-burst " +
 			"read-limit read-poller secret-file send-queue shutdown-timeout store trust-proxy upload-any upload-quota upload-rate upload-timeout write-burst",
 		"users list":    "after data help limit output store",
 		"users add":     "data help output store",

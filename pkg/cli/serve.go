@@ -89,6 +89,11 @@ type ServeOptions struct {
 	// InlineReads runs the readers on the read pollers' goroutines when the
 	// broker and the history never block (memory://). Default: true.
 	InlineReads bool
+	// InlineDelivery runs a room's broker handler on the broker's receiving
+	// goroutine when the room is idle, instead of starting a goroutine per
+	// message (broker.SubscribeInline; off: broker.Options.NoInline).
+	// Default: true.
+	InlineDelivery bool
 	// AppendPublish lets a history in the broker's own Redis publish each
 	// message in the script that stores it (server.Config.HistoryPublishes):
 	// one round trip instead of two. Default: true.
@@ -123,6 +128,7 @@ func newServeOptions(g *GlobalOptions) *ServeOptions {
 		Flusher:         !cfg.NoFlusher,
 		Guests:          !cfg.NoGuests,
 		InlineReads:     !cfg.NoInlineReads,
+		InlineDelivery:  true,
 		AppendPublish:   true,
 	}
 }
@@ -239,6 +245,7 @@ that they reconnect to another server, and refuses new ones until it is back.`,
 	f.BoolVar(&opts.ReadPoller, "read-poller", opts.ReadPoller, "watch idle connections' sockets in one epoll set, so that an idle connection holds no goroutine (Linux); false gives each connection a reader goroutine")
 	f.BoolVar(&opts.AppendPublish, "append-publish", opts.AppendPublish, "when the history is the broker's Redis, store and publish each message with one script (one round trip); false: append, then PUBLISH")
 	f.BoolVar(&opts.InlineReads, "inline-reads", opts.InlineReads, "with memory:// broker and history, whose calls never block, read and handle a client's frames on the read poller's goroutine; false starts a goroutine per read, as with Redis or PostgreSQL")
+	f.BoolVar(&opts.InlineDelivery, "inline-delivery", opts.InlineDelivery, "hand a message from the broker to an idle room on the goroutine that received it; false starts a goroutine per message")
 	f.BoolVar(&opts.Guests, "guests", opts.Guests, "let people without an account or token chat in public rooms as guests (under a name no account holds); false: only signed-in and token users")
 	f.BoolVar(&opts.Flusher, "flusher", opts.Flusher, "write the queued frames of many connections from one flusher goroutine per processor without blocking; false gives each connection a writer goroutine that drains its queue with one blocking writev (gorilla's writePump)")
 	f.StringVar(&opts.Pprof, "pprof", opts.Pprof, "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); for profiling only")
@@ -282,7 +289,8 @@ func runServe(ctx context.Context, opts *ServeOptions, ios *IOStreams) error {
 	}
 	defer ln.Close() // after hs.Serve took it: already closed, harmless
 	b, err := openBroker(ctx, opts.Global, broker.Options{
-		Logger: log,
+		Logger:   log,
+		NoInline: !opts.InlineDelivery,
 		OnStateChange: func(s broker.State) {
 			log.Info("broker state", "state", s.String())
 		},

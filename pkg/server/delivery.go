@@ -117,6 +117,62 @@ func (r *room) setLastLocked(seq uint64) {
 func (r *room) receive(seq, idHash uint64, data []byte) {
 	r.dmu.Lock()
 	defer r.dmu.Unlock()
+	r.receiveLocked(seq, idHash, data)
+}
+
+// receiveLive is receive for the room's broker handler, which may run on
+// the goroutine that reads the broker for every room (SubscribeInline), so
+// it never waits: it delivers the next message in seq order at once, and
+// leaves anything else (a gap, a seq already seen, a room whose last seq
+// is not read yet, or the delivery state held by a join, a sweep or a gap
+// fill, which read the store) to a goroutine that calls receive, in order.
+func (r *room) receiveLive(seq, idHash uint64, data []byte) {
+	r.inboxMu.Lock()
+	if len(r.inbox) == 0 && r.dmu.TryLock() {
+		r.inboxMu.Unlock()
+		done := !r.active // dropped, as receive does
+		if r.active && r.primed && seq == r.last+1 && len(r.pending) == 0 {
+			r.deliverLocked(seq, idHash, data)
+			done = true
+		}
+		r.dmu.Unlock()
+		if done {
+			return
+		}
+		r.inboxMu.Lock()
+	}
+	r.inbox = append(r.inbox, pendingLive{seq: seq, idHash: idHash, data: data})
+	start := !r.draining
+	r.draining = true
+	r.inboxMu.Unlock()
+	if start {
+		go r.drainInbox()
+	}
+}
+
+// drainInbox hands the inbox to receive until it is empty.
+func (r *room) drainInbox() {
+	for {
+		r.dmu.Lock()
+		r.inboxMu.Lock()
+		batch := r.inbox
+		r.inbox = nil
+		if len(batch) == 0 {
+			r.draining = false
+		}
+		r.inboxMu.Unlock()
+		for _, m := range batch {
+			r.receiveLocked(m.seq, m.idHash, m.data)
+		}
+		r.dmu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+	}
+}
+
+// receiveLocked is receive with r.dmu held.
+func (r *room) receiveLocked(seq, idHash uint64, data []byte) {
 	if !r.active {
 		return
 	}

@@ -704,3 +704,49 @@ func TestHistorySweepQuietRoom(t *testing.T) {
 		t.Errorf("gaps filled: %d, %d; want the sweep counted on both servers", sa.gapsFilled.Load(), sb.gapsFilled.Load())
 	}
 }
+
+// The broker hands messages to idle rooms on the goroutine that reads it for
+// every room (SubscribeInline): a room whose delivery state is held, here as
+// a join holds it while it reads the store, must not hold up the others.
+// Its messages wait and follow in order once it is free.
+func TestBusyRoomDoesNotHoldUpTheBroker(t *testing.T) {
+	t.Parallel()
+	prefix := testPrefix(t)
+	cfg := histConfig("1000", prefix, redisStore(t, prefix))
+	cfg.SweepInterval = time.Hour // no catching up from the store
+	ts := startServer(t, redisBroker(t), cfg)
+	ca, cb := dial(t, ts.url), dial(t, ts.url)
+	ca.join("a", "ann")
+	cb.join("b", "bob")
+	ts.mu.Lock()
+	ra := ts.rooms["a"]
+	ts.mu.Unlock()
+
+	ra.dmu.Lock()
+	held := true
+	defer func() {
+		if held {
+			ra.dmu.Unlock()
+		}
+	}()
+	for i := range 3 {
+		ca.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "a", Text: "a" + strconv.Itoa(i), CID: "a" + strconv.Itoa(i)})
+	}
+	for i := range 3 {
+		cb.sendJSON(protocol.Inbound{Type: protocol.TypeSend, Room: "b", Text: "b" + strconv.Itoa(i), CID: "b" + strconv.Itoa(i)})
+	}
+	cb.waitSeq("b", 3) // while room a is held
+	if n := len(ca.messages("a")); n != 0 {
+		t.Fatalf("room a delivered %d messages while held", n)
+	}
+	held = false
+	ra.dmu.Unlock()
+	ca.waitSeq("a", 3)
+	msgs := ca.messages("a")
+	checkSeqs(t, "room a", msgs, 1, 3)
+	for i, m := range msgs {
+		if want := "a" + strconv.Itoa(i); m.Text != want {
+			t.Errorf("message %d is %q, want %q", i, m.Text, want)
+		}
+	}
+}

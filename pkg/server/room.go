@@ -93,6 +93,19 @@ type room struct {
 	retry        *time.Timer           // gap fill retry while the store fails
 	// recent is allocated on the first delivery (24 KiB a room otherwise).
 	recent *[recentSeqs]recentEntry
+
+	// inbox holds the broker's messages that receiveLive could not
+	// deliver without waiting; draining: a goroutine hands them to
+	// receive. Lock order: dmu, then inboxMu.
+	inboxMu  sync.Mutex
+	inbox    []pendingLive
+	draining bool
+}
+
+// pendingLive is a live message waiting in a room's inbox.
+type pendingLive struct {
+	seq, idHash uint64
+	data        []byte
 }
 
 type remoteMember struct {
@@ -510,7 +523,7 @@ func (r *room) onMessage(m broker.Message) {
 		}
 	}
 	if ok && h.Seq > 0 && s.hist != nil {
-		r.receive(h.Seq, hashIDBytes(h.ID), m.Data)
+		r.receiveLive(h.Seq, hashIDBytes(h.ID), m.Data)
 		return
 	}
 	r.fanout(m.Data)
