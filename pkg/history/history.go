@@ -108,6 +108,37 @@ type AppendPublisher interface {
 	AppendPublish(ctx context.Context, m *protocol.Message, dedupKey, channel string) (seq uint64, dup bool, err error)
 }
 
+// lastSeqsReader is implemented by stores that read the last seq of many
+// rooms in one round trip (LastSeqs).
+type lastSeqsReader interface {
+	lastSeqs(ctx context.Context, rooms []string) ([]uint64, error)
+}
+
+// LastSeqs returns the last seq assigned in each of rooms (Bounds.Last; 0
+// for a room with none), in the order of rooms: in one round trip per few
+// hundred rooms where s can (Redis), one Bounds call per room otherwise.
+// It fails as a whole: with the first room's error, or ErrInvalid for an
+// invalid room name.
+func LastSeqs(ctx context.Context, s Store, rooms []string) ([]uint64, error) {
+	for _, room := range rooms {
+		if _, _, err := checkRead(room, 1); err != nil {
+			return nil, err
+		}
+	}
+	if lr, ok := s.(lastSeqsReader); ok {
+		return lr.lastSeqs(ctx, rooms)
+	}
+	out := make([]uint64, len(rooms))
+	for i, room := range rooms {
+		b, err := s.Bounds(ctx, room)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b.Last
+	}
+	return out, nil
+}
+
 // Store is a per-room message history. All methods are safe for concurrent
 // use and return ErrClosed after Close.
 type Store interface {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -398,5 +399,33 @@ func TestRedisAppendPublish(t *testing.T) {
 	}
 	if _, _, err := ap.AppendPublish(ctx, &protocol.Message{Room: "r1", Text: "x"}, "", ""); !errors.Is(err, history.ErrInvalid) {
 		t.Errorf("AppendPublish without a channel = %v, want ErrInvalid", err)
+	}
+}
+
+// LastSeqs on Redis reads many rooms in pipelined chunks: more rooms than
+// one chunk holds, some with messages, in the caller's order.
+func TestRedisLastSeqsManyRooms(t *testing.T) {
+	t.Parallel()
+	s := redisBackend().New(t, history.Options{})()
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rooms := make([]string, 1100)
+	want := make([]uint64, len(rooms))
+	for i := range rooms {
+		rooms[i] = "many" + strconv.Itoa(i)
+		if i%97 == 0 {
+			for j := range i%3 + 1 {
+				m := &protocol.Message{Room: rooms[i], From: "a", Text: strconv.Itoa(j)}
+				if _, _, err := s.Append(ctx, m, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want[i] = uint64(i%3 + 1)
+		}
+	}
+	got, err := history.LastSeqs(ctx, s, rooms)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("LastSeqs = %v, %v", got, err)
 	}
 }

@@ -529,6 +529,42 @@ func (s *Redis) Bounds(ctx context.Context, room string) (Bounds, error) {
 	return b, nil
 }
 
+// lastSeqsChunk bounds the GETs of one LastSeqs round trip.
+const lastSeqsChunk = 512
+
+// lastSeqs reads the rooms' seq counters with pipelined GETs (on a cluster
+// go-redis sends each master its own).
+func (s *Redis) lastSeqs(ctx context.Context, rooms []string) ([]uint64, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	out := make([]uint64, len(rooms))
+	for start := 0; start < len(rooms); start += lastSeqsChunk {
+		chunk := rooms[start:min(start+lastSeqsChunk, len(rooms))]
+		cmds := make([]*redis.StringCmd, len(chunk))
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, room := range chunk {
+				seqKey, _ := s.keys(room)
+				cmds[i] = p.Get(ctx, seqKey)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, s.fail("last seq of", chunk[0], err)
+		}
+		for i, c := range cmds {
+			v, err := c.Uint64()
+			switch {
+			case err == nil:
+				out[start+i] = v
+			case !errors.Is(err, redis.Nil): // a room with no seq yet is 0
+				return nil, s.fail("last seq of", chunk[i], err)
+			}
+		}
+	}
+	return out, nil
+}
+
 // Close implements Store: queued appends fail with ErrClosed, the batch
 // being sent finishes (within Options.WriteTimeout), then the client
 // closes.

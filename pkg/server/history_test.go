@@ -671,7 +671,18 @@ func testHistoryCluster(t *testing.T, appendPublish bool) {
 func TestHistorySweepQuietRoom(t *testing.T) {
 	t.Parallel()
 	prefix := testPrefix(t)
-	b, h := memBroker(t), memStore(t, history.Options{})
+	testHistorySweepQuietRoom(t, prefix, memBroker(t), memStore(t, history.Options{}))
+}
+
+// TestHistorySweepQuietRoomRedis is TestHistorySweepQuietRoom on Redis,
+// whose sweep reads every room's last seq in one round trip.
+func TestHistorySweepQuietRoomRedis(t *testing.T) {
+	t.Parallel()
+	prefix := testPrefix(t)
+	testHistorySweepQuietRoom(t, prefix, redisBroker(t), redisStore(t, prefix))
+}
+
+func testHistorySweepQuietRoom(t *testing.T, prefix string, b broker.Broker, h history.Store) {
 	cfg := func(id string) Config {
 		c := histConfig(id, prefix, h)
 		c.SweepInterval = 50 * time.Millisecond
@@ -748,5 +759,52 @@ func TestBusyRoomDoesNotHoldUpTheBroker(t *testing.T) {
 		if want := "a" + strconv.Itoa(i); m.Text != want {
 			t.Errorf("message %d is %q, want %q", i, m.Text, want)
 		}
+	}
+}
+
+// A sweep reads the last seq of every room in one round trip on Redis
+// (pipelined GETs), and the rooms' own bounds (a MULTI/EXEC each) only
+// for a room whose store holds more than it delivered.
+func TestSweepReadsAllRoomsAtOnce(t *testing.T) {
+	t.Parallel()
+	url, _, _ := brokertest.StartRedis(t)
+	prefix := testPrefix(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := history.Open(ctx, url, history.Options{KeyPrefix: prefix + ":history", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	cfg := histConfig("1000", prefix, h)
+	cfg.SweepInterval = 20 * time.Millisecond
+	ts := startServer(t, memBroker(t), cfg)
+	const rooms = 30
+	for i := range rooms {
+		dial(t, ts.url).join("r"+strconv.Itoa(i), "ann"+strconv.Itoa(i))
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	defer func() { _ = rc.Close() }()
+	calls := func(cmd string) int {
+		info, err := rc.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(info, "cmdstat_"+cmd+":calls=")
+		if !ok {
+			return 0
+		}
+		n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+		return n
+	}
+	get0, exec0 := calls("get"), calls("exec")
+	// Five sweeps of every room.
+	waitFor(t, 10*time.Second, "five sweeps", func() bool { return calls("get")-get0 >= 5*rooms })
+	if n := calls("exec") - exec0; n >= rooms {
+		t.Errorf("%d bounds reads (MULTI/EXEC) during five sweeps of %d rooms with nothing new, want fewer than one sweep's", n, rooms)
 	}
 }

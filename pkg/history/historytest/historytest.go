@@ -73,6 +73,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentAppendsGapless", testConcurrent},
 		{"TrimByLength", testTrimLen},
 		{"TrimByAge", testTrimAge},
+		{"LastSeqs", testLastSeqs},
 		{"CanceledContext", testCanceled},
 		{"Closed", testClosed},
 	}
@@ -819,6 +820,25 @@ func testTrimAge(t *testing.T, b Backend) {
 	}
 	if ms, err := s.Latest(ctxT(t), r, 10); err != nil || !eqSeqs(seqs(ms), span(6, 7)) {
 		t.Errorf("Latest = %v, %v; want [6 7]", seqs(ms), err)
+	}
+}
+
+func testLastSeqs(t *testing.T, b Backend) {
+	s, _ := open(t, b, history.Options{})
+	busy, quiet, once := room(t, "lb"), room(t, "lq"), room(t, "lo")
+	for i := range 3 {
+		appendOK(t, s, msg(busy, strconv.Itoa(i)), "")
+	}
+	appendOK(t, s, msg(once, "x"), "")
+	got, err := history.LastSeqs(ctxT(t), s, []string{busy, quiet, once, busy})
+	if err != nil || !slices.Equal(got, []uint64{3, 0, 1, 3}) {
+		t.Errorf("LastSeqs = %v, %v; want [3 0 1 3]", got, err)
+	}
+	if got, err := history.LastSeqs(ctxT(t), s, nil); err != nil || len(got) != 0 {
+		t.Errorf("LastSeqs of no room = %v, %v", got, err)
+	}
+	if _, err := history.LastSeqs(ctxT(t), s, []string{busy, "bad room"}); !errors.Is(err, history.ErrInvalid) {
+		t.Errorf("LastSeqs with an invalid room: %v, want ErrInvalid", err)
 	}
 }
 
