@@ -71,7 +71,7 @@ type Redis struct {
 
 var (
 	_ Broker         = (*Redis)(nil)
-	_ batchPublisher = (*Redis)(nil)
+	_ BatchPublisher = (*Redis)(nil)
 )
 
 // redisGroup is the local subscriptions sharing one Redis channel or glob.
@@ -169,11 +169,18 @@ func (r *Redis) Publish(ctx context.Context, subject string, data []byte) error 
 	return nil
 }
 
-// publishBatch sends msgs as PUBLISH commands in pipelines of batchChunk,
-// one round trip each, in order (PublishBatch).
-func (r *Redis) publishBatch(ctx context.Context, msgs []Message) error {
+// PublishBatch implements BatchPublisher (see the function PublishBatch):
+// it sends msgs as PUBLISH commands in pipelines of batchChunk, one round
+// trip each, in order, and stops at the first pipeline that fails.
+func (r *Redis) PublishBatch(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	if r.closed.Load() {
 		return ErrClosed
+	}
+	if err := validateBatch(msgs); err != nil {
+		return err
 	}
 	for len(msgs) > 0 {
 		chunk := msgs[:min(len(msgs), batchChunk)]

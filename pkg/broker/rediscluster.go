@@ -114,7 +114,7 @@ type RedisCluster struct {
 var (
 	_ Broker         = (*RedisCluster)(nil)
 	_ Reacher        = (*RedisCluster)(nil)
-	_ batchPublisher = (*RedisCluster)(nil)
+	_ BatchPublisher = (*RedisCluster)(nil)
 )
 
 // slotRange is a range of hash slots, its master's address ("" while it
@@ -361,14 +361,23 @@ func (b *RedisCluster) Publish(ctx context.Context, subject string, data []byte)
 	return nil
 }
 
-// publishBatch sends each message as Publish does (an SPUBLISH to its
-// subject's shard, one to the feed of each live pattern it matches) in
-// pipelines of batchChunk messages: go-redis splits a pipeline by master
-// node and sends each node its commands in order, all nodes in parallel, so
-// a chunk costs one round trip per node it touches (PublishBatch).
-func (b *RedisCluster) publishBatch(ctx context.Context, msgs []Message) error {
+// PublishBatch implements BatchPublisher (see the function PublishBatch):
+// it sends each message as Publish does (an SPUBLISH to its subject's
+// shard, one to the feed of each live pattern it matches) in pipelines of
+// batchChunk messages, and stops at the first pipeline that fails.
+// go-redis splits a pipeline by master node and sends each node its
+// commands in order, all nodes in parallel: a chunk costs one round trip
+// per node it touches, and a subject's messages, all in one slot, keep
+// their order.
+func (b *RedisCluster) PublishBatch(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	if b.closed.Load() {
 		return ErrClosed
+	}
+	if err := validateBatch(msgs); err != nil {
+		return err
 	}
 	live := *b.patterns.Load()
 	var owner []int // owner[i] is the index in chunk of the i-th command's message
