@@ -285,3 +285,64 @@ func TestPresenceByeAfterBatchInFlight(t *testing.T) {
 		t.Errorf("server 1000's presence frames: %s, want sync,snapshot,snapshot,bye", got)
 	}
 }
+
+// TestPresenceStaleSnapshotDropped: a snapshot built by a tick before its
+// room unsubscribed (its last member left, "bye") is not published after
+// all, whichever of the two publishes first.
+func TestPresenceStaleSnapshotDropped(t *testing.T) {
+	t.Parallel()
+	prefix := testPrefix(t)
+	mem := memBroker(t)
+	w := watchPresence(t, mem, prefix)
+	ts := startServer(t, mem, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
+	c := dial(t, ts.url)
+	c.join("lobby", "alice")
+	waitFor(t, 10*time.Second, "the first snapshot", func() bool {
+		snaps, _ := w.snapshots(0)
+		return len(snaps) == 1 && roomsClean(ts, 1)
+	})
+	r := ts.roomList()[0]
+	r.mu.Lock()
+	r.dirty = true // cleared when the tick has built the room's snapshot
+	r.mu.Unlock()
+
+	ts.presMu.Lock() // the tick waits to publish
+	tick := make(chan struct{})
+	go func() {
+		defer close(tick)
+		ts.publishSnapshots(context.Background(), false)
+	}()
+	waitFor(t, 10*time.Second, "the tick to build the snapshot", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return !r.dirty
+	})
+	c.sendJSON(protocol.Inbound{Type: protocol.TypeLeave, Room: "lobby"})
+	waitFor(t, 10*time.Second, "the room to unsubscribe", func() bool { return r.unsubs.Load() == 1 })
+	ts.presMu.Unlock()
+	<-tick
+	waitFor(t, 10*time.Second, "the bye", func() bool {
+		for _, ps := range w.frames() {
+			if ps.Op == "bye" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := mem.Publish(context.Background(), protocol.PresenceSubject(prefix, "lobby"), []byte(`{"op":"fence"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the fence", func() bool {
+		f := w.frames()
+		return f[len(f)-1].Op == "fence"
+	})
+	var ops []string
+	for _, ps := range w.frames() {
+		if ps.Server == "1000" {
+			ops = append(ops, ps.Op)
+		}
+	}
+	if got := strings.Join(ops, ","); got != "sync,snapshot,bye" {
+		t.Errorf("server 1000's presence frames: %s, want sync,snapshot,bye", got)
+	}
+}
