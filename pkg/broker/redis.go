@@ -70,7 +70,10 @@ type Redis struct {
 	pending map[string][]*redisGroup
 }
 
-var _ Broker = (*Redis)(nil)
+var (
+	_ Broker         = (*Redis)(nil)
+	_ BatchPublisher = (*Redis)(nil)
+)
 
 // redisGroup is the local subscriptions sharing one Redis channel or glob.
 type redisGroup struct {
@@ -165,6 +168,51 @@ func (r *Redis) Publish(ctx context.Context, subject string, data []byte) error 
 		return fmt.Errorf("broker: publish to %q on %s: %w", subject, r.url, err)
 	}
 	return nil
+}
+
+// PublishBatch implements BatchPublisher (see the function PublishBatch):
+// it sends msgs as PUBLISH commands in pipelines of batchChunk, one round
+// trip each, in order, and stops at the first pipeline that fails.
+func (r *Redis) PublishBatch(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if err := validateBatch(msgs); err != nil {
+		return err
+	}
+	for len(msgs) > 0 {
+		chunk := msgs[:min(len(msgs), batchChunk)]
+		msgs = msgs[len(chunk):]
+		cmds, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, m := range chunk {
+				p.Publish(ctx, m.Subject, m.Data)
+			}
+			return nil
+		})
+		if err == nil {
+			continue
+		}
+		if r.closed.Load() {
+			return ErrClosed
+		}
+		r.kick()
+		return fmt.Errorf("broker: publish to %q on %s: %w", chunk[firstFailed(cmds)].Subject, r.url, err)
+	}
+	return nil
+}
+
+// firstFailed returns the index of the first command of cmds that failed (0
+// when none did: the pipeline as a whole failed).
+func firstFailed(cmds []redis.Cmder) int {
+	for i, c := range cmds {
+		if c.Err() != nil {
+			return i
+		}
+	}
+	return 0
 }
 
 // Subscribe registers h for pattern. It returns once Redis confirmed the

@@ -118,6 +118,17 @@ func TestRedisReconnectAfterRestart(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("a Publish while Redis is down took %v to fail", d)
 	}
+	// A batch fails as fast, naming its first message's subject.
+	start = time.Now()
+	batch := []broker.Message{{Subject: "r.room.b", Data: []byte("lost")}, {Subject: "r.room.a", Data: []byte("lost")}}
+	if err := broker.PublishBatch(ctx, b, batch); err == nil {
+		t.Error("PublishBatch succeeded while Redis is down")
+	} else if !strings.Contains(err.Error(), `"r.room.b"`) {
+		t.Errorf("PublishBatch error does not name the first subject: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a PublishBatch while Redis is down took %v to fail", d)
+	}
 	// A subscription asked for while Redis is down fails, bounded, and
 	// leaves nothing behind.
 	sctx, scancel := context.WithTimeout(ctx, 3*time.Second)

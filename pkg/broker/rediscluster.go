@@ -112,8 +112,9 @@ type RedisCluster struct {
 }
 
 var (
-	_ Broker  = (*RedisCluster)(nil)
-	_ Reacher = (*RedisCluster)(nil)
+	_ Broker         = (*RedisCluster)(nil)
+	_ Reacher        = (*RedisCluster)(nil)
+	_ BatchPublisher = (*RedisCluster)(nil)
 )
 
 // slotRange is a range of hash slots, its master's address ("" while it
@@ -355,6 +356,66 @@ func (b *RedisCluster) Publish(ctx context.Context, subject string, data []byte)
 		}
 		// A dead master is only forgotten when the slot map is reloaded.
 		b.cc.ReloadState(ctx)
+		return fmt.Errorf("broker: publish to %q on %s: %w", subject, b.url, err)
+	}
+	return nil
+}
+
+// PublishBatch implements BatchPublisher (see the function PublishBatch):
+// it sends each message as Publish does (an SPUBLISH to its subject's
+// shard, one to the feed of each live pattern it matches) in pipelines of
+// batchChunk messages, and stops at the first pipeline that fails.
+// go-redis splits a pipeline by master node and sends each node its
+// commands in order, all nodes in parallel: a chunk costs one round trip
+// per node it touches, and a subject's messages, all in one slot, keep
+// their order.
+func (b *RedisCluster) PublishBatch(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if err := validateBatch(msgs); err != nil {
+		return err
+	}
+	live := *b.patterns.Load()
+	var owner []int // owner[i] is the index in chunk of the i-th command's message
+	for len(msgs) > 0 {
+		chunk := msgs[:min(len(msgs), batchChunk)]
+		msgs = msgs[len(chunk):]
+		owner = owner[:0]
+		cmds, err := b.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, m := range chunk {
+				p.SPublish(ctx, ShardChannel(m.Subject), m.Data)
+				owner = append(owner, i)
+				var payload []byte
+				for _, lp := range live {
+					if !lp.p.matchString(m.Subject) {
+						continue
+					}
+					if payload == nil {
+						payload = make([]byte, 0, len(m.Subject)+1+len(m.Data))
+						payload = append(append(append(payload, m.Subject...), ' '), m.Data...)
+					}
+					p.SPublish(ctx, lp.feed, payload)
+					owner = append(owner, i)
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			continue
+		}
+		if b.closed.Load() {
+			return ErrClosed
+		}
+		// A dead master is only forgotten when the slot map is reloaded.
+		b.cc.ReloadState(ctx)
+		subject := chunk[0].Subject
+		if i := firstFailed(cmds); i < len(owner) {
+			subject = chunk[owner[i]].Subject
+		}
 		return fmt.Errorf("broker: publish to %q on %s: %w", subject, b.url, err)
 	}
 	return nil

@@ -100,6 +100,11 @@ type Server struct {
 
 	// presenceKick asks the presence loop for an early (debounced) snapshot.
 	presenceKick chan struct{}
+	// presMu is held while the presence loop's batch of snapshots is
+	// published, and while a room that unsubscribes publishes its last
+	// presence frame, which must follow the batch (publishSnapshots).
+	// Lock order: room.mu, then presMu.
+	presMu sync.Mutex
 
 	mu    sync.Mutex
 	conns map[*session]struct{}

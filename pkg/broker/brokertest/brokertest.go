@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ func Run(t *testing.T, newBroker NewFunc) {
 		{"DeliveryExactlyOncePerMatchingSubscription", testDelivery},
 		{"GlobMetacharactersAreLiteral", testGlobMetacharacters},
 		{"PerPublisherOrder", testOrder},
+		{"PublishBatch", testPublishBatch},
 		{"UnsubscribeStopsDelivery", testUnsubscribe},
 		{"UnsubscribeFromHandler", testUnsubscribeFromHandler},
 		{"SubscribeChan", testSubscribeChan},
@@ -60,7 +62,7 @@ func Run(t *testing.T, newBroker NewFunc) {
 	// broker.SubscribeInline (where the suite's handlers never block).
 	inline := map[string]bool{
 		"DeliveryExactlyOncePerMatchingSubscription": true, "GlobMetacharactersAreLiteral": true,
-		"PerPublisherOrder": true, "UnsubscribeStopsDelivery": true, "UnsubscribeFromHandler": true,
+		"PerPublisherOrder": true, "PublishBatch": true, "UnsubscribeStopsDelivery": true, "UnsubscribeFromHandler": true,
 		"ConcurrentPublishSubscribe": true,
 	}
 	newInline := func(t testing.TB, o broker.Options) broker.Broker { return inlineBroker{newBroker(t, o)} }
@@ -322,6 +324,109 @@ func testOrder(t *testing.T, newBroker NewFunc) {
 	}
 }
 
+// testPublishBatch publishes a batch of interleaved messages on three
+// subjects, longer than one pipeline chunk: every matching subscription,
+// wildcards included, gets each message once, in order per subject. A batch
+// with an invalid subject fails with ErrInvalidSubject, naming it, and
+// publishes nothing.
+func testPublishBatch(t *testing.T, newBroker NewFunc) {
+	b := open(t, newBroker, broker.Options{})
+	p := Prefix(t)
+	ctx := ctxT(t)
+	subjects := []string{p + ".b1", p + ".b2", p + ".x.b3"}
+	cases := []struct {
+		pattern string
+		match   []bool // per subject
+	}{
+		{subjects[0], []bool{true, false, false}},
+		{subjects[1], []bool{false, true, false}},
+		{subjects[2], []bool{false, false, true}},
+		{p + ".*", []bool{true, true, false}},
+		{p + ".>", []bool{true, true, true}},
+		{p + ".x.*", []bool{false, false, true}},
+		{p + ".*.*", []bool{false, false, true}},
+	}
+	var patterns []string
+	recs := make([]*recorder, len(cases))
+	for i, c := range cases {
+		recs[i] = &recorder{}
+		subscribe(t, b, c.pattern, recs[i].handle)
+		patterns = append(patterns, c.pattern)
+	}
+	const n = 600 // over two Redis pipeline chunks
+	var msgs []broker.Message
+	for i := range n {
+		msgs = append(msgs, broker.Message{Subject: subjects[i%3], Data: []byte(strconv.Itoa(i))})
+	}
+	if err := broker.PublishBatch(ctx, b, msgs); err != nil {
+		t.Fatalf("PublishBatch: %v", err)
+	}
+	if err := broker.PublishBatch(ctx, b, nil); err != nil {
+		t.Fatalf("PublishBatch of nothing: %v", err)
+	}
+	want := func(c int) (total int) {
+		for k := range subjects {
+			if cases[c].match[k] {
+				total += n / 3
+			}
+		}
+		return total
+	}
+	WaitFor(t, timeout, "the batch", func() bool {
+		for i, r := range recs {
+			if len(r.snapshot()) < want(i) {
+				return false
+			}
+		}
+		return true
+	})
+	fence(t, b, patterns, recs) // duplicates, if any, arrive before the fences
+	for i, r := range recs {
+		next := map[string]int{} // the next index expected per subject
+		for k, s := range subjects {
+			next[s] = k
+		}
+		got, ordered := 0, true
+		for _, m := range r.snapshot() {
+			if string(m.Data) == "fence" {
+				continue
+			}
+			got++
+			k := slices.Index(subjects, m.Subject)
+			if k < 0 || !cases[i].match[k] {
+				t.Errorf("%s: message on subject %q", patterns[i], m.Subject)
+				continue
+			}
+			if d := string(m.Data); d != strconv.Itoa(next[m.Subject]) && ordered {
+				t.Errorf("%s: on %s got message %s, want %d (each once, in order)", patterns[i], m.Subject, d, next[m.Subject])
+				ordered = false
+			}
+			next[m.Subject] += 3
+		}
+		if got != want(i) {
+			t.Errorf("%s received %d messages, want %d", patterns[i], got, want(i))
+		}
+	}
+
+	// An invalid subject fails the batch before anything is published.
+	r := &recorder{}
+	subscribe(t, b, p+".inv", r.handle)
+	for _, bad := range []string{"a..b", p + ".*", ""} {
+		err := broker.PublishBatch(ctx, b, []broker.Message{
+			{Subject: p + ".inv", Data: []byte("before")},
+			{Subject: bad, Data: []byte("bad")},
+			{Subject: p + ".inv", Data: []byte("after")},
+		})
+		if !errors.Is(err, broker.ErrInvalidSubject) || !strings.Contains(err.Error(), strconv.Quote(bad)) {
+			t.Errorf("PublishBatch with subject %q = %v, want ErrInvalidSubject naming it", bad, err)
+		}
+	}
+	fence(t, b, []string{p + ".inv"}, []*recorder{r})
+	if got := len(r.snapshot()); got != 1 {
+		t.Errorf("a refused batch published %d message(s), want none", got-1)
+	}
+}
+
 func testUnsubscribe(t *testing.T, newBroker NewFunc) {
 	b := open(t, newBroker, broker.Options{})
 	p := Prefix(t)
@@ -577,6 +682,9 @@ func testClose(t *testing.T, newBroker NewFunc) {
 	}
 	if _, err := b.Subscribe(ctx, p+".a", func(broker.Message) {}); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
+	}
+	if err := broker.PublishBatch(ctx, b, []broker.Message{{Subject: p + ".a"}}); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("PublishBatch after Close = %v, want ErrClosed", err)
 	}
 	for _, s := range subs {
 		if err := s.Unsubscribe(); err != nil {
