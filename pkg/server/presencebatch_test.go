@@ -138,12 +138,8 @@ func TestPresenceSnapshotsInOneBatch(t *testing.T) {
 	mem := memBroker(t)
 	b := &batchCounter{Broker: mem}
 	w := watchPresence(t, mem, prefix)
-	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
 	const n = 20
-	c := dial(t, ts.url)
-	for i := range n {
-		c.join("r"+strconv.Itoa(i), "alice")
-	}
+	ts, _ := presenceServer(t, b, prefix, n)
 	// The debounced snapshots of the joins: each room's first.
 	waitFor(t, 10*time.Second, "every room's first snapshot", func() bool {
 		snaps, _ := w.snapshots(0)
@@ -200,12 +196,8 @@ func TestPresenceFirstSnapshotAfterFailedBatch(t *testing.T) {
 	b := &batchCounter{Broker: mem}
 	b.fail.Store(true)
 	w := watchPresence(t, mem, prefix)
-	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
 	const n = 5
-	c := dial(t, ts.url)
-	for i := range n {
-		c.join("r"+strconv.Itoa(i), "alice")
-	}
+	ts, _ := presenceServer(t, b, prefix, n)
 	waitFor(t, 10*time.Second, "the failed batches of the joins", func() bool {
 		return b.failed.Load() >= n && roomsClean(ts, n)
 	})
@@ -236,14 +228,7 @@ func TestPresenceByeAfterBatchInFlight(t *testing.T) {
 	mem := memBroker(t)
 	b := &batchCounter{Broker: mem}
 	w := watchPresence(t, mem, prefix)
-	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
-	c := dial(t, ts.url)
-	c.join("lobby", "alice")
-	waitFor(t, 10*time.Second, "the first snapshot", func() bool {
-		snaps, _ := w.snapshots(0)
-		return len(snaps) == 1 && roomsClean(ts, 1)
-	})
-	r := ts.roomList()[0]
+	ts, c, r := lobbyServer(t, b, w, prefix)
 
 	hold, entered := make(chan struct{}), make(chan struct{})
 	b.mu.Lock()
@@ -259,31 +244,7 @@ func TestPresenceByeAfterBatchInFlight(t *testing.T) {
 	waitFor(t, 10*time.Second, "the room to unsubscribe", func() bool { return r.unsubs.Load() == 1 })
 	close(hold)
 	<-tick
-	waitFor(t, 10*time.Second, "the bye", func() bool {
-		for _, ps := range w.frames() {
-			if ps.Op == "bye" {
-				return true
-			}
-		}
-		return false
-	})
-	// Anything published before the fence has been delivered once it is.
-	if err := mem.Publish(context.Background(), protocol.PresenceSubject(prefix, "lobby"), []byte(`{"op":"fence"}`)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the fence", func() bool {
-		f := w.frames()
-		return f[len(f)-1].Op == "fence"
-	})
-	var ops []string
-	for _, ps := range w.frames() {
-		if ps.Server == "1000" {
-			ops = append(ops, ps.Op)
-		}
-	}
-	if got := strings.Join(ops, ","); got != "sync,snapshot,snapshot,bye" {
-		t.Errorf("server 1000's presence frames: %s, want sync,snapshot,snapshot,bye", got)
-	}
+	checkPresenceOps(t, mem, w, prefix, "sync,snapshot,snapshot,bye")
 }
 
 // TestPresenceStaleSnapshotDropped: a snapshot built by a tick before its
@@ -294,14 +255,7 @@ func TestPresenceStaleSnapshotDropped(t *testing.T) {
 	prefix := testPrefix(t)
 	mem := memBroker(t)
 	w := watchPresence(t, mem, prefix)
-	ts := startServer(t, mem, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
-	c := dial(t, ts.url)
-	c.join("lobby", "alice")
-	waitFor(t, 10*time.Second, "the first snapshot", func() bool {
-		snaps, _ := w.snapshots(0)
-		return len(snaps) == 1 && roomsClean(ts, 1)
-	})
-	r := ts.roomList()[0]
+	ts, c, r := lobbyServer(t, mem, w, prefix)
 	r.mu.Lock()
 	r.dirty = true // cleared when the tick has built the room's snapshot
 	r.mu.Unlock()
@@ -321,6 +275,14 @@ func TestPresenceStaleSnapshotDropped(t *testing.T) {
 	waitFor(t, 10*time.Second, "the room to unsubscribe", func() bool { return r.unsubs.Load() == 1 })
 	ts.presMu.Unlock()
 	<-tick
+	checkPresenceOps(t, mem, w, prefix, "sync,snapshot,bye")
+}
+
+// checkPresenceOps waits for server 1000's "bye" in lobby, then for a fence
+// published after it (anything published before the fence has been
+// delivered once it is), and checks the ops server 1000 published.
+func checkPresenceOps(t *testing.T, mem broker.Broker, w *presenceWatch, prefix, want string) {
+	t.Helper()
 	waitFor(t, 10*time.Second, "the bye", func() bool {
 		for _, ps := range w.frames() {
 			if ps.Op == "bye" {
@@ -342,7 +304,33 @@ func TestPresenceStaleSnapshotDropped(t *testing.T) {
 			ops = append(ops, ps.Op)
 		}
 	}
-	if got := strings.Join(ops, ","); got != "sync,snapshot,bye" {
-		t.Errorf("server 1000's presence frames: %s, want sync,snapshot,bye", got)
+	if got := strings.Join(ops, ","); got != want {
+		t.Errorf("server 1000's presence frames: %s, want %s", got, want)
 	}
+}
+
+// presenceServer starts server 1000 on b, with no presence tick of its own,
+// and joins alice to rooms r0..r<n-1> on one connection.
+func presenceServer(t *testing.T, b broker.Broker, prefix string, n int) (*testServer, *client) {
+	t.Helper()
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
+	c := dial(t, ts.url)
+	for i := range n {
+		c.join("r"+strconv.Itoa(i), "alice")
+	}
+	return ts, c
+}
+
+// lobbyServer starts server 1000 on b with alice in lobby, and waits for
+// the room's first snapshot.
+func lobbyServer(t *testing.T, b broker.Broker, w *presenceWatch, prefix string) (*testServer, *client, *room) {
+	t.Helper()
+	ts := startServer(t, b, Config{AppID: "1000", Prefix: prefix, PresenceInterval: time.Hour})
+	c := dial(t, ts.url)
+	c.join("lobby", "alice")
+	waitFor(t, 10*time.Second, "the first snapshot", func() bool {
+		snaps, _ := w.snapshots(0)
+		return len(snaps) == 1 && roomsClean(ts, 1)
+	})
+	return ts, c, ts.roomList()[0]
 }
