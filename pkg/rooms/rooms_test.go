@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -521,4 +522,54 @@ func TestNewNeedsStore(t *testing.T) {
 // same text for a missing room and a forbidden one.
 func isNoRoom(err error) bool {
 	return errors.Is(err, auth.ErrNoRoom) && err.Error() == auth.ErrNoRoom.Error()
+}
+
+// TestTouchesShareAWrite: rooms becoming active one by one (a room every
+// 10 ms for 2.5 s) are written at most once per touchSpacing, every one of
+// them.
+func TestTouchesShareAWrite(t *testing.T) {
+	st := &touchCounter{Store: store.NewMemory()}
+	svc, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	const n = 250
+	for i := range n {
+		svc.Active("room"+strconv.Itoa(i), time.Now())
+		time.Sleep(10 * time.Millisecond) // the pace of the load, not a wait for it
+	}
+	waitFor(t, 5*time.Second, "every room written", func() bool { return st.rooms() == n })
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.at) > 5 {
+		t.Errorf("%d store writes for %d rooms over %v, want one a second at most", len(st.at), n, st.at[len(st.at)-1].Sub(st.at[0]))
+	}
+	for i := 1; i < len(st.at); i++ {
+		if d := st.at[i].Sub(st.at[i-1]); d < touchSpacing-50*time.Millisecond {
+			t.Errorf("writes %d and %d only %v apart", i-1, i, d)
+		}
+	}
+}
+
+// touchCounter records when TouchRooms writes and how many rooms.
+type touchCounter struct {
+	store.Store
+	mu sync.Mutex
+	at []time.Time
+	n  int
+}
+
+func (c *touchCounter) TouchRooms(ctx context.Context, rooms map[string]time.Time) error {
+	c.mu.Lock()
+	c.at = append(c.at, time.Now())
+	c.n += len(rooms)
+	c.mu.Unlock()
+	return c.Store.TouchRooms(ctx, rooms)
+}
+
+func (c *touchCounter) rooms() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
