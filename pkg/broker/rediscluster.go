@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,24 +325,14 @@ func (b *RedisCluster) Publish(ctx context.Context, subject string, data []byte)
 	if err := ValidateSubject(subject); err != nil {
 		return err
 	}
-	var feeds []string
-	for _, lp := range *b.patterns.Load() {
-		if lp.p.matchString(subject) {
-			feeds = append(feeds, lp.feed)
-		}
-	}
+	live := *b.patterns.Load()
 	var err error
-	if len(feeds) == 0 {
+	if !slices.ContainsFunc(live, func(lp livePattern) bool { return lp.p.matchString(subject) }) {
 		err = b.cc.SPublish(ctx, ShardChannel(subject), data).Err()
 	} else {
-		payload := make([]byte, 0, len(subject)+1+len(data))
-		payload = append(append(append(payload, subject...), ' '), data...)
 		var cmds []redis.Cmder
 		cmds, err = b.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.SPublish(ctx, ShardChannel(subject), data)
-			for _, f := range feeds {
-				p.SPublish(ctx, f, payload)
-			}
+			queuePublish(ctx, p, live, subject, data)
 			return nil
 		})
 		for _, c := range cmds {
@@ -359,6 +350,27 @@ func (b *RedisCluster) Publish(ctx context.Context, subject string, data []byte)
 		return fmt.Errorf("broker: publish to %q on %s: %w", subject, b.url, err)
 	}
 	return nil
+}
+
+// queuePublish queues on p a message's SPUBLISH to its subject's shard
+// channel and, for each live pattern the subject matches, one to the
+// pattern's feed channel ("subject data"); it returns the commands queued.
+func queuePublish(ctx context.Context, p redis.Pipeliner, live []livePattern, subject string, data []byte) int {
+	p.SPublish(ctx, ShardChannel(subject), data)
+	n := 1
+	var payload []byte
+	for _, lp := range live {
+		if !lp.p.matchString(subject) {
+			continue
+		}
+		if payload == nil {
+			payload = make([]byte, 0, len(subject)+1+len(data))
+			payload = append(append(append(payload, subject...), ' '), data...)
+		}
+		p.SPublish(ctx, lp.feed, payload)
+		n++
+	}
+	return n
 }
 
 // PublishBatch implements BatchPublisher (see the function PublishBatch):
@@ -387,18 +399,7 @@ func (b *RedisCluster) PublishBatch(ctx context.Context, msgs []Message) error {
 		owner = owner[:0]
 		cmds, err := b.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, m := range chunk {
-				p.SPublish(ctx, ShardChannel(m.Subject), m.Data)
-				owner = append(owner, i)
-				var payload []byte
-				for _, lp := range live {
-					if !lp.p.matchString(m.Subject) {
-						continue
-					}
-					if payload == nil {
-						payload = make([]byte, 0, len(m.Subject)+1+len(m.Data))
-						payload = append(append(append(payload, m.Subject...), ' '), m.Data...)
-					}
-					p.SPublish(ctx, lp.feed, payload)
+				for range queuePublish(ctx, p, live, m.Subject, m.Data) {
 					owner = append(owner, i)
 				}
 			}
