@@ -35,14 +35,24 @@ func expectPage(t *testing.T, pctx context.Context, who, what, expr, why string)
 }
 
 // clickWhenThere waits for the element to be in the page, then clicks it
-// with the mouse.
+// with the mouse. Lists are redrawn on presence updates, so the node found
+// may be replaced before the click lands ("Could not find node with given
+// id"): the click is tried again on the new node until browserStepWait.
 func clickWhenThere(t *testing.T, pctx context.Context, who, sel string) {
 	t.Helper()
 	expectPage(t, pctx, who, sel, fmt.Sprintf(`!!document.querySelector(%q)`, sel), "")
-	ctx, cancel := context.WithTimeout(pctx, browserStepWait)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
-		t.Fatalf("%s: clicking %s: %v", who, sel, err)
+	deadline := time.Now().Add(browserStepWait)
+	for {
+		ctx, cancel := context.WithDeadline(pctx, deadline)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if pctx.Err() != nil || !time.Now().Before(deadline) || !strings.Contains(strings.ToLower(err.Error()), "node") {
+			t.Fatalf("%s: clicking %s: %v", who, sel, err)
+		}
+		expectPage(t, pctx, who, sel, fmt.Sprintf(`!!document.querySelector(%q)`, sel), "")
 	}
 }
 
