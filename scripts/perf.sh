@@ -3,7 +3,7 @@
 # server side pinned to core 0 and `livechat bench` to core 1. Prints one JSON
 # result per run (bench -o json) with the server's figures added.
 #
-#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | upload1000 | picture1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | prod | floor
+#   scripts/perf.sh BIN POINT [RUNS]      POINT: mem1000 | upload1000 | picture1000 | redis1000 | rooms500 | redisrooms500 | idle5000 | haproxy5000 | prod | floor | brokerfloor
 #
 # Ports: servers 18080/18081, own redis-server 16399, HAProxy 18090.
 # haproxy5000: ROOMS=N spreads the clients over N rooms (default 1).
@@ -34,12 +34,19 @@
 # floor: the kernel's cost of one write to one of 6,155 loopback sockets
 # (scripts/writefloor; BIN is not used), SIZE bytes (default 500) to each
 # socket RATE times a second (default 12).
+# brokerfloor: the floor under a shared Redis (scripts/brokerfloor; BIN is not
+# used): SERVERS processes (default 4) on core 0 with their own Redis, each
+# subscribed to 500 rooms and sending its share of MSGRATE (default 500) msg/s,
+# each in one EVALSHA that stores and publishes (MODE=publish: a bare PUBLISH);
+# prints the processes' and Redis's CPU per message over PROD_WINDOW seconds.
 # SERVER_GOGC=N runs the servers with GOGC=N (the load generator keeps its own).
 # SERVER_FLAGS="..." adds flags to every `livechat serve` (e.g. --batch-writes=false).
 # BENCH_BIN=PATH runs the load generator from another binary than the servers
 # (to compare two servers under the same load generator).
 # TOKENS=1 makes every bench client a token user (`bench --tokens`) with a
 # fresh secret that the servers get too (LIVECHAT_SECRET_FILE).
+# PERF_RECORD=FILE (prod): `perf record -C 0 -g` of every process on core 0 over
+# the window, into FILE (`perf report -i FILE --sort comm,dso`).
 # PPROF=DIR also takes a 10 s CPU profile and an allocation profile of the
 # (first) server during the publishing phase (6 s, from 6 s after start).
 set -euo pipefail
@@ -232,6 +239,7 @@ prod_point() {
   cmdstats() { if [ -n "$rport" ]; then redis-cli -p "$rport" info commandstats | tr -d '\r' | grep '^cmdstat_' | tr '\n' ' '; fi; }
   local rs0 rs1; rs0=$(cmdstats)
   t0=$(date +%s.%N); read -r -a c0 <<<"$(snap)"
+  if [ -n "${PERF_RECORD:-}" ]; then perf record -q -o "$PERF_RECORD" -C 0 -F 4999 -g -- sleep "$win" >/dev/null 2>&1 & fi
   sleep "$win"
   read -r -a c1 <<<"$(snap)"; t1=$(date +%s.%N)
   rs1=$(cmdstats)
@@ -348,6 +356,24 @@ PY
     taskset -c 0 "$TMP/writefloor" write -conns 6155 -size "${SIZE:-500}" -rate "${RATE:-12}" & wp=$!
     taskset -c 1 "$TMP/writefloor" read -conns 6155 & pids+=($!)
     wait $wp ;;
+  brokerfloor)
+    [ -x "$TMP/brokerfloor" ] || go build -o "$TMP/brokerfloor" ./scripts/brokerfloor
+    read -r -a fp <<<"$(freeports 1)"; redis_start "${fp[0]}"; rpid=${pids[-1]}
+    n=${SERVERS:-4}; win=${PROD_WINDOW:-8}; fpids=()
+    st=$(( $(date +%s%3N) + 2000 ))
+    for i in $(seq "$n"); do
+      taskset -c 0 "$TMP/brokerfloor" -redis 127.0.0.1:"${fp[0]}" -servers "$n" -rate "${MSGRATE:-500}" \
+        -mode "${MODE:-append}" -start "$st" -duration "${win}s" > "$TMP/floor$i.json" & fpids+=($!)
+    done
+    sleep "$(python3 -c "import time; print(max(0, $st/1000 - time.time()))")"
+    r0=$(cpu "$rpid"); wait "${fpids[@]}"; r1=$(cpu "$rpid")
+    cat "$TMP"/floor*.json | python3 -c 'import json, sys
+ls = [json.loads(l) for l in sys.stdin if l.startswith("{")]
+redis = float(sys.argv[2].split()[0]) - float(sys.argv[1].split()[0])
+sent = sum(l["sent"] for l in ls); got = sum(l["received"] for l in ls); cpu = sum(l["cpu_s"] for l in ls)
+print(json.dumps({"point": "brokerfloor", "mode": ls[0]["mode"], "servers": len(ls), "sent": sent, "received": got,
+  "cpu_s": {"servers": round(cpu, 3), "redis": round(redis, 3)},
+  "us_per_message": {"servers": round(1e6 * cpu / max(sent, 1), 1), "redis": round(1e6 * redis / max(sent, 1), 1)}}))' "$r0" "$r1" ;;
   *) echo "unknown point $POINT" >&2; exit 2 ;;
   esac
   [ -n "${profpid:-}" ] && wait "$profpid"; profpid=
