@@ -29,10 +29,11 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/livechat/livechat/scripts/internal/rusage"
 )
 
 var appendScript = redis.NewScript(`
@@ -93,7 +94,7 @@ func run(addr string, servers, rate, rooms, size int, mode string, startMS int64
 	time.Sleep(time.Until(start))
 	payload := strings.Repeat("x", size)
 	every := time.Duration(float64(time.Second) * float64(servers) / float64(rate))
-	cpu0, got0 := cpuTime(), received.Load()
+	cpu0, got0 := rusage.CPU(), received.Load()
 	sent := 0
 	for time.Since(start) < dur {
 		if d := time.Until(start.Add(time.Duration(sent) * every)); d > 0 {
@@ -113,7 +114,7 @@ func run(addr string, servers, rate, rooms, size int, mode string, startMS int64
 		}
 		sent++
 	}
-	cpu, got := cpuTime()-cpu0, received.Load()-got0
+	cpu, got := rusage.CPU()-cpu0, received.Load()-got0
 	el := time.Since(start)
 	out, _ := json.Marshal(map[string]any{
 		"mode": mode, "sent": sent, "received": got, "window_s": el.Seconds(),
@@ -121,13 +122,4 @@ func run(addr string, servers, rate, rooms, size int, mode string, startMS int64
 	})
 	fmt.Println(string(out))
 	return nil
-}
-
-// cpuTime is the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 }

@@ -19,8 +19,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 	"time"
+
+	"github.com/livechat/livechat/scripts/internal/rusage"
 )
 
 func main() {
@@ -66,7 +67,7 @@ func write(addr string, n, size, rate int, dur time.Duration) error {
 		cs = append(cs, c)
 	}
 	buf := make([]byte, size)
-	cpu0 := cpuTime()
+	cpu0 := rusage.CPU()
 	start := time.Now()
 	writes := 0
 	every := time.Second / time.Duration(rate)
@@ -82,7 +83,7 @@ func write(addr string, n, size, rate int, dur time.Duration) error {
 		}
 	}
 	el := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := rusage.CPU() - cpu0
 	fmt.Printf(`{"conns": %d, "size": %d, "writes_per_s": %.0f, "cpu_percent": %.1f, "us_per_write": %.2f}`+"\n",
 		n, size, float64(writes)/el.Seconds(), 100*cpu.Seconds()/el.Seconds(), float64(cpu.Nanoseconds())/1e3/float64(writes))
 	return nil
@@ -113,13 +114,4 @@ func read(addr string, n int) error {
 	}
 	<-done
 	return nil
-}
-
-// cpuTime is the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 }
