@@ -15,7 +15,9 @@
 // -mode append (the default) an EVALSHA that INCRs the room's seq, ZADDs
 // the message and PUBLISHes it; -mode none only keeps the pace (its cost,
 // the timer's wake-ups, is to be taken off the other two: a chat server
-// wakes for its client's message instead). Each process prints one JSON line: its CPU,
+// wakes for its client's message instead); -mode livechat the append mode
+// through livechat's history (pkg/history's script, dedup key included) and
+// broker (pkg/broker's inline subscriptions), without the chat server. Each process prints one JSON line: its CPU,
 // the messages it sent and received in the window. scripts/perf.sh BIN
 // brokerfloor starts Redis and S processes on core 0 and adds Redis's CPU.
 package main
@@ -26,12 +28,17 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/livechat/livechat/pkg/broker"
+	"github.com/livechat/livechat/pkg/history"
+	"github.com/livechat/livechat/pkg/protocol"
 
 	"github.com/livechat/livechat/scripts/internal/rusage"
 )
@@ -52,18 +59,35 @@ func main() {
 	mode := flag.String("mode", "append", "append | publish")
 	start := flag.Int64("start", 0, "Unix ms at which the window starts (0: now + 1 s)")
 	dur := flag.Duration("duration", 8*time.Second, "the window")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the window to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "brokerfloor:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*addr, *servers, *rate, *rooms, *size, *mode, *start, *dur); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "brokerfloor:", err)
 		os.Exit(1)
 	}
 }
 
 func run(addr string, servers, rate, rooms, size int, mode string, startMS int64, dur time.Duration) error {
-	if mode != "append" && mode != "publish" && mode != "none" {
+	ctx := context.Background()
+	switch mode {
+	case "append", "publish", "none":
+	case "livechat":
+		return runLivechat(ctx, addr, servers, rate, rooms, size, startMS, dur)
+	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
-	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	chans := make([]string, rooms)
@@ -114,12 +138,64 @@ func run(addr string, servers, rate, rooms, size int, mode string, startMS int64
 		}
 		sent++
 	}
-	cpu, got := rusage.CPU()-cpu0, received.Load()-got0
-	el := time.Since(start)
+	report(mode, sent, received.Load()-got0, rusage.CPU()-cpu0, time.Since(start))
+	return nil
+}
+
+// runLivechat is the append mode through livechat's own libraries: the
+// history's append script (pkg/history, with its dedup key) and the
+// broker's inline subscriptions (pkg/broker), without the chat server.
+func runLivechat(ctx context.Context, addr string, servers, rate, rooms, size int, startMS int64, dur time.Duration) error {
+	url := "redis://" + addr
+	hs, err := history.OpenRedis(ctx, url, history.Options{})
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
+	b, err := broker.OpenRedis(ctx, url, broker.Options{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	var received atomic.Int64
+	subjects := make([]string, rooms)
+	for i := range subjects {
+		subjects[i] = protocol.RoomSubject("livechat", "floor"+strconv.Itoa(i))
+		if _, err := broker.SubscribeInline(ctx, b, subjects[i], func(broker.Message) { received.Add(1) }); err != nil {
+			return err
+		}
+	}
+	start := time.Now().Add(time.Second)
+	if startMS > 0 {
+		start = time.UnixMilli(startMS)
+	}
+	time.Sleep(time.Until(start))
+	text := strings.Repeat("x", size)
+	every := time.Duration(float64(time.Second) * float64(servers) / float64(rate))
+	cpu0, got0 := rusage.CPU(), received.Load()
+	sent := 0
+	for time.Since(start) < dur {
+		if d := time.Until(start.Add(time.Duration(sent) * every)); d > 0 {
+			time.Sleep(d)
+		}
+		i := sent % rooms
+		id := strconv.FormatInt(startMS, 36) + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(sent)
+		m := &protocol.Message{Type: "message", Room: "floor" + strconv.Itoa(i), ID: id, From: "floor", User: "floor",
+			Text: text, TS: time.Now().UnixMilli(), Server: "floor", CID: id}
+		if _, _, err := hs.AppendPublish(ctx, m, "floor\x00"+id, subjects[i]); err != nil {
+			return err
+		}
+		sent++
+	}
+	report("livechat", sent, received.Load()-got0, rusage.CPU()-cpu0, time.Since(start))
+	return nil
+}
+
+// report prints one process's JSON line.
+func report(mode string, sent int, got int64, cpu, el time.Duration) {
 	out, _ := json.Marshal(map[string]any{
 		"mode": mode, "sent": sent, "received": got, "window_s": el.Seconds(),
 		"cpu_s": cpu.Seconds(), "us_per_message_received": float64(cpu.Microseconds()) / float64(max(got, 1)),
 	})
 	fmt.Println(string(out))
-	return nil
 }
