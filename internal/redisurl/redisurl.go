@@ -1,8 +1,14 @@
-// Package redisurl parses the Redis Cluster URLs that the broker and the
-// history store share: "redis+cluster://[user:password@]host:port[,host:port...][?options]"
-// ("rediss+cluster://" for TLS). The hosts are seed nodes: the client
-// discovers the others from them. The options are go-redis's cluster URL
-// parameters (dial_timeout, read_timeout, max_redirects, client_name, ...).
+// Package redisurl parses the Redis URLs that the broker and the history
+// store share, with the client defaults they share. A single server:
+// go-redis's "redis://" and "rediss://" URLs (Parse). A cluster:
+// "redis+cluster://[user:password@]host:port[,host:port...][?options]"
+// ("rediss+cluster://" for TLS; ParseCluster). A cluster's hosts are seed
+// nodes: the client discovers the others from them. The options are
+// go-redis's URL parameters (dial_timeout, read_timeout, max_redirects,
+// client_name, protocol, ...).
+//
+// The shared default: no maintenance notifications (Redis before 8 does
+// not know CLIENT MAINT_NOTIFICATIONS).
 package redisurl
 
 import (
@@ -22,6 +28,21 @@ const (
 	TLSScheme = "rediss+cluster"
 )
 
+// Parse parses a single-server Redis URL (go-redis's redis.ParseURL) with
+// the package's defaults. Its errors never repeat the URL.
+func Parse(raw string) (*redis.Options, error) {
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // it repeats the URL, password included
+		}
+		return nil, err
+	}
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return o, nil
+}
+
 // IsCluster reports whether raw has a Redis Cluster scheme.
 func IsCluster(raw string) bool {
 	return strings.HasPrefix(raw, Scheme+"://") || strings.HasPrefix(raw, TLSScheme+"://")
@@ -31,8 +52,7 @@ func IsCluster(raw string) bool {
 var ErrInvalid = errors.New("invalid redis cluster URL")
 
 // ParseCluster parses a Redis Cluster URL into go-redis cluster options.
-// Its errors never repeat the password. Maintenance notifications (Redis 8)
-// are disabled: Redis 7 does not know them.
+// Its errors never repeat the password. The package's defaults apply.
 func ParseCluster(raw string) (*redis.ClusterOptions, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok || (scheme != Scheme && scheme != TLSScheme) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 func TestParseCluster(t *testing.T) {
@@ -19,6 +21,9 @@ func TestParseCluster(t *testing.T) {
 	if o.Username != "u" || o.Password != "p@ss" || o.DialTimeout != 2*time.Second || o.ClientName != "x" || o.TLSConfig != nil {
 		t.Errorf("options %+v", o)
 	}
+	if o.MaintNotificationsConfig == nil || o.MaintNotificationsConfig.Mode != maintnotifications.ModeDisabled {
+		t.Errorf("maintenance notifications %+v, want disabled", o.MaintNotificationsConfig)
+	}
 	o, err = ParseCluster("rediss+cluster://h1:7000/")
 	if err != nil || o.TLSConfig == nil || o.TLSConfig.ServerName != "h1" {
 		t.Errorf("rediss+cluster: %+v, %v", o, err)
@@ -30,6 +35,27 @@ func TestParseCluster(t *testing.T) {
 		_, err := ParseCluster(bad)
 		if !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("ParseCluster(%q) = %v, want ErrInvalid without the password", bad, err)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	o, err := Parse("redis://u:p%40ss@h1:6380/2?dial_timeout=2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Addr != "h1:6380" || o.DB != 2 || o.Username != "u" || o.Password != "p@ss" || o.DialTimeout != 2*time.Second {
+		t.Errorf("options %+v", o)
+	}
+	if o.MaintNotificationsConfig == nil || o.MaintNotificationsConfig.Mode != maintnotifications.ModeDisabled {
+		t.Errorf("maintenance notifications %+v, want disabled", o.MaintNotificationsConfig)
+	}
+	if o, err := Parse("rediss://h1:6380?protocol=2"); err != nil || o.Protocol != 2 || o.TLSConfig == nil {
+		t.Errorf("rediss, protocol=2: %+v, %v", o, err)
+	}
+	for _, bad := range []string{"redis+cluster://h:1", "http://:s3cret@h:1", "redis://:s3cret@h:1?nope=1", "redis://:s3cret@h:1/x"} {
+		if _, err := Parse(bad); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Parse(%q) = %v, want an error without the password", bad, err)
 		}
 	}
 }

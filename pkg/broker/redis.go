@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/livechat/livechat/internal/redisurl"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Timing of the Redis backend. They depend on each other: the receive loop
@@ -98,16 +97,10 @@ func (g *redisGroup) markReady() {
 func OpenRedis(ctx context.Context, rawURL string, opts Options) (Broker, error) {
 	opts.fill()
 	redacted := Redact(rawURL)
-	ro, err := redis.ParseURL(rawURL)
+	ro, err := redisurl.Parse(rawURL)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // it repeats the raw URL, password included
-		}
 		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, err)
 	}
-	// Redis before 8 does not know CLIENT MAINT_NOTIFICATIONS; do not ask.
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// One dial attempt per try: a Publish while Redis is down fails in
 	// milliseconds instead of retrying dials for seconds (go-redis still
 	// retries the command itself, MaxRetries, e.g. on a stale connection).

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/livechat/livechat/internal/redisurl"
 	"github.com/livechat/livechat/pkg/protocol"
@@ -133,12 +132,10 @@ func OpenRedis(ctx context.Context, rawURL string, opts Options) (*Redis, error)
 	if redisurl.IsCluster(rawURL) {
 		return openRedisCluster(ctx, rawURL, redacted, opts)
 	}
-	ro, err := redis.ParseURL(rawURL)
+	ro, err := redisurl.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, cause(err))
+		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, redacted, err)
 	}
-	// Redis before 8 does not know CLIENT MAINT_NOTIFICATIONS; do not ask.
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// No automatic retries: an EVALSHA retried after a lost reply would
 	// append the message twice (unless it has a dedup key), and a store
 	// that is down must fail fast. The caller retries with its dedup key.
