@@ -191,11 +191,12 @@ func TestHelpListsOnlyFlagsThatApply(t *testing.T) {
 		"version": "help output",
 		"bench": "big-room clients connect-concurrency connect-timeout drain duration help join-timeout " +
 			"max-rate-per-conn output publishers rate room rooms size source-ips token-secret-file tokens upload-size uploaders url warmup",
-		"publish": "blobs broker data file from help history operator-key-file output prefix room store",
+		"publish": "blobs broker data file from help history history-dedup-window history-max-age history-max-len operator-key-file output prefix room store",
 		"tail":    "broker data help history operator-key-file output prefix room since subject typing",
 		"stats":   "broker data help interval operator-key-file output prefix watch",
 		"token":   "data help name output room secret-file ttl user",
 		"serve": "addr allowed-origins app-id append-publish batch-writes blobs broker broker-grace data drain-delay flusher guest-uploads guests heartbeat heartbeat-interval help history " +
+			"history-dedup-window history-max-age history-max-len " +
 			"inline-delivery inline-reads log-format log-level max-conns-per-ip max-rooms-per-conn max-upload prefix presence-interval rate rate-burst " +
 			"read-limit read-poller secret-file send-queue shutdown-timeout store trust-proxy upload-any upload-quota upload-rate upload-timeout write-burst",
 		"users list":    "after data help limit output store",

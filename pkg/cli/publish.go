@@ -70,6 +70,7 @@ pictures re-encoded without their metadata) in the servers' blob store (--blobs,
 	cmd.Flags().StringArrayVar(&opts.Files, "file", nil, "attach this picture or file (repeat for more, up to 10)")
 	cmd.Flags().StringVar(&opts.StoreURL, "store", "", "with --file: the servers' store, as for serve (empty: livechat.db in --data)")
 	addBlobsFlag(cmd.Flags(), &opts.BlobsURL)
+	addRetentionFlags(cmd.Flags(), g)
 	addOpsFlags(cmd, g)
 	addOutputFlag(cmd, g)
 	return cmd
@@ -87,6 +88,9 @@ func runPublish(ctx context.Context, opts *PublishOptions, ios *IOStreams) error
 	}
 	if len(opts.Files) > protocol.MaxFiles {
 		return usageErrorf("--file: at most %d files", protocol.MaxFiles)
+	}
+	if err := validateRetention(opts.Global.Retention); err != nil {
+		return err
 	}
 	var texts []string
 	if strings.TrimSpace(opts.Text) != "" {

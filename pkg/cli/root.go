@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
 )
 
@@ -95,6 +96,11 @@ type GlobalOptions struct {
 	// OperatorKeyFile holds the key of a node's operator API, for an
 	// http:// broker. Default: "" (the data directory's operator.key).
 	OperatorKeyFile string
+	// Retention bounds what the history keeps (its MaxLen, MaxAge and
+	// DedupWindow; the rest is unused), for the commands that append to
+	// it (serve, publish; addRetentionFlags). Each append trims the room,
+	// so every writer must use the same. Zero fields: history's defaults.
+	Retention history.Options
 }
 
 // Defaults shared by several commands, read from here by the flags.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/livechat/livechat/pkg/account"
 	"github.com/livechat/livechat/pkg/blob"
@@ -158,6 +159,9 @@ func (o *ServeOptions) validate() error {
 		between("presence-interval", c.PresenceInterval, 100*time.Millisecond, time.Minute),
 		offOrBetween("heartbeat", c.ClientHeartbeat, heartbeatMin, heartbeatMax),
 	)
+	if err == nil && o.Global != nil {
+		err = validateRetention(o.Global.Retention)
+	}
 	if err == nil {
 		err = o.Uploads.validate()
 	}
@@ -252,6 +256,7 @@ that they reconnect to another server, and refuses new ones until it is back.`,
 	_ = f.MarkHidden("pprof")
 	addUploadFlags(f, &opts.Uploads)
 	addBrokerFlags(cmd, g, DefaultServeBroker)
+	addRetentionFlags(cmd.Flags(), g)
 	addDataFlag(cmd, g)
 	return cmd
 }
@@ -576,7 +581,8 @@ func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Lo
 	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	st, err := history.Open(ctx, raw, history.Options{KeyPrefix: g.Prefix + ":history", Logger: log})
+	st, err := history.Open(ctx, raw, history.Options{KeyPrefix: g.Prefix + ":history", Logger: log,
+		MaxLen: g.Retention.MaxLen, MaxAge: g.Retention.MaxAge, DedupWindow: g.Retention.DedupWindow})
 	if err != nil {
 		if errors.Is(err, history.ErrUnsupportedURL) {
 			return nil, "", usageErrorf("--history: %v", err)
@@ -584,6 +590,24 @@ func openHistory(ctx context.Context, raw string, g *GlobalOptions, log *slog.Lo
 		return nil, "", fmt.Errorf("%w (set --history or LIVECHAT_HISTORY; \"none\" disables history)", err)
 	}
 	return st, history.Redact(raw), nil
+}
+
+// addRetentionFlags registers the history's bounds (g.Retention) on a
+// command that appends to it.
+func addRetentionFlags(f *pflag.FlagSet, g *GlobalOptions) {
+	g.Retention = history.Options{MaxLen: history.DefaultMaxLen, MaxAge: history.DefaultMaxAge, DedupWindow: history.DefaultDedupWindow}
+	f.IntVar(&g.Retention.MaxLen, "history-max-len", g.Retention.MaxLen, "messages the history keeps per room, the oldest trimmed (Redis, SQLite, memory; PostgreSQL keeps all). Every server and publish must use the same")
+	f.DurationVar(&g.Retention.MaxAge, "history-max-age", g.Retention.MaxAge, "messages older than this are trimmed from the history (Redis, SQLite, memory); a Redis room quiet this long starts again at seq 1. Every server and publish must use the same")
+	f.DurationVar(&g.Retention.DedupWindow, "history-dedup-window", g.Retention.DedupWindow, "how long the history remembers a sent message's cid, so a retried send is stored once (Redis, SQLite; in Redis ~140 bytes a message for this long)")
+}
+
+// validateRetention checks the history's bounds.
+func validateRetention(r history.Options) error {
+	return firstError(
+		between("history-max-len", r.MaxLen, 1, 10_000_000),
+		between("history-max-age", r.MaxAge, time.Minute, 100*365*24*time.Hour),
+		between("history-dedup-window", r.DedupWindow, time.Minute, 365*24*time.Hour),
+	)
 }
 
 // historyInBrokerRedis reports whether the history URL hist ("" for the

@@ -99,6 +99,12 @@ func TestServeRefusesBadFlags(t *testing.T) {
 			"error: --broker nats://u:xxxxx@127.0.0.1:4222: a NATS broker has no history store to default to; set --history (or LIVECHAT_HISTORY) to the store every server shares: postgres://... or redis://... (sqlite:///path/file.db for one node), or \"none\" for live messages only\n"},
 		{"NATS token broker without history", []string{"--broker", "tls://s3cret@127.0.0.1:4222"}, [2]string{},
 			"error: --broker tls://xxxxx@127.0.0.1:4222: a NATS broker has no history store to default to; set --history (or LIVECHAT_HISTORY) to the store every server shares: postgres://... or redis://... (sqlite:///path/file.db for one node), or \"none\" for live messages only\n"},
+		{"history kept per room", []string{"--history-max-len", "0"}, [2]string{},
+			"error: --history-max-len 0: must be between 1 and 10000000\n"},
+		{"cid window too short", []string{"--history-dedup-window", "30s"}, [2]string{},
+			"error: --history-dedup-window 30s: must be between 1m and 8760h\n"},
+		{"history age from the environment", nil, [2]string{"LIVECHAT_HISTORY_MAX_AGE", "0s"},
+			"error: --history-max-age 0s: must be between 1m and 876000h\n"},
 		{"from the environment", nil, [2]string{"LIVECHAT_RATE", "-5"},
 			"error: --rate -5: must be between 0.1 and 10000\n"},
 	} {

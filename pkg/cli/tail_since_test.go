@@ -88,3 +88,47 @@ func TestTailSinceUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishHistoryMaxLen: publish trims the room to --history-max-len
+// as it appends, and refuses bounds out of range before sending anything.
+func TestPublishHistoryMaxLen(t *testing.T) {
+	url, prefix := brokertest.RedisURL(t), brokertest.Prefix(t)
+	ctx := context.Background()
+	for i := 1; i <= 5; i++ {
+		ios, _, errOut := testIO("")
+		args := []string{"publish", "--broker", url, "--prefix", prefix, "--room", "lobby", "--history-max-len", "3", "m" + strconv.Itoa(i)}
+		if code := Run(ctx, args, ios); code != 0 {
+			t.Fatalf("publish m%d: exit %d: %s", i, code, errOut.String())
+		}
+	}
+	h, err := history.Open(ctx, url, history.Options{KeyPrefix: prefix + ":history"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	ms, err := h.Latest(ctx, "lobby", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, m := range ms {
+		texts = append(texts, m.Text)
+	}
+	if got := strings.Join(texts, ","); got != "m3,m4,m5" {
+		t.Errorf("the room holds %s, want m3,m4,m5", got)
+	}
+	for _, tc := range [][]string{
+		{"--history-max-len", "0", "--history-max-len 0: must be between 1 and 10000000"},
+		{"--history-max-age", "10s", "--history-max-age 10s: must be between 1m and 876000h"},
+		{"--history-dedup-window", "-1h", "--history-dedup-window -1h: must be between 1m and 8760h"},
+	} {
+		ios, _, errOut := testIO("")
+		code := Run(ctx, []string{"publish", "--broker", url, "--prefix", prefix, "--room", "lobby", tc[0], tc[1], "not sent"}, ios)
+		if code != 2 || !strings.Contains(errOut.String(), tc[2]) {
+			t.Errorf("%s %s: exit %d, %q; want 2 and %q", tc[0], tc[1], code, errOut.String(), tc[2])
+		}
+	}
+	if ms, err := h.Latest(ctx, "lobby", 10); err != nil || len(ms) != 3 || ms[2].Text != "m5" {
+		t.Errorf("after the refused publishes: %d messages, %v", len(ms), err)
+	}
+}
