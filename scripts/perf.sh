@@ -37,7 +37,8 @@
 # brokerfloor: the floor under a shared Redis (scripts/brokerfloor; BIN is not
 # used): SERVERS processes (default 4) on core 0 with their own Redis, each
 # subscribed to 500 rooms and sending its share of MSGRATE (default 500) msg/s,
-# each in one EVALSHA that stores and publishes (MODE=publish: a bare PUBLISH);
+# each in one EVALSHA that stores and publishes (MODE=publish: a bare PUBLISH;
+# MODE=livechat: through pkg/history and pkg/broker; MODE=none: the pacing only);
 # prints the processes' and Redis's CPU per message over PROD_WINDOW seconds.
 # SERVER_GOGC=N runs the servers with GOGC=N (the load generator keeps its own).
 # SERVER_FLAGS="..." adds flags to every `livechat serve` (e.g. --batch-writes=false).

@@ -111,35 +111,17 @@ func run(addr string, servers, rate, rooms, size int, mode string, startMS int64
 			received.Add(1)
 		}
 	}()
-	start := time.Now().Add(time.Second)
-	if startMS > 0 {
-		start = time.UnixMilli(startMS)
-	}
-	time.Sleep(time.Until(start))
 	payload := strings.Repeat("x", size)
-	every := time.Duration(float64(time.Second) * float64(servers) / float64(rate))
-	cpu0, got0 := rusage.CPU(), received.Load()
-	sent := 0
-	for time.Since(start) < dur {
-		if d := time.Until(start.Add(time.Duration(sent) * every)); d > 0 {
-			time.Sleep(d)
-		}
-		room := strconv.Itoa(sent % rooms)
-		var err error
+	return paced(mode, servers, rate, startMS, dur, &received, func(n int) error {
+		room := strconv.Itoa(n % rooms)
 		switch mode {
 		case "none":
+			return nil
 		case "publish":
-			err = c.Publish(ctx, "floor."+room, payload).Err()
-		default:
-			err = appendScript.EvalSha(ctx, c, []string{"{floor." + room + "}.seq", "{floor." + room + "}.msgs", "floor." + room}, payload).Err()
+			return c.Publish(ctx, "floor."+room, payload).Err()
 		}
-		if err != nil {
-			return err
-		}
-		sent++
-	}
-	report(mode, sent, received.Load()-got0, rusage.CPU()-cpu0, time.Since(start))
-	return nil
+		return appendScript.EvalSha(ctx, c, []string{"{floor." + room + "}.seq", "{floor." + room + "}.msgs", "floor." + room}, payload).Err()
+	})
 }
 
 // runLivechat is the append mode through livechat's own libraries: the
@@ -165,12 +147,26 @@ func runLivechat(ctx context.Context, addr string, servers, rate, rooms, size in
 			return err
 		}
 	}
+	text := strings.Repeat("x", size)
+	return paced("livechat", servers, rate, startMS, dur, &received, func(n int) error {
+		i := n % rooms
+		id := strconv.FormatInt(startMS, 36) + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(n)
+		m := &protocol.Message{Type: "message", Room: "floor" + strconv.Itoa(i), ID: id, From: "floor", User: "floor",
+			Text: text, TS: time.Now().UnixMilli(), Server: "floor", CID: id}
+		_, _, err := hs.AppendPublish(ctx, m, "floor\x00"+id, subjects[i])
+		return err
+	})
+}
+
+// paced waits for the window's start (startMS, or 1 s from now), then calls
+// send(0), send(1), ... at rate/servers a second until the window ends, and
+// prints the process's JSON line.
+func paced(mode string, servers, rate int, startMS int64, dur time.Duration, received *atomic.Int64, send func(n int) error) error {
 	start := time.Now().Add(time.Second)
 	if startMS > 0 {
 		start = time.UnixMilli(startMS)
 	}
 	time.Sleep(time.Until(start))
-	text := strings.Repeat("x", size)
 	every := time.Duration(float64(time.Second) * float64(servers) / float64(rate))
 	cpu0, got0 := rusage.CPU(), received.Load()
 	sent := 0
@@ -178,16 +174,12 @@ func runLivechat(ctx context.Context, addr string, servers, rate, rooms, size in
 		if d := time.Until(start.Add(time.Duration(sent) * every)); d > 0 {
 			time.Sleep(d)
 		}
-		i := sent % rooms
-		id := strconv.FormatInt(startMS, 36) + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(sent)
-		m := &protocol.Message{Type: "message", Room: "floor" + strconv.Itoa(i), ID: id, From: "floor", User: "floor",
-			Text: text, TS: time.Now().UnixMilli(), Server: "floor", CID: id}
-		if _, _, err := hs.AppendPublish(ctx, m, "floor\x00"+id, subjects[i]); err != nil {
+		if err := send(sent); err != nil {
 			return err
 		}
 		sent++
 	}
-	report("livechat", sent, received.Load()-got0, rusage.CPU()-cpu0, time.Since(start))
+	report(mode, sent, received.Load()-got0, rusage.CPU()-cpu0, time.Since(start))
 	return nil
 }
 
