@@ -10,8 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/livechat/livechat/internal/redisurl"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/livechat/livechat/internal/redisurl"
 )
 
 // Timing of the Redis backend. They depend on each other: the receive loop

@@ -39,7 +39,6 @@ import (
 	"github.com/livechat/livechat/pkg/broker"
 	"github.com/livechat/livechat/pkg/history"
 	"github.com/livechat/livechat/pkg/protocol"
-
 	"github.com/livechat/livechat/scripts/internal/rusage"
 )
 
