@@ -465,6 +465,7 @@ type frame struct {
 	Type    string   `json:"type"`
 	Room    string   `json:"room"`
 	ID      string   `json:"id"`
+	Seq     uint64   `json:"seq"`
 	From    string   `json:"from"`
 	Text    string   `json:"text"`
 	Server  string   `json:"server"`
