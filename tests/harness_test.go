@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -148,18 +149,44 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-// freeAddr returns a 127.0.0.1 address with a port nobody listens on now.
+// Ports that freeAddr hands out: below the kernel's range for the local
+// side of outgoing connections (ip_local_port_range, 32768 and up by
+// default). A port from that range, free when checked, can be taken by any
+// test's outgoing connection before the process meant to listen on it binds
+// (CI saw HAProxy fail so: "Address already in use").
+const (
+	firstTestPort = 20000
+	lastTestPort  = 32767
+)
+
+var (
+	portMu   sync.Mutex
+	nextPort = firstTestPort + mrand.IntN(lastTestPort-firstTestPort)
+)
+
+// freeAddr returns a 127.0.0.1 address with a port nobody listens on now,
+// each port once per test process (see firstTestPort).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range lastTestPort - firstTestPort + 1 {
+		p := nextPort
+		if nextPort++; nextPort > lastTestPort {
+			nextPort = firstTestPort
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	t.Fatalf("no free port from %d to %d", firstTestPort, lastTestPort)
+	return ""
 }
 
 // uniquePrefix is a broker subject prefix of this test alone.
