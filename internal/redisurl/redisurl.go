@@ -33,14 +33,19 @@ const (
 func Parse(raw string) (*redis.Options, error) {
 	o, err := redis.ParseURL(raw)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // it repeats the URL, password included
-		}
-		return nil, err
+		return nil, withoutURL(err)
 	}
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return o, nil
+}
+
+// withoutURL strips a *url.Error, which repeats the URL, password included.
+func withoutURL(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
 }
 
 // IsCluster reports whether raw has a Redis Cluster scheme.
@@ -96,11 +101,7 @@ func ParseCluster(raw string) (*redis.ClusterOptions, error) {
 	}
 	o, err := redis.ParseClusterURL(plain)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // it repeats the URL, password included
-		}
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, withoutURL(err))
 	}
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return o, nil

@@ -53,7 +53,7 @@ func TestParse(t *testing.T) {
 	if o, err := Parse("rediss://h1:6380?protocol=2"); err != nil || o.Protocol != 2 || o.TLSConfig == nil {
 		t.Errorf("rediss, protocol=2: %+v, %v", o, err)
 	}
-	for _, bad := range []string{"redis+cluster://h:1", "http://:s3cret@h:1", "redis://:s3cret@h:1?nope=1", "redis://:s3cret@h:1/x"} {
+	for _, bad := range []string{"redis+cluster://h:1", "http://:s3cret@h:1", "redis://:s3cret@h:1?nope=1", "redis://:s3cret@h:1/x", "redis://:s3cret@h:1/%zz"} {
 		if _, err := Parse(bad); err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("Parse(%q) = %v, want an error without the password", bad, err)
 		}
